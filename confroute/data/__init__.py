@@ -1,0 +1,1 @@
+"""Everything that turns raw material into labelled prompts."""

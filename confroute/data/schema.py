@@ -1,0 +1,265 @@
+"""Canonical labelled-prompt table and adapters from the formats confroute reads.
+
+Canonical columns: `id`, `prompt`, `label` (float in [0, 1] = P(cloud needed)), `source`
+(benchmark or group), `split` (`train`, `val` or `test`). Evidence columns (`se_edge`,
+`se_cloud`, `rating_edge`, `rating_cloud`, samples, ...) are kept beside the label so another
+rule can be applied without resampling.
+
+Formats:
+- battle: the paper's release / RouteLLM arena format, `model_a, model_b, prompt,
+  winner_model_a, winner_model_b, winner_tie` (one-hot winner).
+- scores: per-prompt `se_edge` / `se_cloud` and/or `rating_edge` / `rating_cloud`, labelled
+  by a rule from `confroute.data.labels`.
+- labelled: a ready `label` column in [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from confroute.config import DataConfig, LabelConfig
+from confroute.data import labels as rules
+from confroute.errors import DataError, require
+from confroute.text import prompt_text
+
+BATTLE_COLUMNS = ("model_a", "model_b", "prompt", "winner_model_a", "winner_model_b", "winner_tie")
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass
+class LabelledPrompts:
+    """A canonical table plus a report of what loading did (drops, label counts, rule)."""
+
+    frame: Any  # pandas.DataFrame
+    report: dict[str, Any]
+
+    def split(self, name: str) -> Any:
+        return self.frame[self.frame["split"] == name].reset_index(drop=True)
+
+    def fingerprint(self, split: str = "train") -> str:
+        """sha256 of the (id, prompt, label) rows of a split: names the exact training data."""
+        digest = hashlib.sha256()
+        for row in self.split(split)[["id", "prompt", "label"]].itertuples(index=False):
+            digest.update(json.dumps([str(row[0]), row[1], round(float(row[2]), 6)]).encode())
+        return digest.hexdigest()
+
+
+def load(cfg: DataConfig) -> LabelledPrompts:
+    """Read `cfg.source`, label it, assign splits, and report every dropped row."""
+    frame = read_table(cfg.source, cfg.hf_split)
+    fmt = detect_format(frame) if cfg.format == "auto" else cfg.format
+    report: dict[str, Any] = {"source": cfg.source, "format": fmt, "rows_read": len(frame),
+                              "dropped": {}}
+    if fmt == "battle":
+        frame, labels = from_battle(frame, cfg.edge_model, cfg.label.ties)
+    elif fmt == "scores":
+        frame, labels = from_scores(frame, cfg.label)
+    else:
+        frame, labels = from_labelled(frame)
+    frame["prompt"] = [_prompt(p, cfg.turn, i) for i, p in enumerate(frame["prompt"])]
+    frame["label"] = labels.values
+    report.update(label_rule=labels.rule, label_params=labels.params, label_counts=labels.counts)
+    dropped = frame["label"].isna()
+    if dropped.any():
+        report["dropped"]["label_rule"] = int(dropped.sum())
+        frame = frame[~dropped].reset_index(drop=True)
+    frame = _assign_splits(frame, cfg, report)
+    report["rows"] = {s: int((frame["split"] == s).sum()) for s in SPLITS}
+    report["positive_rate"] = {s: round(float(frame.loc[frame["split"] == s, "label"].mean()), 4)
+                               for s in SPLITS if (frame["split"] == s).any()}
+    if report["rows"]["train"] < 2 or report["rows"]["val"] < 1:
+        raise DataError(f"{cfg.source}: after labelling there are {report['rows']['train']} "
+                        f"training and {report['rows']['val']} validation rows; need at least "
+                        "2 and 1. Check the label rule (ties='drop' can remove most rows)")
+    return LabelledPrompts(frame, report)
+
+
+def read_table(source: str, hf_split: str = "train") -> Any:
+    """A bundled dataset name, a local parquet/jsonl/json/csv file, or a Hugging Face dataset."""
+    pd = require("pandas", "train")
+    from confroute.data.builtin import builtin_path
+
+    path = builtin_path(source) or Path(source)
+    if path.exists():
+        return _read_file(pd, path)
+    if source.endswith((".parquet", ".jsonl", ".json", ".csv")) or source.startswith((".", "/")):
+        raise DataError(f"data file {source} does not exist; give a .parquet/.jsonl/.csv path, "
+                        "a bundled dataset name (confroute datasets), or a Hugging Face name")
+    datasets = require("datasets", "train")
+    try:
+        ds = datasets.load_dataset(source, split=hf_split)
+    except Exception as exc:  # the hub raises many types; the message is what matters
+        raise DataError(f"could not load '{source}' as a bundled name, a local file, or a Hugging "
+                        f"Face dataset (split '{hf_split}'): {type(exc).__name__}: {exc}") from exc
+    return ds.to_pandas()
+
+
+def _read_file(pd: Any, path: Path) -> Any:
+    readers = {".parquet": pd.read_parquet, ".csv": pd.read_csv,
+               ".jsonl": lambda p: pd.read_json(p, lines=True),
+               ".json": lambda p: pd.read_json(p, lines=Path(p).read_text()[:1] != "[")}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path}: unsupported file type '{path.suffix}'; use .parquet, .jsonl, "
+                        ".json or .csv")
+    try:
+        frame = reader(path)
+    except Exception as exc:
+        raise DataError(f"{path} could not be read as {path.suffix[1:]}: {exc}") from exc
+    if len(frame) == 0:
+        raise DataError(f"{path} has no rows")
+    return frame
+
+
+def detect_format(frame: Any) -> str:
+    columns = set(frame.columns)
+    if {"winner_model_a", "winner_model_b"} & columns:
+        return "battle"
+    if "label" in columns:
+        return "labelled"
+    if {"se_edge", "rating_edge"} & columns:
+        return "scores"
+    raise DataError(f"cannot tell the data format from columns {sorted(columns)}; expected "
+                    f"battle ({', '.join(BATTLE_COLUMNS)}), scores (prompt + se_edge/se_cloud "
+                    "and/or rating_edge/rating_cloud) or labelled (prompt + label)")
+
+
+def from_battle(frame: Any, edge_model: str | None, ties: rules.Ties) -> tuple[Any, rules.Labels]:
+    """One-hot winner columns -> label 1 when the cloud model won; ties per `ties`."""
+    _require_columns(frame, BATTLE_COLUMNS, "battle")
+    models = sorted(set(frame["model_a"]) | set(frame["model_b"]))
+    if edge_model is None:
+        raise DataError(f"battle format needs data.edge_model (which model is on the edge); "
+                        f"models in the data: {', '.join(map(str, models))}")
+    if edge_model not in models:
+        raise DataError(f"data.edge_model '{edge_model}' is not in the data; models found: "
+                        f"{', '.join(map(str, models))}")
+    winners = frame[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isin(winners, (0, 1)).all(axis=1) | (winners.sum(axis=1) != 1))
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"battle format: winner_model_a/winner_model_b/winner_tie must be one-hot "
+                        f"0/1 per row; row {row} has {winners[row].tolist()} "
+                        f"({bad.size} bad rows in all)")
+    a_is_edge = (frame["model_a"] == edge_model).to_numpy()
+    b_is_edge = (frame["model_b"] == edge_model).to_numpy()
+    foreign = np.flatnonzero(~(a_is_edge ^ b_is_edge))
+    if foreign.size:
+        raise DataError(f"battle format: row {int(foreign[0])} has models "
+                        f"{frame['model_a'].iloc[foreign[0]]!r} vs "
+                        f"{frame['model_b'].iloc[foreign[0]]!r}; each row must pit the edge model "
+                        f"'{edge_model}' against another model")
+    cloud_won = np.where(a_is_edge, winners[:, 1], winners[:, 0]) == 1
+    tie = winners[:, 2] == 1
+    values = np.where(tie, rules.TIE_VALUE[ties], cloud_won.astype(float))
+    counts = {"cloud_wins": int(cloud_won.sum()), "edge_wins": int((~cloud_won & ~tie).sum()),
+              "ties": int(tie.sum())}
+    out = frame.copy()
+    if "id" not in out.columns:
+        out["id"] = np.arange(len(out))
+    return out, rules.Labels(values, counts, "battle", {"edge_model": edge_model, "ties": ties})
+
+
+def from_scores(frame: Any, cfg: LabelConfig) -> tuple[Any, rules.Labels]:
+    """Per-model SE and/or ratings -> labels by `cfg.rule` (`auto` picks from the columns)."""
+    _require_columns(frame, ("prompt",), "scores")
+    columns = set(frame.columns)
+    has_pair = {"se_edge", "se_cloud"} <= columns
+    has_judge = {"rating_edge", "rating_cloud"} <= columns
+    rule = cfg.rule
+    if rule in ("auto", "given"):
+        rule = "judge" if has_judge else "tau" if has_pair else "edge_se"
+    column = lambda name: frame[name].to_numpy(dtype=float)  # noqa: E731
+    se_rule = lambda: (rules.tau_rule(column("se_edge"), column("se_cloud"), cfg.tau,  # noqa: E731
+                                      cfg.epsilon, cfg.ties) if has_pair else
+                       rules.edge_se_rule(column("se_edge"), cfg.edge_threshold, cfg.edge_quantile))
+    judge = lambda: rules.judge_rule(column("rating_edge"), column("rating_cloud"),  # noqa: E731
+                                     cfg.judge_margin, cfg.ties)
+    needs = {"tau": ("se_edge", "se_cloud"), "edge_se": ("se_edge",),
+             "judge": ("rating_edge", "rating_cloud"),
+             "combined": ("se_edge", "rating_edge", "rating_cloud")}[rule]
+    _require_columns(frame, needs, f"scores (label rule '{rule}')")
+    if rule == "tau":
+        labels = rules.tau_rule(column("se_edge"), column("se_cloud"), cfg.tau, cfg.epsilon,
+                                cfg.ties)
+    elif rule == "edge_se":
+        labels = rules.edge_se_rule(column("se_edge"), cfg.edge_threshold, cfg.edge_quantile)
+    elif rule == "judge":
+        labels = judge()
+    else:
+        labels = rules.combined_rule(judge(), se_rule(), cfg.judge_weight)
+    out = frame.copy()
+    if "id" not in out.columns:
+        out["id"] = np.arange(len(out))
+    return out, labels
+
+
+def from_labelled(frame: Any) -> tuple[Any, rules.Labels]:
+    _require_columns(frame, ("prompt", "label"), "labelled")
+    values = frame["label"].to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values > 1))
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"column 'label' must be a number in [0, 1]; row {row} has "
+                        f"{frame['label'].iloc[row]!r} ({bad.size} bad rows in all)")
+    out = frame.copy()
+    if "id" not in out.columns:
+        out["id"] = np.arange(len(out))
+    counts = {"cloud": int((values >= 0.5).sum()), "edge": int((values < 0.5).sum())}
+    return out, rules.Labels(values, counts, "given", {})
+
+
+def _prompt(value: Any, turn: Any, row: int) -> str:
+    """Battle data stores conversations as JSON lists of user turns; pick the scored turn."""
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        try:
+            turns = json.loads(value)
+        except json.JSONDecodeError:
+            turns = None
+        if isinstance(turns, list) and turns and all(isinstance(t, str) for t in turns):
+            value = [{"role": "user", "content": t} for t in turns]
+    elif isinstance(value, np.ndarray):
+        value = [{"role": "user", "content": str(t)} for t in value]
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        raise DataError(f"column 'prompt': row {row} is missing; every row needs a prompt")
+    try:
+        return prompt_text(value, turn)
+    except Exception as exc:
+        raise DataError(f"column 'prompt': row {row}: {exc}") from exc
+
+
+def _assign_splits(frame: Any, cfg: DataConfig, report: dict[str, Any]) -> Any:
+    rng = np.random.default_rng(cfg.seed)
+    if "split" in frame.columns:
+        unknown = sorted(set(frame["split"].astype(str)) - set(SPLITS))
+        if unknown:
+            raise DataError(f"column 'split' has unknown value(s) {unknown}; use train/val/test")
+        frame["split"] = frame["split"].astype(str)
+    else:
+        frame["split"] = "train"
+    if "source" not in frame.columns:
+        frame["source"] = "data"
+    train = np.flatnonzero(frame["split"].to_numpy() == "train")
+    if cfg.max_rows is not None and len(train) > cfg.max_rows:
+        unused = rng.permutation(train)[cfg.max_rows:]
+        frame = frame.drop(index=unused).reset_index(drop=True)
+        report["dropped"]["max_rows"] = int(len(unused))
+        train = np.flatnonzero(frame["split"].to_numpy() == "train")
+    if not (frame["split"] == "val").any():
+        n_val = max(1, int(round(len(train) * cfg.val_fraction)))
+        val = rng.permutation(train)[:n_val]
+        frame.loc[val, "split"] = "val"
+    return frame
+
+
+def _require_columns(frame: Any, columns: tuple[str, ...], fmt: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{fmt} format needs column(s) {', '.join(missing)}; found "
+                        f"{', '.join(map(str, frame.columns))}")
