@@ -105,11 +105,10 @@ def load_truth(spec: str, routellm_dir: str | Path | None = None) -> GroundTruth
 
 def load_benchmark(name: str, routellm_dir: str | Path | None = None) -> GroundTruth:
     """Load one RouteLLM benchmark, decontaminated as RouteLLM does."""
-    root = resolve_routellm_dir(routellm_dir)
     loaders = {"mt-bench": _mt_bench, "gsm8k": _gsm8k, "mmlu": _mmlu}
     if name not in loaders:
         raise DataError(f"unknown benchmark '{name}'; choose one of {', '.join(BENCHMARKS)}")
-    return loaders[name](root / "evals")
+    return loaders[name](resolve_routellm_dir(routellm_dir) / "evals")
 
 
 def resolve_routellm_dir(path: str | Path | None) -> Path:
@@ -134,7 +133,8 @@ def load_labelled(source: str) -> GroundTruth:
     missing = [c for c in ("prompt", "rating_edge", "rating_cloud") if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: evaluation needs per-prompt ratings of both models; missing "
-                        f"column(s) {', '.join(missing)} (found {', '.join(map(str, frame.columns))})")
+                        f"column(s) {', '.join(missing)} "
+                        f"(found {', '.join(map(str, frame.columns))})")
     ids = frame["id"].astype(str).to_numpy() if "id" in frame.columns else (
         np.array([f"row-{i}" for i in range(len(frame))]))
     prompts = [_text(source, i, p) for i, p in enumerate(frame["prompt"])]
@@ -174,7 +174,8 @@ def _mt_bench(evals: Path) -> GroundTruth:
     answers = {m: _mt_bench_answers(judgements, m) for m in (EDGE_MODEL, CLOUD_MODEL)}
     prompts = [t[0] for t in questions["turns"]]
     context = [t[0] + t[1] for t in questions["turns"]]
-    info = {"benchmark": "mt-bench", "rows_read": len(turns), "dropped_contaminated": int(dirty.sum()),
+    info = {"benchmark": "mt-bench", "rows_read": len(turns),
+            "dropped_contaminated": int(dirty.sum()),
             "quality": "mean of the chosen model's GPT-4 judge scores on turns 1 and 2 (1-10)",
             "routed_on": "turn 1",
             "tokens": "estimated: ceil(chars / 4); input = both user turns, output = both answers "

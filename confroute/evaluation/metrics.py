@@ -168,8 +168,9 @@ def bootstrap(scores: np.ndarray, quality_edge: np.ndarray, quality_cloud: np.nd
         for key, value in values.items():
             draws.setdefault(key, []).append(value)
     alpha = (1 - confidence) / 2
-    out = {key: {"low": float(np.nanquantile(v, alpha)), "high": float(np.nanquantile(v, 1 - alpha))}
-           for key, v in draws.items()}
+    out: dict[str, dict[str, float]] = {
+        key: {"low": float(np.nanquantile(v, alpha)), "high": float(np.nanquantile(v, 1 - alpha))}
+        for key, v in draws.items()}
     out["_meta"] = {"samples": samples, "skipped": skipped, "seed": seed,
                     "confidence": confidence}
     return out

@@ -1,0 +1,244 @@
+"""Regenerate the routing-quality table: every router, every protocol, all three benchmarks.
+
+Edge = Mixtral-8x7B-Instruct, cloud = gpt-4-1106-preview, outcomes from RouteLLM's evaluation
+files (decontaminated as RouteLLM does). Routers: random (mean over seeds), kNN, MLP, matrix
+factorisation and SW ranking over frozen all-MiniLM-L6-v2 embeddings, and confroute's fine-tuned
+encoder router (fit -> ONNX export -> runtime). Protocols: 5-fold cross-validation inside each
+benchmark (out-of-fold scores) and transfer (MMLU + GSM8K -> MT-Bench, GSM8K -> MMLU,
+MMLU -> GSM8K). Labels: 1 when the cloud model's outcome beats the edge model's.
+
+Writes bench/results/quality.{json,md}, one plot per protocol cell, and the per-prompt scores
+(bench/results/scores/<cell>.csv.gz, prompt ids + every router's score) so anyone can recompute
+the metrics. Embeddings and fine-tuned scores are cached under bench/.cache (git-ignored).
+
+    python bench/quality.py --quick   # CI size: MMLU subsampled, 3 folds, short fine-tuning
+    python bench/quality.py           # full: all rows, 5 folds, see --help for the sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from confroute.evaluation import baselines, metrics, protocols  # noqa: E402
+from confroute.evaluation import report as reporting  # noqa: E402
+from confroute.evaluation.embeddings import embed  # noqa: E402
+from confroute.evaluation.finetuned import FineTuneSettings, recipe  # noqa: E402
+from confroute.evaluation.groundtruth import BENCHMARKS, GroundTruth, load_benchmark  # noqa: E402
+
+TRANSFERS = ((("mmlu", "gsm8k"), "mt-bench"), (("gsm8k",), "mmlu"), (("mmlu",), "gsm8k"))
+LEARNED = ("knn", "mlp", "mf", "sw")
+ALL_ROUTERS = ("random", *LEARNED, "finetuned")
+QUICK = {"folds": 3, "max_rows": 3000, "bootstrap": 200, "random_seeds": 10,
+         "ft_train_rows": 512, "ft_steps": 30, "ft_max_length": 64}
+FULL = {"folds": 5, "max_rows": None, "bootstrap": 1000, "random_seeds": 20,
+        "ft_train_rows": 2000, "ft_steps": 150, "ft_max_length": 128}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    started = time.time()
+    truths = {name: _subsample(load_benchmark(name, args.routellm_dir), args.max_rows, args.seed)
+              for name in BENCHMARKS}
+    emb = {name: embed(t.prompts, cache_dir=args.cache / "embeddings")
+           for name, t in truths.items()}
+    _log(f"embeddings ready ({time.time() - started:.0f} s)")
+    ft_log: dict[str, Any] = {}
+    settings = FineTuneSettings(max_train_rows=args.ft_train_rows, max_steps=args.ft_steps,
+                                max_length=args.ft_max_length, seed=args.seed)
+    recipes = _recipes(args, settings, ft_log)
+    cells, fold_records = [], {}
+    for name, truth in truths.items():
+        folds, assignment = protocols.cv_folds(truth, emb[name], args.folds, args.seed)
+        fold_records[name] = protocols.assignment_record(truth, assignment, args.seed)
+        cells.append((f"cv{args.folds}", name, truth, folds))
+    for train_names, test_name in TRANSFERS:
+        fold = protocols.transfer_fold([(truths[n], emb[n]) for n in train_names],
+                                       (truths[test_name], emb[test_name]))
+        cells.append(("transfer from " + "+".join(train_names), test_name, truths[test_name],
+                      [fold]))
+    rows, reports = [], []
+    for protocol, name, truth, folds in cells:
+        cell_reports, cell_scores = _run_cell(args, protocol, truth, folds, recipes)
+        reports += cell_reports
+        rows += [_row(protocol, r) for r in cell_reports]
+        _save_scores(args.out, protocol, truth, cell_scores)
+        reporting.plot([r for r in cell_reports if r["router"] != "random"],
+                       args.out / "plots" / f"{_slug(protocol)}-{name}.png",
+                       f"{name}: {protocol}")
+    _write(args, rows, reports, fold_records, ft_log, settings, truths, time.time() - started)
+    _log(f"done in {time.time() - started:.0f} s; wrote {args.out / 'quality.md'}")
+    return 0
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"CI sizes: {QUICK}")
+    parser.add_argument("--routellm-dir", type=Path,
+                        default=Path(os.environ.get("CONFROUTE_ROUTELLM_DIR",
+                                                    ROOT.parent / "shared/data/routellm")))
+    parser.add_argument("--routers", default=",".join(ALL_ROUTERS),
+                        help=f"comma-separated subset of {','.join(ALL_ROUTERS)}")
+    parser.add_argument("--folds", type=int)
+    parser.add_argument("--max-rows", type=int,
+                        help="evaluate at most this many prompts per benchmark (fixed subsample)")
+    parser.add_argument("--bootstrap", type=int)
+    parser.add_argument("--random-seeds", type=int)
+    parser.add_argument("--ft-train-rows", type=int,
+                        help="fine-tuning rows per fold (fixed subsample of the fold's training)")
+    parser.add_argument("--ft-steps", type=int, help="fine-tuning optimiser steps per fold")
+    parser.add_argument("--ft-max-length", type=int, help="fine-tuning max tokens per prompt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=ROOT / "bench/.cache")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.routers = [r for r in args.routers.split(",") if r]
+    unknown = set(args.routers) - set(ALL_ROUTERS)
+    if unknown:
+        parser.error(f"unknown router(s) {sorted(unknown)}; choose from {ALL_ROUTERS}")
+    args.command = "python bench/quality.py " + " ".join(map(shlex.quote, sys.argv[1:] if argv
+                                                           is None else argv))
+    return args
+
+
+def _recipes(args: argparse.Namespace, settings: FineTuneSettings,
+             ft_log: dict[str, Any]) -> dict[str, protocols.Recipe]:
+    def frozen(name: str) -> protocols.Recipe:
+        return lambda fold: baselines.make(name).fit(fold.train.emb, fold.train.labels).score(
+            fold.test.emb)
+
+    out = {name: frozen(name) for name in LEARNED if name in args.routers}
+    if "finetuned" in args.routers:
+        out["finetuned"] = recipe(settings, args.cache / "finetuned", ft_log)
+    return out
+
+
+def _run_cell(args: argparse.Namespace, protocol: str, truth: GroundTruth,
+              folds: list[protocols.Fold], recipes: dict[str, protocols.Recipe]
+              ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    reports, scores = [], {}
+    if "random" in args.routers:
+        reports.append(_random_report(truth, args.random_seeds))
+    for name, make in recipes.items():
+        started = time.time()
+        scores[name] = protocols.run(folds, make, len(truth))
+        report = reporting.evaluate(scores[name], truth, name, bootstrap=args.bootstrap,
+                                    seed=args.seed)
+        report["seconds"] = round(time.time() - started, 1)
+        reports.append(report)
+        m = report["metrics"]
+        _log(f"{protocol:>24} {truth.name:>8} {name:>9}: APGR {m['apgr']:.3f} "
+             f"CPT50 {m['cpt_50']:.3f} CPT80 {m['cpt_80']:.3f} ({report['seconds']} s)")
+    oracle = metrics.oracle_scores(truth.quality_edge, truth.quality_cloud)
+    reports.append(reporting.evaluate(oracle, truth, "oracle", bootstrap=0))
+    for r in reports:
+        r["protocol"] = protocol
+    return reports, scores
+
+
+def _random_report(truth: GroundTruth, seeds: int) -> dict[str, Any]:
+    """Uniform random scores: metrics are the mean (and sd) over `seeds` draws."""
+    report = reporting.evaluate(np.zeros(len(truth)), truth, "random", bootstrap=0)
+    mean, sd = metrics.random_average(truth.quality_edge, truth.quality_cloud, seeds)
+    report["metrics"], report["sd_over_seeds"], report["seeds"] = mean, sd, seeds
+    return report
+
+
+def _row(protocol: str, r: dict[str, Any]) -> dict[str, Any]:
+    point = r.get("operating_points", {}).get("cpt_80", {})
+    return {"protocol": protocol, "benchmark": r["ground_truth"], "router": r["router"],
+            "prompts": r["prompts"], **r["metrics"], "ci": r.get("ci"),
+            "sd_over_seeds": r.get("sd_over_seeds"), "cost_at_cpt_80": point.get("cost_usd"),
+            "cost_all_edge": r.get("cost_usd", {}).get("all_edge"),
+            "cost_all_cloud": r.get("cost_usd", {}).get("all_cloud")}
+
+
+def _subsample(truth: GroundTruth, max_rows: int | None, seed: int) -> GroundTruth:
+    if max_rows is None or len(truth) <= max_rows:
+        return truth
+    keep = np.sort(np.random.default_rng(seed).permutation(len(truth))[:max_rows])
+    sub = truth.subset(keep)
+    sub.info = {**truth.info, "subsample": f"{max_rows} of {len(truth)} rows, "
+                                           f"numpy default_rng({seed}).permutation"}
+    return sub
+
+
+def _save_scores(out: Path, protocol: str, truth: GroundTruth, scores: dict[str, np.ndarray]
+                 ) -> None:
+    import pandas as pd
+
+    path = out / "scores" / f"{_slug(protocol)}-{truth.name}.csv.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame({"id": truth.ids, "quality_edge": truth.quality_edge,
+                          "quality_cloud": truth.quality_cloud, **scores})
+    frame.to_csv(path, index=False, float_format="%.6g")
+
+
+def _write(args: argparse.Namespace, rows: list[dict[str, Any]], reports: list[dict[str, Any]],
+           folds: dict[str, Any], ft_log: dict[str, Any], settings: FineTuneSettings,
+           truths: dict[str, GroundTruth], seconds: float) -> None:
+    import dataclasses
+
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sizes = {k: getattr(args, k) for k in QUICK}
+    payload = {"date": date, "command": args.command, "seconds": round(seconds),
+               "sizes": sizes, "finetune": dataclasses.asdict(settings),
+               "ground_truth": {n: t.info for n, t in truths.items()}, "rows": rows,
+               "folds": folds, "finetune_fits": ft_log,
+               "curves": {f"{r['protocol']}|{r['ground_truth']}|{r['router']}": r["curve"]
+                          for r in reports}}
+    reporting.write_json(payload, args.out / "quality.json")
+    (args.out / "quality.md").write_text(_markdown(rows, date, args, seconds))
+
+
+def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
+              seconds: float) -> str:
+    lines = [f"Routing quality, edge = Mixtral-8x7B-Instruct, cloud = gpt-4-1106-preview "
+             f"(RouteLLM outcomes). Generated {date} by `{args.command}` "
+             f"in {seconds / 60:.0f} min.",
+             f"Sizes: {args.folds}-fold CV, at most {args.max_rows or 'all'} prompts per "
+             f"benchmark; fine-tuned router: {args.ft_train_rows} training rows per fold, "
+             f"{args.ft_steps} steps, {args.ft_max_length} tokens. CPT lower is better, APGR "
+             "higher is better; [95% bootstrap CI over prompts]; random = mean over "
+             f"{args.random_seeds} seeds.", "",
+             "| protocol | benchmark | router | APGR | CPT(50%) | CPT(80%) | USD at CPT(80%) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ci = r.get("ci") or {}
+        lines.append(f"| {r['protocol']} | {r['benchmark']} | {r['router']} | "
+                     f"{reporting._cell(r['apgr'], ci.get('apgr'), False)} | "
+                     f"{reporting._cell(r['cpt_50'], ci.get('cpt_50'), True)} | "
+                     f"{reporting._cell(r['cpt_80'], ci.get('cpt_80'), True)} | "
+                     f"{_usd(r['cost_at_cpt_80'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:.2f}"
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-")
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""`confroute evaluate` as a function: scores (from an artifact or a file) + ground truth -> files.
+
+Writes into the output folder: `report.json` (everything, including the curve), `report.md` (the
+table) and `curve.png` (quality vs cloud calls with random / oracle / edge / cloud references).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from confroute.errors import ConfigError, DataError, require
+from confroute.evaluation import report as reporting
+from confroute.evaluation.costs import CostConfig
+from confroute.evaluation.groundtruth import GroundTruth, load_truth
+
+SCORE_COLUMNS = ("id", "score")
+
+
+@dataclasses.dataclass
+class EvaluateRequest:
+    truth: str
+    """A benchmark (mt-bench, gsm8k, mmlu) or a labelled dataset with rating_edge/rating_cloud."""
+    out_dir: Path
+    router_dir: Path | None = None
+    scores_file: Path | None = None
+    routellm_dir: Path | None = None
+    save_scores: Path | None = None
+    name: str | None = None
+    variant: str = "auto"
+    bootstrap: int = 1000
+    seed: int = 0
+    cost: CostConfig = dataclasses.field(default_factory=CostConfig)
+
+    def __post_init__(self) -> None:
+        if (self.router_dir is None) == (self.scores_file is None):
+            raise ConfigError("give exactly one source of scores: a router artifact directory "
+                              "or a scores file (columns id, score)")
+        if self.bootstrap < 0:
+            raise ConfigError(f"bootstrap samples must be >= 0; found {self.bootstrap}")
+
+
+def evaluate(request: EvaluateRequest) -> dict[str, Any]:
+    """Score, evaluate and write report.json / report.md / curve.png; returns the report."""
+    truth = load_truth(request.truth, request.routellm_dir)
+    if request.router_dir is not None:
+        scores = score_with_router(request.router_dir, truth, request.variant)
+        name = request.name or Path(request.router_dir).name
+    else:
+        ids, values = read_scores(request.scores_file)
+        scores = reporting.align_scores(truth, ids, values)
+        name = request.name or Path(request.scores_file).stem
+    if request.save_scores is not None:
+        write_scores(request.save_scores, truth, scores)
+    result = reporting.evaluate(scores, truth, name, request.cost, bootstrap=request.bootstrap,
+                                seed=request.seed)
+    out = Path(request.out_dir)
+    reporting.write_json(result, out / "report.json")
+    (out / "report.md").write_text(reporting.markdown([result]))
+    reporting.plot([result], out / "curve.png")
+    return result
+
+
+def score_with_router(router_dir: Path, truth: GroundTruth, variant: str = "auto") -> np.ndarray:
+    """Scores of the ground truth's prompts from an exported router artifact."""
+    from confroute.runtime import Router
+
+    return Router.load(router_dir, variant=variant).score(truth.prompts)
+
+
+def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, scores) from a .csv / .jsonl / .parquet file with columns `id` and `score`."""
+    pd = require("pandas", "train")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"scores file {path} does not exist")
+    readers = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True),
+               ".parquet": pd.read_parquet}
+    if path.suffix.lower() not in readers:
+        raise DataError(f"{path}: scores must be .csv, .jsonl or .parquet; found '{path.suffix}'")
+    try:
+        frame = readers[path.suffix.lower()](path)
+    except Exception as exc:
+        raise DataError(f"{path} could not be read: {exc}") from exc
+    missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: needs columns id and score; missing {', '.join(missing)} "
+                        f"(found {', '.join(map(str, frame.columns))})")
+    if len(frame) == 0:
+        raise DataError(f"{path} has no rows")
+    try:
+        values = pd.to_numeric(frame["score"]).to_numpy(dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: column score must be numbers: {exc}") from exc
+    return frame["id"].astype(str).to_numpy(), values
+
+
+def write_scores(path: Path, truth: GroundTruth, scores: np.ndarray) -> Path:
+    """The per-prompt scores used, with prompt ids, so anyone can recompute the metrics."""
+    pd = require("pandas", "train")
+    path = Path(path)
+    frame = pd.DataFrame({"id": truth.ids, "score": scores, "quality_edge": truth.quality_edge,
+                          "quality_cloud": truth.quality_cloud})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif path.suffix.lower() == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_csv(path, index=False)
+    return path

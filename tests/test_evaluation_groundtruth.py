@@ -1,0 +1,132 @@
+"""Ground-truth loaders: RouteLLM's conventions on the real files, and labelled datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from confroute.errors import DataError
+from confroute.evaluation import groundtruth as gt
+
+ROUTELLM = Path(os.environ.get(gt.ROUTELLM_DIR_ENV, "/work/shared/data/routellm"))
+needs_data = pytest.mark.skipif(not (ROUTELLM / "evals").is_dir(),
+                                reason=f"RouteLLM evals not at {ROUTELLM}")
+
+# RouteLLM's routellm/evals/mmlu/domains.py order: eval_idx indexes this concatenation.
+ROUTELLM_MMLU_ORDER = [
+    "high_school_european_history", "business_ethics", "clinical_knowledge", "medical_genetics",
+    "high_school_us_history", "high_school_physics", "high_school_world_history", "virology",
+    "high_school_microeconomics", "econometrics", "college_computer_science",
+    "high_school_biology", "abstract_algebra", "professional_accounting", "philosophy",
+    "professional_medicine", "nutrition", "global_facts", "machine_learning", "security_studies",
+    "public_relations", "professional_psychology", "prehistory", "anatomy", "human_sexuality",
+    "college_medicine", "high_school_government_and_politics", "college_chemistry",
+    "logical_fallacies", "high_school_geography", "elementary_mathematics", "human_aging",
+    "college_mathematics", "high_school_psychology", "formal_logic", "high_school_statistics",
+    "international_law", "high_school_mathematics", "high_school_computer_science",
+    "conceptual_physics", "miscellaneous", "high_school_chemistry", "marketing",
+    "professional_law", "management", "college_physics", "jurisprudence", "world_religions",
+    "sociology", "us_foreign_policy", "high_school_macroeconomics", "computer_security",
+    "moral_scenarios", "moral_disputes", "electrical_engineering", "astronomy", "college_biology",
+]
+
+
+def _contaminated(name: str) -> list[dict]:
+    path = ROUTELLM / "evals" / name / "contaminated_prompts.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@needs_data
+def test_mt_bench_routes_on_turn_one_and_averages_both_turn_scores():
+    truth = gt.load_benchmark("mt-bench", ROUTELLM)
+    assert len(truth) == 80 - 8 and truth.info["dropped_contaminated"] == 8
+    judgements = pd.read_json(ROUTELLM / "evals/mt_bench/judgements.jsonl", lines=True)
+    questions = pd.read_json(ROUTELLM / "evals/mt_bench/question.jsonl", lines=True)
+    row = list(truth.ids).index("mt-bench-111")
+    both = judgements[(judgements.question_id == 111) & (judgements.model == gt.CLOUD_MODEL)]
+    assert truth.quality_cloud[row] == pytest.approx(both.score.mean())
+    assert len(both) == 2
+    turns = questions[questions.question_id == 111].turns.iloc[0]
+    assert truth.prompts[row] == turns[0]
+    assert truth.answers_cloud[row] and truth.tokens_out_cloud[row] > 0
+    # contaminated questions are gone: eval_idx counts the 80 first turns, then the 80 second
+    dropped = {int(questions.question_id.iloc[c["eval_idx"] % 80])
+               for c in _contaminated("mt_bench")}
+    assert not {f"mt-bench-{q}" for q in dropped} & set(truth.ids)
+
+
+@needs_data
+def test_gsm8k_drops_contaminated_by_text_and_keeps_test_order_ids():
+    truth = gt.load_benchmark("gsm8k", ROUTELLM)
+    raw = pd.read_csv(ROUTELLM / "evals/gsm8k/gsm8k_responses.csv")
+    assert len(truth) == len(raw) - 12
+    dropped = {c["eval_idx"] for c in _contaminated("gsm8k")}
+    assert set(truth.ids) == {f"gsm8k-{i}" for i in range(len(raw)) if i not in dropped}
+    i = list(truth.ids).index("gsm8k-5")
+    assert truth.prompts[i] == raw.prompt[5]
+    assert truth.quality_edge[i] == float(raw[gt.EDGE_MODEL][5])
+    assert truth.quality_cloud[i] == float(raw[gt.CLOUD_MODEL][5])
+    assert truth.quality_edge.mean() == pytest.approx(0.6373, abs=1e-4)
+    assert truth.quality_cloud.mean() == pytest.approx(0.8577, abs=1e-4)
+
+
+@needs_data
+def test_mmlu_eval_idx_counts_rows_in_routellm_domain_order():
+    truth = gt.load_benchmark("mmlu", ROUTELLM)
+    assert len(truth) == 14042 - 5
+    concatenated = []
+    for subject in ROUTELLM_MMLU_ORDER:
+        frame = pd.read_csv(ROUTELLM / f"evals/mmlu/responses/mmlu_{subject}.csv")
+        concatenated += [(f"mmlu-{subject}-{i}", p) for i, p in enumerate(frame.prompt)]
+    kept = set(truth.ids)
+    for entry in _contaminated("mmlu"):
+        pid, prompt = concatenated[entry["eval_idx"]]
+        assert prompt == entry["eval_prompt"] and pid not in kept
+
+
+@needs_data
+def test_labels_are_the_judge_rule_on_the_same_outcomes():
+    truth = gt.load_benchmark("gsm8k", ROUTELLM)
+    np.testing.assert_array_equal(truth.labels(),
+                                  (truth.quality_cloud > truth.quality_edge).astype(float))
+
+
+def test_labelled_dataset(tmp_path):
+    path = tmp_path / "rated.csv"
+    pd.DataFrame({"id": ["a", "b", "c"], "prompt": ["x", "y", "z"], "rating_edge": [1, 5, 9],
+                  "rating_cloud": [8, 5, 2]}).to_csv(path, index=False)
+    truth = gt.load_truth(str(path))
+    assert list(truth.ids) == ["a", "b", "c"]
+    np.testing.assert_array_equal(truth.labels(), [1, 0, 0])
+    assert truth.tokens_in.tolist() == [1, 1, 1]
+    sub = truth.subset(np.array([2, 0]))
+    assert list(sub.ids) == ["c", "a"] and sub.prompts == ["z", "x"]
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    ({"prompt": ["x"], "rating_edge": [1]}, "rating_cloud"),
+    ({"prompt": ["x", "y"], "rating_edge": [1, None], "rating_cloud": [1, 2]}, "not finite"),
+    ({"id": [1, 1], "prompt": ["x", "y"], "rating_edge": [1, 2], "rating_cloud": [1, 2]},
+     "repeats id"),
+    ({"prompt": ["x", ""], "rating_edge": [1, 2], "rating_cloud": [1, 2]}, "no prompt text"),
+])
+def test_bad_labelled_dataset(tmp_path, frame, message):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame(frame).to_csv(path, index=False)
+    with pytest.raises(DataError, match=message):
+        gt.load_truth(str(path))
+
+
+def test_missing_routellm_dir_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv(gt.ROUTELLM_DIR_ENV, raising=False)
+    with pytest.raises(DataError, match="--routellm-dir"):
+        gt.load_benchmark("gsm8k")
+    with pytest.raises(DataError, match="no evals/ folder"):
+        gt.load_benchmark("gsm8k", tmp_path)
+    with pytest.raises(DataError, match="unknown benchmark"):
+        gt.load_benchmark("hellaswag", ROUTELLM if ROUTELLM.is_dir() else tmp_path)
