@@ -68,16 +68,19 @@ def main(argv: list[str] | None = None) -> int:
                                        (truths[test_name], emb[test_name]))
         cells.append(("transfer from " + "+".join(train_names), test_name, truths[test_name],
                       [fold]))
-    rows, reports = [], []
+    rows, reports, judged = [], [], {}
     for protocol, name, truth, folds in cells:
         cell_reports, cell_scores = _run_cell(args, protocol, truth, folds, recipes)
+        if args.judge_url and protocol.startswith("cv") and name == args.judge_benchmark:
+            judged = _judge(args, truth, cell_scores)
         reports += cell_reports
         rows += [_row(protocol, r) for r in cell_reports]
         _save_scores(args.out, protocol, truth, cell_scores)
         reporting.plot([r for r in cell_reports if r["router"] != "random"],
                        args.out / "plots" / f"{_slug(protocol)}-{name}.png",
                        f"{name}: {protocol}")
-    _write(args, rows, reports, fold_records, ft_log, settings, truths, time.time() - started)
+    _write(args, rows, reports, fold_records, ft_log, settings, truths, judged,
+           time.time() - started)
     _log(f"done in {time.time() - started:.0f} s; wrote {args.out / 'quality.md'}")
     return 0
 
@@ -101,6 +104,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ft-steps", type=int, help="fine-tuning optimiser steps per fold")
     parser.add_argument("--ft-max-length", type=int, help="fine-tuning max tokens per prompt")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge-url", help="OpenAI-compatible API root for the optional "
+                        "LLM-as-a-judge comparison (key in $OPENAI_API_KEY); off when unset")
+    parser.add_argument("--judge-model", default="gpt-4o")
+    parser.add_argument("--judge-benchmark", default="gsm8k", choices=("gsm8k", "mt-bench"))
     parser.add_argument("--cache", type=Path, default=ROOT / "bench/.cache")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args(argv)
@@ -159,6 +166,18 @@ def _random_report(truth: GroundTruth, seeds: int) -> dict[str, Any]:
     return report
 
 
+def _judge(args: argparse.Namespace, truth: GroundTruth, scores: dict[str, np.ndarray]
+           ) -> dict[str, Any]:
+    """The paper's judge comparison at CPT(50%) and CPT(80%) on the CV scores of one benchmark."""
+    from confroute.evaluation import judge
+
+    ask = judge.http_judge(judge.JudgeConfig(args.judge_url, args.judge_model, seed=args.seed))
+    scores = {"random": np.random.default_rng(args.seed).random(len(truth)), **scores}
+    out = {f"cpt_{round(100 * level)}": judge.compare(truth, scores, level, ask, args.seed)
+           for level in (0.5, 0.8)}
+    return {"benchmark": truth.name, "judge_model": args.judge_model, **out}
+
+
 def _row(protocol: str, r: dict[str, Any]) -> dict[str, Any]:
     point = r.get("operating_points", {}).get("cpt_80", {})
     return {"protocol": protocol, "benchmark": r["ground_truth"], "router": r["router"],
@@ -191,7 +210,7 @@ def _save_scores(out: Path, protocol: str, truth: GroundTruth, scores: dict[str,
 
 def _write(args: argparse.Namespace, rows: list[dict[str, Any]], reports: list[dict[str, Any]],
            folds: dict[str, Any], ft_log: dict[str, Any], settings: FineTuneSettings,
-           truths: dict[str, GroundTruth], seconds: float) -> None:
+           truths: dict[str, GroundTruth], judged: dict[str, Any], seconds: float) -> None:
     import dataclasses
 
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -199,11 +218,14 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]], reports: list[d
     payload = {"date": date, "command": args.command, "seconds": round(seconds),
                "sizes": sizes, "finetune": dataclasses.asdict(settings),
                "ground_truth": {n: t.info for n, t in truths.items()}, "rows": rows,
-               "folds": folds, "finetune_fits": ft_log,
+               "folds": folds, "finetune_fits": ft_log, "judge": judged or None,
                "curves": {f"{r['protocol']}|{r['ground_truth']}|{r['router']}": r["curve"]
                           for r in reports}}
     reporting.write_json(payload, args.out / "quality.json")
-    (args.out / "quality.md").write_text(_markdown(rows, date, args, seconds))
+    text = _markdown(rows, date, args, seconds)
+    if judged:
+        text += "\n" + _judge_markdown(judged)
+    (args.out / "quality.md").write_text(text)
 
 
 def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
@@ -225,6 +247,16 @@ def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
                      f"{reporting._cell(r['cpt_50'], ci.get('cpt_50'), True)} | "
                      f"{reporting._cell(r['cpt_80'], ci.get('cpt_80'), True)} | "
                      f"{_usd(r['cost_at_cpt_80'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _judge_markdown(judged: dict[str, Any]) -> str:
+    lines = [f"LLM-as-a-judge ({judged['judge_model']}) on {judged['benchmark']}: % of prompts "
+             "where the router's answer was judged best, each router at its own CPT point.", "",
+             "| router | best @CPT(50%) | best @CPT(80%) |", "|---|---|---|"]
+    for name, r50 in judged["cpt_50"]["routers"].items():
+        r80 = judged["cpt_80"]["routers"][name]
+        lines.append(f"| {name} | {r50['best_pct']:.2f}% | {r80['best_pct']:.2f}% |")
     return "\n".join(lines) + "\n"
 
 
