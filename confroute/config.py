@@ -269,3 +269,26 @@ def _check_range(name: str, value: float, low: float | None, high: float | None,
         hi = ")" if high_open else "]"
         raise ConfigError(f"{name} must be in {lo}{low if low is not None else '-inf'}, "
                           f"{high if high is not None else 'inf'}{hi}; found {value}")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """How `confroute export` turns a run directory into a router artifact."""
+
+    int8: bool = True
+    """Also write model.int8.onnx (dynamic per-channel quantisation), checked against fp32."""
+    threshold: float | None = None
+    """Default routing threshold; None = the score quantile that sends the validation split's
+    share of cloud-labelled prompts to the cloud."""
+    opset: int = 17
+    parity_tolerance: float = 1e-4
+    """Max |logit difference| allowed between torch and ONNX fp32 on real prompts."""
+    parity_prompts: int = 64
+    int8_auroc_tolerance: float = 0.01
+    """int8 is the default variant only when its validation AUROC is within this of fp32's."""
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None:
+            _check_range("export.threshold", self.threshold, 0.0, 1.0)
+        if self.parity_prompts < 1:
+            raise ConfigError("export.parity_prompts must be >= 1")

