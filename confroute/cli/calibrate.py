@@ -1,0 +1,43 @@
+"""confroute calibrate: the threshold that sends a target share of prompts to the cloud."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from confroute.cli._prompts import iter_prompts
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("calibrate", help="find the threshold for a target cloud-call fraction",
+                       description="Score sample prompts and print the threshold that routes "
+                       "--cloud-fraction of them to the cloud. It holds only for traffic like "
+                       "these prompts.")
+    p.add_argument("artifact", help="a directory written by `confroute export`")
+    p.add_argument("--file", help="prompts (.txt one per line, or .jsonl); else stdin")
+    p.add_argument("--cloud-fraction", type=float, required=True, help="target share in [0, 1]")
+    p.add_argument("--write", action="store_true",
+                   help="store the threshold as the artifact's default")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from confroute.runtime import MANIFEST, Router
+
+    router = Router.load(args.artifact)
+    prompts = [p for _, p in iter_prompts([], args.file)]
+    threshold = router.calibrate(prompts, args.cloud_fraction)
+    result = {"threshold": threshold, "cloud_fraction": args.cloud_fraction,
+              "prompts": len(prompts), "written": bool(args.write)}
+    if args.write:
+        path = Path(args.artifact) / MANIFEST
+        manifest = router.manifest
+        manifest["threshold"] = {"default": threshold, "source": "calibrate",
+                                 "cloud_fraction": args.cloud_fraction, "prompts": len(prompts)}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.replace(path)  # atomic: a crash never leaves a half-written manifest
+    print(json.dumps(result))
+    return 0

