@@ -127,6 +127,10 @@ class TrainConfig:
     """Validate every this fraction of an epoch (float) or this many batches (int)."""
     freeze_layers: int = 0
     """Freeze the embeddings and this many lower encoder layers."""
+    bucket_by_length: bool = True
+    """Batch training prompts of similar token length together (random chunks of ~50 batches
+    sorted by length, batches in random order), so less padding is computed. False: plain
+    shuffled batches."""
     seed: int = 0
     num_workers: int = 0
     shuffle_labels: bool = False

@@ -115,8 +115,9 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
         train = train.assign(label=rng.permutation(train["label"].to_numpy()))
     model = RouterModel(cfg.model)
     model.freeze_lower(cfg.train.freeze_layers)
+    _freeze_unused(model)
     dm = RouterDataModule(train, val, model.text_encoder(), cfg.train.batch_size,
-                          cfg.train.num_workers)
+                          cfg.train.num_workers, cfg.train.bucket_by_length, cfg.train.seed)
     steps, val_interval = _schedule(cfg.train, len(train))
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
                                               monitor="val_auroc", mode="max", save_top_k=1,
@@ -128,14 +129,14 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
         val_check_interval=val_interval, callbacks=[checkpoint, stopper, *callbacks],
         default_root_dir=out, logger=pl.loggers.CSVLogger(out, name="logs"),
         num_sanity_val_steps=0, **dataclasses.asdict(cfg.train.trainer))
-    best = BestMetrics()
-    trainer.callbacks.append(best)
+    best, counter = BestMetrics(), TrainingCounter()
+    trainer.callbacks.extend([best, counter])
     task = RouterTask(model, cfg.train, steps)
     trainer.fit(task, dm)
     if checkpoint.best_model_path:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         task.load_state_dict(state["state_dict"])
-    result = {**best.metrics, "global_steps": trainer.global_step,
+    result = {**best.metrics, **counter.metrics, "global_steps": trainer.global_step,
               "train_rows": len(train), "val_rows": len(val), "train_seconds":
               round(time.time() - started, 1), "shuffled_labels": cfg.train.shuffle_labels,
               "data_fingerprint": data.fingerprint("train"), "data_report": data.report}
@@ -154,6 +155,48 @@ class BestMetrics(pl.Callback):
         logged = {k: round(float(v), 6) for k, v in trainer.callback_metrics.items() if k in METRICS}
         if "val_auroc" in logged and logged["val_auroc"] >= self.metrics.get("val_auroc", -1.0):
             self.metrics = {**logged, "best_step": trainer.global_step}
+
+
+class TrainingCounter(pl.Callback):
+    """Training examples each rank saw, and examples/s of training alone (validation excluded).
+
+    `examples_per_rank` shows that every DDP process trained on its own share of the data.
+    """
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, Any] = {}
+        self.examples = 0
+        self.started = self.val_started = self.val_seconds = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, _: pl.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, _: pl.LightningModule, outputs: Any,
+                           batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.examples += len(batch["labels"])
+
+    def on_validation_start(self, trainer: pl.Trainer, _: pl.LightningModule) -> None:
+        self.val_started = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, _: pl.LightningModule) -> None:
+        self.val_seconds += time.perf_counter() - self.val_started
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        seconds = time.perf_counter() - self.started - self.val_seconds
+        # A collective call: every rank reaches on_train_end, so none waits forever.
+        per_rank = module.all_gather(torch.tensor(self.examples)).reshape(-1).tolist()
+        self.metrics = {"world_size": trainer.world_size, "examples_per_rank": per_rank,
+                        "train_examples_per_s": round(sum(per_rank) / max(seconds, 1e-9), 2),
+                        "validation_seconds": round(self.val_seconds, 1)}
+
+
+def _freeze_unused(model: RouterModel) -> None:
+    """Freeze the encoder's own pooler (e.g. BERT's [CLS] dense layer): RouterModel pools the last
+    hidden states itself, so the pooler never gets a gradient, which DDP rejects as an error."""
+    pooler = getattr(model.encoder, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        for param in pooler.parameters():
+            param.requires_grad = False
 
 
 def _schedule(cfg: TrainConfig, n_train: int) -> tuple[int, float | int]:
