@@ -175,25 +175,27 @@ def from_scores(frame: Any, cfg: LabelConfig) -> tuple[Any, rules.Labels]:
     rule = cfg.rule
     if rule in ("auto", "given"):
         rule = "judge" if has_judge else "tau" if has_pair else "edge_se"
-    column = lambda name: frame[name].to_numpy(dtype=float)  # noqa: E731
-    se_rule = lambda: (rules.tau_rule(column("se_edge"), column("se_cloud"), cfg.tau,  # noqa: E731
-                                      cfg.epsilon, cfg.ties) if has_pair else
-                       rules.edge_se_rule(column("se_edge"), cfg.edge_threshold, cfg.edge_quantile))
-    judge = lambda: rules.judge_rule(column("rating_edge"), column("rating_cloud"),  # noqa: E731
-                                     cfg.judge_margin, cfg.ties)
     needs = {"tau": ("se_edge", "se_cloud"), "edge_se": ("se_edge",),
              "judge": ("rating_edge", "rating_cloud"),
              "combined": ("se_edge", "rating_edge", "rating_cloud")}[rule]
     _require_columns(frame, needs, f"scores (label rule '{rule}')")
-    if rule == "tau":
-        labels = rules.tau_rule(column("se_edge"), column("se_cloud"), cfg.tau, cfg.epsilon,
+
+    def column(name: str) -> np.ndarray:
+        return frame[name].to_numpy(dtype=float)
+
+    def judge() -> rules.Labels:
+        return rules.judge_rule(column("rating_edge"), column("rating_cloud"), cfg.judge_margin,
                                 cfg.ties)
-    elif rule == "edge_se":
-        labels = rules.edge_se_rule(column("se_edge"), cfg.edge_threshold, cfg.edge_quantile)
-    elif rule == "judge":
-        labels = judge()
-    else:
-        labels = rules.combined_rule(judge(), se_rule(), cfg.judge_weight)
+
+    def se() -> rules.Labels:
+        # With both models' SE the paper's tau rule; with the edge model's alone, edge_se.
+        if rule == "tau" or (rule == "combined" and has_pair):
+            return rules.tau_rule(column("se_edge"), column("se_cloud"), cfg.tau, cfg.epsilon,
+                                  cfg.ties)
+        return rules.edge_se_rule(column("se_edge"), cfg.edge_threshold, cfg.edge_quantile)
+
+    labels = {"judge": judge, "tau": se, "edge_se": se,
+              "combined": lambda: rules.combined_rule(judge(), se(), cfg.judge_weight)}[rule]()
     out = frame.copy()
     if "id" not in out.columns:
         out["id"] = np.arange(len(out))

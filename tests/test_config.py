@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from confroute.config import RunConfig, dump_yaml, from_dict, load_yaml, override
+from confroute.errors import ConfigError
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    cfg = override(RunConfig(), {"train.max_steps": 7, "data.label.tau": 0.3,
+                                 "train.trainer.devices": 2})
+    dump_yaml(cfg, tmp_path / "c.yaml")
+    assert load_yaml(RunConfig, tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"trian": {}}, "unknown setting.*trian.*valid keys.*train"),
+    ({"train": {"batch_sise": 3}}, "train.batch_sise"),
+    ({"train": {"batch_size": "big"}}, "train.batch_size must be int"),
+    ({"train": {"batch_size": 0}}, "batch_size must be >= 1"),
+    ({"model": {"pooling": "max"}}, "model.pooling must be one of"),
+    ({"data": {"label": {"tau": -1}}}, "label.tau must be in"),
+    ({"data": "x"}, "data must be a mapping"),
+])
+def test_bad_settings_are_named(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_dict(RunConfig, values)
+
+
+def test_missing_and_malformed_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(RunConfig, tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(RunConfig, tmp_path / "bad.yaml")
