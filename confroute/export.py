@@ -38,7 +38,7 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExportConfig | None = 
     run_cfg, metrics, val = _read_run(run_dir)
     model = RouterModel.load(run_dir / "model")
     out.mkdir(parents=True, exist_ok=True)
-    _export_onnx(model, out / "model.onnx", cfg.opset)
+    export_onnx(model, out / "model.onnx", cfg.opset)
     shutil.copyfile(run_dir / "model" / "tokenizer.json", out / "tokenizer.json")
     manifest = _manifest(model, run_cfg, metrics)
     files = ["model.onnx", "tokenizer.json"]
@@ -89,7 +89,7 @@ class _LogitGraph(torch.nn.Module):
         return self.model(**dict(zip(self.model.input_names, inputs, strict=True)))
 
 
-def _export_onnx(model: RouterModel, path: Path, opset: int) -> None:
+def export_onnx(model: RouterModel, path: Path, opset: int) -> None:
     names = list(model.input_names)
     example = model.text_encoder()(["an example prompt for tracing", "a second one"])
     args = tuple(torch.from_numpy(example[n]) for n in names)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from confroute.config import RunConfig, from_dict, load_yaml, override
 from confroute.errors import ConfigError
+
+RUN_ENTRIES = ("config.yaml", "metrics.json", "val.parquet", "model", "checkpoints", "logs")
 
 # flag -> dotted config key; flags override the YAML config, which overrides the defaults
 FLAGS = {
@@ -26,7 +31,8 @@ FLAGS = {
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a router and write a run directory",
                        description="Fine-tune an encoder to predict P(cloud model needed) from "
-                       "the prompt. Defaults: the bundled routellm-judge dataset, all-MiniLM-L6-v2.")
+                       "the prompt. Defaults: the bundled routellm-judge dataset and "
+                       "all-MiniLM-L6-v2.")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--config", help="YAML RunConfig (e.g. RUN_DIR/config.yaml or a tune result)")
     p.add_argument("--data", help="bundled dataset name, local file, or Hugging Face dataset")
@@ -47,6 +53,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ...")
     p.add_argument("--num-nodes", type=int)
     p.add_argument("--precision", help="Lightning precision: 32-true, bf16-mixed, ...")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the training run already in --out (its other files are kept)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting by dotted key, e.g. --set label.tau=0.2 (repeatable)")
     p.set_defaults(run=run)
@@ -69,10 +77,25 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return override(cfg, values)
 
 
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse to mix two runs in one directory; with --overwrite remove only run entries."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return  # a DDP worker re-running this command: the launcher already checked
+    existing = [name for name in RUN_ENTRIES if (out / name).exists()]
+    if existing and not overwrite:
+        raise ConfigError(f"{out} already holds a training run ({', '.join(existing)}); choose "
+                          "another --out, or pass --overwrite to replace it")
+    for name in existing:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def run(args: argparse.Namespace) -> int:
     from confroute.train import fit
 
-    result = fit(config_from_args(args), args.out)
+    cfg = config_from_args(args)
+    prepare_out(Path(args.out), args.overwrite)
+    result = fit(cfg, args.out)
     shown = {k: v for k, v in result.metrics.items() if k != "data_report"}
     print(json.dumps({"run_dir": str(result.run_dir), **shown}, indent=2))
     return 0

@@ -1,0 +1,107 @@
+"""Router latency: torch eager vs ONNX fp32 vs ONNX int8, measured in one run.
+
+Batch-1 p50/p99 at 64 and 256 tokens and batch-32 throughput at 64 tokens, on the default
+encoder (all-MiniLM-L6-v2 + head), same threads for every backend. Ratios within one run are
+what to quote: this VM's absolute times vary with load.
+
+    .venv/bin/python bench/latency.py [--threads 2] [--repeats 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def inputs(batch: int, tokens: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, vocab, size=(batch, tokens), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.zeros_like(ids)}
+
+
+def timings(fn: Callable[[], object], repeats: int, warmup: int = 5) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - start
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--batch-repeats", type=int, default=20)
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+    import torch
+
+    from confroute.config import ModelConfig
+    from confroute.export import export_onnx, quantize_int8
+    from confroute.router_model import RouterModel
+
+    torch.set_num_threads(args.threads)
+    model = RouterModel(ModelConfig(max_length=256)).eval()
+    vocab = model.encoder.config.vocab_size
+    tmp = Path(tempfile.mkdtemp())
+    export_onnx(model, tmp / "model.onnx", 17)
+    quantize_int8(tmp / "model.onnx", tmp / "model.int8.onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    sessions = {name: ort.InferenceSession(str(tmp / file), options,
+                                           providers=["CPUExecutionProvider"])
+                for name, file in (("onnx fp32", "model.onnx"), ("onnx int8", "model.int8.onnx"))}
+
+    def runner(backend: str, feed: dict[str, np.ndarray]) -> Callable[[], object]:
+        if backend == "torch eager":
+            tensors = {k: torch.from_numpy(v) for k, v in feed.items()}
+
+            def run_torch() -> object:
+                with torch.inference_mode():
+                    return model(**tensors)
+            return run_torch
+        session = sessions[backend]
+        return lambda: session.run(["logit"], feed)
+
+    sizes = {"torch eager": sum(p.numel() * p.element_size() for p in model.parameters()),
+             "onnx fp32": (tmp / "model.onnx").stat().st_size,
+             "onnx int8": (tmp / "model.int8.onnx").stat().st_size}
+    rows = []
+    for backend in ("torch eager", "onnx fp32", "onnx int8"):
+        row = {"backend": backend, "size MB": sizes[backend] / 1e6}
+        for tokens in (64, 256):
+            t = timings(runner(backend, inputs(1, tokens, vocab)), args.repeats) * 1e3
+            row[f"b1x{tokens} p50 ms"] = np.percentile(t, 50)
+            row[f"b1x{tokens} p99 ms"] = np.percentile(t, 99)
+        t = timings(runner(backend, inputs(32, 64, vocab)), args.batch_repeats, warmup=2)
+        row["b32x64 prompts/s"] = 32 / np.median(t)
+        rows.append(row)
+
+    base = rows[0]
+    columns = list(base)
+    print(f"threads={args.threads} repeats={args.repeats} (batch-32: {args.batch_repeats}); "
+          f"model all-MiniLM-L6-v2 + head")
+    print("| " + " | ".join(columns) + " | b1x64 speed-up |")
+    print("|" + "---|" * (len(columns) + 1))
+    for row in rows:
+        cells = [row["backend"]] + [f"{row[c]:.1f}" if c != "backend" else "" for c in columns[1:]]
+        speedup = base["b1x64 p50 ms"] / row["b1x64 p50 ms"]
+        print("| " + " | ".join(cells) + f" | {speedup:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
