@@ -19,8 +19,16 @@ $(BIN)/confroute: pyproject.toml
 
 install: $(BIN)/confroute
 
+# The main job on the bundled defaults: train -> export -> route -> evaluate (minutes on CPU).
+DEMO_STEPS ?= 150
 demo: install
-	$(BIN)/python scripts/demo.py --out runs/demo
+	$(BIN)/confroute train --out runs/demo --max-steps $(DEMO_STEPS) --overwrite
+	$(BIN)/confroute export runs/demo --out runs/demo/artifact
+	$(BIN)/confroute route runs/demo/artifact "What is 12 + 30?" \
+	  "A train leaves at 3pm at 60 km/h and another at 4pm at 80 km/h; when does the second catch up?" \
+	  "Prove that the product of two odd integers is odd."
+	$(BIN)/confroute evaluate --router runs/demo/artifact --truth routellm-judge:test \
+	  --out runs/demo/evaluation --bootstrap 200
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,0 +1,37 @@
+"""The real default encoder end to end: train a few steps -> export -> runtime -> route."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_minilm_train_export_route(tmp_path: Path) -> None:
+    def cli(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "confroute", *args], capture_output=True,
+                             text=True, timeout=900, env={"HF_HUB_OFFLINE": "1",
+                                                          **__import__("os").environ})
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout
+
+    run, art = tmp_path / "run", tmp_path / "artifact"
+    trained = json.loads(cli("train", "--out", str(run), "--max-rows", "256", "--max-steps", "8",
+                             "--batch-size", "16", "--max-length", "64",
+                             "--set", "data.val_fraction=0.1",
+                             "--set", "train.trainer.enable_progress_bar=false"))
+    assert trained["global_steps"] == 8 and 0.0 <= trained["val_auroc"] <= 1.0
+    exported = json.loads(cli("export", str(run), "--out", str(art)))
+    assert exported["parity"]["max_abs_logit_diff"] <= 1e-4
+    assert abs(exported["int8"]["auroc_change"]) <= 0.05
+    manifest = json.loads((art / "router.json").read_text())
+    assert manifest["base_encoder"]["model_type"] == "bert"
+    assert manifest["base_encoder"]["hidden_size"] == 384
+    routed = [json.loads(x) for x in cli("route", str(art), "What is 2+2?", "Prove P != NP.")
+              .splitlines()]
+    assert [r["index"] for r in routed] == [0, 1]
+    assert {r["route"] for r in routed} <= {"edge", "cloud"}
