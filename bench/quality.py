@@ -40,8 +40,8 @@ from confroute.evaluation.groundtruth import BENCHMARKS, GroundTruth, load_bench
 TRANSFERS = ((("mmlu", "gsm8k"), "mt-bench"), (("gsm8k",), "mmlu"), (("mmlu",), "gsm8k"))
 LEARNED = ("knn", "mlp", "mf", "sw")
 ALL_ROUTERS = ("random", *LEARNED, "finetuned")
-QUICK = {"folds": 3, "max_rows": 3000, "bootstrap": 200, "random_seeds": 10,
-         "ft_train_rows": 512, "ft_steps": 30, "ft_max_length": 64}
+QUICK = {"folds": 3, "max_rows": 2000, "bootstrap": 200, "random_seeds": 10,
+         "ft_train_rows": 640, "ft_steps": 20, "ft_max_length": 64}
 FULL = {"folds": 5, "max_rows": None, "bootstrap": 1000, "random_seeds": 20,
         "ft_train_rows": 2000, "ft_steps": 150, "ft_max_length": 128}
 
@@ -51,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     truths = {name: _subsample(load_benchmark(name, args.routellm_dir), args.max_rows, args.seed)
               for name in BENCHMARKS}
-    emb = {name: embed(t.prompts, cache_dir=args.cache / "embeddings")
+    frozen = set(LEARNED) & set(args.routers)  # only these read the frozen embeddings
+    emb = {name: embed(t.prompts, cache_dir=args.cache / "embeddings") if frozen else None
            for name, t in truths.items()}
-    _log(f"embeddings ready ({time.time() - started:.0f} s)")
+    _log(f"ground truth and embeddings ready ({time.time() - started:.0f} s)")
     ft_log: dict[str, Any] = {}
     settings = FineTuneSettings(max_train_rows=args.ft_train_rows, max_steps=args.ft_steps,
                                 max_length=args.ft_max_length, seed=args.seed)

@@ -104,7 +104,7 @@ def _training_data(settings: FineTuneSettings, fold: Fold) -> Any:
         "split": ["val"] * n_val + ["train"] * (len(rows) - n_val)})
     report = {"source": fold.name, "format": "labelled", "rows_read": len(fold.train),
               "dropped": {"subsample": int(len(fold.train) - len(rows))},
-              "label_rule": "judge (cloud quality > edge quality)",
+              "label_rule": "judge", "label_params": {"margin": 0.0, "ties": "edge"},
               "rows": {"train": len(rows) - n_val, "val": n_val, "test": 0}}
     return LabelledPrompts(frame, report)
 
