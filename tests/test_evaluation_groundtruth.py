@@ -47,7 +47,7 @@ def test_mt_bench_routes_on_turn_one_and_averages_both_turn_scores():
     assert len(truth) == 80 - 8 and truth.info["dropped_contaminated"] == 8
     judgements = pd.read_json(ROUTELLM / "evals/mt_bench/judgements.jsonl", lines=True)
     questions = pd.read_json(ROUTELLM / "evals/mt_bench/question.jsonl", lines=True)
-    row = list(truth.ids).index("mt-bench-111")
+    row = list(truth.ids).index("mt_bench/111")
     both = judgements[(judgements.question_id == 111) & (judgements.model == gt.CLOUD_MODEL)]
     assert truth.quality_cloud[row] == pytest.approx(both.score.mean())
     assert len(both) == 2
@@ -57,7 +57,7 @@ def test_mt_bench_routes_on_turn_one_and_averages_both_turn_scores():
     # contaminated questions are gone: eval_idx counts the 80 first turns, then the 80 second
     dropped = {int(questions.question_id.iloc[c["eval_idx"] % 80])
                for c in _contaminated("mt_bench")}
-    assert not {f"mt-bench-{q}" for q in dropped} & set(truth.ids)
+    assert not {f"mt_bench/{q}" for q in dropped} & set(truth.ids)
 
 
 @needs_data
@@ -66,8 +66,8 @@ def test_gsm8k_drops_contaminated_by_text_and_keeps_test_order_ids():
     raw = pd.read_csv(ROUTELLM / "evals/gsm8k/gsm8k_responses.csv")
     assert len(truth) == len(raw) - 12
     dropped = {c["eval_idx"] for c in _contaminated("gsm8k")}
-    assert set(truth.ids) == {f"gsm8k-{i}" for i in range(len(raw)) if i not in dropped}
-    i = list(truth.ids).index("gsm8k-5")
+    assert set(truth.ids) == {f"gsm8k/{i}" for i in range(len(raw)) if i not in dropped}
+    i = list(truth.ids).index("gsm8k/5")
     assert truth.prompts[i] == raw.prompt[5]
     assert truth.quality_edge[i] == float(raw[gt.EDGE_MODEL][5])
     assert truth.quality_cloud[i] == float(raw[gt.CLOUD_MODEL][5])
@@ -82,7 +82,7 @@ def test_mmlu_eval_idx_counts_rows_in_routellm_domain_order():
     concatenated = []
     for subject in ROUTELLM_MMLU_ORDER:
         frame = pd.read_csv(ROUTELLM / f"evals/mmlu/responses/mmlu_{subject}.csv")
-        concatenated += [(f"mmlu-{subject}-{i}", p) for i, p in enumerate(frame.prompt)]
+        concatenated += [(f"mmlu/{subject}/{i}", p) for i, p in enumerate(frame.prompt)]
     kept = set(truth.ids)
     for entry in _contaminated("mmlu"):
         pid, prompt = concatenated[entry["eval_idx"]]
@@ -130,3 +130,13 @@ def test_missing_routellm_dir_says_what_to_do(tmp_path, monkeypatch):
         gt.load_benchmark("gsm8k", tmp_path)
     with pytest.raises(DataError, match="unknown benchmark"):
         gt.load_benchmark("hellaswag", ROUTELLM if ROUTELLM.is_dir() else tmp_path)
+
+
+def test_labelled_dataset_split_suffix(tmp_path):
+    path = tmp_path / "rated.csv"
+    pd.DataFrame({"prompt": ["x", "y", "z"], "rating_edge": [1, 5, 9], "rating_cloud": [8, 5, 2],
+                  "split": ["train", "test", "test"]}).to_csv(path, index=False)
+    truth = gt.load_truth(f"{path}:test")
+    assert truth.prompts == ["y", "z"]
+    with pytest.raises(DataError, match="no rows in split 'val'"):
+        gt.load_truth(f"{path}:val")

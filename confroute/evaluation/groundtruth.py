@@ -5,17 +5,18 @@ Two sources:
 - The RouteLLM evaluation files (edge = Mixtral-8x7B-Instruct, cloud = gpt-4-1106-preview), in a
   folder laid out as RouteLLM's `routellm/` (`evals/{mt_bench,gsm8k,mmlu}/...`):
   - `mt-bench`: route on the first turn; a prompt's quality under a model is the mean of that
-    model's two GPT-4 judge scores (turns 1 and 2, 1-10). Ids `mt-bench-<question_id>`.
-  - `gsm8k`: quality = correctness (0/1). Ids `gsm8k-<row>` (row in the published test order).
-  - `mmlu`: quality = correctness (0/1). Ids `mmlu-<subject>-<row>` (row in the subject file).
+    model's two GPT-4 judge scores (turns 1 and 2, 1-10). Ids `mt_bench/<question_id>`.
+  - `gsm8k`: quality = correctness (0/1). Ids `gsm8k/<row>` (row in the published test order).
+  - `mmlu`: quality = correctness (0/1). Ids `mmlu/<subject>/<row>` (row in the subject file).
   RouteLLM drops the prompts listed in each `contaminated_prompts.jsonl` by exact prompt text
   (`isin(eval_prompt)`; for MT-Bench a question goes if either turn matches); so do we. The
   `eval_idx` there is informative only: for MMLU it indexes the concatenation of the subject
   files in RouteLLM's `ALL_MMLU_DOMAINS` order (not alphabetical), for MT-Bench the 80 first turns
-  followed by the 80 second turns. Each listed prompt matches exactly one row here.
-- A labelled dataset of confroute's own (a bundled name or a file) with `prompt`,
-  `rating_edge`, `rating_cloud` (and optional `id`, token counts `tokens_in`,
-  `tokens_out_edge`, `tokens_out_cloud`).
+  followed by the 80 second turns. Each listed prompt matches exactly one row here. The ids are
+  those of the bundled `routellm-judge` dataset, so its split of a prompt can be looked up.
+- A labelled dataset of confroute's own (a bundled name or a file, `NAME:SPLIT` for the rows of
+  one split) with `prompt`, `rating_edge`, `rating_cloud` (and optional `id`, `split`, token
+  counts `tokens_in`, `tokens_out_edge`, `tokens_out_cloud`). Nothing is dropped from these.
 
 Token counts are those given; otherwise they are estimated as ceil(characters / 4) of the prompt
 and of each model's answer where the answer is known (OpenAI's rule of thumb; no model tokenizer is
@@ -126,10 +127,20 @@ def resolve_routellm_dir(path: str | Path | None) -> Path:
 
 
 def load_labelled(source: str) -> GroundTruth:
-    """A dataset with `prompt`, `rating_edge`, `rating_cloud` (bundled name or file)."""
-    from confroute.data.schema import read_table
+    """A dataset with `prompt`, `rating_edge`, `rating_cloud` (bundled name or file[:split])."""
+    from confroute.data.schema import SPLITS, read_table
 
-    frame = read_table(source)
+    name, _, split = source.rpartition(":")
+    if name and split in SPLITS:
+        frame = read_table(name)
+        if "split" not in frame.columns:
+            raise DataError(f"{name} has no 'split' column, so ':{split}' cannot select rows; "
+                            "drop the suffix to evaluate on every row")
+        frame = frame[frame["split"].astype(str) == split].reset_index(drop=True)
+        if len(frame) == 0:
+            raise DataError(f"{name} has no rows in split '{split}'")
+    else:
+        frame = read_table(source)
     missing = [c for c in ("prompt", "rating_edge", "rating_cloud") if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: evaluation needs per-prompt ratings of both models; missing "
@@ -181,7 +192,7 @@ def _mt_bench(evals: Path) -> GroundTruth:
             "tokens": "estimated: ceil(chars / 4); input = both user turns, output = both answers "
                       "(parsed from the turn-2 judge prompt)"}
     return GroundTruth(
-        "mt-bench", np.array([f"mt-bench-{q}" for q in qid]), prompts,
+        "mt-bench", np.array([f"mt_bench/{q}" for q in qid]), prompts,
         scores[EDGE_MODEL].loc[qid].to_numpy(), scores[CLOUD_MODEL].loc[qid].to_numpy(),
         tokens_in=_estimate_tokens(context),
         tokens_out_edge=_estimate_tokens([answers[EDGE_MODEL].get(q, "") for q in qid]),
@@ -210,7 +221,7 @@ def _gsm8k(evals: Path) -> GroundTruth:
     pd = require("pandas", "train")
     frame = _read(pd, evals / "gsm8k" / "gsm8k_responses.csv")
     _need(frame, ("prompt", EDGE_MODEL, CLOUD_MODEL), evals / "gsm8k")
-    ids = np.array([f"gsm8k-{i}" for i in range(len(frame))])
+    ids = np.array([f"gsm8k/{i}" for i in range(len(frame))])
     dirty = frame["prompt"].isin(_contaminated(pd, evals / "gsm8k")).to_numpy()
     frame, ids = frame[~dirty].reset_index(drop=True), ids[~dirty]
     prompts = frame["prompt"].astype(str).tolist()
@@ -238,7 +249,7 @@ def _mmlu(evals: Path) -> GroundTruth:
         frame = _read(pd, path)
         _need(frame, ("prompt", EDGE_MODEL, CLOUD_MODEL), path)
         subject = path.stem.removeprefix("mmlu_")
-        frame["id"] = [f"mmlu-{subject}-{i}" for i in range(len(frame))]
+        frame["id"] = [f"mmlu/{subject}/{i}" for i in range(len(frame))]
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
     dirty = frame["prompt"].isin(_contaminated(pd, evals / "mmlu")).to_numpy()
