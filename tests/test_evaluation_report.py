@@ -110,3 +110,14 @@ def test_markdown_table_by_hand():
            "ci": {"apgr": {"low": 0.5, "high": 0.7}}}
     table = reporting.markdown([row])
     assert "| gsm8k | knn | 0.612 [0.500, 0.700] | 40.0% | never | 10 |" in table
+
+
+def test_console_script_turns_bad_input_into_one_line_and_exit_2(rated, tmp_path, capsys):
+    from confroute.cli import main
+
+    assert main(["evaluate", "--scores", str(tmp_path / "none.csv"), "--truth", str(rated)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("confroute evaluate: error:") and "does not exist" in err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "--save-scores" in capsys.readouterr().out

@@ -14,14 +14,14 @@ def add_parser(subparsers: Any) -> None:
         "evaluate", help="quality vs cloud calls (APGR, CPT, cost) on real outcomes",
         description="Score a ground truth's prompts with a router artifact (or read scores from "
                     "a file) and write report.json, report.md and curve.png: the quality-vs-"
-                    "cloud-fraction curve, APGR, CPT(20/50/80%%) with bootstrap CIs and USD cost.")
+                    "cloud-fraction curve, APGR, CPT(20/50/80%) with bootstrap CIs and USD cost.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--router", type=Path, metavar="DIR", help="router artifact directory")
     source.add_argument("--scores", type=Path, metavar="FILE",
                         help="scores file (.csv/.jsonl/.parquet) with columns id, score")
     parser.add_argument("--truth", required=True, metavar="NAME_OR_FILE",
-                        help="mt-bench, gsm8k, mmlu (RouteLLM outcomes) or a labelled dataset "
-                             "with prompt, rating_edge, rating_cloud")
+                        help="mt-bench, gsm8k, mmlu (RouteLLM outcomes) or a labelled "
+                             "dataset[:split] with prompt, rating_edge, rating_cloud")
     parser.add_argument("--routellm-dir", type=Path, metavar="DIR",
                         help="RouteLLM's routellm/ folder (default: $CONFROUTE_ROUTELLM_DIR)")
     parser.add_argument("--out", type=Path, default=Path("evaluation"), metavar="DIR",
