@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 import sys
 from typing import Any
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from confroute.serve import create_app
     from confroute.serve.settings import is_loopback
 
+    _log_to_stderr(args.log_level)
     settings = settings_from_args(args)
     app = create_app(args.artifact, settings)
     if not is_loopback(settings.host) and settings.token is None:
@@ -90,6 +92,16 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _log_to_stderr(level: str) -> None:
+    """Show the service's own log lines (routing decisions, upstream failures) like uvicorn's."""
+    logger = logging.getLogger("confroute")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)-9s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
 
 
 def _bind(host: str, port: int) -> socket.socket:
