@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from confroute.data.sampling import Backend, Generation, SamplingConfig, prompt_seed
 from confroute.data.store import JsonlStore
@@ -115,3 +115,94 @@ def read_prompts(source: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+# --- measuring: answers -> clusters -> SE (no generation) --------------------------------------
+
+
+@dataclasses.dataclass
+class MeasureConfig:
+    """How samples become semantic entropy."""
+
+    equivalence: str = "exact"
+    """`exact` (numeric / option letter / normalised text) or `nli:<model name or path>`."""
+    invalid: Literal["drop", "cluster"] = "drop"
+    """Unparseable answers: left out of the entropy, or one shared "no answer" cluster."""
+    normalise_length: bool = True
+    """Sequence likelihood = mean token log-prob (summed log-probs let one sample dominate)."""
+    se: Literal["discrete", "weighted", "paper"] = "discrete"
+    """Which variant becomes `se_<role>` (all are stored)."""
+    choice_se: Literal["samples", "letters"] = "samples"
+    """Multiple-choice prompts: SE of the samples, or the exact entropy of the letters' probs."""
+
+
+def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], role: str,
+            cfg: MeasureConfig, equivalence: Any | None = None) -> list[dict[str, Any]]:
+    """Evidence columns `*_<role>` for every row that has a stored record for `role`."""
+    from confroute.data.uncertainty import make_equivalence
+
+    equivalence = equivalence or make_equivalence(cfg.equivalence)
+    out = []
+    for row in rows:
+        record = records.get(_key(role, row["id"]))
+        if record is not None:
+            out.append(_measure_one(row, record, role, cfg, equivalence))
+    return out
+
+
+def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: MeasureConfig,
+                 equivalence: Any) -> dict[str, Any]:
+    from confroute.data.uncertainty import (answers_match, choice_entropy, extract_answer,
+                                            semantic_entropy, sequence_logprob)
+
+    kind = row.get("answer_type") or "text"
+    choices = row.get("choices")
+    gold = row.get("answer")
+    samples = record["samples"]
+    parsed = [extract_answer(s["text"], kind, choices, s["finish"] == "length") for s in samples]
+    values = [a.value for a in parsed]
+    ids = equivalence.cluster(str(row["prompt"]), values)
+    logprobs = [s.get("logprobs") for s in samples]
+    norm = semantic_entropy(ids, logprobs, cfg.invalid, cfg.normalise_length)
+    summed = semantic_entropy(ids, logprobs, cfg.invalid, normalise=False)
+    r = role
+    ev: dict[str, Any] = {
+        f"samples_{r}": [s["text"] for s in samples],
+        f"logprobs_{r}": logprobs,
+        f"answers_{r}": values,
+        f"clusters_{r}": ids,
+        f"cluster_counts_{r}": norm.cluster_counts,
+        f"n_clusters_{r}": norm.n_clusters,
+        f"n_invalid_{r}": norm.n_invalid,
+        f"n_truncated_{r}": sum(a.truncated for a in parsed),
+        f"se_{r}_discrete": norm.discrete,
+        f"se_{r}_weighted": norm.weighted,
+        f"se_{r}_paper": norm.paper,
+        f"se_{r}_weighted_sum": summed.weighted,
+        f"se_{r}_paper_sum": summed.paper,
+    }
+    ev[f"se_{r}"] = ev[f"se_{r}_{cfg.se}"]
+    letters = record.get("choice_logprobs")
+    if letters:
+        ev[f"se_{r}_letters"], best = choice_entropy(letters)
+        ev[f"choice_logprobs_{r}"] = json.dumps(letters)
+        ev[f"correct_{r}_letters"] = _as_float(answers_match(best, gold, "choice"))
+        if cfg.choice_se == "letters":
+            ev[f"se_{r}"] = ev[f"se_{r}_letters"]
+    if ev[f"se_{r}"] is None:  # no log-probs from this backend: fall back, and say so
+        ev[f"se_{r}"] = norm.discrete
+    greedy = record.get("greedy")
+    if greedy:
+        answer = extract_answer(greedy["text"], kind, choices)
+        ev[f"greedy_{r}"] = greedy["text"]
+        ev[f"greedy_logprob_{r}"] = (sequence_logprob(greedy["logprobs"])
+                                     if greedy.get("logprobs") else None)
+        ev[f"correct_{r}"] = _as_float(answers_match(answer.value, gold, kind))
+    hits = [answers_match(v, gold, kind) for v in values]
+    if gold is not None and None not in hits:
+        ev[f"sample_accuracy_{r}"] = sum(bool(h) for h in hits) / len(hits)
+    return {"id": str(row["id"]), **ev}
+
+
+def _as_float(value: bool | None) -> float | None:
+    return None if value is None else float(value)

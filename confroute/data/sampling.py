@@ -14,6 +14,7 @@ sequence likelihoods do not depend on the sampling temperature.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import importlib.util
@@ -146,6 +147,7 @@ class LocalBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.generated_tokens = 0
+        self._head: tuple[str | None, str, list[int], Any] | None = None
 
     def chat_text(self, prompt: str, cfg: SamplingConfig) -> str:
         messages = [{"role": "user", "content": prompt}]
@@ -169,13 +171,9 @@ class LocalBackend:
                choices: Sequence[Sequence[str] | None]) -> list[Generation]:
         torch = require("torch", "label")
         texts = [self.chat_text(p, cfg) + cfg.answer_prefix for p in prompts]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
         rows = cfg.n + int(cfg.greedy)
         with torch.inference_mode():
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            first = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                               use_cache=True)
+            first, mask, positions = self._prefill(texts, cfg)
             logits = first.logits[:, -1, :].float()
             letters = [self._choice_logprobs(logits[i], c) for i, c in enumerate(choices)]
             cache = first.past_key_values
@@ -185,6 +183,53 @@ class LocalBackend:
                                  positions[:, -1:].repeat_interleave(rows, 0), cache)
             tokens, logps, finish = self._decode(state, cfg, seeds, rows)
         return self._collect(tokens, logps, finish, len(prompts), rows, cfg, letters)
+
+    def _prefill(self, texts: list[str], cfg: SamplingConfig) -> tuple[Any, Any, Any]:
+        """Run the prompts through the model; returns (output, attention mask, positions).
+
+        The chat template's head (system message, user tag) is the same for every prompt: its
+        KV cache is computed once and reused, when tokenising head and rest apart gives the
+        same tokens as tokenising the whole (checked per batch, else no reuse).
+        """
+        torch = require("torch", "label")
+        head, head_ids, head_cache = self._template_head(cfg)
+        rests = [t[len(head):] for t in texts]
+        reusable = head_ids and all(t.startswith(head) for t in texts) and all(
+            self.tokenizer(t, add_special_tokens=False)["input_ids"]
+            == head_ids + self.tokenizer(r, add_special_tokens=False)["input_ids"]
+            for t, r in zip(texts, rests, strict=True))
+        enc = self.tokenizer(rests if reusable else texts, return_tensors="pt", padding=True,
+                             add_special_tokens=False)
+        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        # ~ prefix caching: pad tokens sit between head and rest, masked out; positions skip them
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = None
+        if reusable:
+            cache = copy.deepcopy(head_cache)
+            cache.batch_repeat_interleave(len(texts))
+            positions = positions + len(head_ids)
+            mask = torch.cat([torch.ones((len(texts), len(head_ids)), dtype=mask.dtype,
+                                         device=mask.device), mask], 1)
+        # logits_to_keep=1: only the last position's logits are needed (the LM head over a
+        # 49k vocabulary would otherwise cost a fifth of the prefill)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out, mask, positions
+
+    def _template_head(self, cfg: SamplingConfig) -> tuple[str, list[int], Any]:
+        key = cfg.system
+        if self._head is None or self._head[0] != key:
+            marker = "\x00"
+            head = self.chat_text(marker, cfg).split(marker)[0]
+            head_ids = self.tokenizer(head, add_special_tokens=False)["input_ids"]
+            cache = None
+            if head_ids:
+                torch = require("torch", "label")
+                out = self.model(input_ids=torch.tensor([head_ids], device=self.device),
+                                 use_cache=True, logits_to_keep=1)
+                cache = out.past_key_values
+            self._head = (key, head, head_ids, cache)
+        return self._head[1], self._head[2], self._head[3]
 
     def _stop_ids(self, cfg: SamplingConfig) -> set[int]:
         if not cfg.stop_at_newline:
@@ -280,8 +325,7 @@ class _DecodeState:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], 1)
         self.position = self.position + 1
         out = model(input_ids=token[:, None], attention_mask=self.mask, position_ids=self.position,
-                    past_key_values=self.cache,
-                    use_cache=True)
+                    past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         self.cache, self.logits = out.past_key_values, out.logits[:, -1, :].float()
 
 
