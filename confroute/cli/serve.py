@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import sys
 from typing import Any
 
@@ -76,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from confroute.serve import create_app
+    from confroute.serve.listen import bind, url_host
     from confroute.serve.settings import is_loopback
 
     _log_to_stderr(args.log_level)
@@ -85,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"confroute serve: warning: listening on {settings.host} without a token; anyone "
               "who can reach this port can use your upstream API keys. Set CONFROUTE_TOKEN.",
               file=sys.stderr)
-    sock = _bind(settings.host, settings.port)
+    sock = bind(settings.host, settings.port)
     # Print the bound address (the real port when --port 0) before serving, for scripts.
     host, port = sock.getsockname()[:2]
-    print(f"confroute serve: listening on http://{_url_host(host)}:{port}", flush=True)
+    print(f"confroute serve: listening on http://{url_host(host)}:{port}", flush=True)
     config = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
@@ -102,21 +102,3 @@ def _log_to_stderr(level: str) -> None:
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another "
-                          "--port (0 = any free port) or --host") from exc
-    sock.set_inheritable(True)
-    return sock
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -105,9 +106,14 @@ class Service:
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
             s = self.settings
+            # TCP_NODELAY: httpx writes a request's headers and body separately, and with
+            # Nagle's algorithm on the body would wait ~40 ms for the upstream's delayed ACK.
+            transport = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
             self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s),
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100))
+                transport=transport,
+                timeout=httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s))
             self._client_loop = loop
         return self._client
 

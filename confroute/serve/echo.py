@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +23,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from confroute.serve.listen import bind
 
 CREATED = 1_700_000_000  # fixed, so answers are byte-for-byte reproducible
 
@@ -97,9 +98,7 @@ def _words(text: str) -> list[str]:
 @contextlib.contextmanager
 def serve_in_thread(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
     """Run `app` with uvicorn on an ephemeral port in a thread; yields its http://host:port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock = bind(host, 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -122,9 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port")
     args = parser.parse_args(argv)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
+    sock = bind(args.host, args.port)
     print(f"http://{args.host}:{sock.getsockname()[1]}/v1", flush=True)
     uvicorn.Server(uvicorn.Config(echo_app(args.name), log_level="warning",
                                   lifespan="off")).run(sockets=[sock])
