@@ -27,7 +27,9 @@ sys.path.insert(0, str(ROOT))
 WORK = ROOT / "runs" / "uncertainty"
 NUMBER_INSTRUCTION = "Give the final answer only."
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option."
-MIX = {"arith": 400, "mawps": 500, "gsm8k": 350, "mmlu": 285}
+# Sized for a CPU shared by several jobs: short prompts are cheap to prefill, so the mix leans on
+# arithmetic and MAWPS and takes fewer of the long GSM8K / MMLU prompts.
+MIX = {"arith": 500, "mawps": 500, "gsm8k": 250, "mmlu": 250}
 
 
 def arith(n: int, seed: int = 0) -> list[dict]:
@@ -119,7 +121,7 @@ def sampling_config():
 
     # T=0.5: at 1.0 this 135M model's samples scatter on nearly every prompt and SE stops
     # ranking correctness (pilot, see the card). "The answer is" + one line = a short answer.
-    return SamplingConfig(n=5, temperature=0.5, top_p=1.0, max_new_tokens=16, seed=0,
+    return SamplingConfig(n=5, temperature=0.5, top_p=1.0, top_k=50, max_new_tokens=16, seed=0,
                           greedy=True, batch_size=8, answer_prefix="The answer is",
                           stop_at_newline=True)
 

@@ -45,6 +45,9 @@ class SamplingConfig:
     temperature: float = 0.5
     """0.5, not 1.0: a 135M model's samples at 1.0 scatter on every prompt (see the card)."""
     top_p: float = 1.0
+    top_k: int = 50
+    """Sample among the k most likely tokens (0 = whole vocabulary); 50 is transformers'
+    default, and it spares drawing noise for a 49k vocabulary at every step."""
     max_new_tokens: int = 32
     seed: int = 0
     greedy: bool = True
@@ -66,6 +69,8 @@ class SamplingConfig:
             raise ConfigError(f"sampling.temperature must be in (0, 5]; found {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"sampling.top_p must be in (0, 1]; found {self.top_p}")
+        if self.top_k < 0:
+            raise ConfigError(f"sampling.top_k must be >= 0 (0 = no limit); found {self.top_k}")
         if not 1 <= self.max_new_tokens <= 32768:
             raise ConfigError(f"sampling.max_new_tokens must be in [1, 32768]; "
                               f"found {self.max_new_tokens}")
@@ -256,8 +261,8 @@ class LocalBackend:
         finish: list[Finish] = ["length"] * total
         for step in range(cfg.max_new_tokens):
             # noise for every row, so a row's draws never depend on which rows already stopped
-            noise = torch.cat([torch.rand((rows, state.logits.shape[1]), generator=g)
-                               for g in gens])[active]
+            width = cfg.top_k or state.logits.shape[1]
+            noise = torch.cat([torch.rand((rows, width), generator=g) for g in gens])[active]
             token = _sample(state.logits, noise.to(state.logits.device), cfg, is_greedy[active])
             logp = torch.log_softmax(state.logits, -1).gather(1, token[:, None])[:, 0]
             stopped = torch.isin(token.cpu(), stop_ids)
@@ -330,16 +335,20 @@ class _DecodeState:
 
 
 def _sample(logits: Any, noise: Any, cfg: SamplingConfig, greedy_rows: Any) -> Any:
-    """Gumbel-max sampling at `cfg.temperature` within the top-p nucleus; argmax on greedy rows."""
+    """Gumbel-max sampling at `cfg.temperature` within top-k and the top-p nucleus; argmax on
+    greedy rows. `noise` is uniform, one value per candidate token (k, or the vocabulary)."""
     torch = require("torch", "label")
     scaled = logits / cfg.temperature
+    if cfg.top_k:
+        scaled, candidates = scaled.topk(min(cfg.top_k, scaled.shape[1]), -1)  # sorted
+    else:
+        scaled, candidates = scaled.sort(-1, descending=True)
     if cfg.top_p < 1.0:
-        sorted_logits, order = scaled.sort(-1, descending=True)
-        probs = sorted_logits.softmax(-1)
+        probs = scaled.softmax(-1)
         outside = probs.cumsum(-1) - probs > cfg.top_p  # keep the token that crosses top_p
-        scaled = scaled.scatter(1, order, sorted_logits.masked_fill(outside, float("-inf")))
-    gumbel = -torch.log(-torch.log(noise.clamp(1e-20, 1.0 - 1e-7)))
-    sampled = (scaled + gumbel).argmax(-1)
+        scaled = scaled.masked_fill(outside, float("-inf"))
+    gumbel = -torch.log(-torch.log(noise[:, :scaled.shape[1]].clamp(1e-20, 1.0 - 1e-7)))
+    sampled = candidates.gather(1, (scaled + gumbel).argmax(-1, keepdim=True))[:, 0]
     return torch.where(greedy_rows, logits.argmax(-1), sampled)
 
 
