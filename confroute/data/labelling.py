@@ -18,7 +18,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,25 +50,33 @@ def store_meta(role: str, model: str, cfg: SamplingConfig) -> dict[str, Any]:
     return {"role": role, "model": model, "sampling": dataclasses.asdict(cfg)}
 
 
-def sample_to_store(rows: Sequence[dict[str, Any]], backend: Backend, cfg: SamplingConfig,
+def sample_to_store(rows: Sequence[dict[str, Any]], backend: Backend | Callable[[], Backend],
+                    cfg: SamplingConfig,
                     store: JsonlStore, role: str = "edge", chunk: int | None = None,
                     progress: bool = True) -> dict[str, Any]:
     """Answer every prompt not yet in `store`; append each batch as soon as it is done.
 
-    Returns counts: prompts done before, done now, generated tokens, seconds.
+    `backend` may be a factory, called only when something is left to sample (a finished run
+    relabels without loading a model). Returns counts: prompts done before, done now,
+    generated tokens, seconds.
     """
     tqdm = require("tqdm", "label").tqdm
     todo = [r for r in rows if _key(role, r["id"]) not in store]
     before = len(rows) - len(todo)
+    if not todo:
+        return {"done_before": before, "done_now": 0, "generated_tokens": 0, "seconds": 0.0}
+    if callable(backend) and not hasattr(backend, "generate"):
+        backend = backend()
     chunk = chunk or cfg.batch_size
     start, tokens_before = time.perf_counter(), getattr(backend, "generated_tokens", 0)
     bar = tqdm(total=len(rows), initial=before, disable=not progress, unit="prompt",
-               desc=f"sampling {role} ({backend.name})", smoothing=0.05)
+               desc=f"sampling {role} ({backend.name})", smoothing=0.05)  # type: ignore
     for first in range(0, len(todo), chunk):
         batch = todo[first:first + chunk]
         prompts = [model_input(r) for r in batch]
         seeds = [prompt_seed(cfg.seed, str(r["id"])) for r in batch]
-        gens = backend.generate(prompts, cfg, seeds, [choice_letters(r) for r in batch])
+        gens = backend.generate(prompts, cfg, seeds,  # type: ignore[union-attr]
+                                [choice_letters(r) for r in batch])
         store.add(_record(role, backend.name, r, g) for r, g in zip(batch, gens, strict=True))
         bar.update(len(batch))
     bar.close()
@@ -206,3 +214,146 @@ def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: Me
 
 def _as_float(value: bool | None) -> float | None:
     return None if value is None else float(value)
+
+
+# --- the table: prompts + evidence + label ---------------------------------------------------
+
+SPLIT_VAL = 0.2
+
+
+def split_of(prompt_id: str, val: float = SPLIT_VAL) -> str:
+    """A fixed train/val split from a hash of the id: it never moves when rows are added."""
+    import hashlib
+
+    u = int(hashlib.sha256(prompt_id.encode()).hexdigest()[:12], 16) / 16**12
+    return "val" if u < val else "train"
+
+
+def evidence_table(rows: Sequence[dict[str, Any]], stores: dict[str, JsonlStore],
+                   cfg: MeasureConfig) -> Any:
+    """One row per prompt answered by every role: prompt columns + `*_<role>` evidence."""
+    pd = require("pandas", "label")
+    from confroute.data.uncertainty import make_equivalence
+
+    equivalence = make_equivalence(cfg.equivalence)
+    frame = pd.DataFrame(list(rows))
+    frame["id"] = frame["id"].astype(str)
+    for role, store in stores.items():
+        measured = measure(rows, store.records, role, cfg, equivalence)
+        frame = frame.merge(pd.DataFrame(measured, columns=["id"] if not measured else None),
+                            on="id", how="inner")
+    if "source" not in frame.columns:
+        frame["source"] = "data"
+    if "split" not in frame.columns:
+        frame["split"] = [split_of(i) for i in frame["id"]]
+    frame["se_config"] = json.dumps(dataclasses.asdict(cfg))
+    return frame
+
+
+def apply_rule(frame: Any, label: Any) -> tuple[Any, dict[str, Any]]:
+    """Label `frame` with `label` (a LabelConfig) exactly as training will, and record it.
+
+    Adds `rule_label` (not `label`: a `label` column would make readers take it as given and
+    ignore the rule), `label_rule` and `label_params`; the evidence columns are untouched, so
+    relabelling with another rule or tau never resamples.
+    """
+    from confroute.data.schema import from_scores
+
+    _, labels = from_scores(frame, label)
+    out = frame.copy()
+    out["rule_label"] = labels.values
+    out["label_rule"] = labels.rule
+    out["label_params"] = json.dumps(labels.params)
+    return out, {"rule": labels.rule, "params": labels.params, "counts": labels.counts}
+
+
+def write_table(frame: Any, path: str | Path) -> Path:
+    """Write the scores table as parquet (or jsonl by suffix); atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    if path.suffix == ".jsonl":
+        frame.to_json(partial, orient="records", lines=True, force_ascii=False)
+    elif path.suffix == ".parquet":
+        frame.to_parquet(partial, index=False)
+    else:
+        raise DataError(f"output {path} must end in .parquet or .jsonl")
+    partial.replace(path)
+    return path
+
+
+@dataclasses.dataclass
+class LabelRun:
+    """What `label` did: files written, counts, and the label rule's report."""
+
+    table: Path
+    rows: int
+    sampling: dict[str, Any]
+    labels: dict[str, Any]
+    quality: dict[str, Any]
+
+
+def label(prompts: str, out_dir: str | Path,
+          backends: dict[str, tuple[str, Backend | Callable[[], Backend]]],
+          sampling: SamplingConfig, measure_cfg: MeasureConfig, label_cfg: Any,
+          limit: int | None = None, progress: bool = True) -> LabelRun:
+    """The whole pipeline; rerunning it resumes sampling and only redoes measuring/labelling.
+
+    `backends` maps a role (`edge`, `cloud`) to (model name, backend or backend factory).
+    Samples go to `out_dir/samples_<role>.jsonl`, the table to `out_dir/scores.parquet`.
+    """
+    out_dir = Path(out_dir)
+    rows = read_prompts(prompts, limit)
+    stores, report = {}, {}
+    if "edge" not in backends:
+        raise DataError("label needs an edge model")
+    for role, (name, backend) in backends.items():
+        stores[role] = JsonlStore(out_dir / f"samples_{role}.jsonl",
+                                  store_meta(role, name, sampling))
+        report[role] = sample_to_store(rows, backend, sampling, stores[role], role,
+                                       progress=progress)
+    return relabel_from_stores(rows, out_dir, stores, measure_cfg, label_cfg, report)
+
+
+def relabel_from_stores(rows: Sequence[dict[str, Any]], out_dir: Path,
+                        stores: dict[str, JsonlStore], measure_cfg: MeasureConfig,
+                        label_cfg: Any, report: dict[str, Any] | None = None) -> LabelRun:
+    frame = evidence_table(rows, stores, measure_cfg)
+    if len(frame) == 0:
+        raise DataError(f"no prompt has samples from every model in {out_dir}; run sampling first")
+    frame, labels = apply_rule(frame, label_cfg)
+    table = write_table(frame, out_dir / "scores.parquet")
+    quality = quality_report(frame, list(stores))
+    (out_dir / "label_report.json").write_text(json.dumps(
+        {"rows": len(frame), "sampling": report or {}, "labels": labels, "quality": quality},
+        indent=2, default=str))
+    return LabelRun(table, len(frame), report or {}, labels, quality)
+
+
+def quality_report(frame: Any, roles: Sequence[str]) -> dict[str, Any]:
+    """Per source and overall: accuracy, SE distribution, AUROC of -SE (and of the greedy
+    answer's mean log-prob) for each model's correctness."""
+    from confroute.data.uncertainty import auroc, summarise
+
+    report: dict[str, Any] = {}
+    groups = [("all", frame)] + [(str(k), g) for k, g in frame.groupby("source")]
+    for role in roles:
+        per: dict[str, Any] = {}
+        for name, group in groups:
+            entry: dict[str, Any] = {"n": len(group),
+                                     "se": summarise([float(v) for v in group[f"se_{role}"]])}
+            if f"correct_{role}" in group and group[f"correct_{role}"].notna().any():
+                known = group[group[f"correct_{role}"].notna()]
+                correct = [bool(v) for v in known[f"correct_{role}"]]
+                entry["accuracy"] = round(sum(correct) / len(correct), 4)
+                for variant in ("", "_discrete", "_weighted", "_paper", "_letters"):
+                    column = f"se_{role}{variant}"
+                    if column in known and known[column].notna().all():
+                        value = auroc([-float(v) for v in known[column]], correct)
+                        entry[f"auroc_neg{column}"] = None if value is None else round(value, 4)
+                if f"greedy_logprob_{role}" in known and known[f"greedy_logprob_{role}"].notna().all():
+                    value = auroc([float(v) for v in known[f"greedy_logprob_{role}"]], correct)
+                    entry["auroc_greedy_logprob"] = None if value is None else round(value, 4)
+            per[name] = entry
+        report[role] = per
+    return report
