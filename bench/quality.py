@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from confroute.evaluation import baselines, metrics, protocols  # noqa: E402
 from confroute.evaluation import report as reporting  # noqa: E402
-from confroute.evaluation.embeddings import embed  # noqa: E402
+from confroute.evaluation.embeddings import cached, embed  # noqa: E402
 from confroute.evaluation.finetuned import FineTuneSettings, recipe  # noqa: E402
 from confroute.evaluation.groundtruth import BENCHMARKS, GroundTruth, load_benchmark  # noqa: E402
 
@@ -49,11 +49,12 @@ FULL = {"folds": 5, "max_rows": None, "bootstrap": 1000, "random_seeds": 20,
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     started = time.time()
-    truths = {name: _subsample(load_benchmark(name, args.routellm_dir), args.max_rows, args.seed)
-              for name in BENCHMARKS}
+    full = {name: load_benchmark(name, args.routellm_dir) for name in BENCHMARKS}
+    rows = {name: _rows(len(t), args.max_rows, args.seed) for name, t in full.items()}
+    truths = {name: _subsample(full[name], rows[name], args.seed) for name in BENCHMARKS}
     frozen = set(LEARNED) & set(args.routers)  # only these read the frozen embeddings
-    emb = {name: embed(t.prompts, cache_dir=args.cache / "embeddings") if frozen else None
-           for name, t in truths.items()}
+    emb = {name: _embeddings(full[name], rows[name], args.cache / "embeddings") if frozen
+           else None for name in BENCHMARKS}
     _log(f"ground truth and embeddings ready ({time.time() - started:.0f} s)")
     ft_log: dict[str, Any] = {}
     settings = FineTuneSettings(max_train_rows=args.ft_train_rows, max_steps=args.ft_steps,
@@ -71,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                       [fold]))
     rows, reports, judged = [], [], {}
     for protocol, name, truth, folds in cells:
-        cell_reports, cell_scores = _run_cell(args, protocol, truth, folds, recipes)
+        kind = "cv" if protocol.startswith("cv") else "transfer"
+        cell_recipes = {k: v for k, v in recipes.items()
+                        if k != "finetuned" or args.ft_cells in ("all", kind)}
+        cell_reports, cell_scores = _run_cell(args, protocol, truth, folds, cell_recipes)
         if args.judge_url and protocol.startswith("cv") and name == args.judge_benchmark:
             judged = _judge(args, truth, cell_scores)
         reports += cell_reports
@@ -104,6 +108,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="fine-tuning rows per fold (fixed subsample of the fold's training)")
     parser.add_argument("--ft-steps", type=int, help="fine-tuning optimiser steps per fold")
     parser.add_argument("--ft-max-length", type=int, help="fine-tuning max tokens per prompt")
+    parser.add_argument("--ft-cells", default="all", choices=("all", "cv", "transfer"),
+                        help="protocol cells that include the fine-tuned router (CPU budget)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge-url", help="OpenAI-compatible API root for the optional "
                         "LLM-as-a-judge comparison (key in $OPENAI_API_KEY); off when unset")
@@ -188,14 +194,30 @@ def _row(protocol: str, r: dict[str, Any]) -> dict[str, Any]:
             "cost_all_cloud": r.get("cost_usd", {}).get("all_cloud")}
 
 
-def _subsample(truth: GroundTruth, max_rows: int | None, seed: int) -> GroundTruth:
-    if max_rows is None or len(truth) <= max_rows:
+def _rows(n: int, max_rows: int | None, seed: int) -> np.ndarray | None:
+    """The evaluated rows: all (None), or a fixed sorted random subset of `max_rows`."""
+    if max_rows is None or n <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(n)[:max_rows])
+
+
+def _subsample(truth: GroundTruth, rows: np.ndarray | None, seed: int) -> GroundTruth:
+    if rows is None:
         return truth
-    keep = np.sort(np.random.default_rng(seed).permutation(len(truth))[:max_rows])
-    sub = truth.subset(keep)
-    sub.info = {**truth.info, "subsample": f"{max_rows} of {len(truth)} rows, "
-                                           f"numpy default_rng({seed}).permutation"}
+    sub = truth.subset(rows)
+    sub.info = {**truth.info, "subsample": f"{len(rows)} of {len(truth)} rows: sorted first "
+                                           f"rows of numpy default_rng({seed}).permutation"}
     return sub
+
+
+def _embeddings(truth: GroundTruth, rows: np.ndarray | None, cache: Path) -> np.ndarray:
+    """Embeddings of the evaluated rows; reuses the whole benchmark's if they are cached."""
+    if rows is not None:
+        whole = cached(truth.prompts, cache)
+        if whole is not None:
+            return whole[rows]
+        return embed([truth.prompts[i] for i in rows], cache_dir=cache)
+    return embed(truth.prompts, cache_dir=cache)
 
 
 def _save_scores(out: Path, protocol: str, truth: GroundTruth, scores: dict[str, np.ndarray]
@@ -236,7 +258,8 @@ def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
              f"in {seconds / 60:.0f} min.",
              f"Sizes: {args.folds}-fold CV, at most {args.max_rows or 'all'} prompts per "
              f"benchmark; fine-tuned router: {args.ft_train_rows} training rows per fold, "
-             f"{args.ft_steps} steps, {args.ft_max_length} tokens. CPT lower is better, APGR "
+             f"{args.ft_steps} steps, {args.ft_max_length} tokens, in {args.ft_cells} protocol "
+             "cells. CPT lower is better, APGR "
              "higher is better; [95% bootstrap CI over prompts]; random = mean over "
              f"{args.random_seeds} seeds.", "",
              "| protocol | benchmark | router | APGR | CPT(50%) | CPT(80%) | USD at CPT(80%) |",

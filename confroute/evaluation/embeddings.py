@@ -39,12 +39,9 @@ def embed(texts: Sequence[str], encoder: str = "minilm", max_length: int = DEFAU
     if not texts:
         raise ConfigError("no texts to embed")
     path = resolve_encoder_path(encoder)
-    cache = None
-    if cache_dir is not None:
-        key = hashlib.sha256(json.dumps([Path(path).name, max_length, list(texts)]).encode())
-        cache = Path(cache_dir) / f"emb-{key.hexdigest()[:24]}.npy"
-        if cache.is_file():
-            return np.load(cache)
+    cache = None if cache_dir is None else _cache_file(texts, path, max_length, cache_dir)
+    if cache is not None and cache.is_file():
+        return np.load(cache)
     vectors = _encode(list(texts), path, max_length, batch_size)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +49,18 @@ def embed(texts: Sequence[str], encoder: str = "minilm", max_length: int = DEFAU
         np.save(tmp, vectors)
         tmp.replace(cache)  # atomic: a killed run never leaves a half-written cache file
     return vectors
+
+
+def cached(texts: Sequence[str], cache_dir: str | Path, encoder: str = "minilm",
+           max_length: int = DEFAULT_MAX_LENGTH) -> np.ndarray | None:
+    """The cached embeddings of exactly `texts`, or None when they were never computed."""
+    cache = _cache_file(texts, resolve_encoder_path(encoder), max_length, cache_dir)
+    return np.load(cache) if cache.is_file() else None
+
+
+def _cache_file(texts: Sequence[str], path: str, max_length: int, cache_dir: str | Path) -> Path:
+    key = hashlib.sha256(json.dumps([Path(path).name, max_length, list(texts)]).encode())
+    return Path(cache_dir) / f"emb-{key.hexdigest()[:24]}.npy"
 
 
 def _encode(texts: list[str], path: str, max_length: int, batch_size: int) -> np.ndarray:
