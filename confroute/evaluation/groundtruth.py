@@ -87,14 +87,19 @@ class GroundTruth:
     def subset(self, index: np.ndarray) -> GroundTruth:
         """The rows at `index` (positions), all columns kept aligned."""
         index = np.asarray(index, dtype=int)
-        pick = lambda v: None if v is None else (  # noqa: E731
-            [v[i] for i in index] if isinstance(v, list) else v[index])
+
+        def rows(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[index]
+
+        def items(values: list[str] | None) -> list[str] | None:
+            return None if values is None else [values[i] for i in index]
+
         return dataclasses.replace(
-            self, ids=self.ids[index], prompts=pick(self.prompts),
+            self, ids=self.ids[index], prompts=[self.prompts[i] for i in index],
             quality_edge=self.quality_edge[index], quality_cloud=self.quality_cloud[index],
-            tokens_in=pick(self.tokens_in), tokens_out_edge=pick(self.tokens_out_edge),
-            tokens_out_cloud=pick(self.tokens_out_cloud), answers_edge=pick(self.answers_edge),
-            answers_cloud=pick(self.answers_cloud), info={**self.info, "subset_of": len(self)})
+            tokens_in=rows(self.tokens_in), tokens_out_edge=rows(self.tokens_out_edge),
+            tokens_out_cloud=rows(self.tokens_out_cloud), answers_edge=items(self.answers_edge),
+            answers_cloud=items(self.answers_cloud), info={**self.info, "subset_of": len(self)})
 
 
 def load_truth(spec: str, routellm_dir: str | Path | None = None) -> GroundTruth:

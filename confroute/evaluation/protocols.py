@@ -102,10 +102,10 @@ def transfer_fold(train: Sequence[tuple[GroundTruth, np.ndarray | None]],
     if overlap:
         raise DataError(f"transfer: {len(overlap)} test prompt id(s) are also training rows, "
                         f"e.g. {sorted(overlap)[0]}")
-    embs = [p.emb for p in train_parts]
+    embs = [p.emb for p in train_parts if p.emb is not None]
     merged = Part(np.concatenate([p.ids for p in train_parts]),
                   [t for p in train_parts for t in p.texts],
-                  None if any(e is None for e in embs) else np.concatenate(embs),
+                  np.concatenate(embs) if len(embs) == len(train_parts) else None,
                   np.concatenate([p.labels for p in train_parts]))
     names = "+".join(t.name for t, _ in train)
     return Fold(f"{names}->{test[0].name}", merged, test_part, np.arange(len(test[0])))

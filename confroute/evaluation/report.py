@@ -22,9 +22,10 @@ from confroute.evaluation.groundtruth import GroundTruth
 CURVE_POINTS = 201
 
 
-def align_scores(truth: GroundTruth, ids: Sequence[Any], scores: Sequence[float]) -> np.ndarray:
+def align_scores(truth: GroundTruth, prompt_ids: Sequence[Any] | np.ndarray,
+                 scores: Sequence[float] | np.ndarray) -> np.ndarray:
     """Scores reordered to the ground truth's rows; any mismatch is an error saying which."""
-    ids = np.asarray(ids, dtype=object).astype(str)
+    ids = np.asarray(prompt_ids, dtype=object).astype(str)
     values = np.asarray(scores, dtype=float)
     if len(ids) != len(values):
         raise DataError(f"scores file: {len(ids)} ids but {len(values)} scores")

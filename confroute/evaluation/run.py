@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class EvaluateRequest:
     routellm_dir: Path | None = None
     save_scores: Path | None = None
     name: str | None = None
-    variant: str = "auto"
+    variant: Literal["auto", "fp32", "int8"] = "auto"
     bootstrap: int = 1000
     seed: int = 0
     cost: CostConfig = dataclasses.field(default_factory=CostConfig)
@@ -49,10 +49,12 @@ def evaluate(request: EvaluateRequest) -> dict[str, Any]:
     if request.router_dir is not None:
         scores = score_with_router(request.router_dir, truth, request.variant)
         name = request.name or Path(request.router_dir).name
-    else:
+    elif request.scores_file is not None:
         ids, values = read_scores(request.scores_file)
         scores = reporting.align_scores(truth, ids, values)
         name = request.name or Path(request.scores_file).stem
+    else:  # __post_init__ guarantees one source; this keeps the type checker informed
+        raise ConfigError("no source of scores")
     if request.save_scores is not None:
         write_scores(request.save_scores, truth, scores)
     result = reporting.evaluate(scores, truth, name, request.cost, bootstrap=request.bootstrap,
@@ -64,7 +66,8 @@ def evaluate(request: EvaluateRequest) -> dict[str, Any]:
     return result
 
 
-def score_with_router(router_dir: Path, truth: GroundTruth, variant: str = "auto") -> np.ndarray:
+def score_with_router(router_dir: Path, truth: GroundTruth,
+                      variant: Literal["auto", "fp32", "int8"] = "auto") -> np.ndarray:
     """Scores of the ground truth's prompts from an exported router artifact."""
     from confroute.runtime import Router
 
