@@ -11,8 +11,13 @@ Writes bench/results/quality.{json,md}, one plot per protocol cell, and the per-
 (bench/results/scores/<cell>.csv.gz, prompt ids + every router's score) so anyone can recompute
 the metrics. Embeddings and fine-tuned scores are cached under bench/.cache (git-ignored).
 
-    python bench/quality.py --quick   # CI size: MMLU subsampled, 3 folds, short fine-tuning
-    python bench/quality.py           # full: all rows, 5 folds, see --help for the sizes
+    python bench/quality.py --quick   # CI size: 2,000 MMLU prompts, 3 fits of 20 steps,
+                                      # 3 folds, fine-tuned router in the transfer cells only
+    python bench/quality.py           # full: all rows, 5 folds, fine-tuned in every cell
+                                      # (18 fits of 150 steps: hours on CPU; use a GPU)
+
+Any size can be set alone (--folds, --max-rows, --ft-steps, ...); the table header records the
+sizes and the exact command.
 """
 
 from __future__ import annotations
@@ -40,10 +45,12 @@ from confroute.evaluation.groundtruth import BENCHMARKS, GroundTruth, load_bench
 TRANSFERS = ((("mmlu", "gsm8k"), "mt-bench"), (("gsm8k",), "mmlu"), (("mmlu",), "gsm8k"))
 LEARNED = ("knn", "mlp", "mf", "sw")
 ALL_ROUTERS = ("random", *LEARNED, "finetuned")
+# --quick is sized for CI on 2 CPU cores: the fine-tuned router runs in the 3 transfer cells
+# only (3 fits); the full run fine-tunes in every cell (18 fits: hours on CPU, minutes on a GPU).
 QUICK = {"folds": 3, "max_rows": 2000, "bootstrap": 200, "random_seeds": 10,
-         "ft_train_rows": 640, "ft_steps": 20, "ft_max_length": 64}
+         "ft_train_rows": 640, "ft_steps": 20, "ft_max_length": 64, "ft_cells": "transfer"}
 FULL = {"folds": 5, "max_rows": None, "bootstrap": 1000, "random_seeds": 20,
-        "ft_train_rows": 2000, "ft_steps": 150, "ft_max_length": 128}
+        "ft_train_rows": 2000, "ft_steps": 150, "ft_max_length": 128, "ft_cells": "all"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +115,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="fine-tuning rows per fold (fixed subsample of the fold's training)")
     parser.add_argument("--ft-steps", type=int, help="fine-tuning optimiser steps per fold")
     parser.add_argument("--ft-max-length", type=int, help="fine-tuning max tokens per prompt")
-    parser.add_argument("--ft-cells", default="all", choices=("all", "cv", "transfer"),
+    parser.add_argument("--ft-cells", choices=("all", "cv", "transfer"),
                         help="protocol cells that include the fine-tuned router (CPU budget)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge-url", help="OpenAI-compatible API root for the optional "
