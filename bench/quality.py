@@ -252,7 +252,7 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]], reports: list[d
                "curves": {f"{r['protocol']}|{r['ground_truth']}|{r['router']}": r["curve"]
                           for r in reports}}
     reporting.write_json(payload, args.out / "quality.json")
-    text = _markdown(rows, date, args, seconds)
+    text = _markdown(rows, date, args, seconds) + "\n" + _truth_markdown(truths)
     if judged:
         text += "\n" + _judge_markdown(judged)
     (args.out / "quality.md").write_text(text)
@@ -272,12 +272,27 @@ def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
              "| protocol | benchmark | router | APGR | CPT(50%) | CPT(80%) | USD at CPT(80%) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        ci = r.get("ci") or {}
+        ci, sd = r.get("ci") or {}, r.get("sd_over_seeds") or {}
+        cells = [reporting.format_cell(r[k], ci.get(k), k != "apgr") + _sd(sd, k)
+                 for k in ("apgr", "cpt_50", "cpt_80")]
         lines.append(f"| {r['protocol']} | {r['benchmark']} | {r['router']} | "
-                     f"{reporting._cell(r['apgr'], ci.get('apgr'), False)} | "
-                     f"{reporting._cell(r['cpt_50'], ci.get('cpt_50'), True)} | "
-                     f"{reporting._cell(r['cpt_80'], ci.get('cpt_80'), True)} | "
-                     f"{_usd(r['cost_at_cpt_80'])} |")
+                     f"{' | '.join(cells)} | {_usd(r['cost_at_cpt_80'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _sd(sd: dict[str, float], key: str) -> str:
+    if key not in sd:
+        return ""
+    return f" (sd {sd[key]:.3f})" if key == "apgr" else f" (sd {100 * sd[key]:.1f})"
+
+
+def _truth_markdown(truths: dict[str, GroundTruth]) -> str:
+    lines = ["| benchmark | prompts | edge quality | cloud quality | cloud better on | dropped "
+             "as contaminated |", "|---|---|---|---|---|---|"]
+    for name, t in truths.items():
+        lines.append(f"| {name} | {len(t)} | {t.quality_edge.mean():.4f} | "
+                     f"{t.quality_cloud.mean():.4f} | {100 * t.labels().mean():.1f}% | "
+                     f"{t.info.get('dropped_contaminated', 0)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -105,13 +105,15 @@ def markdown(reports: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in reports:
         ci = r.get("ci", {})
-        cells = [r["ground_truth"], r["router"], _cell(r["metrics"]["apgr"], ci.get("apgr"), False)]
-        cells += [_cell(r["metrics"][k], ci.get(k), True) for k in levels]
+        apgr = format_cell(r["metrics"]["apgr"], ci.get("apgr"), False)
+        cells = [r["ground_truth"], r["router"], apgr]
+        cells += [format_cell(r["metrics"][k], ci.get(k), True) for k in levels]
         lines.append("| " + " | ".join([*cells, str(r["prompts"])]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _cell(value: float, ci: Mapping[str, float] | None, percent: bool) -> str:
+def format_cell(value: float, ci: Mapping[str, float] | None, percent: bool) -> str:
+    """`0.612 [0.500, 0.700]` or `40.0% [..]`; `never` for a level the curve never reaches."""
     fmt = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.3f}")
     if not np.isfinite(value):
         return "never"
