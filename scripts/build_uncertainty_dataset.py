@@ -179,7 +179,7 @@ def finalize(rows: list[dict], args: argparse.Namespace) -> int:
                                           quality_report, write_table)
     from confroute.data.store import JsonlStore
 
-    store = JsonlStore(args.work / "edge.jsonl")
+    store = JsonlStore(args.work / "edge.jsonl", readonly=True)  # sampling may still run
     measure = MeasureConfig(equivalence="exact", invalid=args.invalid, se=args.se)
     frame = evidence_table(rows, {"edge": store}, measure)
     frame = frame.drop(columns=["instruction"]).assign(

@@ -22,10 +22,22 @@ from confroute.errors import DataError
 class JsonlStore:
     """Records `{"key": ..., ...}` in an append-only file; `keys` says what is done."""
 
-    def __init__(self, path: str | Path, meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str | Path, meta: dict[str, Any] | None = None,
+                 readonly: bool = False) -> None:
+        """Open (and with `meta`, create or check) a store.
+
+        `readonly` reads a store another process may be writing: the file is never changed,
+        and an unfinished last line is ignored instead of cut.
+        """
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.torn_lines = _repair_tail(self.path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise DataError(f"sample store {self.path} does not exist")
+            self.torn_lines = 0
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.torn_lines = _repair_tail(self.path)
         self.records: dict[str, dict[str, Any]] = {}
         self.duplicates = 0
         self.meta = self._check_meta(meta)
@@ -81,6 +93,8 @@ class JsonlStore:
     def _append(self, records: list[dict[str, Any]]) -> None:
         if not records:
             return
+        if self.readonly:
+            raise DataError(f"{self.path} was opened read-only")
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -122,6 +136,8 @@ def _read(path: Path) -> Iterator[dict[str, Any]]:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
+            if not line.endswith(b"\n"):
+                return  # a record still being written (read-only readers); not finished yet
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
