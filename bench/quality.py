@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         reports += cell_reports
         rows += [_row(protocol, r) for r in cell_reports]
         _save_scores(args.out, protocol, truth, cell_scores)
-        reporting.plot([r for r in cell_reports if r["router"] != "random"],
+        reporting.plot([r for r in cell_reports if r["router"] not in ("random", "oracle")],
                        args.out / "plots" / f"{_slug(protocol)}-{name}.png",
                        f"{name}: {protocol}")
     _write(args, rows, reports, fold_records, ft_log, settings, truths, judged,
@@ -264,9 +264,7 @@ def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
              f"(RouteLLM outcomes). Generated {date} by `{args.command}` "
              f"in {seconds / 60:.0f} min.",
              f"Sizes: {args.folds}-fold CV, at most {args.max_rows or 'all'} prompts per "
-             f"benchmark; fine-tuned router: {args.ft_train_rows} training rows per fold, "
-             f"{args.ft_steps} steps, {args.ft_max_length} tokens, in {args.ft_cells} protocol "
-             "cells. CPT lower is better, APGR "
+             f"benchmark; {_ft_sizes(args)}. CPT lower is better, APGR "
              "higher is better; [95% bootstrap CI over prompts]; random = mean over "
              f"{args.random_seeds} seeds.", "",
              "| protocol | benchmark | router | APGR | CPT(50%) | CPT(80%) | USD at CPT(80%) |",
@@ -278,6 +276,14 @@ def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
         lines.append(f"| {r['protocol']} | {r['benchmark']} | {r['router']} | "
                      f"{' | '.join(cells)} | {_usd(r['cost_at_cpt_80'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _ft_sizes(args: argparse.Namespace) -> str:
+    if "finetuned" not in args.routers:
+        return "fine-tuned router not run"
+    return (f"fine-tuned router: {args.ft_train_rows} training rows per fold, {args.ft_steps} "
+            f"steps of {FineTuneSettings.batch_size} x "
+            f"{args.ft_max_length} tokens, in the {args.ft_cells} protocol cells")
 
 
 def _sd(sd: dict[str, float], key: str) -> str:
