@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from confroute.evaluation import baselines, metrics, protocols  # noqa: E402
 from confroute.evaluation import report as reporting  # noqa: E402
-from confroute.evaluation.embeddings import cached, embed  # noqa: E402
+from confroute.evaluation.embeddings import DEFAULT_MAX_LENGTH, cached, embed  # noqa: E402
 from confroute.evaluation.finetuned import FineTuneSettings, recipe  # noqa: E402
 from confroute.evaluation.groundtruth import BENCHMARKS, GroundTruth, load_benchmark  # noqa: E402
 
@@ -140,8 +140,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def _recipes(args: argparse.Namespace, settings: FineTuneSettings,
              ft_log: dict[str, Any]) -> dict[str, protocols.Recipe]:
     def frozen(name: str) -> protocols.Recipe:
-        return lambda fold: baselines.make(name).fit(fold.train.emb, fold.train.labels).score(
-            fold.test.emb)
+        def fit_score(fold: protocols.Fold) -> np.ndarray:
+            return baselines.make(name).fit(fold.train.emb, fold.train.labels).score(fold.test.emb)
+
+        # the key names the router, all its settings and the embedding model
+        key = f"{baselines.make(name)!r} on minilm-{DEFAULT_MAX_LENGTH} embeddings"
+        return protocols.cached(fit_score, key, args.cache / "baselines")
 
     out = {name: frozen(name) for name in LEARNED if name in args.routers}
     if "finetuned" in args.routers:

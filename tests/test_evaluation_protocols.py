@@ -75,3 +75,20 @@ def test_bad_protocol_input():
         protocols.run(folds, lambda fold: np.zeros(1), 6)
     with pytest.raises(DataError, match="got no score"):
         protocols.run(folds, lambda fold: np.full(len(fold.test), np.nan), 6)
+
+
+def test_cached_recipe_reads_instead_of_refitting(tmp_path):
+    truth = _truth("b", 10)
+    folds, _ = protocols.cv_folds(truth, None, k=2)
+    calls = []
+
+    def recipe(fold):
+        calls.append(fold.name)
+        return np.arange(len(fold.test), dtype=float)
+
+    first = protocols.run(folds, protocols.cached(recipe, "r-v1", tmp_path), 10)
+    again = protocols.run(folds, protocols.cached(recipe, "r-v1", tmp_path), 10)
+    np.testing.assert_array_equal(first, again)
+    assert len(calls) == 2
+    protocols.run(folds, protocols.cached(recipe, "r-v2", tmp_path), 10)  # new settings refit
+    assert len(calls) == 4

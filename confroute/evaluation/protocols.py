@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -125,6 +126,33 @@ def run(folds: Sequence[Fold], recipe: Recipe, n: int) -> np.ndarray:
         raise DataError(f"{missing.size} row(s) got no score (first {int(missing[0])}); the folds "
                         "must cover every row, and the router must not return NaN")
     return scores
+
+
+def cached(recipe: Recipe, key: str, cache_dir: str | Path) -> Recipe:
+    """`recipe` with each fold's scores stored under `cache_dir`, keyed by `key` (the router and
+    its settings) and the fold's rows, so a rerun of the same cell reads instead of refitting."""
+
+    def run(fold: Fold) -> np.ndarray:
+        path = Path(cache_dir) / f"{fold_digest(fold, key)}.npy"
+        if path.is_file():
+            return np.load(path)
+        scores = np.asarray(recipe(fold), dtype=float)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, scores)
+        tmp.replace(path)
+        return scores
+
+    return run
+
+
+def fold_digest(fold: Fold, key: str) -> str:
+    """sha256 over `key`, the training ids and labels, and the test ids and texts."""
+    digest = hashlib.sha256(key.encode())
+    for values in (fold.train.ids, fold.train.labels.round(6), fold.test.ids):
+        digest.update("\n".join(map(str, values)).encode())
+    digest.update("\0".join(fold.test.texts).encode())
+    return digest.hexdigest()[:24]
 
 
 def _check_emb(truth: GroundTruth, emb: np.ndarray | None) -> None:
