@@ -140,3 +140,19 @@ def test_labelled_dataset_split_suffix(tmp_path):
     assert truth.prompts == ["y", "z"]
     with pytest.raises(DataError, match="no rows in split 'val'"):
         gt.load_truth(f"{path}:val")
+
+
+@needs_data
+def test_reference_figures_on_real_gsm8k():
+    from confroute.evaluation import metrics
+
+    truth = gt.load_benchmark("gsm8k", ROUTELLM)
+    qe, qc = truth.quality_edge, truth.quality_cloud
+    oracle = metrics.summary(metrics.sweep(metrics.oracle_scores(qe, qc), qe, qc))
+    # binary outcomes: the oracle sends the (cloud right, edge wrong) prompts first and the gap
+    # closes once a share q_cloud - q_edge of all prompts has gone, so CPT(x) = x (q_c - q_e)
+    for level in (0.2, 0.5, 0.8):
+        assert oracle[metrics.cpt_key(level)] == pytest.approx(level * (qc.mean() - qe.mean()))
+    mean, _ = metrics.random_average(qe, qc, seeds=20)
+    assert mean["apgr"] == pytest.approx(0.5, abs=0.03)
+    assert mean["cpt_50"] == pytest.approx(0.5, abs=0.05)
