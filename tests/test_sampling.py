@@ -229,9 +229,15 @@ def test_unknown_local_model_is_a_clear_error(tmp_path):
         s.LocalBackend(str(tmp_path / "nope"))
 
 
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> s.LocalBackend:
+    """The packaged GGUF, dequantised once into a temporary cache (tests the GGUF path too)."""
+    return s.LocalBackend("smollm2", cache_dir=tmp_path_factory.mktemp("cache"), threads=2)
+
+
 @pytest.mark.slow
-def test_packaged_smollm2_answers_arithmetic(tmp_path_factory):
-    backend = s.LocalBackend("smollm2", cache_dir=tmp_path_factory.mktemp("cache"), threads=2)
+def test_packaged_smollm2_answers_arithmetic(smollm2):
+    backend = smollm2
     cfg = s.SamplingConfig(n=3, temperature=0.5, max_new_tokens=12, answer_prefix="The answer is",
                            stop_at_newline=True)
     prompts = ["What is 2 + 2?\nGive the final answer only.",
@@ -306,9 +312,8 @@ def test_http_backend_unreachable_server_is_a_clear_error():
 
 
 @pytest.mark.slow
-def test_http_backend_against_smollm2_server(tmp_path_factory):
-    local = s.LocalBackend("smollm2", cache_dir=tmp_path_factory.mktemp("cache"), threads=2)
-    with LoopbackServer(openai_app(local)) as server:
+def test_http_backend_against_smollm2_server(smollm2):
+    with LoopbackServer(openai_app(smollm2)) as server:
         backend = s.HttpBackend(s.HttpConfig(base_url=server.url, model="smollm2",
                                              api_key_env=None))
         gens = backend.generate(["What is 2 + 2? Give the final answer only."],
