@@ -71,3 +71,53 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --- the length-bucketed batch sampler, alone and under a DistributedSampler ------------------
+
+
+def _lengths(n: int = 1000, seed: int = 0) -> list[int]:
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(4, 129, size=n).tolist()
+
+
+def _padding(batches: list[list[int]], lengths: list[int]) -> float:
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    return 1 - sum(lengths) / padded
+
+
+def test_bucketed_batches_cover_every_row_once_pad_less_and_reshuffle():
+    import torch
+    from torch.utils.data import BatchSampler, RandomSampler
+
+    from confroute.data.datamodule import LengthBucketBatchSampler
+
+    lengths = _lengths()
+    torch.manual_seed(0)
+    sampler = LengthBucketBatchSampler(RandomSampler(range(1000)), 32, False, lengths)
+    first, second = list(sampler), list(sampler)
+    for epoch in (first, second):
+        assert sorted(i for b in epoch for i in b) == list(range(1000))
+        assert len(epoch) == len(sampler) == 32  # ceil(1000 / 32)
+    assert first != second
+    plain = list(BatchSampler(RandomSampler(range(1000)), 32, False))
+    assert _padding(first, lengths) < _padding(plain, lengths) / 3
+    # Batch order is random, not longest-first: the first batches are not all the longest.
+    maxima = [max(lengths[i] for i in b) for b in first]
+    assert maxima != sorted(maxima, reverse=True)
+
+
+def test_bucketed_batches_split_disjoint_shares_across_ranks():
+    from torch.utils.data import DistributedSampler
+
+    from confroute.data.datamodule import LengthBucketBatchSampler
+
+    lengths = _lengths(998)
+    shares = []
+    for rank in (0, 1):
+        ranked = DistributedSampler(range(998), num_replicas=2, rank=rank, shuffle=True, seed=3)
+        shares.append(list(LengthBucketBatchSampler(ranked, 16, False, lengths)))
+    assert len(shares[0]) == len(shares[1])  # equal batch counts: no rank waits forever
+    rows = [{i for b in share for i in b} for share in shares]
+    assert not rows[0] & rows[1] and rows[0] | rows[1] == set(range(998))
