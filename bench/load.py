@@ -12,7 +12,7 @@ The load generator shares the machine with the server: on a small machine both c
 same cores, so throughput is a lower bound on what the server alone could do.
 
     python bench/load.py runs/demo/artifact --requests 10000 --concurrency 32
-    python bench/load.py ARTIFACT --requests 2000 --concurrency 16 --setups 1/auto,64/1
+    python bench/load.py ARTIFACT --requests 2000 --concurrency 16 --setups 1/1/auto,32/1/1
 """
 
 from __future__ import annotations
@@ -49,13 +49,15 @@ def main() -> None:
     rows, overhead = [], []
     with process([sys.executable, "-m", "confroute.serve.echo", "--name", "edge"],
                  r"(http://\S+)") as (echo, _):
-        for batch_max, threads in args.setups:
-            flags = ["--batch-max", str(batch_max)] + (["--threads", threads]
-                                                       if threads != "auto" else [])
+        for batch_max, threads, workers in args.setups:
+            flags = ["--batch-max", str(batch_max), "--threads",
+                     "0" if threads == "auto" else threads]
+            flags += ["--score-workers", workers] if workers != "auto" else []
             with serve(args.artifact, echo, flags) as (url, pid):
                 run = asyncio.run(load(url, pid, prompts, args.requests, args.concurrency,
                                        args.warmup))
-                rows.append({"batch_max": batch_max, "threads": threads, **run})
+                rows.append({"batch_max": batch_max, "threads": threads, "workers": workers,
+                             **run})
                 if (batch_max, threads) == args.setups[-1]:
                     overhead = asyncio.run(proxy_overhead(url, pid, echo, args.proxy_requests))
     print_load(rows, args.requests, args.concurrency)
@@ -69,10 +71,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=10_000, help="N /v1/route requests")
     parser.add_argument("--concurrency", type=int, default=32, help="C requests in flight")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured requests first")
-    parser.add_argument("--setups", default="1/auto,64/auto,64/1",
-                        help="server setups to compare, BATCH_MAX/THREADS, comma-separated "
-                        "(batch_max 1 = no micro-batching; threads = onnxruntime intra-op "
-                        "threads, auto = all cores)")
+    parser.add_argument("--setups", default="1/1/auto,1/auto/1,32/1/1",
+                        help="server setups to compare, BATCH_MAX/THREADS/WORKERS, comma-"
+                        "separated (batch_max 1 = no micro-batching; threads = onnxruntime "
+                        "threads per call, auto = all cores; workers = scoring calls at once, "
+                        "auto = one per core)")
     parser.add_argument("--proxy-requests", type=int, default=300,
                         help="sequential chat completions per proxy-overhead measurement")
     parser.add_argument("--prompts-from", type=Path, default=PROMPTS,
@@ -84,9 +87,10 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"{args.artifact} is not a router artifact; make one with `confroute "
                      "train` + `confroute export`, or pass its directory")
     try:
-        args.setups = [(int(b), t) for b, t in (x.split("/") for x in args.setups.split(","))]
+        args.setups = [(int(b), t, w) for b, t, w in (x.split("/")
+                                                       for x in args.setups.split(","))]
     except ValueError:
-        parser.error(f"--setups takes BATCH_MAX/THREADS pairs like 64/1; found {args.setups}")
+        parser.error(f"--setups takes BATCH_MAX/THREADS/WORKERS like 32/1/1; found {args.setups}")
     return args
 
 
@@ -236,12 +240,14 @@ def print_load(rows: list[dict], total: int, concurrency: int) -> None:
     print(f"\nPOST /v1/route: {total} requests at concurrency {concurrency}, one prompt each")
     print("(server CPU ms/req: the server process's CPU time over the run / N; client: this "
           "process's)")
-    print(f"| {'batch_max':>9} | {'threads':>7} | {'req/s':>7} | {'p50 ms':>7} | {'p99 ms':>7} "
+    print(f"| {'batch_max':>9} | {'threads':>7} | {'workers':>7} | {'req/s':>7} | {'p50 ms':>7} "
+          f"| {'p99 ms':>7} "
           f"| {'errors':>6} | {'server CPU ms/req':>17} | {'client CPU ms/req':>17} "
           f"| {'wall s':>6} |")
-    print("|" + "|".join("-" * (w + 2) for w in (9, 7, 7, 7, 7, 6, 17, 17, 6)) + "|")
+    print("|" + "|".join("-" * (w + 2) for w in (9, 7, 7, 7, 7, 7, 6, 17, 17, 6)) + "|")
     for r in rows:
-        print(f"| {r['batch_max']:>9} | {r['threads']:>7} | {r['throughput']:>7.1f} | "
+        print(f"| {r['batch_max']:>9} | {r['threads']:>7} | {r['workers']:>7} | "
+              f"{r['throughput']:>7.1f} | "
               f"{r['p50']:>7.2f} | {r['p99']:>7.2f} | {r['errors']:>6} | {r['cpu_ms']:>17.2f} | "
               f"{r['client_cpu_ms']:>17.2f} | {r['seconds']:>6.1f} |")
 

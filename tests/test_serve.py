@@ -126,13 +126,14 @@ def test_route_many_prompts_and_conversations(client: TestClient, router: Router
         ["cloud" if s >= 0.5 else "edge" for s in scores]
 
 
-def test_concurrent_requests_are_batched_without_mixing_answers(
-        tiny_artifact: Path, upstreams: SimpleNamespace) -> None:
+@pytest.mark.parametrize("batch_max", [1, 16])
+def test_concurrent_requests_get_their_own_scores(
+        tiny_artifact: Path, upstreams: SimpleNamespace, batch_max: int) -> None:
     # fp32: its scores do not depend on the batch (int8's dynamic activation scales do)
     router = Router.load(tiny_artifact, variant="fp32")
     prompts = [f"Is {i} larger than {3 * i}? " + "word " * (i % 7) for i in range(40)]
     expected = [float(router.score([p])[0]) for p in prompts]
-    app = make_app(router, upstreams, batch_max=16)
+    app = make_app(router, upstreams, batch_max=batch_max, score_workers=2)
 
     async def ask_all() -> list[float]:
         transport = httpx.ASGITransport(app=app)

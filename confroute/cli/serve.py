@@ -13,8 +13,9 @@ from confroute.errors import ConfigError
 
 # flag -> ServeSettings key; flags override the YAML config, which overrides the defaults
 FLAGS = {"host": "host", "port": "port", "threshold": "threshold", "variant": "variant",
-         "threads": "threads", "batch_max": "batch_max", "max_body_bytes": "max_body_bytes",
-         "max_prompt_chars": "max_prompt_chars", "read_timeout": "read_timeout_s"}
+         "threads": "threads", "score_workers": "score_workers", "batch_max": "batch_max",
+         "max_body_bytes": "max_body_bytes", "max_prompt_chars": "max_prompt_chars",
+         "read_timeout": "read_timeout_s"}
 
 
 def add_parser(sub: Any) -> None:
@@ -34,9 +35,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--config", help="YAML file of serve settings (see confroute.serve.settings)")
     p.add_argument("--threshold", type=float, help="default threshold (else the artifact's)")
     p.add_argument("--variant", choices=["auto", "fp32", "int8"])
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    p.add_argument("--threads", type=int,
+                   help="onnxruntime intra-op threads per scoring call (default 1; 0 = "
+                   "onnxruntime's default, all cores)")
+    p.add_argument("--score-workers", type=int,
+                   help="scoring calls at once (default: one per CPU core)")
     p.add_argument("--batch-max", type=int,
-                   help="micro-batching: most prompts per scoring call (1 = off; default 64)")
+                   help="micro-batching: most prompts per scoring call (default 1 = off)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 1000000)")
     p.add_argument("--max-prompt-chars", type=int, help="longest scored text (default 100000)")
     p.add_argument("--read-timeout", type=float,
@@ -66,6 +71,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     for flag, key in FLAGS.items():
         if getattr(args, flag) is not None:
             values[key] = getattr(args, flag)
+    if args.threads == 0:
+        values["threads"] = None
     if args.no_fallback:
         values["fallback"] = False
     return load_settings(values)

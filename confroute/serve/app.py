@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -56,7 +57,8 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
                environ: Mapping[str, str] | None = None) -> Starlette:
     """Build the service for a loaded Router or an artifact directory (verified on load).
 
-    Upstream API keys are read from `environ` (default: os.environ) here, once.
+    Upstream API keys are read from `environ` (default: os.environ) here, once. The settings'
+    `variant` and `threads` apply when a directory is given (a Router comes loaded).
     """
     settings = settings or ServeSettings()
     router = router_or_dir if isinstance(router_or_dir, Router) else Router.load(
@@ -83,7 +85,8 @@ class Service:
         self.upstreams = upstreams
         self.threshold = router.threshold if settings.threshold is None else settings.threshold
         self.metrics = Metrics()
-        self.scorer = Scorer(router, self.metrics, settings.batch_max, settings.score_workers)
+        self.scorer = Scorer(router, self.metrics, settings.batch_max,
+                             settings.score_workers or os.cpu_count() or 1)
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         model_file = router.manifest["onnx"]["variants"][router.variant]

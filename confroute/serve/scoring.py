@@ -1,9 +1,16 @@
-"""Scoring off the event loop, with opportunistic micro-batching of concurrent requests.
+"""Scoring off the event loop, optionally with micro-batching of concurrent requests.
 
-`Router.score` is CPU-bound (tokenise + onnxruntime), so it runs in a worker thread and the event
-loop keeps accepting connections and streaming proxied responses. With batching on, requests
-that arrive while a scoring call is running queue up and are scored together in the next call:
-no request waits for a timer, and under load one onnxruntime call serves many requests.
+`Router.score` is CPU-bound (tokenise + onnxruntime), so it runs in worker threads and the event
+loop keeps accepting connections and streaming proxied responses. At most `workers` scoring calls
+run at once (the rest wait in line, first come first served), so each call gets a core instead
+of all of them sharing every core.
+
+With batching on (`batch_max` > 1), requests that arrive while scoring calls are running queue
+up and are scored together in the next call: no request waits for a timer. Whether that pays
+depends on the router: bench/load.py measures it. For MiniLM-sized routers it does not (a
+single prompt is already a large enough matrix product, and a batch pads every prompt to the
+longest), and with the int8 model a prompt's score then depends slightly on which prompts share
+its batch (dynamic quantisation scales each batch as a whole).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import contextlib
 import time
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import numpy as np
 
@@ -25,7 +33,7 @@ Job = tuple[list[str], "asyncio.Future[np.ndarray]"]
 class Scorer:
     """Awaitable `Router.score` for validated texts."""
 
-    def __init__(self, router: Router, metrics: Metrics, batch_max: int = 64, workers: int = 1):
+    def __init__(self, router: Router, metrics: Metrics, batch_max: int = 1, workers: int = 1):
         self.router = router
         self.metrics = metrics
         self.batch_max = batch_max
@@ -33,11 +41,12 @@ class Scorer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Job] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._limiter: anyio.CapacityLimiter | None = None
 
     async def score(self, texts: list[str]) -> np.ndarray:
+        queue = self._ensure_started()
         if self.batch_max <= 1:
             return await self._run(texts)
-        queue = self._ensure_started()
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         queue.put_nowait((texts, future))
         return await future
@@ -53,7 +62,7 @@ class Scorer:
             _, future = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(RuntimeError("the server is shutting down"))
-        self._tasks, self._queue, self._loop = [], None, None
+        self._tasks, self._queue, self._loop, self._limiter = [], None, None, None
 
     def _ensure_started(self) -> asyncio.Queue[Job]:
         # Started lazily in the running loop, so the app works whether or not its lifespan ran
@@ -61,7 +70,10 @@ class Scorer:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._queue is None:
             self._loop, self._queue = loop, asyncio.Queue()
-            self._tasks = [loop.create_task(self._work(self._queue)) for _ in range(self.workers)]
+            self._limiter = anyio.CapacityLimiter(self.workers)
+            if self.batch_max > 1:
+                self._tasks = [loop.create_task(self._work(self._queue))
+                               for _ in range(self.workers)]
         return self._queue
 
     async def _work(self, queue: asyncio.Queue[Job]) -> None:
@@ -91,7 +103,7 @@ class Scorer:
 
     async def _run(self, texts: list[str]) -> Any:
         started = time.perf_counter()
-        scores = await anyio.to_thread.run_sync(self.router.score, texts)
+        scores = await anyio.to_thread.run_sync(self.router.score, texts, limiter=self._limiter)
         self.metrics.scoring.observe(time.perf_counter() - started)
         self.metrics.batch.observe(len(texts))
         return scores

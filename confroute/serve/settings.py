@@ -60,19 +60,23 @@ class ServeSettings:
     threshold: float | None = None
     """Default routing threshold; None = the one recorded in the artifact."""
     variant: Literal["auto", "fp32", "int8"] = "auto"
-    threads: int | None = None
-    """onnxruntime intra-op threads; None = onnxruntime's default (all cores)."""
+    threads: int | None = 1
+    """onnxruntime intra-op threads per scoring call; None = onnxruntime's default (all cores).
+    Under concurrent load, one thread per call and `score_workers` calls at once does more work
+    per CPU second than every call spreading over (and spin-waiting on) all cores."""
     max_body_bytes: int = 1_000_000
     """Larger request bodies get 413 before they are parsed."""
     max_prompt_chars: int = 100_000
     """Longer scored texts get 413 (the router reads only its first max_length tokens anyway)."""
     max_prompts: int = 256
     """Most prompts in one /v1/route request."""
-    batch_max: int = 64
-    """Micro-batching: concurrent requests are scored together, up to this many prompts per
-    onnxruntime call (1 = score each request on its own)."""
-    score_workers: int = 1
-    """Scoring calls run at once in the thread pool (each already uses `threads` cores)."""
+    batch_max: int = 1
+    """Micro-batching: requests waiting for a scoring call are scored together, up to this many
+    prompts per onnxruntime call (1 = off). Off by default: measured with bench/load.py, it pays
+    for tiny routers (per-call overhead) but not for MiniLM-sized ones (padding), and with int8 a
+    score then depends slightly on its batch-mates."""
+    score_workers: int | None = None
+    """Scoring calls running at once (the rest queue); None = one per CPU core."""
     fallback: bool = True
     """When the chosen upstream fails (connection error, timeout, 429 or 5xx), try the other."""
     connect_timeout_s: float = 5.0
@@ -87,8 +91,8 @@ class ServeSettings:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in [0, 65535] (0 = any free port); found {self.port}")
         for name in ("max_body_bytes", "max_prompt_chars", "max_prompts", "batch_max",
-                     "score_workers"):
-            if getattr(self, name) < 1:
+                     "score_workers", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1; found {getattr(self, name)}")
         for name in ("connect_timeout_s", "read_timeout_s"):
             _check_range(name, getattr(self, name), 0.0, None, low_open=True)
