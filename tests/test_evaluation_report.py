@@ -121,3 +121,19 @@ def test_console_script_turns_bad_input_into_one_line_and_exit_2(rated, tmp_path
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "--save-scores" in capsys.readouterr().out
+
+
+def test_pooled_sources_are_also_reported_one_by_one(tmp_path):
+    path = tmp_path / "pooled.csv"
+    pd.DataFrame({"prompt": [f"p{i}" for i in range(8)], "source": ["a"] * 4 + ["b"] * 4,
+                  "rating_edge": [0, 0, 1, 1, 2, 2, 9, 9],
+                  "rating_cloud": [1, 0, 1, 1, 9, 2, 9, 9]}).to_csv(path, index=False)
+    truth = load_truth(str(path))
+    scores = np.array([0.9, 0.1, 0.2, 0.3, 0.1, 0.9, 0.5, 0.6])
+    report = reporting.evaluate(scores, truth, "r", bootstrap=0)
+    a = report["by_source"]["a"]
+    assert a["prompts"] == 4
+    assert a["metrics"] == pytest.approx(metrics.summary(metrics.sweep(
+        scores[:4], truth.quality_edge[:4], truth.quality_cloud[:4])))
+    assert "| pooled.csv" not in reporting.markdown([report])
+    assert f"| {path} / b | r |" in reporting.markdown([report])

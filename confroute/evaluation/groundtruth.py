@@ -59,6 +59,8 @@ class GroundTruth:
     tokens_out_cloud: np.ndarray | None = None
     answers_edge: list[str] | None = None
     answers_cloud: list[str] | None = None
+    groups: np.ndarray | None = None
+    """Where each prompt comes from (a labelled dataset's `source`); reported per group too."""
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,7 +101,8 @@ class GroundTruth:
             quality_edge=self.quality_edge[index], quality_cloud=self.quality_cloud[index],
             tokens_in=rows(self.tokens_in), tokens_out_edge=rows(self.tokens_out_edge),
             tokens_out_cloud=rows(self.tokens_out_cloud), answers_edge=items(self.answers_edge),
-            answers_cloud=items(self.answers_cloud), info={**self.info, "subset_of": len(self)})
+            answers_cloud=items(self.answers_cloud), groups=rows(self.groups),
+            info={**self.info, "subset_of": len(self)})
 
 
 def load_truth(spec: str, routellm_dir: str | Path | None = None) -> GroundTruth:
@@ -159,8 +162,10 @@ def load_labelled(source: str) -> GroundTruth:
             "tokens": "given" if len(tokens) == 3 else "estimated: ceil(chars / 4) of the prompt"}
     if len(tokens) < 3:
         tokens = {"tokens_in": _estimate_tokens(prompts)}
+    groups = frame["source"].astype(str).to_numpy() if "source" in frame.columns else None
     return GroundTruth(source, ids, prompts, frame["rating_edge"].to_numpy(dtype=float),
-                       frame["rating_cloud"].to_numpy(dtype=float), info=info, **tokens)
+                       frame["rating_cloud"].to_numpy(dtype=float), groups=groups, info=info,
+                       **tokens)
 
 
 # --- RouteLLM benchmarks ----------------------------------------------------------------------

@@ -78,6 +78,9 @@ def evaluate(scores: np.ndarray, truth: GroundTruth, router: str = "router",
         "curve": _thin(curve),
         "oracle_curve": _thin(oracle),
     }
+    by_group = _by_group(scores, truth, levels)
+    if by_group:
+        report["by_source"] = by_group
     if bootstrap:
         report["ci"] = metrics.bootstrap(scores, truth.quality_edge, truth.quality_cloud,
                                          bootstrap, seed, levels)
@@ -86,6 +89,27 @@ def evaluate(scores: np.ndarray, truth: GroundTruth, router: str = "router",
                               "prices_per_mtok": vars(cost or CostConfig()),
                               "tokens": truth.info.get("tokens", "given")}
     return report
+
+
+def _by_group(scores: np.ndarray, truth: GroundTruth, levels: Sequence[float]
+              ) -> dict[str, Any] | None:
+    """Metrics per source when the ground truth pools several (e.g. 0/1 correctness and 1-10
+    judge scores, whose pooled curve is dominated by the wider scale)."""
+    if truth.groups is None or len(set(truth.groups)) < 2:
+        return None
+    out: dict[str, Any] = {}
+    for group in sorted(set(truth.groups)):
+        rows = truth.groups == group
+        qe, qc = truth.quality_edge[rows], truth.quality_cloud[rows]
+        entry: dict[str, Any] = {"prompts": int(rows.sum()), "quality_edge": float(qe.mean()),
+                                 "quality_cloud": float(qc.mean())}
+        try:
+            entry["metrics"] = metrics.summary(metrics.sweep(scores[rows], qe, qc), levels)
+        except DataError as exc:  # e.g. both models equally good on this source
+            entry["metrics"] = None
+            entry["note"] = str(exc)
+        out[group] = entry
+    return out
 
 
 def _thin(curve: metrics.Curve) -> dict[str, list[float]]:
@@ -109,6 +133,13 @@ def markdown(reports: Sequence[Mapping[str, Any]]) -> str:
         cells = [r["ground_truth"], r["router"], apgr]
         cells += [format_cell(r["metrics"][k], ci.get(k), True) for k in levels]
         lines.append("| " + " | ".join([*cells, str(r["prompts"])]) + " |")
+        for group, entry in (r.get("by_source") or {}).items():
+            if entry["metrics"] is None:
+                continue
+            cells = [f"{r['ground_truth']} / {group}", r["router"],
+                     format_cell(entry["metrics"]["apgr"], None, False),
+                     *[format_cell(entry["metrics"][k], None, True) for k in levels]]
+            lines.append("| " + " | ".join([*cells, str(entry["prompts"])]) + " |")
     return "\n".join(lines) + "\n"
 
 
