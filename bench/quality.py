@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     started = time.time()
     full = {name: load_benchmark(name, args.routellm_dir) for name in BENCHMARKS}
-    rows = {name: _rows(len(t), args.max_rows, args.seed) for name, t in full.items()}
-    truths = {name: _subsample(full[name], rows[name], args.seed) for name in BENCHMARKS}
+    keep = {name: _rows(len(t), args.max_rows, args.seed) for name, t in full.items()}
+    truths = {name: _subsample(full[name], keep[name], args.seed) for name in BENCHMARKS}
     frozen = set(LEARNED) & set(args.routers)  # only these read the frozen embeddings
-    emb = {name: _embeddings(full[name], rows[name], args.cache / "embeddings") if frozen
+    emb = {name: _embeddings(full[name], keep[name], args.cache / "embeddings") if frozen
            else None for name in BENCHMARKS}
     _log(f"ground truth and embeddings ready ({time.time() - started:.0f} s)")
     ft_log: dict[str, Any] = {}
