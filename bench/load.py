@@ -58,7 +58,7 @@ def main() -> None:
                                        args.warmup))
                 rows.append({"batch_max": batch_max, "threads": threads, "workers": workers,
                              **run})
-                if (batch_max, threads) == args.setups[-1]:
+                if (batch_max, threads, workers) == args.setups[0]:
                     overhead = asyncio.run(proxy_overhead(url, pid, echo, args.proxy_requests))
     print_load(rows, args.requests, args.concurrency)
     print_overhead(overhead, args.proxy_requests)
@@ -77,7 +77,8 @@ def parse_args() -> argparse.Namespace:
                         "threads per call, auto = all cores; workers = scoring calls at once, "
                         "auto = one per core)")
     parser.add_argument("--proxy-requests", type=int, default=300,
-                        help="sequential chat completions per proxy-overhead measurement")
+                        help="sequential chat completions per proxy-overhead measurement "
+                        "(made against the first setup)")
     parser.add_argument("--prompts-from", type=Path, default=PROMPTS,
                         help="parquet file with a 'prompt' column")
     parser.add_argument("--max-prompt-chars", type=int, default=4000)
