@@ -194,8 +194,13 @@ def sample(rows: list[dict], args: argparse.Namespace) -> int:
 
 def finalize(rows: list[dict], args: argparse.Namespace) -> int:
     from confroute.config import LabelConfig
-    from confroute.data.labelling import (MeasureConfig, apply_rule, evidence_table,
-                                          quality_report, write_table)
+    from confroute.data.labelling import (
+        MeasureConfig,
+        apply_rule,
+        evidence_table,
+        quality_report,
+        write_table,
+    )
     from confroute.data.store import JsonlStore
 
     store = JsonlStore(args.work / "edge.jsonl", readonly=True)  # sampling may still run
@@ -308,7 +313,8 @@ def card(summary: dict, router: dict | None) -> str:
         "",
         "**Label rule.** Format `scores` with `se_edge` only, so `label.rule: auto` is the "
         "edge-only rule `edge_se`: label 1 (cloud) when `se_edge` is above the "
-        f"`label.edge_quantile` (default 0.7) quantile, here {summary['labels']['params']['threshold']:.4f}. "
+        f"`label.edge_quantile` (default 0.7) quantile, here "
+        f"{summary['labels']['params']['threshold']:.4f}. "
         "Other rules or thresholds (`label.edge_threshold`) apply at load time without "
         "resampling; `se_edge_*` columns can be swapped in.",
         "",
@@ -322,7 +328,7 @@ def card(summary: dict, router: dict | None) -> str:
     splits = summary["label_split_by_source"]
     for name in ["all"] + sorted(k for k in q if k != "all"):
         e = q[name]
-        f = lambda key: "-" if e.get(key) is None else f"{e[key]:.3f}"  # noqa: E731
+        f = lambda key, e=e: "-" if e.get(key) is None else f"{e[key]:.3f}"  # noqa: E731
         cloud = (sum(v["cloud"] for v in splits.values()) if name == "all"
                  else splits[name]["cloud"])
         lines.append(f"| {name} | {e['n']:,} | {f('accuracy')} | {e['se']['mean']:.3f} | "
@@ -336,7 +342,8 @@ def card(summary: dict, router: dict | None) -> str:
               f"{summary['source_only_val_auroc']}."]
     if router:
         lines.append(f"A router trained on it (`{router.get('command', 'confroute train')}`) "
-                     f"reached validation AUROC {router['val_auroc']:.3f}. {router.get('verdict', '')}")
+                     f"reached validation AUROC {router['val_auroc']:.3f}. "
+                     f"{router.get('verdict', '')}")
     else:
         lines.append("The router's validation AUROC on this dataset is not in this card yet; "
                      "`routellm-judge` stays the default training set until it is measured "

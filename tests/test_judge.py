@@ -91,7 +91,7 @@ def test_real_judge_over_http_keeps_missing_ratings_missing(tiny_backend, tmp_pa
     assert report["judged"] == 3 and report["judged_now"] == 3
     assert report2["judged_now"] == 0
     records = JsonlStore(store).records
-    for key, record in records.items():
+    for record in records.values():
         assert record["rating"] == j.parse_rating(record["judgment"])
     expected = [records[f"edge:{i}"]["rating"] for i in out["id"]]
     assert [None if math.isnan(v) else v for v in out["rating_edge"]] == expected

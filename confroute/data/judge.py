@@ -135,7 +135,7 @@ def rate_table(frame: Any, role: str, cfg: JudgeConfig | None, store_path: str |
     out = frame.copy()
     ratings: list[float | None] = [None] * len(frame)
     kinds: list[str] = ["missing"] * len(frame)
-    to_judge = []
+    to_judge: list[dict[str, Any]] = []
     has_gold = "answer" in frame.columns
     for i, row in enumerate(frame.to_dict("records")):
         gold = row.get("answer") if has_gold else None

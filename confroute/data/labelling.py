@@ -20,10 +20,11 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from confroute.data.sampling import Backend, Generation, SamplingConfig, prompt_seed
 from confroute.data.store import JsonlStore
+from confroute.data.uncertainty import AnswerType
 from confroute.errors import DataError, require
 
 PROMPT_COLUMNS = ("id", "prompt")
@@ -65,23 +66,22 @@ def sample_to_store(rows: Sequence[dict[str, Any]], backend: Backend | Callable[
     before = len(rows) - len(todo)
     if not todo:
         return {"done_before": before, "done_now": 0, "generated_tokens": 0, "seconds": 0.0}
-    if callable(backend) and not hasattr(backend, "generate"):
-        backend = backend()
+    engine = cast(Backend, backend if hasattr(backend, "generate")
+                  else cast(Callable[[], Backend], backend)())
     chunk = chunk or cfg.batch_size
-    start, tokens_before = time.perf_counter(), getattr(backend, "generated_tokens", 0)
+    start, tokens_before = time.perf_counter(), getattr(engine, "generated_tokens", 0)
     bar = tqdm(total=len(rows), initial=before, disable=not progress, unit="prompt",
-               desc=f"sampling {role} ({backend.name})", smoothing=0.05)  # type: ignore
+               desc=f"sampling {role} ({engine.name})", smoothing=0.05)
     for first in range(0, len(todo), chunk):
         batch = todo[first:first + chunk]
         prompts = [model_input(r) for r in batch]
         seeds = [prompt_seed(cfg.seed, str(r["id"])) for r in batch]
-        gens = backend.generate(prompts, cfg, seeds,  # type: ignore[union-attr]
-                                [choice_letters(r) for r in batch])
-        store.add(_record(role, backend.name, r, g) for r, g in zip(batch, gens, strict=True))
+        gens = engine.generate(prompts, cfg, seeds, [choice_letters(r) for r in batch])
+        store.add(_record(role, engine.name, r, g) for r, g in zip(batch, gens, strict=True))
         bar.update(len(batch))
     bar.close()
     return {"done_before": before, "done_now": len(todo),
-            "generated_tokens": getattr(backend, "generated_tokens", 0) - tokens_before,
+            "generated_tokens": getattr(engine, "generated_tokens", 0) - tokens_before,
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -97,7 +97,7 @@ def _record(role: str, model: str, row: dict[str, Any], gen: Generation) -> dict
 
 
 def read_prompts(source: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Prompt rows from anything `schema.read_table` reads; needs `id` (made if absent), `prompt`."""
+    """Prompt rows from anything `schema.read_table` reads: `prompt`, and `id` (made if absent)."""
     from confroute.data.schema import read_table
 
     frame = read_table(source)
@@ -160,10 +160,15 @@ def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], 
 
 def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: MeasureConfig,
                  equivalence: Any) -> dict[str, Any]:
-    from confroute.data.uncertainty import (answers_match, choice_entropy, extract_answer,
-                                            semantic_entropy, sequence_logprob)
+    from confroute.data.uncertainty import (
+        answers_match,
+        choice_entropy,
+        extract_answer,
+        semantic_entropy,
+        sequence_logprob,
+    )
 
-    kind = row.get("answer_type") or "text"
+    kind: AnswerType = row.get("answer_type") or "text"
     choices = row.get("choices")
     gold = row.get("answer")
     samples = record["samples"]
@@ -351,8 +356,9 @@ def quality_report(frame: Any, roles: Sequence[str]) -> dict[str, Any]:
                     if column in known and known[column].notna().all():
                         value = auroc([-float(v) for v in known[column]], correct)
                         entry[f"auroc_neg{column}"] = None if value is None else round(value, 4)
-                if f"greedy_logprob_{role}" in known and known[f"greedy_logprob_{role}"].notna().all():
-                    value = auroc([float(v) for v in known[f"greedy_logprob_{role}"]], correct)
+                greedy = f"greedy_logprob_{role}"
+                if greedy in known and known[greedy].notna().all():
+                    value = auroc([float(v) for v in known[greedy]], correct)
                     entry["auroc_greedy_logprob"] = None if value is None else round(value, 4)
             per[name] = entry
         report[role] = per

@@ -20,7 +20,6 @@ import hashlib
 import importlib.util
 import os
 import random
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -298,7 +297,8 @@ class LocalBackend:
                                   letters[i]))
         return out
 
-    def _choice_logprobs(self, logits: Any, letters: Sequence[str] | None) -> dict[str, float] | None:
+    def _choice_logprobs(self, logits: Any,
+                         letters: Sequence[str] | None) -> dict[str, float] | None:
         if not letters:
             return None
         torch = require("torch", "label")
@@ -322,7 +322,8 @@ class _DecodeState:
     cache: Any
 
     def select(self, keep: Any) -> None:
-        self.logits, self.mask, self.position = self.logits[keep], self.mask[keep], self.position[keep]
+        self.logits, self.mask = self.logits[keep], self.mask[keep]
+        self.position = self.position[keep]
         self.cache.batch_select_indices(keep)
 
     def step(self, model: Any, token: Any) -> None:
@@ -434,7 +435,8 @@ class HttpConfig:
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url must start with http:// or https://; found {self.base_url!r}")
+            raise ConfigError("base_url must start with http:// or https://; "
+                              f"found {self.base_url!r}")
         if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
             raise ConfigError("concurrency must be >= 1, max_retries >= 0 and timeout_s > 0; "
                               f"found {self.concurrency}, {self.max_retries}, {self.timeout_s}")
@@ -570,10 +572,3 @@ def make_backend(spec: str, **kwargs: Any) -> Backend:
         raise DataError("empty model name; give 'smollm2', a Hugging Face name, a folder, "
                         "or an http(s):// base URL")
     return LocalBackend(name, **kwargs)
-
-
-def timed(backend: Backend, prompts: Sequence[str], cfg: SamplingConfig) -> tuple[list[Generation], float]:
-    """Generate and return (generations, seconds); used by bench/sampling.py."""
-    start = time.perf_counter()
-    out = backend.generate(prompts, cfg, [prompt_seed(cfg.seed, p) for p in prompts])
-    return out, time.perf_counter() - start

@@ -84,7 +84,8 @@ class JsonlStore:
         for record in records:
             key = record.get("key")
             if not isinstance(key, str) or key == "__meta__":
-                raise DataError(f"store record needs a string 'key' (not '__meta__'); found {key!r}")
+                raise DataError("store record needs a string 'key' (not '__meta__'); "
+                                f"found {key!r}")
             if key not in self.records:
                 fresh.append(record)
                 self.records[key] = record
