@@ -128,3 +128,50 @@ def test_equivalence_spec_is_validated():
     assert isinstance(u.make_equivalence("exact"), u.ExactEquivalence)
     with pytest.raises(ConfigError, match="exact"):
         u.make_equivalence("fuzzy")
+
+
+# --- NLI equivalence with a real transformers classifier ------------------------------------
+
+
+def _nli_model(folder, tokenizer_dir, entail_bias: float):
+    """A tiny BERT NLI classifier whose head always says entailment (bias > 0) or
+    contradiction (bias < 0): a real checkpoint with known behaviour."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        num_labels=3, id2label={0: "CONTRADICTION", 1: "NEUTRAL",
+                                                2: "ENTAILMENT"})
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([-entail_bias, 0.0, entail_bias]))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_nli_equivalence_clusters_by_bidirectional_entailment(tmp_path, tiny_encoder_dir):
+    answers = ["Paris", "It is Paris.", None, "Lyon", "Paris"]
+    agree = u.make_equivalence("nli:" + _nli_model(tmp_path / "yes", tiny_encoder_dir, 5.0))
+    assert agree.cluster("Capital of France?", answers) == [0, 0, -1, 0, 0]
+    refuse = u.NliEquivalence(_nli_model(tmp_path / "no", tiny_encoder_dir, -5.0))
+    # nothing entails anything: each distinct answer is its own meaning; identical text is one
+    assert refuse.cluster("Capital of France?", answers) == [0, 1, -1, 2, 0]
+    assert refuse.entails([("a", "b"), ("c", "d")]) == [False, False]
+
+
+def test_nli_model_without_entailment_label_is_refused(tmp_path, tiny_encoder_dir):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder_dir)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="entailment"):
+        u.NliEquivalence(str(tmp_path))
+    with pytest.raises(ConfigError, match="could not load NLI model"):
+        u.NliEquivalence(str(tmp_path / "missing"))
