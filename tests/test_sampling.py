@@ -224,6 +224,13 @@ def test_choice_logprobs_are_a_distribution_over_letters(tiny_backend):
     assert sum(math.exp(v) for v in gen.choice_logprobs.values()) <= 1.0 + 1e-6
 
 
+def test_prompt_longer_than_the_context_is_a_clear_error(tiny_backend):
+    from confroute.errors import DataError
+
+    with pytest.raises(DataError, match="context"):
+        tiny_backend.generate(["7 + 5 " * 300], s.SamplingConfig(n=1), [0])
+
+
 def test_unknown_local_model_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="could not load causal LM"):
         s.LocalBackend(str(tmp_path / "nope"))

@@ -205,6 +205,12 @@ class LocalBackend:
         enc = self.tokenizer(rests if reusable else texts, return_tensors="pt", padding=True,
                              add_special_tokens=False)
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        longest = int(mask.sum(-1).max()) + (len(head_ids) if reusable else 0)
+        if limit and longest + cfg.max_new_tokens > limit:
+            raise DataError(f"a prompt has {longest:,} tokens; with max_new_tokens "
+                            f"{cfg.max_new_tokens} that exceeds the model's {limit:,}-token "
+                            "context. Shorten or drop such prompts")
         # ~ prefix caching: pad tokens sit between head and rest, masked out; positions skip them
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = None
