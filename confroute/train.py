@@ -124,13 +124,13 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
                                               save_weights_only=True)
     stopper = pl.callbacks.EarlyStopping(monitor="val_auroc", mode="max",
                                          patience=cfg.train.patience)
+    best, counter = BestMetrics(), TrainingCounter()
     trainer = pl.Trainer(
         max_epochs=cfg.train.max_epochs, max_steps=cfg.train.max_steps,
-        val_check_interval=val_interval, callbacks=[checkpoint, stopper, *callbacks],
+        val_check_interval=val_interval,
+        callbacks=[checkpoint, stopper, *callbacks, best, counter],
         default_root_dir=out, logger=pl.loggers.CSVLogger(out, name="logs"),
         num_sanity_val_steps=0, **dataclasses.asdict(cfg.train.trainer))
-    best, counter = BestMetrics(), TrainingCounter()
-    trainer.callbacks.extend([best, counter])
     task = RouterTask(model, cfg.train, steps)
     trainer.fit(task, dm)
     if checkpoint.best_model_path:
@@ -184,7 +184,8 @@ class TrainingCounter(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         seconds = time.perf_counter() - self.started - self.val_seconds
         # A collective call: every rank reaches on_train_end, so none waits forever.
-        per_rank = module.all_gather(torch.tensor(self.examples)).reshape(-1).tolist()
+        gathered = module.all_gather(torch.tensor(self.examples))
+        per_rank = torch.as_tensor(gathered).reshape(-1).tolist()
         self.metrics = {"world_size": trainer.world_size, "examples_per_rank": per_rank,
                         "train_examples_per_s": round(sum(per_rank) / max(seconds, 1e-9), 2),
                         "validation_seconds": round(self.val_seconds, 1)}

@@ -289,7 +289,7 @@ def _encoder_limits(encoder: str) -> tuple[int, int]:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not read the config of encoder '{source}': {exc}") from exc
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", 0)
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None) or 0
     positions = getattr(config, "max_position_embeddings", None) or 8192
     return int(layers), int(positions)
 

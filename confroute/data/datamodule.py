@@ -94,7 +94,7 @@ class RouterDataModule(pl.LightningDataModule):
             # Validation metrics do not depend on row order: sorting by length pads least.
             order = np.argsort(encoder.lengths(self.val_set.prompts), kind="stable")
             self.val_set = PromptDataset([self.val_set.prompts[i] for i in order],
-                                         self.val_set.labels[order])
+                                         self.val_set.labels[order].tolist())
 
     def train_dataloader(self) -> DataLoader:
         if self.lengths is None:
