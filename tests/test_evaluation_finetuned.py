@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_rows
 
 from confroute.cli import evaluate as cli
 from confroute.evaluation import finetuned, protocols
 from confroute.evaluation.groundtruth import GroundTruth
+
+from conftest import make_rows
 
 
 def _toy_truth() -> GroundTruth:
@@ -74,3 +75,22 @@ def test_evaluate_cli_scores_with_a_router_artifact(tiny_artifact, tmp_path):
     assert args.run(args) == 0
     again = json.loads((tmp_path / "again" / "report.json").read_text())
     assert again["metrics"] == pytest.approx(report["metrics"])
+
+
+def test_prompts_the_router_was_trained_on_are_flagged(tiny_artifact, tmp_path):
+    import shutil
+
+    from confroute.evaluation.run import training_overlap
+
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_artifact, artifact)
+    truth = _toy_truth()
+    data = tmp_path / "train.csv"
+    pd.DataFrame({"id": truth.ids, "prompt": truth.prompts, "label": truth.labels(),
+                  "split": ["train"] * 10 + ["val"] * 5 + ["test"] * 49}).to_csv(data, index=False)
+    manifest = json.loads((artifact / "router.json").read_text())
+    manifest["training_data"]["source"] = str(data)
+    (artifact / "router.json").write_text(json.dumps(manifest))
+    warnings = training_overlap(artifact, truth)
+    assert len(warnings) == 1 and warnings[0].startswith("15 of the 64 evaluated prompts")
+    assert training_overlap(artifact, truth.subset(np.arange(15, 64))) == []

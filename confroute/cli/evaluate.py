@@ -54,5 +54,7 @@ def run(args: argparse.Namespace) -> int:
     cpts = ", ".join(f"CPT({k[4:]}%) {100 * v:.1f}%" for k, v in m.items() if k.startswith("cpt_"))
     print(f"{report['router']} on {report['ground_truth']} ({report['prompts']} prompts): "
           f"APGR {m['apgr']:.3f}, {cpts}")
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}")
     print(f"wrote {args.out / 'report.json'}, report.md, curve.png")
     return 0

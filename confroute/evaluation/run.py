@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from confroute.errors import ConfigError, DataError, require
+from confroute.errors import ConfigError, ConfrouteError, DataError, require
 from confroute.evaluation import report as reporting
 from confroute.evaluation.costs import CostConfig
 from confroute.evaluation.groundtruth import GroundTruth, load_truth
@@ -59,6 +59,8 @@ def evaluate(request: EvaluateRequest) -> dict[str, Any]:
         write_scores(request.save_scores, truth, scores)
     result = reporting.evaluate(scores, truth, name, request.cost, bootstrap=request.bootstrap,
                                 seed=request.seed)
+    if request.router_dir is not None:
+        result["warnings"] = training_overlap(request.router_dir, truth)
     out = Path(request.out_dir)
     reporting.write_json(result, out / "report.json")
     (out / "report.md").write_text(reporting.markdown([result]))
@@ -72,6 +74,31 @@ def score_with_router(router_dir: Path, truth: GroundTruth,
     from confroute.runtime import Router
 
     return Router.load(router_dir, variant=variant).score(truth.prompts)
+
+
+def training_overlap(router_dir: Path, truth: GroundTruth) -> list[str]:
+    """Warnings when evaluated prompts are in the train/val split of the router's training data
+    (as named in its manifest): their outcomes may have been learnt, so figures are optimistic."""
+    from confroute.data.schema import read_table
+    from confroute.runtime import read_manifest
+
+    source = read_manifest(Path(router_dir)).get("training_data", {}).get("source")
+    if not source:
+        return []
+    try:
+        frame = read_table(str(source))
+    except ConfrouteError:  # training data not available here: nothing to compare against
+        return [f"could not read the router's training data '{source}' to check that the "
+                "evaluated prompts were not trained on"]
+    if not {"id", "split"} <= set(frame.columns):
+        return []
+    seen = set(frame.loc[frame["split"].astype(str) != "test", "id"].astype(str))
+    overlap = int(np.isin(truth.ids, list(seen)).sum())
+    if not overlap:
+        return []
+    return [f"{overlap} of the {len(truth)} evaluated prompts are in the train/val split of the "
+            f"router's training data '{source}': their outcomes may have been learnt, so these "
+            f"figures are optimistic. Evaluate on held-out prompts (e.g. {source}:test)"]
 
 
 def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
