@@ -271,6 +271,16 @@ def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
              f"benchmark; {_ft_sizes(args)}. CPT lower is better, APGR "
              "higher is better; [95% bootstrap CI over prompts]; random = mean over "
              f"{args.random_seeds} seeds.", "",
+             f"Protocols: cv{args.folds} = {args.folds}-fold cross-validation inside the benchmark "
+             "(fixed seeded folds, recorded in quality.json; out-of-fold scores pooled into one "
+             "curve); transfer = trained on the named benchmarks, scored on every prompt of this "
+             "one. Labels: 1 when the cloud model's outcome beats the edge model's. Quality: "
+             "correctness (GSM8K, MMLU); MT-Bench: mean GPT-4 judge score of both turns, routed "
+             "on turn 1. Contaminated prompts dropped as RouteLLM does. USD: list prices per "
+             "million tokens (edge $0.6/$0.6, cloud $10/$30 in/out) x tokens estimated as "
+             "characters / 4 (MMLU: input only, no responses published). Full-size run: "
+             "`python bench/quality.py` (all rows, 5 folds, fine-tuned in all 18 fits with "
+             "2,000 rows x 150 steps x 128 tokens: hours on 2 CPU cores; minutes on a GPU).", "",
              "| protocol | benchmark | router | APGR | CPT(50%) | CPT(80%) | USD at CPT(80%) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
