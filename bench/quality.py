@@ -38,10 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from confroute.evaluation import baselines, metrics, protocols  # noqa: E402
 from confroute.evaluation import report as reporting  # noqa: E402
+from confroute.evaluation.costs import CostConfig  # noqa: E402
 from confroute.evaluation.embeddings import DEFAULT_MAX_LENGTH, cached, embed  # noqa: E402
 from confroute.evaluation.finetuned import FineTuneSettings, recipe  # noqa: E402
 from confroute.evaluation.groundtruth import BENCHMARKS, GroundTruth, load_benchmark  # noqa: E402
 
+PRICES = CostConfig()  # the defaults confroute evaluate uses too
 TRANSFERS = ((("mmlu", "gsm8k"), "mt-bench"), (("gsm8k",), "mmlu"), (("mmlu",), "gsm8k"))
 LEARNED = ("knn", "mlp", "mf", "sw")
 ALL_ROUTERS = ("random", *LEARNED, "finetuned")
@@ -277,7 +279,9 @@ def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
              "one. Labels: 1 when the cloud model's outcome beats the edge model's. Quality: "
              "correctness (GSM8K, MMLU); MT-Bench: mean GPT-4 judge score of both turns, routed "
              "on turn 1. Contaminated prompts dropped as RouteLLM does. USD: list prices per "
-             "million tokens (edge $0.6/$0.6, cloud $10/$30 in/out) x tokens estimated as "
+             f"million tokens (edge ${PRICES.edge_input_per_mtok:g}/"
+             f"${PRICES.edge_output_per_mtok:g}, cloud ${PRICES.cloud_input_per_mtok:g}/"
+             f"${PRICES.cloud_output_per_mtok:g} in/out) x tokens estimated as "
              "characters / 4 (MMLU: input only, no responses published). Full-size run: "
              "`python bench/quality.py` (all rows, 5 folds, fine-tuned in all 18 fits with "
              "2,000 rows x 150 steps x 128 tokens: hours on 2 CPU cores; minutes on a GPU).", "",
