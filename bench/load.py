@@ -58,6 +58,7 @@ def main() -> None:
                                        args.warmup))
                 rows.append({"batch_max": batch_max, "threads": threads, "workers": workers,
                              **run})
+                print(f"done: {rows[-1]}", flush=True)
                 if (batch_max, threads, workers) == args.setups[0]:
                     overhead = asyncio.run(proxy_overhead(url, pid, echo, args.proxy_requests))
     print_load(rows, args.requests, args.concurrency)

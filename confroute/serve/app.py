@@ -32,6 +32,7 @@ require("prometheus_client", "serve")
 
 import httpx  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
+from starlette.background import BackgroundTask  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
@@ -188,9 +189,10 @@ class Service:
                  decision["route"], reply.upstream.name, reply.status,
                  " stream" if reply.stream else "")
         if reply.stream is not None:
+            done = BackgroundTask(reply.close) if reply.close else None
             return StreamingResponse(reply.stream, media_type=reply.content_type,
                                      headers={**headers, "cache-control": "no-cache",
-                                              "x-accel-buffering": "no"})
+                                              "x-accel-buffering": "no"}, background=done)
         return Response(reply.content, status_code=reply.status, media_type=reply.content_type,
                         headers=headers)
 

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -44,6 +44,8 @@ class Reply:
     content_type: str
     content: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+    """Releases the upstream connection of a stream, also if the client never reads it."""
 
 
 async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream], chosen: str,
@@ -101,7 +103,8 @@ async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, An
             first = await _read(anext(chunks, b""))
             metrics.upstream_latency.labels(upstream.name).observe(time.perf_counter() - started)
             return Reply(upstream, 200, content_type,
-                         stream=_relay(first, chunks, response, upstream, metrics))
+                         stream=_relay(first, chunks, response, upstream, metrics),
+                         close=response.aclose)
         content = await _read(response.aread())
         metrics.upstream_latency.labels(upstream.name).observe(time.perf_counter() - started)
     except BaseException:
