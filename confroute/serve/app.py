@@ -7,7 +7,11 @@ Endpoints (all but /health need `Authorization: Bearer $CONFROUTE_TOKEN` when a 
                              P is a string or a list of chat messages
   POST /v1/chat/completions  OpenAI chat completions, scored and forwarded to the edge or cloud
                              upstream; per-request threshold: header `x-confroute-threshold` or
-                             body field `confroute_threshold`
+                             body field `confroute_threshold`. The scored text is the user
+                             turn(s) picked by the artifact's `preprocess.turn` (first, last or
+                             all), the `data.turn` setting it was trained with. Response headers:
+                             x-confroute-route / -model (who answered), -decision, -score,
+                             -threshold, -reason (why, including any fallback)
   GET  /health               liveness + what is loaded
   GET  /metrics              Prometheus text
 """
