@@ -197,9 +197,12 @@ def prepare(cfg: TuneConfig, out: Path) -> Prepared:
         raise ConfigError("the search space is empty: every field of `space` is null (or a label "
                           "parameter the data does not use); give at least one range or list")
     _check_space(active, cfg.base)
-    out.mkdir(parents=True, exist_ok=True)
+    if cfg.storage is None:
+        out.mkdir(parents=True, exist_ok=True)
     url = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    return Prepared(active, data, _open_storage(url), url, skipped)
+    storage = _open_storage(url)
+    out.mkdir(parents=True, exist_ok=True)
+    return Prepared(active, data, storage, url, skipped)
 
 
 # --- the search space ------------------------------------------------------------------------
@@ -330,8 +333,9 @@ def _open_storage(url: str) -> Any:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60,
                                               grace_period=180)
     except Exception as exc:  # sqlalchemy raises driver-specific types; the message matters
+        reason = str(exc).splitlines()[0].rstrip(".") if str(exc) else ""
         raise ConfigError(f"cannot open optuna storage {shown}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}. Give an optuna "
+                          f"{reason}. Give an optuna "
                           "storage URL this machine can reach (sqlite:///path/study.db, "
                           "postgresql://user:pass@host/db, mysql://...) with its driver "
                           "installed") from exc
