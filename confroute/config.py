@@ -73,7 +73,8 @@ class DataConfig:
     """Which user turn of a conversation is scored (shared with the runtime via the manifest)."""
 
     def __post_init__(self) -> None:
-        _check_range("data.val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        _check_range("data.val_fraction", self.val_fraction, 0.0, 1.0, low_open=True,
+                     high_open=True)
         if self.max_rows is not None and self.max_rows < 2:
             raise ConfigError(f"data.max_rows must be at least 2 or unset; found {self.max_rows}")
 

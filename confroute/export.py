@@ -70,7 +70,8 @@ def _read_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any], Any]:
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
     if missing:
         raise ArtifactError(f"{run_dir} is not a complete training run: missing "
-                            f"{', '.join(missing)}. Make one with `confroute train --out {run_dir}`")
+                            f"{', '.join(missing)}. Make one with "
+                            f"`confroute train --out {run_dir}`")
     import pandas as pd
 
     metrics = json.loads((run_dir / "metrics.json").read_text())

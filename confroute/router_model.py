@@ -45,7 +45,7 @@ class RouterModel(nn.Module):
         self.cfg = cfg
         if encoder is None or tokenizer is None:
             encoder, tokenizer = _load_pretrained(resolve_encoder(cfg.encoder))
-        self.encoder = encoder
+        self.encoder: Any = encoder  # a transformers PreTrainedModel
         self.tokenizer = tokenizer  # tokenizers.Tokenizer (fast backend), not an nn.Module
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(encoder.config.hidden_size, 1)
@@ -112,7 +112,8 @@ class RouterModel(nn.Module):
         missing = [f for f in MODEL_FILES if not (directory / f).is_file()]
         if missing:
             raise ArtifactError(f"{directory} is not a saved router model: missing "
-                                f"{', '.join(missing)}. Make one with `confroute train --out RUN_DIR`"
+                                f"{', '.join(missing)}. Make one with "
+                                "`confroute train --out RUN_DIR`"
                                 " (the model is RUN_DIR/model)")
         from tokenizers import Tokenizer
         from transformers import AutoConfig, AutoModel
@@ -123,7 +124,8 @@ class RouterModel(nn.Module):
         try:
             model.load_state_dict(load_file(directory / "model.safetensors"))
         except (RuntimeError, OSError) as exc:
-            raise ArtifactError(f"{directory}/model.safetensors does not match its config: {exc}")
+            raise ArtifactError(f"{directory}/model.safetensors does not match its config: "
+                                f"{exc}") from exc
         return model.eval()
 
 

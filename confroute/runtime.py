@@ -62,9 +62,10 @@ class Router:
             variant = onnx.get("default_variant", "fp32")
         model_file = onnx.get("variants", {}).get(variant)
         if model_file not in manifest["files"]:
+            present = [n for n, f in onnx.get("variants", {}).items() if f in manifest["files"]]
             raise ArtifactError(f"{directory} has no '{variant}' model; it has "
-                                f"{', '.join(n for n, f in onnx['variants'].items() if f in manifest['files'])}."
-                                f" Re-export with int8 enabled, or load variant='fp32'")
+                                f"{', '.join(present) or 'none'}. Re-export with int8 enabled, "
+                                "or load variant='fp32'")
         pre = manifest["preprocess"]
         verify_files(directory, manifest, [model_file, pre["tokenizer"]])
         options = ort.SessionOptions()

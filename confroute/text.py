@@ -61,7 +61,8 @@ def _content_text(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # OpenAI content parts: keep the text parts
-        parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        parts = [p.get("text", "") for p in content
+                 if isinstance(p, dict) and p.get("type") == "text"]
         return "\n".join(parts)
     raise InputError(f"{where} content must be a string or a list of parts; "
                      f"found {type(content).__name__}")

@@ -93,7 +93,8 @@ class RouterTask(pl.LightningModule):
             return max(0.0, (self.total_steps - step) / max(1, self.total_steps - warmup))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 @dataclasses.dataclass
@@ -152,7 +153,8 @@ class BestMetrics(pl.Callback):
         self.metrics: dict[str, Any] = {}
 
     def on_validation_end(self, trainer: pl.Trainer, _: pl.LightningModule) -> None:
-        logged = {k: round(float(v), 6) for k, v in trainer.callback_metrics.items() if k in METRICS}
+        logged = {k: round(float(v), 6) for k, v in trainer.callback_metrics.items()
+                  if k in METRICS}
         if "val_auroc" in logged and logged["val_auroc"] >= self.metrics.get("val_auroc", -1.0):
             self.metrics = {**logged, "best_step": trainer.global_step}
 
@@ -203,7 +205,8 @@ def _freeze_unused(model: RouterModel) -> None:
 def _schedule(cfg: TrainConfig, n_train: int) -> tuple[int, float | int]:
     """Total optimiser steps (for the LR schedule) and how often to validate."""
     devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1
-    per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * max(1, devices) * cfg.trainer.num_nodes)))
+    world = max(1, devices) * cfg.trainer.num_nodes
+    per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * world)))
     total = per_epoch * cfg.max_epochs
     if cfg.max_steps > 0:
         total = min(total, cfg.max_steps)

@@ -74,7 +74,8 @@ def main() -> None:
     frame.to_parquet(args.out, index=False, compression="zstd")
     summary = frame.assign(cloud_better=frame["rating_cloud"] > frame["rating_edge"]).groupby(
         ["source", "split"]).agg(rows=("id", "size"), edge=("rating_edge", "mean"),
-                                 cloud=("rating_cloud", "mean"), cloud_better=("cloud_better", "mean"))
+                                 cloud=("rating_cloud", "mean"),
+                                 cloud_better=("cloud_better", "mean"))
     print(summary.round(3).to_string())
     print(f"wrote {len(frame)} rows to {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
 

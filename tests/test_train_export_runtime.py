@@ -135,9 +135,9 @@ def test_export_refuses_an_incomplete_run(tmp_path: Path) -> None:
 
 def test_shuffled_label_control_lands_near_chance(tiny_encoder_dir: Path, tiny_data_file: Path,
                                                    tmp_path: Path) -> None:
-    from conftest import tiny_config
-
     from confroute.train import fit
+
+    from conftest import tiny_config
 
     cfg = tiny_config(tiny_encoder_dir, tiny_data_file, **{"train.shuffle_labels": True})
     metrics = fit(cfg, tmp_path / "run").metrics

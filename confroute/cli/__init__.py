@@ -16,7 +16,8 @@ from confroute import __version__
 from confroute.errors import ConfrouteError
 
 # Subcommand modules, in the order --help lists them. A new command is a new module + a name here.
-COMMANDS = ["train", "export", "route", "calibrate", "datasets", "evaluate", "serve", "tune", "label", "judge"]
+COMMANDS = ["train", "export", "route", "calibrate", "datasets", "evaluate", "serve", "tune",
+            "label", "judge"]
 
 
 def build_parser() -> argparse.ArgumentParser:
