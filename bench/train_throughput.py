@@ -128,7 +128,7 @@ def main() -> None:
             metrics["wall_s"] = time.perf_counter() - started
             metrics["padding"] = padding_share(cfg, data)
             results[name].append(metrics)
-            print(f"  {name}: {metrics['train_examples_per_s']:.1f} ex/s, AUROC "
+            print(f"  {name}: {metrics['train_examples_per_s']:.2f} ex/s, AUROC "
                   f"{metrics['val_auroc']:.4f}", flush=True)
 
     before = np.median([m["train_examples_per_s"] for m in results["before (shuffled)"]])
@@ -139,7 +139,7 @@ def main() -> None:
         speed = float(np.median([m["train_examples_per_s"] for m in runs]))
         row = {k: float(np.median([m[k] for m in runs]))
                for k in ("padding", "validation_seconds", "wall_s", "val_auroc", "val_brier")}
-        print(f"{name:<24} {speed:>10.1f} {speed / before:>7.2f}x {row['padding']:>8.1%} "
+        print(f"{name:<24} {speed:>10.2f} {speed / before:>7.2f}x {row['padding']:>8.1%} "
               f"{row['validation_seconds']:>7.1f} {row['wall_s']:>7.1f} "
               f"{row['val_auroc']:>9.4f} {row['val_brier']:>9.4f}")
     print(f"(medians of {args.repeats} run(s) each; speed-up against 'before'; padding = share "
