@@ -9,6 +9,7 @@ HERE = Path(__file__).parent
 BUILTIN: dict[str, str] = {
     # name -> file in this folder; the card is <name>.md
     "routellm-judge": "routellm_judge.parquet",
+    "smollm2-uncertainty": "smollm2_uncertainty.parquet",
 }
 
 
