@@ -43,5 +43,9 @@ lint: install
 bench: install
 	$(BIN)/python bench/latency.py
 
+# The quality table on the real RouteLLM outcomes (sized for CI; see bench/quality.py --help).
+quality: install
+	$(BIN)/python bench/quality.py --quick --routellm-dir ../shared/data/routellm
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
