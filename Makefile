@@ -29,6 +29,10 @@ demo: install
 	  "Prove that the product of two odd integers is odd."
 	$(BIN)/confroute evaluate --router runs/demo/artifact --truth routellm-judge:test \
 	  --out runs/demo/evaluation --bootstrap 200
+	# An edge-confidence router from confroute's own uncertainty labels (SmolLM2-135M, SE).
+	$(BIN)/confroute train --out runs/demo/smollm2 --data smollm2-uncertainty --max-epochs 1 --overwrite
+	$(BIN)/confroute export runs/demo/smollm2 --out runs/demo/smollm2/artifact
+	$(BIN)/confroute route runs/demo/smollm2/artifact "What is 7 + 8?" "What is 487 * 36?"
 
 test: install
 	$(BIN)/python -m pytest
