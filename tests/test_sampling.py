@@ -228,7 +228,7 @@ def test_prompt_longer_than_the_context_is_a_clear_error(tiny_backend):
     from confroute.errors import DataError
 
     with pytest.raises(DataError, match="context"):
-        tiny_backend.generate(["7 + 5 " * 300], s.SamplingConfig(n=1), [0])
+        tiny_backend.generate(["7 + 5 " * 1500], s.SamplingConfig(n=1), [0])
 
 
 def test_unknown_local_model_is_a_clear_error(tmp_path):
