@@ -75,6 +75,14 @@ def test_evaluate_cli_scores_with_a_router_artifact(tiny_artifact, tmp_path):
     assert args.run(args) == 0
     again = json.loads((tmp_path / "again" / "report.json").read_text())
     assert again["metrics"] == pytest.approx(report["metrics"])
+    # a quick look: a seeded sample, reported as such
+    args = parser.parse_args(["evaluate", "--router", str(tiny_artifact), "--truth", str(path),
+                              "--out", str(tmp_path / "sample"), "--bootstrap", "0",
+                              "--sample", "20"])
+    assert args.run(args) == 0
+    sampled = json.loads((tmp_path / "sample" / "report.json").read_text())
+    assert sampled["prompts"] == 20 and sampled["ground_truth_info"]["subset_of"] == 64
+    assert "20 of 64 (sample)" in (tmp_path / "sample" / "report.md").read_text()
 
 
 def test_prompts_the_router_was_trained_on_are_flagged(tiny_artifact, tmp_path):

@@ -156,3 +156,23 @@ def test_reference_figures_on_real_gsm8k():
     mean, _ = metrics.random_average(qe, qc, seeds=20)
     assert mean["apgr"] == pytest.approx(0.5, abs=0.03)
     assert mean["cpt_50"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_a_sample_is_seeded_stratified_by_source_and_aligned():
+    n = 300
+    groups = np.array(["mmlu"] * 200 + ["gsm8k"] * 90 + ["mt-bench"] * 10)
+    truth = gt.GroundTruth("toy", np.array([f"id-{i}" for i in range(n)]),
+                           [f"prompt {i}" for i in range(n)], np.arange(n) % 2.0,
+                           np.ones(n), groups=groups)
+    sample = truth.sample(30, seed=3)
+    assert len(sample) == 30 and sample.info["subset_of"] == n
+    assert dict(zip(*np.unique(sample.groups, return_counts=True), strict=True)) == {
+        "mmlu": 20, "gsm8k": 9, "mt-bench": 1}
+    rows = np.array([int(i.split("-")[1]) for i in sample.ids])
+    assert [int(p.split()[1]) for p in sample.prompts] == rows.tolist()
+    np.testing.assert_array_equal(sample.quality_edge, rows % 2.0)
+    assert list(truth.sample(30, seed=3).ids) == list(sample.ids)
+    assert list(truth.sample(30, seed=4).ids) != list(sample.ids)
+    assert truth.sample(n + 5) is truth
+    with pytest.raises(DataError, match="sample size must be >= 1"):
+        truth.sample(0)

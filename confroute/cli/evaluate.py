@@ -33,7 +33,10 @@ def add_parser(subparsers: Any) -> None:
                         help="artifact model variant (default: the manifest's)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap resamples for the 95%% CIs; 0 = none (default 1000)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help="evaluate a seeded random sample of N prompts, stratified by "
+                             "source, for a quick look (default: every prompt)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and sample")
     parser.add_argument("--cost", type=Path, metavar="YAML",
                         help="prices per million tokens: edge_input_per_mtok, "
                              "edge_output_per_mtok, cloud_input_per_mtok, cloud_output_per_mtok")
@@ -47,12 +50,14 @@ def run(args: argparse.Namespace) -> int:
     request = EvaluateRequest(
         truth=args.truth, out_dir=args.out, router_dir=args.router, scores_file=args.scores,
         routellm_dir=args.routellm_dir, save_scores=args.save_scores, name=args.name,
-        variant=args.variant, bootstrap=args.bootstrap, seed=args.seed,
+        variant=args.variant, bootstrap=args.bootstrap, seed=args.seed, sample=args.sample,
         cost=load_yaml(CostConfig, args.cost) if args.cost else CostConfig())
     report = evaluate(request)
     m = report["metrics"]
     cpts = ", ".join(f"CPT({k[4:]}%) {100 * v:.1f}%" for k, v in m.items() if k.startswith("cpt_"))
-    print(f"{report['router']} on {report['ground_truth']} ({report['prompts']} prompts): "
+    of = report.get("ground_truth_info", {}).get("subset_of")
+    count = f"a sample of {report['prompts']} of {of}" if of else report["prompts"]
+    print(f"{report['router']} on {report['ground_truth']} ({count} prompts): "
           f"APGR {m['apgr']:.3f}, {cpts}")
     for warning in report.get("warnings", []):
         print(f"warning: {warning}")

@@ -86,6 +86,26 @@ class GroundTruth:
         """Training labels from the same outcomes: 1 when the cloud is rated higher (judge rule)."""
         return rules.judge_rule(self.quality_edge, self.quality_cloud, margin, "edge").values
 
+    def sample(self, n: int, seed: int = 0) -> GroundTruth:
+        """A seeded random sample of `n` prompts, stratified by group (proportional, largest
+        remainder), for a quicker evaluation; all prompts when `n` is at least their number."""
+        if n < 1:
+            raise DataError(f"sample size must be >= 1; found {n}")
+        if n >= len(self):
+            return self
+        groups = self.groups if self.groups is not None else np.zeros(len(self), dtype=int)
+        _, inverse, counts = np.unique(groups.astype(str), return_inverse=True,
+                                       return_counts=True)
+        share = counts * n / len(self)
+        quota = np.floor(share).astype(int)
+        quota[np.argsort(quota - share, kind="stable")[: n - int(quota.sum())]] += 1
+        rng = np.random.default_rng(seed)
+        index = np.concatenate([rng.choice(np.flatnonzero(inverse == g), q, replace=False)
+                                for g, q in enumerate(quota)])
+        sampled = self.subset(np.sort(index))
+        sampled.info = {**sampled.info, "sample_seed": seed}
+        return sampled
+
     def subset(self, index: np.ndarray) -> GroundTruth:
         """The rows at `index` (positions), all columns kept aligned."""
         index = np.asarray(index, dtype=int)

@@ -132,7 +132,9 @@ def markdown(reports: Sequence[Mapping[str, Any]]) -> str:
         apgr = format_cell(r["metrics"]["apgr"], ci.get("apgr"), False)
         cells = [r["ground_truth"], r["router"], apgr]
         cells += [format_cell(r["metrics"][k], ci.get(k), True) for k in levels]
-        lines.append("| " + " | ".join([*cells, str(r["prompts"])]) + " |")
+        of = (r.get("ground_truth_info") or {}).get("subset_of")
+        prompts = f"{r['prompts']} of {of} (sample)" if of else str(r["prompts"])
+        lines.append("| " + " | ".join([*cells, prompts]) + " |")
         for group, entry in (r.get("by_source") or {}).items():
             if entry["metrics"] is None:
                 continue

@@ -33,6 +33,8 @@ class EvaluateRequest:
     variant: Literal["auto", "fp32", "int8"] = "auto"
     bootstrap: int = 1000
     seed: int = 0
+    sample: int | None = None
+    """Evaluate on a seeded sample of this many prompts, stratified by source (None = all)."""
     cost: CostConfig = dataclasses.field(default_factory=CostConfig)
 
     def __post_init__(self) -> None:
@@ -41,11 +43,15 @@ class EvaluateRequest:
                               "or a scores file (columns id, score)")
         if self.bootstrap < 0:
             raise ConfigError(f"bootstrap samples must be >= 0; found {self.bootstrap}")
+        if self.sample is not None and self.sample < 1:
+            raise ConfigError(f"sample size must be >= 1; found {self.sample}")
 
 
 def evaluate(request: EvaluateRequest) -> dict[str, Any]:
     """Score, evaluate and write report.json / report.md / curve.png; returns the report."""
     truth = load_truth(request.truth, request.routellm_dir)
+    if request.sample is not None:
+        truth = truth.sample(request.sample, request.seed)
     if request.router_dir is not None:
         scores = score_with_router(request.router_dir, truth, request.variant)
         name = request.name or Path(request.router_dir).name
