@@ -10,10 +10,12 @@ Artifact directory:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +97,28 @@ def export_onnx(model: RouterModel, path: Path, opset: int) -> None:
     example = model.text_encoder()(["an example prompt for tracing", "a second one"])
     args = tuple(torch.from_numpy(example[n]) for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logit": {0: "batch"}}
-    with torch.no_grad():
+    with torch.no_grad(), _eager_attention(model.encoder):
         torch.onnx.export(_LogitGraph(model).eval(), args, str(path), input_names=names,
                           output_names=["logit"], dynamic_axes=axes, opset_version=opset,
                           dynamo=False)
+
+
+@contextlib.contextmanager
+def _eager_attention(encoder: torch.nn.Module) -> Iterator[None]:
+    """Trace the plain-matmul attention rather than SDPA. SDPA's traced graph carries a NaN
+    guard and mask arithmetic per layer (IsNaN / Where nodes) that onnxruntime cannot fold
+    away, while eager attention traces to MatMul / Softmax that its fusions recognise. Same
+    weights and outputs; the parity check holds either way."""
+    current = getattr(getattr(encoder, "config", None), "_attn_implementation", None)
+    setter = getattr(encoder, "set_attn_implementation", None)
+    if current in (None, "eager") or setter is None:
+        yield
+        return
+    setter("eager")
+    try:
+        yield
+    finally:
+        setter(current)
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
