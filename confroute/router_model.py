@@ -48,7 +48,8 @@ class RouterModel(nn.Module):
         self.encoder: Any = encoder  # a transformers PreTrainedModel
         self.tokenizer = tokenizer  # tokenizers.Tokenizer (fast backend), not an nn.Module
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, 1)
+        config: Any = encoder.config
+        self.head = nn.Linear(int(config.hidden_size), 1)
 
     @property
     def input_names(self) -> tuple[str, ...]:

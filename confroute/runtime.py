@@ -12,12 +12,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from confroute.errors import ArtifactError, ConfigError, InputError
-from confroute.text import TextEncoder, prompt_text
+from confroute.text import TextEncoder, Turn, prompt_text
 
 MANIFEST = "router.json"
 FORMAT_VERSION = 1
@@ -83,9 +83,9 @@ class Router:
         return cls(directory, manifest, session, encoder, variant, batch_size)
 
     @property
-    def turn(self) -> str:
+    def turn(self) -> Turn:
         """Which user turn of a conversation is scored (as in training)."""
-        return str(self.manifest["preprocess"]["turn"])
+        return cast(Turn, str(self.manifest["preprocess"]["turn"]))
 
     def texts(self, prompts: Sequence[Any] | str) -> list[str]:
         """Validated scored texts; a single string is one prompt."""
