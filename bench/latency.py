@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from gemm import cpu_summary  # bench/ is on sys.path when this script runs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -94,7 +95,7 @@ def main() -> None:
     base = rows[0]
     columns = list(base)
     print(f"threads={args.threads} repeats={args.repeats} (batch-32: {args.batch_repeats}); "
-          f"model all-MiniLM-L6-v2 + head")
+          f"model all-MiniLM-L6-v2 + head; {cpu_summary()}")
     print("| " + " | ".join(columns) + " | b1x64 speed-up |")
     print("|" + "---|" * (len(columns) + 1))
     for row in rows:
