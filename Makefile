@@ -19,16 +19,22 @@ $(BIN)/confroute: pyproject.toml
 
 install: $(BIN)/confroute
 
-# The main job on the bundled defaults: train -> export -> route -> evaluate (minutes on CPU).
-DEMO_STEPS ?= 150
+# The main job on the bundled defaults: train -> export -> route -> evaluate, sized to about
+# 10 minutes on 2 CPU cores: DEMO_STEPS steps with the lowest DEMO_FREEZE encoder layers frozen,
+# and the evaluation on a seeded DEMO_SAMPLE-prompt sample of the held-out test split. For
+# better figures: make demo DEMO_STEPS=600 DEMO_FREEZE=0 DEMO_SAMPLE=100000 (every prompt).
+DEMO_STEPS ?= 100
+DEMO_FREEZE ?= 3
+DEMO_SAMPLE ?= 1000
 demo: install
-	$(BIN)/confroute train --out runs/demo --max-steps $(DEMO_STEPS) --overwrite
+	$(BIN)/confroute train --out runs/demo --max-steps $(DEMO_STEPS) \
+	  --set train.freeze_layers=$(DEMO_FREEZE) --overwrite
 	$(BIN)/confroute export runs/demo --out runs/demo/artifact
 	$(BIN)/confroute route runs/demo/artifact "What is 12 + 30?" \
 	  "A train leaves at 3pm at 60 km/h and another at 4pm at 80 km/h; when does the second catch up?" \
 	  "Prove that the product of two odd integers is odd."
 	$(BIN)/confroute evaluate --router runs/demo/artifact --truth routellm-judge:test \
-	  --out runs/demo/evaluation --bootstrap 200
+	  --out runs/demo/evaluation --bootstrap 200 --sample $(DEMO_SAMPLE)
 	# An edge-confidence router from confroute's own uncertainty labels (SmolLM2-135M, SE).
 	$(BIN)/confroute train --out runs/demo/smollm2 --data smollm2-uncertainty --max-epochs 1 --overwrite
 	$(BIN)/confroute export runs/demo/smollm2 --out runs/demo/smollm2/artifact
