@@ -101,6 +101,8 @@ class RouterTask(pl.LightningModule):
 class FitResult:
     run_dir: Path
     metrics: dict[str, Any]
+    is_global_zero: bool = True
+    """False in the other processes of a distributed run (they neither write nor report)."""
 
 
 def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = (),
@@ -143,7 +145,7 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
               "data_fingerprint": data.fingerprint("train"), "data_report": data.report}
     if trainer.is_global_zero:
         _write_run(out, cfg, model.eval(), val, result)
-    return FitResult(out, result)
+    return FitResult(out, result, trainer.is_global_zero)
 
 
 class BestMetrics(pl.Callback):

@@ -79,8 +79,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def prepare_out(out: Path, overwrite: bool) -> None:
     """Refuse to mix two runs in one directory; with --overwrite remove only run entries."""
-    if os.environ.get("LOCAL_RANK", "0") != "0":
-        return  # a DDP worker re-running this command: the launcher already checked
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return  # a DDP worker re-running this command: the first process already checked
     existing = [name for name in RUN_ENTRIES if (out / name).exists()]
     if existing and not overwrite:
         raise ConfigError(f"{out} already holds a training run ({', '.join(existing)}); choose "
@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     prepare_out(Path(args.out), args.overwrite)
     result = fit(cfg, args.out)
-    shown = {k: v for k, v in result.metrics.items() if k != "data_report"}
-    print(json.dumps({"run_dir": str(result.run_dir), **shown}, indent=2))
+    if result.is_global_zero:  # one result on stdout, however many processes trained
+        shown = {k: v for k, v in result.metrics.items() if k != "data_report"}
+        print(json.dumps({"run_dir": str(result.run_dir), **shown}, indent=2))
     return 0
