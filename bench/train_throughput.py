@@ -44,7 +44,7 @@ def padding_share(cfg, data) -> float:  # noqa: ANN001 - RunConfig, LabelledProm
 
 def subset_val(data, rows: int, seed: int):  # noqa: ANN001, ANN201 - LabelledPrompts
     """The same data with only `rows` random validation rows (test rows dropped)."""
-    from confroute.data import schema
+    from confroute.dataset import schema
 
     frame = data.frame
     val = frame[frame["split"] == "val"]
@@ -58,7 +58,7 @@ def warm_up(cfg, data, out: Path) -> None:  # noqa: ANN001 - RunConfig, Labelled
     import pandas as pd
 
     from confroute.config import override
-    from confroute.data import schema
+    from confroute.dataset import schema
     from confroute.train import fit
 
     frame = data.frame
@@ -86,7 +86,7 @@ def main() -> None:
     import torch
 
     from confroute.config import RunConfig, override
-    from confroute.data import schema
+    from confroute.dataset import schema
     from confroute.train import fit
 
     torch.set_num_threads(args.threads)

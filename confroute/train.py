@@ -25,7 +25,7 @@ import torchmetrics
 from torch import nn
 
 from confroute.config import RunConfig, TrainConfig, dump_yaml
-from confroute.data import schema
+from confroute.dataset import schema
 from confroute.data.datamodule import RouterDataModule
 from confroute.errors import ConfigError
 from confroute.router_model import RouterModel

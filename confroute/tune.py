@@ -188,7 +188,7 @@ def tune(cfg: TuneConfig, out_dir: str | Path) -> TuneResult:
 
 def prepare(cfg: TuneConfig, out: Path) -> Prepared:
     """Check the base config, the search space, the data and the storage; open the storage."""
-    from confroute.data import schema
+    from confroute.dataset import schema
 
     _check_single_process(cfg.base)
     data = schema.load(cfg.base.data)
@@ -430,7 +430,7 @@ def _trial_data(run_cfg: RunConfig, base: RunConfig, base_data: Any) -> Any:
         return base_data
     import pandas as pd
 
-    from confroute.data import schema
+    from confroute.dataset import schema
 
     trial_data = schema.load(run_cfg.data)
     held = base_data.frame[base_data.frame["split"] != "train"]

@@ -19,7 +19,7 @@ import pandas as pd
 
 EDGE = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 CLOUD = "gpt-4-1106-preview"
-OUT = Path(__file__).resolve().parents[1] / "confroute/data/builtin/routellm_judge.parquet"
+OUT = Path(__file__).resolve().parents[1] / "confroute/dataset/builtin/routellm_judge.parquet"
 
 
 def split_of(row_id: str, test: float = 0.30, val: float = 0.07) -> str:

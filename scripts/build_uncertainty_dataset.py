@@ -144,7 +144,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; 1 is fastest on a CPU shared with other jobs")
     parser.add_argument("--out", type=Path,
-                        default=ROOT / "confroute/data/builtin/smollm2_uncertainty.parquet")
+                        default=ROOT / "confroute/dataset/builtin/smollm2_uncertainty.parquet")
     parser.add_argument("--se", default="discrete", choices=["discrete", "weighted", "paper"],
                         help="the SE variant that becomes se_edge (all are stored)")
     parser.add_argument("--invalid", default="drop", choices=["drop", "cluster"])

@@ -15,7 +15,7 @@ import pytest
 
 from confroute.config import DataConfig, LabelConfig
 from confroute.data import labelling as lab
-from confroute.data.schema import load
+from confroute.dataset.schema import load
 from confroute.data.store import JsonlStore
 from confroute.errors import DataError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from confroute.data import labels
+from confroute.dataset import labels
 from confroute.errors import DataError
 
 

@@ -27,7 +27,7 @@ def test_minilm_train_export_route(tmp_path: Path) -> None:
         return out.stdout
 
     # A slice of the bundled dataset keeps validation and the export checks short.
-    from confroute.data.builtin import builtin_path
+    from confroute.dataset.builtin import builtin_path
 
     frame = pd.read_parquet(builtin_path("routellm-judge"))
     small = pd.concat([frame[frame["split"] == "train"].head(160),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from confroute.config import DataConfig, LabelConfig
-from confroute.data import schema
+from confroute.dataset import schema
 from confroute.errors import DataError
 
 

@@ -183,7 +183,7 @@ def test_multi_device_trials_are_refused(tmp_path, tiny_encoder_dir, tiny_data_f
 
 def test_label_parameters_follow_the_data(tmp_path, tiny_encoder_dir):
     """judge_margin is searched on scores data with ratings; validation labels stay the base's."""
-    from confroute.data import schema
+    from confroute.dataset import schema
     from confroute.tune import _active_space, _trial_data
 
     rows = [{"id": f"r{i}", "prompt": f"question {i} " + "hard " * (i % 3),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from confroute.data.builtin import BUILTIN, card
+from confroute.dataset.builtin import BUILTIN, card
 from confroute.errors import DataError
 
 

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from confroute.data.judge import JudgeConfig, rate_table
     from confroute.data.labelling import write_table
     from confroute.data.sampling import HttpConfig
-    from confroute.data.schema import read_table
+    from confroute.dataset.schema import read_table
     from confroute.errors import ConfigError
 
     frame = read_table(args.table)

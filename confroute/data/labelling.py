@@ -6,10 +6,10 @@ Stages, each resumable and each keeping its evidence:
    resumes where it stopped.
 2. `measure`: answers are parsed, clustered by meaning and scored (every SE variant, correctness
    against a gold answer when there is one). No model is called, so this is cheap to redo.
-3. `label_frame`: a label rule from `confroute.data.labels` turns the evidence into labels.
+3. `label_frame`: a label rule from `confroute.dataset.labels` turns the evidence into labels.
    Relabelling with another rule or tau reruns only this stage.
 
-The result is a table in the `scores` format that `confroute.data.schema` reads.
+The result is a table in the `scores` format that `confroute.dataset.schema` reads.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _record(role: str, model: str, row: dict[str, Any], gen: Generation) -> dict
 
 def read_prompts(source: str, limit: int | None = None) -> list[dict[str, Any]]:
     """Prompt rows from anything `schema.read_table` reads: `prompt`, and `id` (made if absent)."""
-    from confroute.data.schema import read_table
+    from confroute.dataset.schema import read_table
 
     frame = read_table(source)
     if "prompt" not in frame.columns:
@@ -262,7 +262,7 @@ def apply_rule(frame: Any, label: Any) -> tuple[Any, dict[str, Any]]:
     ignore the rule), `label_rule` and `label_params`; the evidence columns are untouched, so
     relabelling with another rule or tau never resamples.
     """
-    from confroute.data.schema import from_scores
+    from confroute.dataset.schema import from_scores
 
     _, labels = from_scores(frame, label)
     out = frame.copy()

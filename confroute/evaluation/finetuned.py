@@ -91,7 +91,7 @@ def _fit_and_score(settings: FineTuneSettings, fold: Fold) -> tuple[np.ndarray, 
 def _training_data(settings: FineTuneSettings, fold: Fold) -> Any:
     import pandas as pd
 
-    from confroute.data.schema import LabelledPrompts
+    from confroute.dataset.schema import LabelledPrompts
 
     rng = np.random.default_rng(settings.seed)
     rows = rng.permutation(len(fold.train))

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from confroute.data import labels as rules
+from confroute.dataset import labels as rules
 from confroute.errors import DataError, require
 
 EDGE_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -156,7 +156,7 @@ def resolve_routellm_dir(path: str | Path | None) -> Path:
 
 def load_labelled(source: str) -> GroundTruth:
     """A dataset with `prompt`, `rating_edge`, `rating_cloud` (bundled name or file[:split])."""
-    from confroute.data.schema import SPLITS, read_table
+    from confroute.dataset.schema import SPLITS, read_table
 
     name, _, split = source.rpartition(":")
     if name and split in SPLITS:

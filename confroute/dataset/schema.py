@@ -9,7 +9,7 @@ Formats:
 - battle: the paper's release / RouteLLM arena format, `model_a, model_b, prompt,
   winner_model_a, winner_model_b, winner_tie` (one-hot winner).
 - scores: per-prompt `se_edge` / `se_cloud` and/or `rating_edge` / `rating_cloud`, labelled
-  by a rule from `confroute.data.labels`.
+  by a rule from `confroute.dataset.labels`.
 - labelled: a ready `label` column in [0, 1].
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from confroute.config import DataConfig, LabelConfig
-from confroute.data import labels as rules
+from confroute.dataset import labels as rules
 from confroute.errors import DataError, require
 from confroute.text import prompt_text
 
@@ -83,7 +83,7 @@ def load(cfg: DataConfig) -> LabelledPrompts:
 def read_table(source: str, hf_split: str = "train") -> Any:
     """A bundled dataset name, a local parquet/jsonl/json/csv file, or a Hugging Face dataset."""
     pd = require("pandas", "train")
-    from confroute.data.builtin import builtin_path
+    from confroute.dataset.builtin import builtin_path
 
     path = builtin_path(source) or Path(source)
     if path.exists():

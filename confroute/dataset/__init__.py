@@ -1,0 +1,1 @@
+"""Labelled tables: the canonical schema, format adapters, label rules and bundled datasets."""
