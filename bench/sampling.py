@@ -33,7 +33,7 @@ def prompts(count: int) -> list[str]:
 
 
 def ours(backend, texts: list[str], cfg) -> tuple[float, int]:
-    from confroute.data.sampling import prompt_seed
+    from confroute.labelling.sampling import prompt_seed
 
     before = backend.generated_tokens
     start = time.perf_counter()
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "cache")
     args = parser.parse_args()
 
-    from confroute.data.sampling import LocalBackend, SamplingConfig
+    from confroute.labelling.sampling import LocalBackend, SamplingConfig
 
     start = time.perf_counter()
     backend = LocalBackend(args.model, cache_dir=args.cache, threads=args.threads)

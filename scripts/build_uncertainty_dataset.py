@@ -125,7 +125,7 @@ def build_prompts(shared: Path, seed: int = 0, keep: set[str] | None = None,
 
 
 def sampling_config():
-    from confroute.data.sampling import SamplingConfig
+    from confroute.labelling.sampling import SamplingConfig
 
     # T=0.5: at 1.0 this 135M model's samples scatter on nearly every prompt and SE stops
     # ranking correctness (pilot, see the card). "The answer is" + one line = a short answer.
@@ -157,12 +157,12 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     prompts_path = args.work / "prompts.jsonl"
     if args.step == "prompts":
-        from confroute.data.labelling import write_jsonl
+        from confroute.labelling.pipeline import write_jsonl
 
         keep, previous = set(), None
         if (args.work / "edge.jsonl").exists() and prompts_path.exists():
-            from confroute.data.labelling import read_prompts
-            from confroute.data.store import JsonlStore
+            from confroute.labelling.pipeline import read_prompts
+            from confroute.labelling.store import JsonlStore
 
             keep = {r["id"] for r in JsonlStore(args.work / "edge.jsonl", readonly=True)
                     .records.values()}
@@ -171,7 +171,7 @@ def main() -> int:
         write_jsonl(prompts_path, rows)
         print(f"{len(rows)} prompts -> {prompts_path}")
         return 0
-    from confroute.data.labelling import read_prompts
+    from confroute.labelling.pipeline import read_prompts
 
     rows = read_prompts(str(prompts_path), args.limit)
     if args.step == "sample":
@@ -180,9 +180,9 @@ def main() -> int:
 
 
 def sample(rows: list[dict], args: argparse.Namespace) -> int:
-    from confroute.data.labelling import sample_to_store, store_meta
-    from confroute.data.sampling import LocalBackend
-    from confroute.data.store import JsonlStore
+    from confroute.labelling.pipeline import sample_to_store, store_meta
+    from confroute.labelling.sampling import LocalBackend
+    from confroute.labelling.store import JsonlStore
 
     cfg = sampling_config()
     store = JsonlStore(args.work / "edge.jsonl", store_meta("edge", "smollm2", cfg))
@@ -194,14 +194,14 @@ def sample(rows: list[dict], args: argparse.Namespace) -> int:
 
 def finalize(rows: list[dict], args: argparse.Namespace) -> int:
     from confroute.config import LabelConfig
-    from confroute.data.labelling import (
+    from confroute.labelling.pipeline import (
         MeasureConfig,
         apply_rule,
         evidence_table,
         quality_report,
         write_table,
     )
-    from confroute.data.store import JsonlStore
+    from confroute.labelling.store import JsonlStore
 
     store = JsonlStore(args.work / "edge.jsonl", readonly=True)  # sampling may still run
     measure = MeasureConfig(equivalence="exact", invalid=args.invalid, se=args.se)
@@ -236,7 +236,7 @@ def finalize(rows: list[dict], args: argparse.Namespace) -> int:
 def source_only_auroc(frame) -> float | None:
     """Validation AUROC of a baseline that knows only the source: score = the source's share
     of cloud labels in the training split. A router must clearly beat this to be useful."""
-    from confroute.data.uncertainty import auroc
+    from confroute.labelling.uncertainty import auroc
 
     train, val = frame[frame["split"] == "train"], frame[frame["split"] == "val"]
     rate = train.groupby("source")["rule_label"].mean()
@@ -259,7 +259,7 @@ def card(summary: dict, router: dict | None) -> str:
         "log-probs, the meaning clusters, every semantic-entropy (SE) variant, and correctness "
         "against the gold answer. Labels are edge-only: the router learns to predict, from the "
         "prompt alone, when this small model is unsure. Made with confroute's own label "
-        "pipeline (`confroute.data.labelling`, the same code as `confroute label`).",
+        "pipeline (`confroute.labelling.pipeline`, the same code as `confroute label`).",
         "",
         "**Sources and licences.** Prompts only from train-side splits, so evaluation splits stay "
         "clean: `arith` (generated `What is a op b?`, 1-digit sums to 2x2-digit products, exact "

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from confroute.data import judge as j
-from confroute.data.sampling import HttpConfig, LocalBackend
-from confroute.data.store import JsonlStore
+from confroute.labelling import judge as j
+from confroute.labelling.sampling import HttpConfig, LocalBackend
+from confroute.labelling.store import JsonlStore
 from confroute.errors import DataError
 
 sys.path.insert(0, str(Path(__file__).parent))

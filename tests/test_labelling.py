@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from confroute.config import DataConfig, LabelConfig
-from confroute.data import labelling as lab
+from confroute.labelling import pipeline as lab
 from confroute.dataset.schema import load
-from confroute.data.store import JsonlStore
+from confroute.labelling.store import JsonlStore
 from confroute.errors import DataError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -162,7 +162,7 @@ def test_label_resumes_after_kill_9_without_loss_or_duplicates(tmp_path, prompts
 
 
 def test_label_pipeline_writes_a_scores_table_training_reads(tmp_path, prompts, tiny_lm):
-    from confroute.data.sampling import LocalBackend, SamplingConfig
+    from confroute.labelling.sampling import LocalBackend, SamplingConfig
 
     backend = LocalBackend(str(tiny_lm), threads=1)
     sampling = SamplingConfig(n=3, temperature=1.0, max_new_tokens=4, batch_size=4)

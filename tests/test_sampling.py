@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from confroute.data import sampling as s
+from confroute.labelling import sampling as s
 from confroute.errors import ConfigError
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from confroute.data import uncertainty as u
+from confroute.labelling import uncertainty as u
 from confroute.errors import ConfigError
 
 LN2, LN3, LN5 = math.log(2), math.log(3), math.log(5)

@@ -32,9 +32,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confroute.data.judge import JudgeConfig, rate_table
-    from confroute.data.labelling import write_table
-    from confroute.data.sampling import HttpConfig
+    from confroute.labelling.judge import JudgeConfig, rate_table
+    from confroute.labelling.pipeline import write_table
+    from confroute.labelling.sampling import HttpConfig
     from confroute.dataset.schema import read_table
     from confroute.errors import ConfigError
 

@@ -71,7 +71,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _backend(args: argparse.Namespace, role: str) -> tuple[str, Any]:
-    from confroute.data.sampling import HttpBackend, HttpConfig, LocalBackend
+    from confroute.labelling.sampling import HttpBackend, HttpConfig, LocalBackend
 
     spec = getattr(args, role)
     model = getattr(args, f"{role}_model")
@@ -89,8 +89,8 @@ def _backend(args: argparse.Namespace, role: str) -> tuple[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from confroute.config import from_dict
-    from confroute.data.labelling import MeasureConfig, label
-    from confroute.data.sampling import SamplingConfig
+    from confroute.labelling.pipeline import MeasureConfig, label
+    from confroute.labelling.sampling import SamplingConfig
 
     sampling = SamplingConfig(n=args.samples, temperature=args.temperature, top_p=args.top_p,
                               top_k=args.top_k, max_new_tokens=args.max_tokens, seed=args.seed,

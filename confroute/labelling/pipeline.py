@@ -2,7 +2,7 @@
 
 Stages, each resumable and each keeping its evidence:
 1. `sample_to_store`: every prompt is answered N times by each model; finished prompts go to an
-   append-only JSONL store (`confroute.data.store`) as they arrive, so an interrupted run
+   append-only JSONL store (`confroute.labelling.store`) as they arrive, so an interrupted run
    resumes where it stopped.
 2. `measure`: answers are parsed, clustered by meaning and scored (every SE variant, correctness
    against a gold answer when there is one). No model is called, so this is cheap to redo.
@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from confroute.data.sampling import Backend, Generation, SamplingConfig, prompt_seed
-from confroute.data.store import JsonlStore
-from confroute.data.uncertainty import AnswerType
+from confroute.labelling.sampling import Backend, Generation, SamplingConfig, prompt_seed
+from confroute.labelling.store import JsonlStore
+from confroute.labelling.uncertainty import AnswerType
 from confroute.errors import DataError, require
 
 PROMPT_COLUMNS = ("id", "prompt")
@@ -147,7 +147,7 @@ class MeasureConfig:
 def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], role: str,
             cfg: MeasureConfig, equivalence: Any | None = None) -> list[dict[str, Any]]:
     """Evidence columns `*_<role>` for every row that has a stored record for `role`."""
-    from confroute.data.uncertainty import make_equivalence
+    from confroute.labelling.uncertainty import make_equivalence
 
     equivalence = equivalence or make_equivalence(cfg.equivalence)
     out = []
@@ -160,7 +160,7 @@ def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], 
 
 def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: MeasureConfig,
                  equivalence: Any) -> dict[str, Any]:
-    from confroute.data.uncertainty import (
+    from confroute.labelling.uncertainty import (
         answers_match,
         choice_entropy,
         extract_answer,
@@ -238,7 +238,7 @@ def evidence_table(rows: Sequence[dict[str, Any]], stores: dict[str, JsonlStore]
                    cfg: MeasureConfig) -> Any:
     """One row per prompt answered by every role: prompt columns + `*_<role>` evidence."""
     pd = require("pandas", "label")
-    from confroute.data.uncertainty import make_equivalence
+    from confroute.labelling.uncertainty import make_equivalence
 
     equivalence = make_equivalence(cfg.equivalence)
     frame = pd.DataFrame(list(rows))
@@ -338,7 +338,7 @@ def relabel_from_stores(rows: Sequence[dict[str, Any]], out_dir: Path,
 def quality_report(frame: Any, roles: Sequence[str]) -> dict[str, Any]:
     """Per source and overall: accuracy, SE distribution, AUROC of -SE (and of the greedy
     answer's mean log-prob) for each model's correctness."""
-    from confroute.data.uncertainty import auroc, summarise
+    from confroute.labelling.uncertainty import auroc, summarise
 
     report: dict[str, Any] = {}
     groups = [("all", frame)] + [(str(k), g) for k, g in frame.groupby("source")]

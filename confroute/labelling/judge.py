@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from confroute.data.sampling import HttpConfig, post_json
-from confroute.data.store import JsonlStore
-from confroute.data.uncertainty import AnswerType, answers_match, extract_answer
+from confroute.labelling.sampling import HttpConfig, post_json
+from confroute.labelling.store import JsonlStore
+from confroute.labelling.uncertainty import AnswerType, answers_match, extract_answer
 from confroute.errors import DataError, require
 
 TEMPLATES = Path(__file__).parent / "builtin" / "mt_bench_judge_prompts.jsonl"
@@ -97,7 +97,7 @@ async def _judge_all(items: Sequence[dict[str, Any]], cfg: JudgeConfig, store: J
                      progress: bool) -> None:
     httpx = require("httpx", "label")
     tqdm = require("tqdm", "label").tqdm
-    from confroute.data.sampling import HttpBackend
+    from confroute.labelling.sampling import HttpBackend
 
     endpoint = cfg.endpoint
     url = endpoint.base_url.rstrip("/") + "/chat/completions"
