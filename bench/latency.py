@@ -53,7 +53,7 @@ def main() -> None:
 
     from confroute.config import ModelConfig
     from confroute.export import export_onnx, quantize_int8
-    from confroute.router_model import RouterModel
+    from confroute.training.model import RouterModel
 
     torch.set_num_threads(args.threads)
     model = RouterModel(ModelConfig(max_length=256)).eval()

@@ -2,7 +2,7 @@
 
 Trains the same RunConfig with plain shuffled batches ("before"), with length-bucketed batches
 (train.bucket_by_length), and with bucketing plus frozen lower encoder layers
-(train.freeze_layers), all through confroute.train.fit. Prints, per variant: training examples/s
+(train.freeze_layers), all through confroute.training.fit.fit. Prints, per variant: training examples/s
 (validation excluded), the share of computed token positions that are padding, validation time,
 and the best validation AUROC. Variants run in alternating order when --repeats > 1, so load on
 a shared machine hits both sides; quote ratios from one run.
@@ -28,8 +28,8 @@ def padding_share(cfg, data) -> float:  # noqa: ANN001 - RunConfig, LabelledProm
     """Padding positions / all positions over one epoch of training batches, as fit builds them."""
     import pytorch_lightning as pl
 
-    from confroute.data.datamodule import RouterDataModule
-    from confroute.router_model import RouterModel
+    from confroute.training.datamodule import RouterDataModule
+    from confroute.training.model import RouterModel
 
     pl.seed_everything(cfg.train.seed, verbose=False)
     encoder = RouterModel(cfg.model).text_encoder()
@@ -59,7 +59,7 @@ def warm_up(cfg, data, out: Path) -> None:  # noqa: ANN001 - RunConfig, Labelled
 
     from confroute.config import override
     from confroute.dataset import schema
-    from confroute.train import fit
+    from confroute.training.fit import fit
 
     frame = data.frame
     small = schema.LabelledPrompts(pd.concat([frame[frame["split"] == "train"],
@@ -87,7 +87,7 @@ def main() -> None:
 
     from confroute.config import RunConfig, override
     from confroute.dataset import schema
-    from confroute.train import fit
+    from confroute.training.fit import fit
 
     torch.set_num_threads(args.threads)
     base = override(RunConfig(), {

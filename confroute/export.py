@@ -25,7 +25,7 @@ import torch
 from confroute import __version__
 from confroute.config import ExportConfig, RunConfig, load_yaml
 from confroute.errors import ArtifactError
-from confroute.router_model import RouterModel
+from confroute.training.model import RouterModel
 from confroute.runtime import FORMAT_VERSION, MANIFEST, Router, sha256_file
 from confroute.stats import binary_auroc
 

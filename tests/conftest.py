@@ -70,7 +70,7 @@ def tiny_config(encoder_dir: Path, data_file: Path, **overrides: object):
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path,
                  tiny_data_file: Path) -> Path:
-    from confroute.train import fit
+    from confroute.training.fit import fit
 
     out = tmp_path_factory.mktemp("run")
     fit(tiny_config(tiny_encoder_dir, tiny_data_file), out)

@@ -52,7 +52,7 @@ def test_two_process_ddp_trains_on_both_ranks_and_writes_one_run(
 
     import torch
 
-    from confroute.router_model import RouterModel
+    from confroute.training.model import RouterModel
 
     trained = RouterModel.load(out / "model")
     checkpoint = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu",
@@ -92,7 +92,7 @@ def test_bucketed_batches_cover_every_row_once_pad_less_and_reshuffle():
     import torch
     from torch.utils.data import BatchSampler, RandomSampler
 
-    from confroute.data.datamodule import LengthBucketBatchSampler
+    from confroute.training.datamodule import LengthBucketBatchSampler
 
     lengths = _lengths()
     torch.manual_seed(0)
@@ -112,7 +112,7 @@ def test_bucketed_batches_cover_every_row_once_pad_less_and_reshuffle():
 def test_bucketed_batches_split_disjoint_shares_across_ranks():
     from torch.utils.data import DistributedSampler
 
-    from confroute.data.datamodule import LengthBucketBatchSampler
+    from confroute.training.datamodule import LengthBucketBatchSampler
 
     lengths = _lengths(998)
     shares = []

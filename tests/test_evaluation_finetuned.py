@@ -45,7 +45,7 @@ def test_finetuned_recipe_cross_validates_through_the_artifact(tiny_encoder_dir,
     def no_training(*args, **kwargs):
         raise AssertionError("cached folds must not be retrained")
 
-    monkeypatch.setattr("confroute.train.fit", no_training)
+    monkeypatch.setattr("confroute.training.fit.fit", no_training)
     again = protocols.run(folds, finetuned.recipe(settings, tmp_path / "cache"), len(truth))
     np.testing.assert_array_equal(again, scores)
 

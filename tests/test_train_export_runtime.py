@@ -29,7 +29,7 @@ def test_run_dir_layout_and_metrics(tiny_run_dir: Path) -> None:
 def test_saved_model_reloads_identically(tiny_run_dir: Path) -> None:
     import torch
 
-    from confroute.router_model import RouterModel
+    from confroute.training.model import RouterModel
 
     a, b = RouterModel.load(tiny_run_dir / "model"), RouterModel.load(tiny_run_dir / "model")
     batch = {k: torch.from_numpy(v) for k, v in a.text_encoder()(["hello there"]).items()}
@@ -135,7 +135,7 @@ def test_export_refuses_an_incomplete_run(tmp_path: Path) -> None:
 
 def test_shuffled_label_control_lands_near_chance(tiny_encoder_dir: Path, tiny_data_file: Path,
                                                    tmp_path: Path) -> None:
-    from confroute.train import fit
+    from confroute.training.fit import fit
 
     from conftest import tiny_config
 

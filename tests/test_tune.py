@@ -14,7 +14,7 @@ import pytest
 
 from confroute.config import RunConfig, from_dict, load_yaml, to_dict
 from confroute.errors import ConfigError
-from confroute.tune import PARAMS, TuneConfig, tune
+from confroute.training.tune import PARAMS, TuneConfig, tune
 
 from conftest import tiny_config
 
@@ -68,8 +68,8 @@ def test_pruning_callback_stops_fit_with_trial_pruned(tmp_path, tiny_encoder_dir
                                                       tiny_data_file):
     import optuna
 
-    from confroute.train import fit
-    from confroute.tune import PruneOnValidation
+    from confroute.training.fit import fit
+    from confroute.training.tune import PruneOnValidation
 
     # This pruner rejects any AUROC (< 2), so the first reported validation must stop the run.
     study = optuna.create_study(direction="maximize",
@@ -184,7 +184,7 @@ def test_multi_device_trials_are_refused(tmp_path, tiny_encoder_dir, tiny_data_f
 def test_label_parameters_follow_the_data(tmp_path, tiny_encoder_dir):
     """judge_margin is searched on scores data with ratings; validation labels stay the base's."""
     from confroute.dataset import schema
-    from confroute.tune import _active_space, _trial_data
+    from confroute.training.tune import _active_space, _trial_data
 
     rows = [{"id": f"r{i}", "prompt": f"question {i} " + "hard " * (i % 3),
              "rating_edge": float(i % 3 == 0), "rating_cloud": float(i % 3 != 2) * (1 + i % 4)}

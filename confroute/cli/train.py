@@ -91,7 +91,7 @@ def prepare_out(out: Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confroute.train import fit
+    from confroute.training.fit import fit
 
     cfg = config_from_args(args)
     prepare_out(Path(args.out), args.overwrite)

@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "tune", help="search training settings (optuna) and write the best config",
         description="Run or resume an optuna study: each trial is one `confroute train` run on a "
-        "setting drawn from the search space (see confroute.tune.SearchSpace); bad trials are "
+        "setting drawn from the search space (see confroute.training.tune.SearchSpace); bad trials are "
         "pruned after a validation. Writes OUT/best.yaml for `confroute train --config`.")
     p.add_argument("--out", required=True, help="study directory (trials/, best.yaml, study.db)")
     p.add_argument("--config", help="YAML TuneConfig: base (a RunConfig), space, n_trials, ...")
@@ -50,7 +50,7 @@ def add_parser(sub: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    from confroute.tune import TuneConfig, load_tune_config
+    from confroute.training.tune import TuneConfig, load_tune_config
 
     cfg = load_tune_config(args.config) if args.config else from_dict(TuneConfig, {})
     if args.base_config:
@@ -70,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confroute.tune import tune
+    from confroute.training.tune import tune
 
     result = tune(config_from_args(args), args.out)
     print(json.dumps({"best_config": str(result.best_config), "best_trial": result.best_trial,

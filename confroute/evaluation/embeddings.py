@@ -21,7 +21,7 @@ DEFAULT_MAX_LENGTH = 256  # all-MiniLM-L6-v2's own sentence-embedding length
 
 def resolve_encoder_path(encoder: str) -> str:
     """`minilm` -> the packaged all-MiniLM-L6-v2 folder; anything else is returned as given."""
-    from confroute.router_model import resolve_encoder
+    from confroute.training.model import resolve_encoder
 
     return resolve_encoder(encoder)
 

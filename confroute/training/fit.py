@@ -26,9 +26,9 @@ from torch import nn
 
 from confroute.config import RunConfig, TrainConfig, dump_yaml
 from confroute.dataset import schema
-from confroute.data.datamodule import RouterDataModule
+from confroute.training.datamodule import RouterDataModule
 from confroute.errors import ConfigError
-from confroute.router_model import RouterModel
+from confroute.training.model import RouterModel
 
 METRICS = ("val_auroc", "val_ap", "val_brier", "val_ece", "val_loss")
 

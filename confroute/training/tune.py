@@ -1,4 +1,4 @@
-"""`confroute tune`: an optuna study whose every trial is one `confroute.train.fit` run.
+"""`confroute tune`: an optuna study whose every trial is one `confroute.training.fit.fit` run.
 
 The study varies the settings in `SearchSpace` around a base RunConfig, maximises (or minimises)
 one validation metric, prunes a trial whose metric after some validation falls below the median
@@ -7,7 +7,7 @@ of earlier trials at the same validation, and writes the best trial's complete R
 
 Output directory:
   study.db        the optuna study (sqlite), unless `storage` names another optuna storage URL
-  trials/NNNN/    each trial's run directory (see confroute.train) without checkpoints/; model/
+  trials/NNNN/    each trial's run directory (see confroute.training.fit) without checkpoints/; model/
                   is kept only for trials that were the study's best when they finished
   best.yaml       the best trial's RunConfig
   study.json      the best trial, the base trial, and every trial's state, value and parameters
@@ -285,7 +285,7 @@ def _encoder_limits(encoder: str) -> tuple[int, int]:
     """(transformer layers, max positions) of the encoder, read from its config only."""
     from transformers import AutoConfig
 
-    from confroute.router_model import resolve_encoder
+    from confroute.training.model import resolve_encoder
 
     source = resolve_encoder(encoder)
     try:
@@ -374,7 +374,7 @@ def _finished(optuna: Any, study: Any) -> int:
 
 
 def _objective(optuna: Any, cfg: TuneConfig, prepared: Prepared, out: Path) -> Any:
-    from confroute.train import fit
+    from confroute.training.fit import fit
 
     def objective(trial: Any) -> float:
         run_cfg = _trial_config(trial, cfg, prepared.active)

@@ -1,6 +1,6 @@
 """RouterModel: a pretrained encoder, a pooling and a one-logit head. Knows nothing of training.
 
-The same module is trained (confroute.train) and exported (confroute.export), so there is one
+The same module is trained (confroute.training.fit) and exported (confroute.export), so there is one
 model definition. A saved model directory holds `router_model.json` (the ModelConfig),
 `model.safetensors` (all weights), `tokenizer.json` and `encoder/` (the encoder's HF config), so it
 reloads without the original encoder name being reachable.

@@ -1,1 +1,0 @@
-"""Everything that turns raw material into labelled prompts."""
