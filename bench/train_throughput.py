@@ -2,7 +2,8 @@
 
 Trains the same RunConfig with plain shuffled batches ("before"), with length-bucketed batches
 (train.bucket_by_length), and with bucketing plus frozen lower encoder layers
-(train.freeze_layers), all through confroute.training.fit.fit. Prints, per variant: training examples/s
+(train.freeze_layers), all through
+confroute.training.fit.fit. Prints, per variant: training examples/s
 (validation excluded), the share of computed token positions that are padding, validation time,
 and the best validation AUROC. Variants run in alternating order when --repeats > 1, so load on
 a shared machine hits both sides; quote ratios from one run.

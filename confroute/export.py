@@ -25,9 +25,9 @@ import torch
 from confroute import __version__
 from confroute.config import ExportConfig, RunConfig, load_yaml
 from confroute.errors import ArtifactError
-from confroute.training.model import RouterModel
 from confroute.runtime import FORMAT_VERSION, MANIFEST, Router, sha256_file
 from confroute.stats import binary_auroc
+from confroute.training.model import RouterModel
 
 RUN_FILES = ("config.yaml", "metrics.json", "val.parquet", "model/router_model.json")
 

@@ -236,13 +236,15 @@ def finalize(rows: list[dict], args: argparse.Namespace) -> int:
 def source_only_auroc(frame) -> float | None:
     """Validation AUROC of a baseline that knows only the source: score = the source's share
     of cloud labels in the training split. A router must clearly beat this to be useful."""
-    from confroute.labelling.uncertainty import auroc
+    import numpy as np
+
+    from confroute.stats import binary_auroc
 
     train, val = frame[frame["split"] == "train"], frame[frame["split"] == "val"]
     rate = train.groupby("source")["rule_label"].mean()
     scores = [float(rate.get(src, train["rule_label"].mean())) for src in val["source"]]
-    value = auroc(scores, [bool(v) for v in val["rule_label"]])
-    return None if value is None else round(value, 4)
+    value = binary_auroc(val["rule_label"].to_numpy(dtype=bool), np.asarray(scores))
+    return None if np.isnan(value) else round(value, 4)
 
 
 def card(summary: dict, router: dict | None) -> str:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from confroute.errors import DataError
 from confroute.labelling import judge as j
 from confroute.labelling.sampling import HttpConfig, LocalBackend
 from confroute.labelling.store import JsonlStore
-from confroute.errors import DataError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_sampling import LoopbackServer, make_tiny_lm, openai_app  # noqa: E402

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from confroute.config import DataConfig, LabelConfig
-from confroute.labelling import pipeline as lab
 from confroute.dataset.schema import load
-from confroute.labelling.store import JsonlStore
 from confroute.errors import DataError
+from confroute.labelling import pipeline as lab
+from confroute.labelling.store import JsonlStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_sampling import make_tiny_lm  # noqa: E402

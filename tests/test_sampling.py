@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from confroute.labelling import sampling as s
 from confroute.errors import ConfigError
+from confroute.labelling import sampling as s
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
                  "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from confroute.labelling import uncertainty as u
 from confroute.errors import ConfigError
+from confroute.labelling import answers, entropy, equivalence
+from confroute.stats import binary_auroc
 
 LN2, LN3, LN5 = math.log(2), math.log(3), math.log(5)
 
@@ -18,7 +20,7 @@ LN2, LN3, LN5 = math.log(2), math.log(3), math.log(5)
     ("12.0", "12"), ("I don't know", None), ("", None), ("3 x 4 = 12 and 12 = 12.0", "12"),
 ])
 def test_numbers_are_reduced_to_canonical_values(text, expected):
-    assert u.extract_answer(text, "number").value == expected
+    assert answers.extract_answer(text, "number").value == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -27,53 +29,53 @@ def test_numbers_are_reduced_to_canonical_values(text, expected):
     ("A", "A"), ("Dolphins are mammals", None),
 ])
 def test_option_letters(text, expected):
-    assert u.extract_answer(text, "choice", "ABCD").value == expected
+    assert answers.extract_answer(text, "choice", "ABCD").value == expected
 
 
 def test_text_normalisation_is_squad_style():
-    assert u.normalise_text("  The Eiffel   Tower! ") == "eiffel tower"
-    assert u.extract_answer("An apple.", "text").value == "apple"
-    assert u.extract_answer("...", "text").value is None
+    assert answers.normalise_text("  The Eiffel   Tower! ") == "eiffel tower"
+    assert answers.extract_answer("An apple.", "text").value == "apple"
+    assert answers.extract_answer("...", "text").value is None
 
 
 def test_unknown_answer_type_is_refused():
     with pytest.raises(ConfigError, match="answer_type"):
-        u.extract_answer("1", "date")  # type: ignore[arg-type]
+        answers.extract_answer("1", "date")  # type: ignore[arg-type]
 
 
 def test_correctness_against_gold():
-    assert u.answers_match("72", "72", "number") is True
-    assert u.answers_match("72", "72.0", "number") is True
-    assert u.answers_match("71", "72", "number") is False
-    assert u.answers_match(None, "72", "number") is False
-    assert u.answers_match("72", None, "number") is None
-    assert u.answers_match("B", "b", "choice") is True
-    assert u.answers_match("paris", "Paris.", "text") is True
+    assert answers.answers_match("72", "72", "number") is True
+    assert answers.answers_match("72", "72.0", "number") is True
+    assert answers.answers_match("71", "72", "number") is False
+    assert answers.answers_match(None, "72", "number") is False
+    assert answers.answers_match("72", None, "number") is None
+    assert answers.answers_match("B", "b", "choice") is True
+    assert answers.answers_match("paris", "Paris.", "text") is True
 
 
 def test_exact_clusters_in_first_seen_order_with_invalid_marked():
-    ids = u.ExactEquivalence().cluster("q", ["5", "7", None, "5", "7", "9"])
+    ids = equivalence.ExactEquivalence().cluster("q", ["5", "7", None, "5", "7", "9"])
     assert ids == [0, 1, -1, 0, 1, 2]
 
 
 def test_discrete_entropy_exact_values():
-    assert u.semantic_entropy([0, 0, 0, 0, 0]).discrete == 0.0
-    assert u.semantic_entropy([0, 1, 2, 3, 4]).discrete == pytest.approx(LN5)
+    assert entropy.semantic_entropy([0, 0, 0, 0, 0]).discrete == 0.0
+    assert entropy.semantic_entropy([0, 1, 2, 3, 4]).discrete == pytest.approx(LN5)
     # counts 2, 2, 1 of 5: -(2 * 0.4 ln 0.4 + 0.2 ln 0.2)
     expected = -(2 * 0.4 * math.log(0.4) + 0.2 * math.log(0.2))
-    result = u.semantic_entropy([0, 1, 0, 1, 2])
+    result = entropy.semantic_entropy([0, 1, 0, 1, 2])
     assert result.discrete == pytest.approx(expected)
     assert result.n_clusters == 3 and result.cluster_counts == [2, 2, 1]
 
 
 def test_invalid_answers_are_dropped_or_one_cluster_never_many():
     ids = [0, 0, -1, -1, -1]
-    dropped = u.semantic_entropy(ids, invalid="drop")
+    dropped = entropy.semantic_entropy(ids, invalid="drop")
     assert dropped.discrete == 0.0 and dropped.n_invalid == 3 and dropped.n_clusters == 1
-    shared = u.semantic_entropy(ids, invalid="cluster")
+    shared = entropy.semantic_entropy(ids, invalid="cluster")
     assert shared.discrete == pytest.approx(-(0.4 * math.log(0.4) + 0.6 * math.log(0.6)))
     assert shared.n_clusters == 2  # three invalid answers are one cluster, not three
-    nothing = u.semantic_entropy([-1, -1, -1, -1], invalid="drop")
+    nothing = entropy.semantic_entropy([-1, -1, -1, -1], invalid="drop")
     assert nothing.discrete == pytest.approx(math.log(4)) and nothing.weighted is None
 
 
@@ -81,7 +83,7 @@ def test_likelihood_weighted_entropy_uses_normalised_cluster_probabilities():
     # two samples in cluster 0 with mean log-prob ln 0.5 each, one in cluster 1 with ln 0.25:
     # p0 ∝ 0.5 + 0.5 = 1.0, p1 ∝ 0.25 -> normalised 0.8 / 0.2
     logprobs = [[math.log(0.5)] * 2, [math.log(0.5)] * 3, [math.log(0.25)]]
-    result = u.semantic_entropy([0, 0, 1], logprobs)
+    result = entropy.semantic_entropy([0, 0, 1], logprobs)
     assert result.weighted == pytest.approx(-(0.8 * math.log(0.8) + 0.2 * math.log(0.2)))
     # the paper's estimator: -(1/|C|) sum_c log p(c|x), unnormalised: -(ln 1.0 + ln 0.25) / 2
     assert result.paper == pytest.approx(-(0.0 + math.log(0.25)) / 2)
@@ -90,44 +92,44 @@ def test_likelihood_weighted_entropy_uses_normalised_cluster_probabilities():
 def test_length_normalisation_stops_short_answers_taking_all_weight():
     # same per-token confidence, one answer 1 token long and one 20 tokens long
     logprobs = [[math.log(0.5)], [math.log(0.5)] * 20]
-    normalised = u.semantic_entropy([0, 1], logprobs, normalise=True)
-    summed = u.semantic_entropy([0, 1], logprobs, normalise=False)
+    normalised = entropy.semantic_entropy([0, 1], logprobs, normalise=True)
+    summed = entropy.semantic_entropy([0, 1], logprobs, normalise=False)
     assert normalised.weighted == pytest.approx(LN2)
     assert summed.weighted < 1e-4  # the 1-token answer takes almost all the weight
 
 
 def test_missing_logprobs_leave_only_the_discrete_variant():
-    result = u.semantic_entropy([0, 1, 1], [[-0.1], None, [-0.2]])
+    result = entropy.semantic_entropy([0, 1, 1], [[-0.1], None, [-0.2]])
     assert result.weighted is None and result.paper is None
     assert result.discrete == pytest.approx(-(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3)))
 
 
 def test_choice_entropy_from_letter_logprobs():
-    entropy, best = u.choice_entropy({"A": math.log(0.2), "B": math.log(0.2),
-                                      "C": math.log(0.1), "D": math.log(0.1)})
+    value, best = entropy.choice_entropy({"A": math.log(0.2), "B": math.log(0.2),
+                                          "C": math.log(0.1), "D": math.log(0.1)})
     # renormalised to 1/3, 1/3, 1/6, 1/6
     expected = -(2 * (1 / 3) * math.log(1 / 3) + 2 * (1 / 6) * math.log(1 / 6))
-    assert entropy == pytest.approx(expected) and best in ("A", "B")
-    assert u.choice_entropy({"A": 0.0, "B": -50.0})[1] == "A"
+    assert value == pytest.approx(expected) and best in ("A", "B")
+    assert entropy.choice_entropy({"A": 0.0, "B": -50.0})[1] == "A"
 
 
 def test_auroc_exact_values_and_ties():
-    assert u.auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
-    assert u.auroc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
-    assert u.auroc([0.5, 0.5], [True, False]) == 0.5
-    assert u.auroc([0.3, 0.7, 0.5], [True, False, True]) == pytest.approx(0.0)
-    assert u.auroc([1.0], [True]) is None
+    assert binary_auroc([True, True, False, False], [0.9, 0.8, 0.1, 0.2]) == 1.0
+    assert binary_auroc([True, True, False, False], [0.1, 0.2, 0.9, 0.8]) == 0.0
+    assert binary_auroc([True, False], [0.5, 0.5]) == 0.5
+    assert binary_auroc([True, False, True], [0.3, 0.7, 0.5]) == pytest.approx(0.0)
+    assert np.isnan(binary_auroc([True], [1.0]))
 
 
 def test_summary_counts_zero_entropy_share():
-    summary = u.summarise([0.0, 0.0, LN2, LN3])
+    summary = entropy.summarise([0.0, 0.0, LN2, LN3])
     assert summary["n"] == 4 and summary["zero_share"] == 0.5 and summary["max"] == round(LN3, 4)
 
 
 def test_equivalence_spec_is_validated():
-    assert isinstance(u.make_equivalence("exact"), u.ExactEquivalence)
+    assert isinstance(equivalence.make_equivalence("exact"), equivalence.ExactEquivalence)
     with pytest.raises(ConfigError, match="exact"):
-        u.make_equivalence("fuzzy")
+        equivalence.make_equivalence("fuzzy")
 
 
 # --- NLI equivalence with a real transformers classifier ------------------------------------
@@ -155,9 +157,10 @@ def _nli_model(folder, tokenizer_dir, entail_bias: float):
 
 def test_nli_equivalence_clusters_by_bidirectional_entailment(tmp_path, tiny_encoder_dir):
     answers = ["Paris", "It is Paris.", None, "Lyon", "Paris"]
-    agree = u.make_equivalence("nli:" + _nli_model(tmp_path / "yes", tiny_encoder_dir, 5.0))
+    agree = equivalence.make_equivalence(
+        "nli:" + _nli_model(tmp_path / "yes", tiny_encoder_dir, 5.0))
     assert agree.cluster("Capital of France?", answers) == [0, 0, -1, 0, 0]
-    refuse = u.NliEquivalence(_nli_model(tmp_path / "no", tiny_encoder_dir, -5.0))
+    refuse = equivalence.NliEquivalence(_nli_model(tmp_path / "no", tiny_encoder_dir, -5.0))
     # nothing entails anything: each distinct answer is its own meaning; identical text is one
     assert refuse.cluster("Capital of France?", answers) == [0, 1, -1, 2, 0]
     assert refuse.entails([("a", "b"), ("c", "d")]) == [False, False]
@@ -172,6 +175,6 @@ def test_nli_model_without_entailment_label_is_refused(tmp_path, tiny_encoder_di
     BertForSequenceClassification(config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="entailment"):
-        u.NliEquivalence(str(tmp_path))
+        equivalence.NliEquivalence(str(tmp_path))
     with pytest.raises(ConfigError, match="could not load NLI model"):
-        u.NliEquivalence(str(tmp_path / "missing"))
+        equivalence.NliEquivalence(str(tmp_path / "missing"))

@@ -32,11 +32,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from confroute.dataset.schema import read_table
+    from confroute.errors import ConfigError
     from confroute.labelling.judge import JudgeConfig, rate_table
     from confroute.labelling.pipeline import write_table
     from confroute.labelling.sampling import HttpConfig
-    from confroute.dataset.schema import read_table
-    from confroute.errors import ConfigError
 
     frame = read_table(args.table)
     roles = args.role or [r for r in ("edge", "cloud")

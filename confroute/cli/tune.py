@@ -25,7 +25,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "tune", help="search training settings (optuna) and write the best config",
         description="Run or resume an optuna study: each trial is one `confroute train` run on a "
-        "setting drawn from the search space (see confroute.training.tune.SearchSpace); bad trials are "
+        "setting drawn from the search space (see confroute.training.tune.SearchSpace); bad "
+        "trials are "
         "pruned after a validation. Writes OUT/best.yaml for `confroute train --config`.")
     p.add_argument("--out", required=True, help="study directory (trials/, best.yaml, study.db)")
     p.add_argument("--config", help="YAML TuneConfig: base (a RunConfig), space, n_trials, ...")

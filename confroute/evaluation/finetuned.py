@@ -1,7 +1,8 @@
 """The fine-tuned encoder router as a protocol recipe: fit -> export (ONNX) -> Router.score.
 
 Inside each fold it trains confroute's own router on (a fixed subsample of) the fold's training
-rows with `confroute.training.fit.fit`, exports it with `confroute.export.export` and scores the held-out
+rows with `confroute.training.fit.fit`, exports it with `confroute.export.export` and scores
+the held-out
 prompts through the deployable runtime `confroute.runtime.Router`, so the evaluated scores are
 those the artifact would give in production. Scores are cached by a digest of everything that
 determines them (settings, training ids and labels, test ids), so reruns are free.

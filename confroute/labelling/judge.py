@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from confroute.dataset.builtin import HERE as BUILTIN_DIR
+from confroute.errors import DataError, require
+from confroute.labelling.answers import AnswerType, answers_match, extract_answer
 from confroute.labelling.sampling import HttpConfig, post_json
 from confroute.labelling.store import JsonlStore
-from confroute.labelling.uncertainty import AnswerType, answers_match, extract_answer
-from confroute.errors import DataError, require
 
-TEMPLATES = Path(__file__).parent / "builtin" / "mt_bench_judge_prompts.jsonl"
+TEMPLATES = BUILTIN_DIR / "mt_bench_judge_prompts.jsonl"
 _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
 _RATING_FALLBACK = re.compile(r"(?:\[|Rating:\s*)(\d+(?:\.\d+)?)(?:\]|\s*/\s*10|\s*$)",
                               re.IGNORECASE | re.MULTILINE)

@@ -22,10 +22,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import numpy as np
+
+from confroute.errors import DataError, require
+from confroute.labelling.answers import AnswerType
 from confroute.labelling.sampling import Backend, Generation, SamplingConfig, prompt_seed
 from confroute.labelling.store import JsonlStore
-from confroute.labelling.uncertainty import AnswerType
-from confroute.errors import DataError, require
+from confroute.stats import binary_auroc
 
 PROMPT_COLUMNS = ("id", "prompt")
 """Optional prompt-table columns: source, split, answer (gold), answer_type
@@ -147,7 +150,7 @@ class MeasureConfig:
 def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], role: str,
             cfg: MeasureConfig, equivalence: Any | None = None) -> list[dict[str, Any]]:
     """Evidence columns `*_<role>` for every row that has a stored record for `role`."""
-    from confroute.labelling.uncertainty import make_equivalence
+    from confroute.labelling.equivalence import make_equivalence
 
     equivalence = equivalence or make_equivalence(cfg.equivalence)
     out = []
@@ -160,13 +163,8 @@ def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], 
 
 def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: MeasureConfig,
                  equivalence: Any) -> dict[str, Any]:
-    from confroute.labelling.uncertainty import (
-        answers_match,
-        choice_entropy,
-        extract_answer,
-        semantic_entropy,
-        sequence_logprob,
-    )
+    from confroute.labelling.answers import answers_match, extract_answer
+    from confroute.labelling.entropy import choice_entropy, semantic_entropy, sequence_logprob
 
     kind: AnswerType = row.get("answer_type") or "text"
     choices = row.get("choices")
@@ -238,7 +236,7 @@ def evidence_table(rows: Sequence[dict[str, Any]], stores: dict[str, JsonlStore]
                    cfg: MeasureConfig) -> Any:
     """One row per prompt answered by every role: prompt columns + `*_<role>` evidence."""
     pd = require("pandas", "label")
-    from confroute.labelling.uncertainty import make_equivalence
+    from confroute.labelling.equivalence import make_equivalence
 
     equivalence = make_equivalence(cfg.equivalence)
     frame = pd.DataFrame(list(rows))
@@ -338,7 +336,7 @@ def relabel_from_stores(rows: Sequence[dict[str, Any]], out_dir: Path,
 def quality_report(frame: Any, roles: Sequence[str]) -> dict[str, Any]:
     """Per source and overall: accuracy, SE distribution, AUROC of -SE (and of the greedy
     answer's mean log-prob) for each model's correctness."""
-    from confroute.labelling.uncertainty import auroc, summarise
+    from confroute.labelling.entropy import summarise
 
     report: dict[str, Any] = {}
     groups = [("all", frame)] + [(str(k), g) for k, g in frame.groupby("source")]
@@ -354,12 +352,16 @@ def quality_report(frame: Any, roles: Sequence[str]) -> dict[str, Any]:
                 for variant in ("", "_discrete", "_weighted", "_paper", "_letters"):
                     column = f"se_{role}{variant}"
                     if column in known and known[column].notna().all():
-                        value = auroc([-float(v) for v in known[column]], correct)
-                        entry[f"auroc_neg{column}"] = None if value is None else round(value, 4)
+                        entry[f"auroc_neg{column}"] = _auroc(correct, -known[column])
                 greedy = f"greedy_logprob_{role}"
                 if greedy in known and known[greedy].notna().all():
-                    value = auroc([float(v) for v in known[greedy]], correct)
-                    entry["auroc_greedy_logprob"] = None if value is None else round(value, 4)
+                    entry["auroc_greedy_logprob"] = _auroc(correct, known[greedy])
             per[name] = entry
         report[role] = per
     return report
+
+
+def _auroc(positive: Sequence[bool], scores: Any) -> float | None:
+    """AUROC rounded for a report; None when one class is absent."""
+    value = binary_auroc(np.asarray(positive, dtype=bool), np.asarray(scores, dtype=float))
+    return None if np.isnan(value) else round(value, 4)

@@ -26,8 +26,8 @@ from torch import nn
 
 from confroute.config import RunConfig, TrainConfig, dump_yaml
 from confroute.dataset import schema
-from confroute.training.datamodule import RouterDataModule
 from confroute.errors import ConfigError
+from confroute.training.datamodule import RouterDataModule
 from confroute.training.model import RouterModel
 
 METRICS = ("val_auroc", "val_ap", "val_brier", "val_ece", "val_loss")

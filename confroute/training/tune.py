@@ -7,8 +7,8 @@ of earlier trials at the same validation, and writes the best trial's complete R
 
 Output directory:
   study.db        the optuna study (sqlite), unless `storage` names another optuna storage URL
-  trials/NNNN/    each trial's run directory (see confroute.training.fit) without checkpoints/; model/
-                  is kept only for trials that were the study's best when they finished
+  trials/NNNN/    each trial's run directory (see confroute.training.fit) without checkpoints/;
+                  model/ is kept only for trials that were the study's best when they finished
   best.yaml       the best trial's RunConfig
   study.json      the best trial, the base trial, and every trial's state, value and parameters
 
