@@ -1,7 +1,7 @@
 """Load benchmark for `confroute serve`, run from a second process on loopback.
 
-Starts an echo upstream (`python -m confroute.serve.echo`) and one `confroute serve` process per
-micro-batching setting, then, from this process:
+Starts an echo upstream (`python tests/serve/upstream.py`, the test double) and one
+`confroute serve` process per micro-batching setting, then, from this process:
   1. sends N /v1/route requests at concurrency C (one real prompt each) and prints throughput,
      p50/p99 latency, the error count, and the server's CPU time per request (read from /proc:
      unlike throughput, it barely depends on what else the machine is running);
@@ -47,7 +47,7 @@ def main() -> None:
           f"{int(np.median([len(p) for p in prompts]))} chars); {os.cpu_count()} CPU cores; "
           f"python {platform.python_version()}", flush=True)
     rows, overhead = [], []
-    with process([sys.executable, "-m", "confroute.serve.echo", "--name", "edge"],
+    with process([sys.executable, str(ROOT / "tests/serve/upstream.py"), "--name", "edge"],
                  r"(http://\S+)") as (echo, _):
         for batch_max, threads, workers in args.setups:
             flags = ["--batch-max", str(batch_max), "--threads",

@@ -19,11 +19,11 @@ import httpx
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
+from upstream import echo_app, serve_in_thread
 
 from confroute.errors import ArtifactError, ConfigError
 from confroute.runtime import Router
 from confroute.serve import ServeSettings, UpstreamSettings, create_app, load_settings
-from confroute.serve.echo import echo_app, serve_in_thread
 from confroute.serve.settings import resolve_upstreams
 
 EDGE_KEY, CLOUD_KEY, TOKEN = "sk-edge-SECRET-1111", "sk-cloud-SECRET-2222", "tok-SECRET-3333"

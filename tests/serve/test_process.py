@@ -17,8 +17,7 @@ from types import SimpleNamespace
 import httpx
 import openai
 import pytest
-
-from confroute.serve.echo import echo_app, serve_in_thread
+from upstream import echo_app, serve_in_thread
 
 pytestmark = pytest.mark.slow  # starts a server process (a few seconds)
 

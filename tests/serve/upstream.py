@@ -4,7 +4,7 @@ It stands in for a real LLM where the thing under test is the proxy (tests, benc
 a deployment before the models are up). Plain and SSE-streamed answers, an optional required API
 key, and failure modes (an HTTP error status, a delay, a stream that breaks off).
 
-    python -m confroute.serve.echo --name edge --port 0    # prints its base URL
+    python tests/serve/upstream.py --name edge --port 0    # prints its base URL
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from confroute.labelling.store import JsonlStore
 sys.path.insert(0, str(Path(__file__).parent))
 from test_sampling import make_tiny_lm  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
