@@ -75,13 +75,7 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
     seen: list[dict[str, Any]] = []
     load = {"in_flight": 0, "max_in_flight": 0}
     failure = Failure(fail_status, fail_first, retry_after, malformed)
-    lock = threading.Lock()  # one answer at a time: a served model is not thread-safe
-    reply_with = answer or (lambda body: Answer(f"{name} says: "
-                                                f"{last_user_text(body.get('messages', []))}"))
-
-    def answer_locked(body: dict[str, Any]) -> Answer:
-        with lock:
-            return reply_with(body)
+    answer_locked = _one_at_a_time(answer or _echo(name))
 
     async def chat(request: Request) -> Response:
         body = await request.json()
@@ -109,6 +103,20 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
     app.state.seen = seen
     app.state.load = load
     return app
+
+
+def _echo(name: str) -> Answerer:
+    return lambda body: Answer(f"{name} says: {last_user_text(body.get('messages', []))}")
+
+
+def _one_at_a_time(answer: Answerer) -> Answerer:
+    lock = threading.Lock()  # a served model is not thread-safe
+
+    def locked(body: dict[str, Any]) -> Answer:
+        with lock:
+            return answer(body)
+
+    return locked
 
 
 def _refusal(name: str, body: dict[str, Any], auth: str | None, api_key: str | None,
