@@ -5,7 +5,9 @@ One chat completion per answer (n=1, the answer's own seed), sent through
 errors. Token log-probs are asked for (`logprobs=true`) so that semantic entropy can weight
 answers by likelihood; a server that gives none leaves `Sample.logprobs` None, and the
 pipeline falls back to discrete SE and says so. The endpoint cannot score option letters, so
-`Generation.choice_logprobs` stays None.
+`Generation.choice_logprobs` stays None. `SamplingConfig.top_k`, `answer_prefix` and
+`stop_at_newline` are not part of the OpenAI chat API and are not sent (as before the client
+was shared); `batch_size` is the number of prompts per batch of requests.
 """
 
 from __future__ import annotations

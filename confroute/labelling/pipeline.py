@@ -44,6 +44,7 @@ def model_input(row: dict[str, Any]) -> str:
 
 
 def choice_letters(row: dict[str, Any]) -> list[str] | None:
+    """A multiple-choice row's option letters (its `choices`, e.g. "ABCD"); else None."""
     choices = row.get("choices")
     if row.get("answer_type") == "choice" and isinstance(choices, str) and choices:
         return list(choices)
@@ -51,6 +52,7 @@ def choice_letters(row: dict[str, Any]) -> list[str] | None:
 
 
 def store_meta(role: str, model: str, cfg: SamplingConfig) -> dict[str, Any]:
+    """What a sample store was made with; a store refuses to resume under other settings."""
     return {"role": role, "model": model, "sampling": dataclasses.asdict(cfg)}
 
 
@@ -125,7 +127,12 @@ def read_prompts(source: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 
 def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
-    Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    """Write `rows` as JSON lines (UTF-8), atomically: a killed write leaves the old file."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                       encoding="utf-8")
+    partial.replace(path)
 
 
 # --- measuring: answers -> clusters -> SE (no generation) --------------------------------------

@@ -144,6 +144,7 @@ def error(status: int, message: str, kind: str, headers: dict[str, str] | None =
 
 
 def last_user_text(messages: list[Any]) -> str:
+    """The content of the last user message ("" when there is none; JSON for non-text)."""
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
