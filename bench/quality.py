@@ -190,8 +190,10 @@ def _judge(args: argparse.Namespace, truth: GroundTruth, scores: dict[str, np.nd
            ) -> dict[str, Any]:
     """The paper's judge comparison at CPT(50%) and CPT(80%) on the CV scores of one benchmark."""
     from confroute.evaluation import judge
+    from confroute.llm_client import EndpointConfig
 
-    ask = judge.http_judge(judge.JudgeConfig(args.judge_url, args.judge_model, seed=args.seed))
+    ask = judge.http_judge(judge.PairwiseJudgeConfig(EndpointConfig(args.judge_url,
+                                                                    args.judge_model)))
     scores = {"random": np.random.default_rng(args.seed).random(len(truth)), **scores}
     out = {f"cpt_{round(100 * level)}": judge.compare(truth, scores, level, ask, args.seed)
            for level in (0.5, 0.8)}

@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "cache")
     args = parser.parse_args()
 
-    from confroute.labelling.sampling import LocalBackend, SamplingConfig
+    from confroute.labelling.local import LocalBackend
+    from confroute.labelling.sampling import SamplingConfig
 
     start = time.perf_counter()
     backend = LocalBackend(args.model, cache_dir=args.cache, threads=args.threads)

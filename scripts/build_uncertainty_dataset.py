@@ -180,8 +180,8 @@ def main() -> int:
 
 
 def sample(rows: list[dict], args: argparse.Namespace) -> int:
+    from confroute.labelling.local import LocalBackend
     from confroute.labelling.pipeline import sample_to_store, store_meta
-    from confroute.labelling.sampling import LocalBackend
     from confroute.labelling.store import JsonlStore
 
     cfg = sampling_config()

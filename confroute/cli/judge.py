@@ -34,9 +34,9 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from confroute.dataset.schema import read_table
     from confroute.errors import ConfigError
-    from confroute.labelling.judge import JudgeConfig, rate_table
+    from confroute.labelling.judge import RatingJudgeConfig, rate_table
     from confroute.labelling.pipeline import write_table
-    from confroute.labelling.sampling import HttpConfig
+    from confroute.llm_client import EndpointConfig
 
     frame = read_table(args.table)
     roles = args.role or [r for r in ("edge", "cloud")
@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if args.judge_url or args.judge_model:
         if not (args.judge_url and args.judge_model):
             raise ConfigError("give both --judge-url and --judge-model")
-        cfg = JudgeConfig(HttpConfig(base_url=args.judge_url, model=args.judge_model,
-                                     api_key_env=args.api_key_env, logprobs=False,
-                                     concurrency=args.concurrency))
+        cfg = RatingJudgeConfig(EndpointConfig(base_url=args.judge_url, model=args.judge_model,
+                                               api_key_env=args.api_key_env,
+                                               concurrency=args.concurrency))
     out = Path(args.out)
     report = {}
     for role in roles:

@@ -71,20 +71,17 @@ def add_parser(sub: Any) -> None:
 
 
 def _backend(args: argparse.Namespace, role: str) -> tuple[str, Any]:
-    from confroute.labelling.sampling import HttpBackend, HttpConfig, LocalBackend
+    """(model name, backend factory): the model loads only when something is left to sample."""
+    import functools
 
-    spec = getattr(args, role)
-    model = getattr(args, f"{role}_model")
-    if spec.startswith(("http://", "https://")):
-        cfg = HttpConfig(base_url=spec, model=model or "", api_key_env=args.api_key_env,
-                         concurrency=args.concurrency)
-        if not model:
-            from confroute.errors import ConfigError
+    from confroute.labelling.sampling import backend_name, make_backend
 
-            raise ConfigError(f"--{role} is a URL; name the model with --{role}-model")
-        return f"{spec}#{model}", HttpBackend(cfg)
-    gguf = getattr(args, f"{role}_gguf")
-    return spec, lambda: LocalBackend(spec, gguf, args.device, threads=args.threads)
+    spec, model = getattr(args, role), getattr(args, f"{role}_model")
+    return backend_name(spec, model), functools.partial(
+        make_backend, spec, model,
+        local={"gguf_file": getattr(args, f"{role}_gguf"), "device": args.device,
+               "threads": args.threads},
+        endpoint={"api_key_env": args.api_key_env, "concurrency": args.concurrency})
 
 
 def run(args: argparse.Namespace) -> int:

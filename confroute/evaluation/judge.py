@@ -13,16 +13,16 @@ bias; verdicts follow MT-Bench's pairwise format ([[A]], [[B]], [[C]] for a tie)
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from confroute.errors import ConfigError, DataError, require
+from confroute.errors import ConfigError, DataError
 from confroute.evaluation import metrics
 from confroute.evaluation.groundtruth import GroundTruth
+from confroute.llm_client import EndpointConfig, LLMClient, message_text
 
 SYSTEM = ("You are an impartial judge. Compare two AI assistants' answers to the user question "
           "below and decide which one answers it better: correct, helpful, relevant and complete. "
@@ -36,30 +36,31 @@ VERDICT = re.compile(r"\[\[([ABC])\]\]")
 
 
 @dataclasses.dataclass
-class JudgeConfig:
-    base_url: str
-    """OpenAI-compatible API root, e.g. https://api.openai.com/v1."""
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable holding the API key (not needed by keyless local servers)."""
-    timeout_s: float = 120.0
+class PairwiseJudgeConfig:
+    """The judge that compares two answers to one prompt (MT-Bench's pairwise format), at
+    temperature 0. Not the single-answer rating judge of labelling
+    (`confroute.labelling.judge.RatingJudgeConfig`)."""
+
+    endpoint: EndpointConfig
+    """The judge model's OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; its
+    concurrency bounds the comparisons in flight."""
     max_tokens: int = 512
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"judge base_url must be an http(s) URL; found {self.base_url!r}")
-        if not self.model:
-            raise ConfigError("judge model name is empty")
 
 
-Ask = Callable[[str, str], str]
-"""(system prompt, user prompt) -> the judge's reply text."""
+Ask = Callable[[Sequence[tuple[str, str]]], list[str]]
+"""[(system prompt, user prompt), ...] -> the judge's reply texts, in the same order."""
 
 
 def compare(truth: GroundTruth, scores: Mapping[str, np.ndarray], level: float,
             ask: Ask, seed: int = 0) -> dict[str, Any]:
-    """% of prompts on which each router's answer is judged best, each router at CPT(level)."""
+    """% of prompts on which each router's answer is judged best, each router at CPT(level).
+
+    `scores` maps a router's name to its scores, one per prompt of `truth` (shape [prompts]).
+    Every disputed prompt is sent to `ask` in one batch. Returns {"level", "prompts",
+    "judged", "verdicts": {"edge", "cloud", "tie"}, "routers": {name: {"cpt",
+    "cloud_fraction", "best_pct"}}}. Raises `DataError` when `truth` has no model answers or
+    a reply has no verdict, `ConfigError` without routers, and what `ask` raises.
+    """
     if truth.answers_edge is None or truth.answers_cloud is None:
         raise DataError(f"ground truth '{truth.name}' has no model answers to judge; the judge "
                         "comparison needs them (GSM8K and MT-Bench have them, MMLU does not)")
@@ -74,14 +75,14 @@ def compare(truth: GroundTruth, scores: Mapping[str, np.ndarray], level: float,
     chosen = np.stack(list(picks.values()))  # [routers, prompts], True = cloud answer
     disputed = np.flatnonzero(chosen.any(axis=0) & ~chosen.all(axis=0))
     rng = np.random.default_rng(seed)
+    cloud_first = [bool(rng.random() < 0.5) for _ in disputed]
+    winners = judge_pairs([(truth.prompts[i], truth.answers_edge[i], truth.answers_cloud[i])
+                           for i in disputed], ask, cloud_first)
     best_edge = np.ones(len(truth), dtype=bool)
     best_cloud = np.ones(len(truth), dtype=bool)
-    verdicts = {"edge": 0, "cloud": 0, "tie": 0}
-    for i in disputed:
-        winner = judge_pair(truth.prompts[i], truth.answers_edge[i], truth.answers_cloud[i],
-                            ask, cloud_first=bool(rng.random() < 0.5))
-        verdicts[winner] += 1
+    for i, winner in zip(disputed, winners, strict=True):
         best_edge[i], best_cloud[i] = winner in ("edge", "tie"), winner in ("cloud", "tie")
+    verdicts = {kind: winners.count(kind) for kind in ("edge", "cloud", "tie")}
     routers = {name: {**points[name], "best_pct": float(100 * np.mean(np.where(
         picks[name], best_cloud, best_edge)))} for name in scores}
     return {"level": level, "prompts": len(truth), "judged": int(len(disputed)),
@@ -91,8 +92,23 @@ def compare(truth: GroundTruth, scores: Mapping[str, np.ndarray], level: float,
 def judge_pair(question: str, edge_answer: str, cloud_answer: str, ask: Ask,
                cloud_first: bool) -> str:
     """'edge', 'cloud' or 'tie' from one judge call (answers shown in the given order)."""
-    a, b = (cloud_answer, edge_answer) if cloud_first else (edge_answer, cloud_answer)
-    reply = ask(SYSTEM, TEMPLATE.format(question=question, answer_a=a, answer_b=b))
+    return judge_pairs([(question, edge_answer, cloud_answer)], ask, [cloud_first])[0]
+
+
+def judge_pairs(pairs: Sequence[tuple[str, str, str]], ask: Ask,
+                cloud_first: Sequence[bool]) -> list[str]:
+    """'edge', 'cloud' or 'tie' for each (question, edge answer, cloud answer), from one
+    batch to `ask`; `cloud_first[i]` shows pair i's cloud answer as assistant A. Raises
+    `DataError` for a reply without a verdict."""
+    prompts = []
+    for (question, edge, cloud), first in zip(pairs, cloud_first, strict=True):
+        a, b = (cloud, edge) if first else (edge, cloud)
+        prompts.append((SYSTEM, TEMPLATE.format(question=question, answer_a=a, answer_b=b)))
+    replies = ask(prompts) if prompts else []
+    return [_winner(reply, first) for reply, first in zip(replies, cloud_first, strict=True)]
+
+
+def _winner(reply: str, cloud_first: bool) -> str:
     found = VERDICT.findall(reply or "")
     if not found:
         raise DataError(f"the judge's reply has no verdict [[A]], [[B]] or [[C]]: {reply[:200]!r}")
@@ -102,30 +118,17 @@ def judge_pair(question: str, edge_answer: str, cloud_answer: str, ask: Ask,
     return "cloud" if (verdict == "A") == cloud_first else "edge"
 
 
-def http_judge(cfg: JudgeConfig) -> Ask:
-    """An `Ask` that posts to `{base_url}/chat/completions` (temperature 0)."""
-    httpx = require("httpx", "train")
-    key = os.environ.get(cfg.api_key_env, "")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    client = httpx.Client(base_url=cfg.base_url.rstrip("/"), headers=headers,
-                          timeout=cfg.timeout_s)
+def http_judge(cfg: PairwiseJudgeConfig) -> Ask:
+    """An `Ask` backed by `cfg.endpoint` through `confroute.llm_client` (temperature 0, up to
+    `endpoint.concurrency` comparisons in flight, the SDK's retries). Raises `LLMError` when
+    the endpoint fails after its retries."""
+    client = LLMClient(cfg.endpoint)
 
-    def ask(system: str, user: str) -> str:
-        body = {"model": cfg.model, "temperature": 0, "max_tokens": cfg.max_tokens,
-                "messages": [{"role": "system", "content": system},
-                             {"role": "user", "content": user}]}
-        try:
-            response = client.post("/chat/completions", json=body)
-        except httpx.HTTPError as exc:
-            raise DataError(f"judge endpoint {cfg.base_url} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise DataError(f"judge endpoint {cfg.base_url} answered HTTP "
-                            f"{response.status_code}: {response.text[:300]}")
-        try:
-            return str(response.json()["choices"][0]["message"]["content"])
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise DataError(f"judge endpoint {cfg.base_url} returned no chat completion: "
-                            f"{response.text[:300]}") from exc
+    def ask(prompts: Sequence[tuple[str, str]]) -> list[str]:
+        batch = [[{"role": "system", "content": system}, {"role": "user", "content": user}]
+                 for system, user in prompts]
+        completions = client.chat_many(batch, temperature=0, max_tokens=cfg.max_tokens)
+        return [message_text(c) for c in completions]
 
     return ask
 

@@ -8,7 +8,6 @@ Judgments go to an append-only store as they arrive, so an interrupted run resum
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import re
@@ -19,8 +18,8 @@ from typing import Any
 from confroute.dataset.builtin import HERE as BUILTIN_DIR
 from confroute.errors import DataError, require
 from confroute.labelling.answers import AnswerType, answers_match, extract_answer
-from confroute.labelling.sampling import HttpConfig, post_json
 from confroute.labelling.store import JsonlStore
+from confroute.llm_client import EndpointConfig, LLMClient, message_text
 
 TEMPLATES = BUILTIN_DIR / "mt_bench_judge_prompts.jsonl"
 _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
@@ -75,63 +74,64 @@ def correctness(answer: str, gold: Any, answer_type: AnswerType,
 
 
 @dataclasses.dataclass
-class JudgeConfig:
-    """The judge endpoint; temperature 0 and MT-Bench's 2048-token budget by default."""
+class RatingJudgeConfig:
+    """The judge that rates one answer at a time on MT-Bench's 1-10 scale (single-answer
+    grading); temperature 0 and MT-Bench's 2048-token budget by default. Not the pairwise
+    judge of the evaluation (`confroute.evaluation.judge.PairwiseJudgeConfig`)."""
 
-    endpoint: HttpConfig
+    endpoint: EndpointConfig
+    """The judge model's OpenAI-compatible endpoint; its concurrency bounds requests in flight."""
     max_tokens: int = 2048
     temperature: float = 0.0
 
 
-def judge_rows(items: Sequence[dict[str, Any]], cfg: JudgeConfig, store: JsonlStore,
+def judge_rows(items: Sequence[dict[str, Any]], cfg: RatingJudgeConfig, store: JsonlStore,
                progress: bool = True) -> dict[str, Any]:
-    """Judge every item `{"key", "question", "answer", "reference"?}` not yet in `store`."""
+    """Judge every item `{"key", "question", "answer", "reference"?}` not yet in `store`.
+
+    Each judgment is stored as it arrives (`{"key", "judge", "judgment", "rating"}`, rating
+    None when the judgment has none), so an interrupted run resumes. Returns counts: items,
+    judged_now, missing_rating. Raises `LLMError` when the judge endpoint fails after its
+    retries (judgments already stored stay).
+    """
     todo = [i for i in items if i["key"] not in store]
     if todo:
-        asyncio.run(_judge_all(todo, cfg, store, progress))
+        _judge_all(todo, cfg, store, progress)
     ratings = [store.records[i["key"]]["rating"] for i in items if i["key"] in store.records]
     return {"items": len(items), "judged_now": len(todo),
             "missing_rating": sum(r is None for r in ratings)}
 
 
-async def _judge_all(items: Sequence[dict[str, Any]], cfg: JudgeConfig, store: JsonlStore,
-                     progress: bool) -> None:
-    httpx = require("httpx", "label")
+def _judge_all(items: Sequence[dict[str, Any]], cfg: RatingJudgeConfig, store: JsonlStore,
+               progress: bool) -> None:
     tqdm = require("tqdm", "label").tqdm
-    from confroute.labelling.sampling import HttpBackend
-
-    endpoint = cfg.endpoint
-    url = endpoint.base_url.rstrip("/") + "/chat/completions"
-    limit = asyncio.Semaphore(endpoint.concurrency)
+    model = cfg.endpoint.model
     bar = tqdm(total=len(items), disable=not progress, unit="answer", desc="judging")
-    headers = HttpBackend(endpoint).headers()
-    async with httpx.AsyncClient(timeout=httpx.Timeout(endpoint.timeout_s),
-                                 headers=headers) as client:
 
-        async def one(item: dict[str, Any]) -> None:
-            body = {"model": endpoint.model, "temperature": cfg.temperature,
-                    "max_tokens": cfg.max_tokens,
-                    "messages": judge_messages(item["question"], item["answer"],
-                                               item.get("reference"))}
-            async with limit:
-                data = await post_json(client, url, body, endpoint.max_retries,
-                                       endpoint.backoff_s)
-            try:
-                text = data["choices"][0]["message"]["content"] or ""
-            except (KeyError, IndexError, TypeError):
-                text = ""
-            store.add([{"key": item["key"], "judge": endpoint.model, "judgment": text,
-                        "rating": parse_rating(text)}])  # written as it arrives
-            bar.update(1)
+    def keep(i: int, completion: Any) -> None:
+        text = message_text(completion)
+        store.add([{"key": items[i]["key"], "judge": model, "judgment": text,
+                    "rating": parse_rating(text)}])  # written as it arrives
+        bar.update(1)
 
-        await asyncio.gather(*(one(i) for i in items))
-    bar.close()
+    batch = [judge_messages(i["question"], i["answer"], i.get("reference")) for i in items]
+    try:
+        LLMClient(cfg.endpoint).chat_many(batch, on_done=keep, temperature=cfg.temperature,
+                                          max_tokens=cfg.max_tokens)
+    finally:
+        bar.close()
 
 
-def rate_table(frame: Any, role: str, cfg: JudgeConfig | None, store_path: str | Path | None,
-               use_gold: bool = True, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+def rate_table(frame: Any, role: str, cfg: RatingJudgeConfig | None,
+               store_path: str | Path | None, use_gold: bool = True,
+               progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Add `rating_<role>` to a label table: correctness where a gold answer exists and
-    `use_gold`, else the judge's 1-10 rating of the model's greedy (or first sampled) answer."""
+    `use_gold`, else the judge's 1-10 rating of the model's greedy (or first sampled) answer.
+
+    Returns (a copy of `frame` with rating_<role>, rating_<role>_kind and, where judged,
+    judgment_<role>; counts). Raises `DataError` when the table has no answers of `role`, or
+    when answers without gold need a judge and `cfg` or `store_path` is None; `LLMError` when
+    the judge endpoint fails."""
     answers = _answers(frame, role)
     out = frame.copy()
     ratings: list[float | None] = [None] * len(frame)

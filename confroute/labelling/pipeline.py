@@ -44,6 +44,7 @@ def model_input(row: dict[str, Any]) -> str:
 
 
 def choice_letters(row: dict[str, Any]) -> list[str] | None:
+    """A multiple-choice row's option letters (its `choices`, e.g. "ABCD"); else None."""
     choices = row.get("choices")
     if row.get("answer_type") == "choice" and isinstance(choices, str) and choices:
         return list(choices)
@@ -51,6 +52,7 @@ def choice_letters(row: dict[str, Any]) -> list[str] | None:
 
 
 def store_meta(role: str, model: str, cfg: SamplingConfig) -> dict[str, Any]:
+    """What a sample store was made with; a store refuses to resume under other settings."""
     return {"role": role, "model": model, "sampling": dataclasses.asdict(cfg)}
 
 
@@ -125,7 +127,12 @@ def read_prompts(source: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 
 def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
-    Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    """Write `rows` as JSON lines (UTF-8), atomically: a killed write leaves the old file."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                       encoding="utf-8")
+    partial.replace(path)
 
 
 # --- measuring: answers -> clusters -> SE (no generation) --------------------------------------
@@ -164,7 +171,7 @@ def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], 
 def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: MeasureConfig,
                  equivalence: Any) -> dict[str, Any]:
     from confroute.labelling.answers import answers_match, extract_answer
-    from confroute.labelling.entropy import choice_entropy, semantic_entropy, sequence_logprob
+    from confroute.labelling.entropy import semantic_entropy
 
     kind: AnswerType = row.get("answer_type") or "text"
     choices = row.get("choices")
@@ -193,26 +200,46 @@ def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: Me
         f"se_{r}_paper_sum": summed.paper,
     }
     ev[f"se_{r}"] = ev[f"se_{r}_{cfg.se}"]
-    letters = record.get("choice_logprobs")
-    if letters:
-        ev[f"se_{r}_letters"], best = choice_entropy(letters)
-        ev[f"choice_logprobs_{r}"] = json.dumps(letters)
-        ev[f"correct_{r}_letters"] = _as_float(answers_match(best, gold, "choice"))
-        if cfg.choice_se == "letters":
-            ev[f"se_{r}"] = ev[f"se_{r}_letters"]
+    ev.update(_letter_evidence(record.get("choice_logprobs"), r, gold, cfg))
     if ev[f"se_{r}"] is None:  # no log-probs from this backend: fall back, and say so
         ev[f"se_{r}"] = norm.discrete
-    greedy = record.get("greedy")
-    if greedy:
-        answer = extract_answer(greedy["text"], kind, choices)
-        ev[f"greedy_{r}"] = greedy["text"]
-        ev[f"greedy_logprob_{r}"] = (sequence_logprob(greedy["logprobs"])
-                                     if greedy.get("logprobs") else None)
-        ev[f"correct_{r}"] = _as_float(answers_match(answer.value, gold, kind))
+    ev.update(_greedy_evidence(record.get("greedy"), r, kind, choices, gold))
     hits = [answers_match(v, gold, kind) for v in values]
     if gold is not None and None not in hits:
         ev[f"sample_accuracy_{r}"] = sum(bool(h) for h in hits) / len(hits)
     return {"id": str(row["id"]), **ev}
+
+
+def _letter_evidence(letters: dict[str, float] | None, r: str, gold: Any,
+                     cfg: MeasureConfig) -> dict[str, Any]:
+    """Multiple choice: the letters' entropy and correctness (and `se_<role>` if chosen)."""
+    from confroute.labelling.answers import answers_match
+    from confroute.labelling.entropy import choice_entropy
+
+    if not letters:
+        return {}
+    ev: dict[str, Any] = {}
+    ev[f"se_{r}_letters"], best = choice_entropy(letters)
+    ev[f"choice_logprobs_{r}"] = json.dumps(letters)
+    ev[f"correct_{r}_letters"] = _as_float(answers_match(best, gold, "choice"))
+    if cfg.choice_se == "letters":
+        ev[f"se_{r}"] = ev[f"se_{r}_letters"]
+    return ev
+
+
+def _greedy_evidence(greedy: dict[str, Any] | None, r: str, kind: AnswerType, choices: Any,
+                     gold: Any) -> dict[str, Any]:
+    """The greedy answer, its sequence log-prob (the baseline confidence) and correctness."""
+    from confroute.labelling.answers import answers_match, extract_answer
+    from confroute.labelling.entropy import sequence_logprob
+
+    if not greedy:
+        return {}
+    answer = extract_answer(greedy["text"], kind, choices)
+    return {f"greedy_{r}": greedy["text"],
+            f"greedy_logprob_{r}": (sequence_logprob(greedy["logprobs"])
+                                    if greedy.get("logprobs") else None),
+            f"correct_{r}": _as_float(answers_match(answer.value, gold, kind))}
 
 
 def _as_float(value: bool | None) -> float | None:

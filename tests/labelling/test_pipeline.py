@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from upstream import echo_app, lm_answer, serve_in_thread
 
 from confroute.config import DataConfig, LabelConfig
 from confroute.dataset.schema import load
@@ -19,15 +20,7 @@ from confroute.errors import DataError
 from confroute.labelling import pipeline as lab
 from confroute.labelling.store import JsonlStore
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_sampling import make_tiny_lm  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_lm(tmp_path_factory.mktemp("tiny_lm"))
 
 
 @pytest.fixture
@@ -161,10 +154,10 @@ def test_label_resumes_after_kill_9_without_loss_or_duplicates(tmp_path, prompts
 # --- in-process pipeline --------------------------------------------------------------------
 
 
-def test_label_pipeline_writes_a_scores_table_training_reads(tmp_path, prompts, tiny_lm):
-    from confroute.labelling.sampling import LocalBackend, SamplingConfig
+def test_label_pipeline_writes_a_scores_table_training_reads(tmp_path, prompts, tiny_backend):
+    from confroute.labelling.sampling import SamplingConfig
 
-    backend = LocalBackend(str(tiny_lm), threads=1)
+    backend = tiny_backend
     sampling = SamplingConfig(n=3, temperature=1.0, max_new_tokens=4, batch_size=4)
     run = lab.label(str(prompts), tmp_path / "out", {"edge": ("tiny", backend)}, sampling,
                     lab.MeasureConfig(), LabelConfig(rule="edge_se", edge_quantile=0.5),
@@ -231,3 +224,32 @@ def test_label_cli_missing_file_is_one_line_error(tmp_path):
     from confroute.cli import main
 
     assert main(["label", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_label_cli_samples_an_openai_compatible_endpoint(tmp_path, prompts, tiny_backend,
+                                                         monkeypatch, capsys):
+    """`--edge <url> --edge-model` goes through make_backend to the HTTP backend: every prompt
+    answered n + 1 times over real HTTP, with the key and at most --concurrency in flight."""
+    from confroute.cli import main
+
+    monkeypatch.setenv("TEST_EDGE_KEY", "sk-edge")
+    app = echo_app("edge", api_key="sk-edge", models={"tiny"}, answer=lm_answer(tiny_backend))
+    with serve_in_thread(app) as url:
+        assert main(["label", str(prompts), "--out", str(tmp_path / "out"), "--edge",
+                     f"{url}/v1", "--edge-model", "tiny", "--api-key-env", "TEST_EDGE_KEY",
+                     "--concurrency", "2", "-n", "2", "--max-tokens", "4", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"] == 12 and result["sampling"]["edge"]["done_now"] == 12
+    assert len(app.state.seen) == 12 * 3 and app.state.load["max_in_flight"] <= 2
+    table = pd.read_parquet(result["table"])
+    assert all(len(x) == 2 for x in table["samples_edge"]) and table["se_edge"].notna().all()
+    meta = JsonlStore(tmp_path / "out" / "samples_edge.jsonl").meta
+    assert meta["model"] == f"{url}/v1#tiny"
+
+
+def test_label_cli_url_without_model_is_one_line_error(tmp_path, prompts, capsys):
+    from confroute.cli import main
+
+    assert main(["label", str(prompts), "--out", str(tmp_path / "o"),
+                 "--edge", "http://127.0.0.1:9/v1"]) == 2
+    assert "name the model" in capsys.readouterr().err

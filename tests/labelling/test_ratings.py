@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from upstream import Answer, echo_app, last_user_text, lm_answer, serve_in_thread
 
 from confroute.errors import DataError
 from confroute.labelling import judge as j
-from confroute.labelling.sampling import HttpConfig, LocalBackend
 from confroute.labelling.store import JsonlStore
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_sampling import LoopbackServer, make_tiny_lm, openai_app  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_backend(tmp_path_factory: pytest.TempPathFactory) -> LocalBackend:
-    return LocalBackend(str(make_tiny_lm(tmp_path_factory.mktemp("tiny_lm"))), threads=1)
+from confroute.llm_client import EndpointConfig, LLMError
 
 
 @pytest.mark.parametrize(("judgment", "rating"), [
@@ -82,14 +73,18 @@ def test_real_judge_over_http_keeps_missing_ratings_missing(tiny_backend, tmp_pa
     missing, with the judgment text kept; a second run judges nothing again."""
     frame = pd.DataFrame({"id": ["a", "b", "c"], "prompt": ["Write a poem", "Hi", "Explain"],
                           "greedy_edge": ["roses are red", "hello", "because"]})
-    with LoopbackServer(openai_app(tiny_backend)) as server:
-        cfg = j.JudgeConfig(HttpConfig(base_url=server.url, model="tiny", api_key_env=None,
-                                       logprobs=False, concurrency=2), max_tokens=8)
+    app = echo_app("judge", models={"tiny"}, answer=lm_answer(tiny_backend))
+    with serve_in_thread(app) as url:
+        cfg = j.RatingJudgeConfig(EndpointConfig(f"{url}/v1", "tiny", api_key_env=None,
+                                                 concurrency=2), max_tokens=8)
         store = tmp_path / "judgments.jsonl"
         out, report = j.rate_table(frame, "edge", cfg, store, progress=False)
         again, report2 = j.rate_table(frame, "edge", cfg, store, progress=False)
     assert report["judged"] == 3 and report["judged_now"] == 3
-    assert report2["judged_now"] == 0
+    assert report2["judged_now"] == 0 and len(app.state.seen) == 3
+    assert app.state.load["max_in_flight"] <= 2
+    assert {r["body"]["max_tokens"] for r in app.state.seen} == {8}
+    assert {r["body"]["temperature"] for r in app.state.seen} == {0.0}
     records = JsonlStore(store).records
     for record in records.values():
         assert record["rating"] == j.parse_rating(record["judgment"])
@@ -98,6 +93,35 @@ def test_real_judge_over_http_keeps_missing_ratings_missing(tiny_backend, tmp_pa
     assert report["missing"] == sum(r is None for r in expected)
     assert list(out["rating_edge_kind"]) == ["judge"] * 3
     assert out["judgment_edge"].notna().all()
+
+
+def test_judge_ratings_are_parsed_and_stored_as_they_arrive(tmp_path):
+    """A judge that rates an answer by its word count fails (HTTP 500) on the third answer:
+    the two judged before are already stored, and a rerun asks only for the missing one."""
+    broken = {"on": True}
+
+    def rate_by_length(body: dict) -> Answer:
+        question = last_user_text(body["messages"])
+        answer = question.split("[The Start of Assistant's Answer]\n")[1].split("\n[The End")[0]
+        if broken["on"] and answer == "five six":
+            raise RuntimeError("the judge breaks on purpose")
+        return Answer(f"Judged. Rating: [[{len(answer.split())}]]")
+
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "prompt": ["Q1", "Q2", "Q3"],
+                          "greedy_edge": ["one two three", "four", "five six"]})
+    store = tmp_path / "judgments.jsonl"
+    app = echo_app("judge", answer=rate_by_length)
+    with serve_in_thread(app) as url:
+        cfg = j.RatingJudgeConfig(EndpointConfig(f"{url}/v1", "judge", api_key_env=None,
+                                                 concurrency=1, max_retries=0))
+        with pytest.raises(LLMError, match="HTTP 500"):
+            j.rate_table(frame, "edge", cfg, store, progress=False)
+        assert sorted(JsonlStore(store).records) == ["edge:a", "edge:b"]
+        broken["on"] = False
+        out, report = j.rate_table(frame, "edge", cfg, store, progress=False)
+    assert report["judged_now"] == 1 and len(app.state.seen) == 4
+    assert list(out["rating_edge"]) == [3.0, 1.0, 2.0] and report["missing"] == 0
+    assert out["judgment_edge"][0] == "Judged. Rating: [[3]]"
 
 
 def test_judge_cli_on_a_label_table(tmp_path, capsys):
