@@ -2,7 +2,8 @@
 
 It stands in for a real LLM where the thing under test is the proxy (tests, bench/load.py, trying
 a deployment before the models are up). Plain and SSE-streamed answers, an optional required API
-key, and failure modes (an HTTP error status, a delay, a stream that breaks off).
+key, and failure modes (an HTTP error status with a chosen body and headers, a delay that notices
+when the caller hangs up, a stream that breaks off).
 
     python tests/serve/upstream.py --name edge --port 0    # prints its base URL
 """
@@ -30,22 +31,31 @@ CREATED = 1_700_000_000  # fixed, so answers are byte-for-byte reproducible
 
 
 def echo_app(name: str, api_key: str | None = None, fail_status: int | None = None,
-             delay_s: float = 0.0, break_after: int | None = None) -> Starlette:
-    """The echo server; `app.state.seen` records each request's model, auth header and body."""
+             delay_s: float = 0.0, break_after: int | None = None,
+             fail_body: Any = None, fail_headers: dict[str, str] | None = None) -> Starlette:
+    """The echo server; `app.state.seen` records each request's model, auth header and body,
+    and `app.state.hung_up` the requests whose caller disconnected during `delay_s`.
+
+    `fail_status` answers every request with that status, `fail_body` (default: an OpenAI error
+    saying it fails on purpose) and `fail_headers` (e.g. Retry-After).
+    """
     seen: list[dict[str, Any]] = []
+    hung_up: list[dict[str, Any]] = []
 
     async def chat(request: Request) -> Response:
         body = await request.json()
         auth = request.headers.get("authorization")
         seen.append({"model": body.get("model"), "authorization": auth, "body": body})
-        if delay_s:
-            await asyncio.sleep(delay_s)
+        if delay_s and await _caller_left(request, delay_s):
+            hung_up.append(body)
+            return Response(status_code=499)
         if api_key is not None and auth != f"Bearer {api_key}":
             return JSONResponse({"error": {"message": "Incorrect API key provided",
                                            "type": "invalid_request_error"}}, status_code=401)
         if fail_status is not None:
-            return JSONResponse({"error": {"message": f"{name} is failing on purpose",
-                                           "type": "server_error"}}, status_code=fail_status)
+            error = fail_body if fail_body is not None else {"error": {
+                "message": f"{name} is failing on purpose", "type": "server_error"}}
+            return JSONResponse(error, status_code=fail_status, headers=fail_headers)
         text = f"{name} says: {last_user_text(body.get('messages', []))}"
         if body.get("stream"):
             return StreamingResponse(_chunks(name, body.get("model"), text, break_after),
@@ -54,7 +64,18 @@ def echo_app(name: str, api_key: str | None = None, fail_status: int | None = No
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
     app.state.seen = seen
+    app.state.hung_up = hung_up
     return app
+
+
+async def _caller_left(request: Request, delay_s: float) -> bool:
+    """Wait `delay_s` (as a generating model would), returning early if the caller hangs up."""
+    deadline = time.monotonic() + delay_s
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(0.02)
+    return False
 
 
 def last_user_text(messages: list[Any]) -> str:
