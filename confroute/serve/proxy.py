@@ -40,7 +40,7 @@ LENGTH_MESSAGE = re.compile(r"maximum context length|context[ _](length|size|win
                             r"too many tokens|prompt is too long", re.IGNORECASE)
 # Things in an error message that could be a credential: the upstream's own key is replaced
 # exactly; these catch keys the upstream names itself (bearer tokens, sk-/key- style keys).
-SECRET_PATTERNS = [re.compile(r"(?i)(bearer\s+)\S+"),
+SECRET_PATTERNS = [re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
                    re.compile(r"(?i)\b((?:sk|pk|rk|key|api[_-]?key)[-_=:]\s*)[A-Za-z0-9._-]{8,}")]
 MAX_MESSAGE_CHARS = 500
 
@@ -182,7 +182,9 @@ def error_message(content: bytes, key: str = "") -> tuple[str, str]:
         body = json.loads(text)
     except ValueError:
         body = None
-    if isinstance(body, dict):
+    if isinstance(body, str):
+        text = body
+    elif isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict):
             codes = [error.get("code"), error.get("type")]
