@@ -110,7 +110,7 @@ class Router:
         """
         if isinstance(prompts, str):
             prompts = [prompts]
-        if not isinstance(prompts, Sequence):
+        if not isinstance(prompts, Sequence) or isinstance(prompts, bytes | bytearray):
             raise InputError(f"prompts must be a list of strings or conversations; found "
                              f"{type(prompts).__name__}")
         return [prompt_text(p, self.turn, i) for i, p in enumerate(prompts)]
@@ -182,7 +182,7 @@ def check_fraction(value: Any) -> float:
     """`value` as a float in [0, 1], or ConfigError (NaN, infinities, strings, bools refused)."""
     if (isinstance(value, bool) or not isinstance(value, numbers.Real)
             or not 0.0 <= float(value) <= 1.0):  # written so that NaN fails too
-        raise ConfigError(f"cloud_fraction must be a number in [0, 1]; found {value!r}")
+        raise ConfigError(f"cloud_fraction must be in [0, 1] (a number, not NaN); found {value!r}")
     return float(value)
 
 

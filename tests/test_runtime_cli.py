@@ -113,7 +113,8 @@ def test_bom_and_crlf_are_not_part_of_the_prompt(tiny_artifact: Path, files: dic
     (["route", "ART", "hi", "--threshold", "nan"], "threshold must be a number in [0, 1]; "
                                                    "found nan"),
     (["route", "ART", "hi", "--threshold", "inf"], "found inf"),
-    (["calibrate", "ART", "--cloud-fraction", "nan"], "cloud_fraction must be a number in"),
+    (["calibrate", "ART", "--cloud-fraction", "nan"], "cloud_fraction must be in [0, 1] (a "
+                                                      "number, not NaN); found nan"),
     (["calibrate", "ART", "--cloud-fraction", "1.5"], "found 1.5"),
     (["route", "ART", "--file", "DIR"], "is a directory, not a file"),
     (["route", "ART", "--file", "DIR/missing.txt"], "does not exist"),
