@@ -87,10 +87,11 @@ def chat(router: Router, upstreams: SimpleNamespace, edge: str, cloud: str | Non
     ("limited7", "limited7", True, "7"), ("limited7", "limited3", True, "3"),
     ("limited7", None, True, "7"), ("limited7", "cloud", False, "7"),
 ])
+@pytest.mark.parametrize("stream", [False, True])
 def test_all_upstreams_rate_limited_is_a_429_with_retry_after(
         router: Router, upstreams: SimpleNamespace, edge: str, cloud: str | None,
-        fallback: bool, retry_after: str) -> None:
-    reply = chat(router, upstreams, edge, cloud, EDGE, fallback=fallback)
+        fallback: bool, retry_after: str, stream: bool) -> None:
+    reply = chat(router, upstreams, edge, cloud, EDGE, stream=stream, fallback=fallback)
     assert reply.status_code == 429, reply.text
     assert reply.headers["retry-after"] == retry_after
     error = reply.json()["error"]
@@ -153,14 +154,16 @@ def test_other_client_errors_pass_through_without_fallback(
 # --- a client that gives up --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stream", [False, True])
 def test_a_client_that_gives_up_cancels_the_upstream_call(
-        router: Router, upstreams: SimpleNamespace) -> None:
+        router: Router, upstreams: SimpleNamespace, stream: bool) -> None:
     hung_up = upstreams.apps["slow"].state.hung_up
     before = len(hung_up)
     # the proxy's own read timeout (30 s) is far off: only the cancellation can end the call
     with serve_in_thread(make_app(router, upstreams, "slow", None, read_timeout_s=30.0)) as url:
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(url + "/v1/chat/completions", json=CHAT, headers=EDGE, timeout=0.5)
+            httpx.post(url + "/v1/chat/completions", json={**CHAT, "stream": stream},
+                       headers=EDGE, timeout=0.5)
         deadline = time.monotonic() + 5.0  # the echo upstream checks every 20 ms
         while len(hung_up) == before and time.monotonic() < deadline:
             time.sleep(0.05)
