@@ -114,12 +114,14 @@ def _check_number(name: str, value: Any, low: float, high: float, low_open: bool
 
     Written as `low <= value <= high` (not `value < low or value > high`), so NaN fails too.
     """
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(value) and (low < value if low_open else low <= value)
-          and value <= high)
-    if not ok:
-        bound = f"{'(' if low_open else '['}{low}, {high}{')' if math.isinf(high) else ']'}"
-        raise ConfigError(f"{name} must be a finite number in {bound}; found {value!r}")
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and (low < number if low_open else low <= number) \
+                and number <= high:
+            return
+    # every other value (NaN, infinities, strings, bools, out of range) is refused
+    bound = f"{'(' if low_open else '['}{low}, {high}{')' if math.isinf(high) else ']'}"
+    raise ConfigError(f"{name} must be a finite number in {bound}; found {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
