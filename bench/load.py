@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = ROOT / "confroute" / "data" / "builtin" / "routellm_judge.parquet"
+PROMPTS = ROOT / "confroute" / "dataset" / "builtin" / "routellm_judge.parquet"
 CHAT = {"model": "auto", "max_tokens": 16,
         "messages": [{"role": "user", "content": "What is the capital of France? Answer briefly."}]}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -24,12 +26,26 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "preprocess", "onnx", "threshold", "files")
 MAKE_IT = "make one with `confroute export RUN_DIR --out ARTIFACT_DIR`"
 Variant = Literal["auto", "fp32", "int8"]
+Route = Literal["edge", "cloud"]
+SMALL_SAMPLE = 100
+"""Calibrating on fewer prompts than this warns: each prompt moves the cloud share by > 1%."""
+
+
+def decide(score: float, threshold: float) -> Route:
+    """The routing decision, the one place it is made (runtime, CLI and serve all call it).
+
+    `score` is P(cloud model needed) in [0, 1]; a score equal to the threshold goes to the cloud,
+    so threshold 0 sends everything to the cloud and a threshold above every score sends nothing.
+    """
+    return "cloud" if score >= threshold else "edge"
 
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
+    """One prompt's routing: its score (P(cloud needed)), the route and the threshold used."""
+
     score: float
-    route: Literal["edge", "cloud"]
+    route: Route
     threshold: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,15 +104,19 @@ class Router:
         return cast(Turn, str(self.manifest["preprocess"]["turn"]))
 
     def texts(self, prompts: Sequence[Any] | str) -> list[str]:
-        """Validated scored texts; a single string is one prompt."""
+        """Validated scored texts; a single string is one prompt.
+
+        Raises InputError naming the prompt's position (see confroute.text for the policy).
+        """
         if isinstance(prompts, str):
             prompts = [prompts]
-        if not isinstance(prompts, Sequence):
+        if not isinstance(prompts, Sequence) or isinstance(prompts, bytes | bytearray):
             raise InputError(f"prompts must be a list of strings or conversations; found "
                              f"{type(prompts).__name__}")
         return [prompt_text(p, self.turn, i) for i, p in enumerate(prompts)]
 
     def logits(self, prompts: Sequence[Any] | str) -> np.ndarray:
+        """Raw head outputs, float32 array of shape (n_prompts,); raises InputError."""
         texts = self.texts(prompts)
         out = np.empty(len(texts), dtype=np.float32)
         # Sorting by length keeps padding (and wasted compute) low inside each batch.
@@ -113,26 +133,88 @@ class Router:
         return 1.0 / (1.0 + np.exp(-logits))
 
     def route(self, prompt: Any, threshold: float | None = None) -> Decision:
+        """Route one prompt; `threshold` in [0, 1] overrides the artifact's (else InputError)."""
         return self.route_batch([prompt], threshold)[0]
 
     def route_batch(self, prompts: Sequence[Any], threshold: float | None = None
                     ) -> list[Decision]:
+        """One Decision per prompt, in order; raises InputError as `score` and `route` do."""
         limit = self.threshold if threshold is None else check_threshold(threshold)
-        return [Decision(float(s), "cloud" if s >= limit else "edge", limit)
-                for s in self.score(prompts)]
+        return [Decision(float(s), decide(s, limit), limit) for s in self.score(prompts)]
 
     def calibrate(self, prompts: Sequence[Any], cloud_fraction: float) -> float:
-        """The threshold that sends `cloud_fraction` of these prompts to the cloud.
+        """The threshold whose cloud share on these prompts is nearest `cloud_fraction`.
+
+        Issues a UserWarning for each of `calibration`'s warnings; see it for the details.
+        """
+        result = self.calibration(prompts, cloud_fraction)
+        for message in result.warnings:
+            warnings.warn(message, stacklevel=2)
+        return result.threshold
+
+    def calibration(self, prompts: Sequence[Any], cloud_fraction: float) -> Calibration:
+        """Score `prompts` and calibrate a threshold on them (`calibrate_threshold`).
 
         It holds only for traffic like these prompts: calibrate on a sample of real traffic.
+        Raises ConfigError (fraction not in [0, 1]) or InputError (no prompts, a bad prompt).
         """
-        if not 0.0 <= cloud_fraction <= 1.0:
-            raise ConfigError(f"cloud_fraction must be in [0, 1]; found {cloud_fraction}")
-        scores = np.sort(self.score(prompts))[::-1]
-        if len(scores) == 0:
+        check_fraction(cloud_fraction)
+        if isinstance(prompts, Sequence) and not isinstance(prompts, str) and not prompts:
             raise InputError("calibrate needs at least one prompt")
-        k = int(round(cloud_fraction * len(scores)))
-        return float(np.nextafter(scores[0], np.inf)) if k == 0 else float(scores[k - 1])
+        return calibrate_threshold(self.score(prompts), cloud_fraction)
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """A calibrated threshold and what it achieves on the prompts it was calibrated on."""
+
+    threshold: float
+    requested: float
+    """The cloud share asked for, in [0, 1]."""
+    achieved: float
+    """The share of the calibration prompts whose score is >= threshold."""
+    prompts: int
+    distinct_scores: int
+    warnings: tuple[str, ...] = ()
+
+
+def check_fraction(value: Any) -> float:
+    """`value` as a float in [0, 1], or ConfigError (NaN, infinities, strings, bools refused)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0.0 <= float(value) <= 1.0):  # written so that NaN fails too
+        raise ConfigError(f"cloud_fraction must be in [0, 1] (a number, not NaN); found {value!r}")
+    return float(value)
+
+
+def calibrate_threshold(scores: np.ndarray, cloud_fraction: float) -> Calibration:
+    """The threshold whose cloud share on `scores` (shape (n,), in [0, 1]) is nearest the request.
+
+    Tie-aware: prompts with equal scores always take the same route, so only some shares k/n are
+    achievable (cutting between two distinct scores, or everything, or nothing). Of those, the
+    one nearest `cloud_fraction * n` is chosen (the smaller share when two are equally near).
+    The threshold is the lowest score sent to the cloud (`decide` sends score >= threshold), or
+    just above the highest score when nothing goes to the cloud (not achievable when a score is
+    1.0: thresholds stay in [0, 1]). Warns when n < SMALL_SAMPLE or when ties move the share.
+    """
+    fraction = check_fraction(cloud_fraction)
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    n = len(s)
+    if n == 0:
+        raise InputError("calibrate needs at least one prompt")
+    cuts = np.flatnonzero(s[:-1] > s[1:]) + 1  # k prompts to the cloud, cutting between ties
+    ks = np.concatenate(([0] if s[0] < 1.0 else [], cuts, [n])).astype(int)
+    k = int(ks[np.argmin(np.abs(ks - fraction * n))])  # argmin: first (smaller) on a tie
+    threshold = float(np.nextafter(s[0], np.inf)) if k == 0 else float(s[k - 1])
+    distinct = len(cuts) + 1
+    notes = []
+    if n < SMALL_SAMPLE:
+        notes.append(f"calibrated on only {n} prompts: each moves the cloud share by "
+                     f"{100 / n:.1f}%; use at least {SMALL_SAMPLE} prompts of real traffic")
+    if distinct < n:
+        notes.append(f"{n - distinct + 1} of {n} prompts share a score with another (ties, e.g. "
+                     f"repeated prompts) and always take the same route; the nearest achievable "
+                     f"cloud share is {k / n:.1%} (asked for {fraction:.1%})")
+    return Calibration(threshold, fraction, k / n, n, distinct, tuple(notes))
 
 
 def check_threshold(value: Any) -> float:

@@ -50,7 +50,7 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("args, stdin, message", [
-    (["route", "{art}", ""], None, "argument 1: prompt 0 is empty"),
+    (["route", "{art}", ""], None, "argument 1: prompt is empty"),
     (["route", "{art}", "--file", "{tmp}/none.txt"], None, "does not exist"),
     (["route", "{art}"], '{"prompt": "ok"}\n{"text": 1}\n', "stdin line 2.*'prompt' or 'messages'"),
     (["route", "{art}"], '{"prompt": "ok"}\n{broken\n', "stdin line 2 is not valid JSON"),

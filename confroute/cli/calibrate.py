@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from confroute.cli._prompts import iter_prompts
+from confroute.cli._prompts import iter_prompts, scored_texts
 
 
 def add_parser(sub: Any) -> None:
@@ -24,13 +25,18 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confroute.runtime import MANIFEST, Router
+    from confroute.runtime import MANIFEST, Router, check_fraction
 
+    check_fraction(args.cloud_fraction)
     router = Router.load(args.artifact)
-    prompts = [p for _, p in iter_prompts([], args.file)]
-    threshold = router.calibrate(prompts, args.cloud_fraction)
+    prompts = scored_texts(iter_prompts([], args.file), router.turn)
+    calibration = router.calibration(prompts, args.cloud_fraction)
+    threshold = calibration.threshold
+    for warning in calibration.warnings:
+        print(f"confroute calibrate: warning: {warning}", file=sys.stderr)
     result = {"threshold": threshold, "cloud_fraction": args.cloud_fraction,
-              "prompts": len(prompts), "written": bool(args.write)}
+              "achieved_cloud_fraction": calibration.achieved, "prompts": len(prompts),
+              "distinct_scores": calibration.distinct_scores, "written": bool(args.write)}
     if args.write:
         path = Path(args.artifact) / MANIFEST
         manifest = router.manifest

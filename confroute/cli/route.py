@@ -6,8 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from confroute.cli._prompts import chunks, iter_prompts
-from confroute.errors import InputError
+from confroute.cli._prompts import chunks, iter_prompts, scored_texts
 
 
 def add_parser(sub: Any) -> None:
@@ -23,26 +22,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confroute.runtime import Router
+    from confroute.runtime import Router, check_threshold
 
+    threshold = None if args.threshold is None else check_threshold(args.threshold)
     router = Router.load(args.artifact, variant=args.variant)
     index = 0
     for chunk in chunks(iter_prompts(args.prompts, args.file)):
-        try:
-            decisions = router.route_batch([p for _, p in chunk], args.threshold)
-        except InputError as exc:
-            # Name the input line rather than the position inside this chunk.
-            wheres = [w for w, p in chunk if not _scorable(router, p)]
-            raise InputError(f"{wheres[0] if wheres else 'input'}: {exc}") from exc
-        for decision in decisions:
+        for decision in router.route_batch(scored_texts(chunk, router.turn), threshold):
             print(json.dumps({"index": index, **decision.to_dict()}), flush=False)
             index += 1
     return 0
-
-
-def _scorable(router: Any, prompt: Any) -> bool:
-    try:
-        router.texts([prompt])
-        return True
-    except InputError:
-        return False

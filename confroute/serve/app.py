@@ -12,8 +12,15 @@ Endpoints (all but /health need `Authorization: Bearer $CONFROUTE_TOKEN` when a 
                              all), the `data.turn` setting it was trained with. Response headers:
                              x-confroute-route / -model (who answered), -decision, -score,
                              -threshold, -reason (why, including any fallback)
+                             A conversation whose user turns hold no text (only images,
+                             audio or files) is not scored and goes to the cloud (reason
+                             "no text to score"). A client that disconnects before a
+                             non-streamed answer cancels the upstream call.
+  GET  /v1/models            OpenAI model list: "confroute" (the router; the proxy ignores the
+                             request's `model` and routes) and the upstreams' model names
   GET  /health               liveness + what is loaded
   GET  /metrics              Prometheus text
+CORS is off unless `cors_origins` is set; then browsers from those origins may call the API.
 """
 
 from __future__ import annotations
@@ -38,17 +45,26 @@ import httpx  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.background import BackgroundTask  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+from starlette.middleware.cors import CORSMiddleware  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from confroute.errors import InputError  # noqa: E402
-from confroute.runtime import Router, check_threshold  # noqa: E402
+from confroute.runtime import Router, check_threshold, decide  # noqa: E402
 from confroute.serve.metrics import Metrics  # noqa: E402
 from confroute.serve.proxy import forward  # noqa: E402
 from confroute.serve.scoring import Scorer  # noqa: E402
 from confroute.serve.settings import ServeSettings, Upstream, resolve_upstreams  # noqa: E402
-from confroute.serve.wire import Problem, check_token, error_response, read_json  # noqa: E402
+from confroute.serve.wire import (  # noqa: E402
+    Problem,
+    check_token,
+    error_response,
+    read_json,
+    unless_disconnected,
+)
+from confroute.text import NoTextError  # noqa: E402
 
 log = logging.getLogger("confroute.serve")
 
@@ -56,6 +72,11 @@ Handler = Callable[[Request], Awaitable[Response]]
 ROUTE_KEYS = {"prompt", "prompts", "threshold"}
 THRESHOLD_HEADER = "x-confroute-threshold"
 THRESHOLD_FIELD = "confroute_threshold"
+EXPOSED_HEADERS = [f"x-confroute-{h}" for h in
+                   ("route", "model", "decision", "score", "threshold", "reason")]
+ROUTER_MODEL = "confroute"
+"""The model id /v1/models lists for the router itself."""
+NO_TEXT_RULE = "no text to score (user turns hold only images, audio or files): cloud by rule"
 
 
 def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | None = None,
@@ -74,8 +95,15 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
         Route("/metrics", service.endpoint("metrics", service.metrics_text), methods=["GET"]),
         Route("/v1/route", service.endpoint("route", service.route), methods=["POST"]),
         Route("/v1/chat/completions", service.endpoint("chat", service.chat), methods=["POST"]),
+        Route("/v1/models", service.endpoint("models", service.models), methods=["GET"]),
+        Route("/v1/models/{model:path}", service.endpoint("models", service.model),
+              methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=service.lifespan,
+    middleware = [Middleware(
+        CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type", THRESHOLD_HEADER],
+        expose_headers=EXPOSED_HEADERS, max_age=600)] if settings.cors_origins else []
+    app = Starlette(routes=routes, lifespan=service.lifespan, middleware=middleware,
                     exception_handlers={HTTPException: _http_error})
     app.state.service = service
     return app
@@ -178,18 +206,18 @@ class Service:
         override = body.pop(THRESHOLD_FIELD, None)
         header = request.headers.get(THRESHOLD_HEADER)
         threshold = self._threshold(_number(header) if header is not None else override)
-        (score,) = await self.scorer.score(self._texts([messages]))
-        decision = self._decide(float(score), threshold, "chat")
+        decision = await self._chat_decision(messages, threshold)
         try:
-            reply, notes = await forward(self.client(), self.upstreams, decision["route"], body,
-                                         self.settings.fallback, self.metrics)
+            reply, notes = await unless_disconnected(request, forward(
+                self.client(), self.upstreams, decision["route"], body, self.settings.fallback,
+                self.metrics))
         except Problem as problem:  # no upstream answered: still say how it was routed
             problem.headers.update(self._headers(decision, None, []))
             raise
         headers = self._headers(decision, reply.upstream, notes)
         if reply.upstream.name != decision["route"]:
             self.metrics.fallbacks.labels(decision["route"]).inc()
-        log.info("chat: score=%.4f routed=%s answered=%s status=%d%s", decision["score"],
+        log.info("chat: score=%s routed=%s answered=%s status=%d%s", decision["score"],
                  decision["route"], reply.upstream.name, reply.status,
                  " stream" if reply.stream else "")
         if reply.stream is not None:
@@ -199,6 +227,38 @@ class Service:
                                               "x-accel-buffering": "no"}, background=done)
         return Response(reply.content, status_code=reply.status, media_type=reply.content_type,
                         headers=headers)
+
+    async def _chat_decision(self, messages: list[Any], threshold: float) -> dict[str, Any]:
+        """Score the conversation; one with no text at all goes to the cloud (NO_TEXT_RULE)."""
+        try:
+            texts = self._texts([messages], no_text_ok=True)
+        except NoTextError:
+            self.metrics.routes.labels("chat", "cloud").inc()
+            return {"score": None, "route": "cloud", "threshold": threshold,
+                    "rule": NO_TEXT_RULE}
+        (score,) = await self.scorer.score(texts)
+        return self._decide(float(score), threshold, "chat")
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": self._models()})
+
+    async def model(self, request: Request) -> Response:
+        wanted = request.path_params["model"]
+        for entry in self._models():
+            if entry["id"] == wanted:
+                return JSONResponse(entry)
+        raise Problem(404, f"model {wanted!r} is not served here; GET /v1/models lists them",
+                      "model_not_found")
+
+    def _models(self) -> list[dict[str, Any]]:
+        """OpenAI `Model` objects: the router, then each configured upstream's model."""
+        entries = [{"id": ROUTER_MODEL, "object": "model", "created": 0,
+                    "owned_by": "confroute"}]
+        for name, upstream in self.upstreams.items():
+            if all(e["id"] != upstream.model for e in entries):
+                entries.append({"id": upstream.model, "object": "model", "created": 0,
+                                "owned_by": f"confroute-{name}"})
+        return entries
 
     def _threshold(self, value: Any) -> float:
         if value is None:
@@ -224,11 +284,16 @@ class Service:
                           "too_many_prompts")
         return prompts
 
-    def _texts(self, prompts: list[Any]) -> list[str]:
-        """The scored texts (the artifact's turn setting picks the turn), length-checked."""
+    def _texts(self, prompts: list[Any], no_text_ok: bool = False) -> list[str]:
+        """The scored texts (the artifact's turn setting picks the turn), length-checked.
+
+        Raises Problem 422/413, or NoTextError itself when `no_text_ok` (the caller decides).
+        """
         try:
             texts = self.router.texts(prompts)
         except InputError as exc:
+            if no_text_ok and isinstance(exc, NoTextError):
+                raise
             raise Problem(422, str(exc), "invalid_prompt") from exc
         limit = self.settings.max_prompt_chars
         for i, text in enumerate(texts):
@@ -239,7 +304,7 @@ class Service:
         return texts
 
     def _decide(self, score: float, threshold: float, endpoint: str) -> dict[str, Any]:
-        route = "cloud" if score >= threshold else "edge"
+        route = decide(score, threshold)
         self.metrics.routes.labels(endpoint, route).inc()
         return {"score": score, "route": route, "threshold": threshold}
 
@@ -247,10 +312,14 @@ class Service:
                  ) -> dict[str, str]:
         """x-confroute-route/-model: who answered; -decision, -score, -reason: why."""
         score, threshold = decision["score"], decision["threshold"]
-        reason = (f"score {score:.4f} {'>=' if decision['route'] == 'cloud' else '<'} "
-                  f"threshold {threshold:.4f}")
-        headers = {"x-confroute-decision": decision["route"], "x-confroute-score": f"{score:.6f}",
+        headers = {"x-confroute-decision": decision["route"],
                    "x-confroute-threshold": f"{threshold:.6f}"}
+        if score is None:
+            reason = decision["rule"]
+        else:
+            reason = (f"score {score:.4f} {'>=' if decision['route'] == 'cloud' else '<'} "
+                      f"threshold {threshold:.4f}")
+            headers["x-confroute-score"] = f"{score:.6f}"
         if answered is not None:
             if answered.name != decision["route"]:
                 reason = f"fallback: {'; '.join(notes)}; routed {decision['route']} by {reason}"

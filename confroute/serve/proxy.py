@@ -1,8 +1,17 @@
 """Forwarding a chat completion to an upstream, with fallback to the other one.
 
-An upstream has failed when it cannot be reached, times out before its response starts, or
-answers 429 or 5xx; its 4xx answers are the client's problem and pass through unchanged. A
-streamed response is committed once its first chunk has arrived: a failure before that falls
+Fallback classes: an upstream has failed, and the other one is tried, when it
+  - cannot be reached, or times out before its response starts;
+  - answers 429 (rate-limited) or 5xx;
+  - answers 400/413/422 saying the prompt does not fit its context window (OpenAI's code
+    `context_length_exceeded`, llama.cpp's `exceed_context_size_error`, vLLM's "maximum context
+    length" message): a prompt the edge model cannot hold goes to the cloud.
+Other 4xx answers are the client's problem and pass through (status and body). When every
+upstream failed: all rate-limited -> 429 with the smallest upstream `Retry-After`, so clients
+back off; all refused the length -> the last refusal passes through; else 502 (504 when all
+timed out). Upstream error messages are kept, with anything that could be a key redacted.
+
+A streamed response is committed once its first chunk has arrived: a failure before that falls
 back, a failure after it ends the stream with an OpenAI-style error event.
 """
 
@@ -11,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -23,16 +33,32 @@ from confroute.serve.wire import Problem
 
 log = logging.getLogger("confroute.serve")
 
-RETRYABLE_STATUS = 429
+RATE_LIMITED = 429
+LENGTH_STATUSES = (400, 413, 422)
+LENGTH_CODES = {"context_length_exceeded", "exceed_context_size_error"}
+LENGTH_MESSAGE = re.compile(r"maximum context length|context[ _](length|size|window)|"
+                            r"too many tokens|prompt is too long", re.IGNORECASE)
+# Things in an error message that could be a credential: the upstream's own key is replaced
+# exactly; these catch keys the upstream names itself (bearer tokens, sk-/key- style keys).
+SECRET_PATTERNS = [re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+                   re.compile(r"(?i)\b((?:sk|pk|rk|key|api[_-]?key)[-_=:]\s*)[A-Za-z0-9._-]{8,}")]
+MAX_MESSAGE_CHARS = 500
 
 
 class UpstreamFailure(Exception):
-    """The upstream did not answer usably; `detail` is safe to show (no URL, no key)."""
+    """The upstream did not answer usably; `detail` is safe to show (no URL, no key).
 
-    def __init__(self, kind: str, detail: str):
+    `retry_after` is the upstream's Retry-After header (429s); `reply` is its answer when that
+    answer should reach the client if no other upstream does (a context-length refusal).
+    """
+
+    def __init__(self, kind: str, detail: str, retry_after: str | None = None,
+                 reply: Reply | None = None):
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        self.retry_after = retry_after
+        self.reply = reply
 
 
 @dataclasses.dataclass
@@ -53,11 +79,12 @@ async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream], 
                   ) -> tuple[Reply, list[str]]:
     """Send `body` to the chosen upstream (then the other one, if `fallback`).
 
-    Returns the reply and notes on the upstreams that were skipped or failed, in order.
+    Returns the reply and notes on the upstreams that were skipped or failed, in order. Raises
+    Problem (429, 502, 503, 504) when no upstream answered; see the module docstring.
     """
     order = [chosen] + ([r for r in ROUTES if r != chosen] if fallback else [])
     notes: list[str] = []
-    timeouts = 0
+    failures: list[UpstreamFailure] = []
     for name in order:
         upstream = upstreams.get(name)
         if upstream is None:
@@ -69,15 +96,30 @@ async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream], 
             metrics.upstream_errors.labels(name, failure.kind).inc()
             log.warning("upstream %s failed: %s", name, failure.detail)
             notes.append(f"{name} upstream failed: {failure.detail}")
-            timeouts += failure.kind == "timeout"
-    if not any(upstreams.get(n) for n in order):
+            failures.append(failure)
+    if not failures:
         raise Problem(503, f"no upstream to answer: {'; '.join(notes)}; set "
                       f"CONFROUTE_{chosen.upper()}_BASE_URL and CONFROUTE_{chosen.upper()}_MODEL"
                       + ("" if fallback else " (fallback is off)"), "upstream_not_configured",
                       "server_error")
-    status = 504 if timeouts == len([n for n in order if n in upstreams]) else 502
-    raise Problem(status, f"no upstream answered: {'; '.join(notes)}", "upstream_unavailable",
-                  "server_error")
+    refused = [f.reply for f in failures if f.reply is not None]
+    if refused:  # the prompt is too long for every upstream tried: the client must shorten it
+        return refused[-1], notes
+    raise _no_answer(failures, notes)
+
+
+def _no_answer(failures: list[UpstreamFailure], notes: list[str]) -> Problem:
+    detail = "; ".join(notes)
+    if all(f.kind == f"http_{RATE_LIMITED}" for f in failures):
+        waits = [f.retry_after for f in failures if f.retry_after]
+        numeric = [w for w in waits if w.strip().isdigit()]
+        # The soonest any upstream will take requests again (an HTTP-date passes as it came).
+        wait = min(numeric, key=int) if numeric else (waits[0] if waits else None)
+        return Problem(429, f"every upstream is rate-limited: {detail}", "rate_limit_exceeded",
+                       "requests", {"retry-after": wait} if wait else {})
+    status = 504 if all(f.kind == "timeout" for f in failures) else 502
+    return Problem(status, f"no upstream answered: {detail}", "upstream_unavailable",
+                   "server_error")
 
 
 async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, Any],
@@ -94,9 +136,6 @@ async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, An
     started = time.perf_counter()
     response = await _send(client, request)
     try:
-        if response.status_code == RETRYABLE_STATUS or response.status_code >= 500:
-            raise UpstreamFailure(f"http_{response.status_code}",
-                                  f"HTTP {response.status_code}")
         content_type = response.headers.get("content-type", "application/json")
         if streaming and response.status_code == 200:
             chunks = response.aiter_bytes()
@@ -107,13 +146,62 @@ async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, An
                          close=response.aclose)
         content = await _read(response.aread())
         metrics.upstream_latency.labels(upstream.name).observe(time.perf_counter() - started)
-    except BaseException:
+    except BaseException:  # also cancellation (the client left): close the upstream call
         await response.aclose()
         raise
     await response.aclose()
     if upstream.api_key:  # some servers echo the key they rejected; never pass it on
         content = content.replace(upstream.api_key.encode(), b"***")
-    return Reply(upstream, response.status_code, content_type, content=content)
+    reply = Reply(upstream, response.status_code, content_type, content=content)
+    _raise_if_failed(reply, response.headers.get("retry-after"))
+    return reply
+
+
+def _raise_if_failed(reply: Reply, retry_after: str | None) -> None:
+    """Raise UpstreamFailure for the statuses that fall back (see the module docstring)."""
+    status = reply.status
+    if status != RATE_LIMITED and status < 500 and status not in LENGTH_STATUSES:
+        return
+    message, code = error_message(reply.content, reply.upstream.api_key)
+    detail = f"HTTP {status}" + (f": {message}" if message else "")
+    if status == RATE_LIMITED or status >= 500:
+        raise UpstreamFailure(f"http_{status}", detail, retry_after=retry_after)
+    if code in LENGTH_CODES or LENGTH_MESSAGE.search(message):
+        raise UpstreamFailure("context_length", detail, reply=reply)
+
+
+def error_message(content: bytes, key: str = "") -> tuple[str, str]:
+    """(message, code) of an upstream's error body, redacted and cut to MAX_MESSAGE_CHARS.
+
+    Reads OpenAI's `{"error": {"message", "code", "type"}}`, and the flat `{"message"}` or
+    `{"detail"}` of other servers; any other body is kept as text.
+    """
+    text = content.decode("utf-8", errors="replace")
+    code = ""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, str):
+        text = body
+    elif isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            codes = [error.get("code"), error.get("type")]
+            code = next((c for c in codes if isinstance(c, str) and c in LENGTH_CODES), "")
+            text = str(error.get("message") or error.get("detail") or text)
+        elif isinstance(error, str):
+            text = error
+    return redact(" ".join(text.split())[:MAX_MESSAGE_CHARS], key), code
+
+
+def redact(text: str, key: str = "") -> str:
+    """`text` with `key` and anything shaped like a credential replaced by ***."""
+    if key:
+        text = text.replace(key, "***")
+    for pattern in SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + "***", text)
+    return text
 
 
 async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
+import numbers
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from confroute.config import _check_range, from_dict
+from confroute.config import from_dict
 from confroute.errors import ConfigError
 
 RouteName = Literal["edge", "cloud"]
@@ -82,20 +84,44 @@ class ServeSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 120.0
     """Longest wait for the upstream's response to start, and between streamed chunks."""
+    cors_origins: list[str] = dataclasses.field(default_factory=list)
+    """Browser origins allowed to call the service (CORS), e.g. ["http://localhost:3000"], or
+    ["*"] for any; empty (the default) = CORS off, so no web page can call it from a browser."""
     edge: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
     cloud: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
-            _check_range("threshold", self.threshold, 0.0, 1.0)
+            _check_number("threshold", self.threshold, 0.0, 1.0)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in [0, 65535] (0 = any free port); found {self.port}")
         for name in ("max_body_bytes", "max_prompt_chars", "max_prompts", "batch_max",
                      "score_workers", "threads"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
+            # `not x >= 1` rather than `x < 1`: a NaN passed from Python must fail too
+            if getattr(self, name) is not None and not getattr(self, name) >= 1:
                 raise ConfigError(f"{name} must be >= 1; found {getattr(self, name)}")
         for name in ("connect_timeout_s", "read_timeout_s"):
-            _check_range(name, getattr(self, name), 0.0, None, low_open=True)
+            _check_number(name, getattr(self, name), 0.0, math.inf, low_open=True)
+        for origin in self.cors_origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ConfigError(f"cors_origins entries must be origins such as "
+                                  f"http://localhost:3000, or '*'; found {origin!r}")
+
+
+def _check_number(name: str, value: Any, low: float, high: float, low_open: bool = False
+                  ) -> None:
+    """ConfigError unless `value` is a finite real number in [low, high] (or (low, high)).
+
+    Written as `low <= value <= high` (not `value < low or value > high`), so NaN fails too.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and (low < number if low_open else low <= number) \
+                and number <= high:
+            return
+    # every other value (NaN, infinities, strings, bools, out of range) is refused
+    bound = f"{'(' if low_open else '['}{low}, {high}{')' if math.isinf(high) else ']'}"
+    raise ConfigError(f"{name} must be a finite number in {bound}; found {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,12 +6,20 @@ surface the message; it never contains a secret.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import Receive
+
+T = TypeVar("T")
+CLIENT_CLOSED = 499
+"""The status logged for a request whose client left first (nginx's convention)."""
 
 
 class Problem(Exception):
@@ -77,3 +85,33 @@ def check_token(request: Request, token: str | None) -> None:
         raise Problem(401, "missing or wrong bearer token; send 'Authorization: Bearer "
                       "<token>' with the token the server was started with (CONFROUTE_TOKEN)",
                       "unauthorized", "authentication_error", {"WWW-Authenticate": "Bearer"})
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`; if the client disconnects first, cancel it and raise Problem(499).
+
+    Cancelling closes the upstream HTTP call, so a client that gives up stops the generation it
+    asked for (and its cost), as Starlette's StreamingResponse already does for streams. Call it
+    only after the body has been read: the next ASGI message is then the disconnect.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request.receive))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this handler is cancelled itself (server shutdown)
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise Problem(CLIENT_CLOSED, "the client closed the connection before the answer; the "
+                  "upstream call was cancelled", "client_closed")
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

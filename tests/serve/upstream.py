@@ -5,8 +5,9 @@ bench/load.py, trying a deployment before the models are up), the LLM client, th
 backend and the judges. By default it echoes the last user message; `answer` makes it answer
 otherwise (e.g. `lm_answer` serves a real causal LM, with per-token log-probs). Plain and
 SSE-streamed answers, an optional required API key, and failure modes: an HTTP error status
-(always, or for the first N requests, with an optional Retry-After), a delay, a stream that
-breaks off, an unknown model (404), a 200 whose body is not a chat completion.
+(always, or for the first N requests, with an optional Retry-After, a chosen body and headers),
+a delay that notices when the caller hangs up, a stream that breaks off, an unknown model (404),
+a 200 whose body is not a chat completion.
 
     python tests/serve/upstream.py --name edge --port 0    # prints its base URL
 """
@@ -56,25 +57,31 @@ class Failure:
     first: int | None = None
     retry_after: str | None = None
     malformed: str | None = None
+    body: Any = None
+    """The error body (default: an OpenAI error saying it fails on purpose)."""
+    headers: dict[str, str] | None = None
 
 
 def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | None = None,
              delay_s: float = 0.0, break_after: int | None = None, *,
              fail_first: int | None = None, retry_after: str | None = None,
              malformed: str | None = None, models: Collection[str] | None = None,
-             echo_key: bool = False, answer: Answerer | None = None) -> Starlette:
+             echo_key: bool = False, answer: Answerer | None = None,
+             fail_body: Any = None, fail_headers: dict[str, str] | None = None) -> Starlette:
     """The server app. `app.state.seen` records each request's model, auth header, body and
-    arrival (`time.monotonic()`);
-    `app.state.load` has `in_flight` and `max_in_flight` (the most requests handled at once).
+    arrival (`time.monotonic()`); `app.state.hung_up` the requests whose caller disconnected
+    during `delay_s`; `app.state.load` has `in_flight` and `max_in_flight` (the most requests
+    handled at once).
 
     `fail_status` fails every request (or only the first `fail_first`), with `retry_after` as
     Retry-After; `malformed` answers 200 with that raw body; `models` lists the model names it
     knows (others get 404); `echo_key` puts the rejected key in the 401 message, as some
-    servers do.
+    servers do; `fail_body` and `fail_headers` shape the failure's answer.
     """
     seen: list[dict[str, Any]] = []
+    hung_up: list[dict[str, Any]] = []
     load = {"in_flight": 0, "max_in_flight": 0}
-    failure = Failure(fail_status, fail_first, retry_after, malformed)
+    failure = Failure(fail_status, fail_first, retry_after, malformed, fail_body, fail_headers)
     answer_locked = _one_at_a_time(answer or _echo(name))
 
     async def chat(request: Request) -> Response:
@@ -85,8 +92,9 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
         load["in_flight"] += 1
         load["max_in_flight"] = max(load["max_in_flight"], load["in_flight"])
         try:
-            if delay_s:
-                await asyncio.sleep(delay_s)
+            if delay_s and await _caller_left(request, delay_s):
+                hung_up.append(body)
+                return Response(status_code=499)
             refusal = _refusal(name, body, auth, api_key, echo_key, models, failure, len(seen))
             if refusal is not None:
                 return refusal
@@ -102,7 +110,18 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
     app.state.seen = seen
     app.state.load = load
+    app.state.hung_up = hung_up
     return app
+
+
+async def _caller_left(request: Request, delay_s: float) -> bool:
+    """Wait `delay_s` (as a generating model would), returning early if the caller hangs up."""
+    deadline = time.monotonic() + delay_s
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(0.02)
+    return False
 
 
 def _echo(name: str) -> Answerer:
@@ -127,7 +146,11 @@ def _refusal(name: str, body: dict[str, Any], auth: str | None, api_key: str | N
         shown = f": {(auth or '').removeprefix('Bearer ')}" if echo_key else ""
         return error(401, f"Incorrect API key provided{shown}", "invalid_request_error")
     if failure.status is not None and (failure.first is None or count <= failure.first):
-        headers = {"Retry-After": failure.retry_after} if failure.retry_after else None
+        headers = dict(failure.headers or {})
+        if failure.retry_after:
+            headers["Retry-After"] = failure.retry_after
+        if failure.body is not None:
+            return JSONResponse(failure.body, status_code=failure.status, headers=headers)
         return error(failure.status, f"{name} is failing on purpose", "server_error", headers)
     if models is not None and body.get("model") not in models:
         return error(404, f"The model '{body.get('model')}' does not exist", "not_found_error")

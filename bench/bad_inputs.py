@@ -1,0 +1,323 @@
+"""Throw a corpus of bad (and awkward but valid) inputs at the HTTP service, the Python API and
+the CLI, and count how each was handled.
+
+Every case says what a user should get: `ok` (accepted and answered) or `error` (a clear error:
+an HTTP 4xx with a JSON message, a ConfrouteError from the API, a one-line CLI error and a
+non-zero exit). Outcomes are counted as: as expected, 5xx, traceback / raw exception (an
+exception that is not a ConfrouteError, or a CLI traceback), wrong status (a 4xx, or a clear
+error, where the input should have been accepted; or an accepted bad input).
+
+    python bench/bad_inputs.py ARTIFACT            # HTTP + API + CLI (CLI: ~2 s per case)
+    python bench/bad_inputs.py ARTIFACT --no-cli   # HTTP + API only
+    python bench/bad_inputs.py ARTIFACT --show     # also print each mishandled case
+
+The HTTP cases run in-process (Starlette's TestClient) against a real echo upstream on loopback
+(tests/serve/upstream.py); the CLI cases run `python -m confroute` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "serve"))
+
+SURROGATE = "great phone \ud83d"
+CUT_EMOJI_JSON = b'{"prompt": "great phone \\ud83d"}'
+NULL_PART = [{"role": "user", "content": [{"type": "text", "text": None}]}]
+IMAGE_ONLY = [{"role": "user", "content": "Describe the picture."},
+              {"role": "user", "content": [{"type": "image_url",
+                                            "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+TOOL_TURN = [{"role": "user", "content": "What is the weather in Paris?"},
+             {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+                 "name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+             {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+             {"role": "user", "content": "And tomorrow?"}]
+USER = [{"role": "user", "content": "What is 2 plus 2?"}]
+
+# (name, method, path, body (dict -> JSON, bytes -> raw), headers, expected)
+HTTP_CASES: list[tuple[str, str, str, Any, dict[str, str], str]] = [
+    ("route lone surrogate (JSON escape)", "POST", "/v1/route", CUT_EMOJI_JSON, {}, "error"),
+    ("route invalid UTF-8 bytes in body", "POST", "/v1/route",
+     b'{"prompt": "bad \xff\xfe bytes"}', {}, "error"),
+    ("route null text part", "POST", "/v1/route", {"prompt": NULL_PART}, {}, "error"),
+    ("route number text part", "POST", "/v1/route",
+     {"prompt": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, {}, "error"),
+    ("route part not an object", "POST", "/v1/route",
+     {"prompt": [{"role": "user", "content": ["hi"]}]}, {}, "error"),
+    ("route role not a string", "POST", "/v1/route",
+     {"prompt": [{"role": 3, "content": "hi"}]}, {}, "error"),
+    ("route prompt null", "POST", "/v1/route", {"prompt": None}, {}, "error"),
+    ("route prompt number", "POST", "/v1/route", {"prompt": 42}, {}, "error"),
+    ("route prompt object", "POST", "/v1/route", {"prompt": {"text": "hi"}}, {}, "error"),
+    ("route prompt empty", "POST", "/v1/route", {"prompt": "  "}, {}, "error"),
+    ("route prompts mixed", "POST", "/v1/route", {"prompts": ["ok", None]}, {}, "error"),
+    ("route prompts surrogate 2nd", "POST", "/v1/route",
+     b'{"prompts": ["ok", "half \\udc00 emoji"]}', {}, "error"),
+    ("route threshold NaN literal", "POST", "/v1/route",
+     b'{"prompt": "hi", "threshold": NaN}', {}, "error"),
+    ("route threshold Infinity", "POST", "/v1/route",
+     b'{"prompt": "hi", "threshold": Infinity}', {}, "error"),
+    ("route threshold string", "POST", "/v1/route", {"prompt": "hi", "threshold": "0.5"}, {},
+     "error"),
+    ("route threshold 2", "POST", "/v1/route", {"prompt": "hi", "threshold": 2}, {}, "error"),
+    ("route image-only conversation", "POST", "/v1/route",
+     {"prompt": IMAGE_ONLY[1:]}, {}, "error"),
+    ("route tool_calls turn, no content", "POST", "/v1/route", {"prompt": TOOL_TURN}, {}, "ok"),
+    ("route body not JSON", "POST", "/v1/route", b"prompt=hi", {}, "error"),
+    ("route body a list", "POST", "/v1/route", b'["hi"]', {}, "error"),
+    ("chat lone surrogate", "POST", "/v1/chat/completions",
+     b'{"messages": [{"role": "user", "content": "great phone \\ud83d"}]}', {}, "error"),
+    ("chat null text part", "POST", "/v1/chat/completions", {"messages": NULL_PART}, {}, "error"),
+    ("chat tool_calls turn, no content", "POST", "/v1/chat/completions",
+     {"messages": TOOL_TURN}, {}, "ok"),
+    ("chat image-only last turn", "POST", "/v1/chat/completions", {"messages": IMAGE_ONLY}, {},
+     "ok"),
+    ("chat only an image", "POST", "/v1/chat/completions", {"messages": IMAGE_ONLY[1:]}, {},
+     "ok"),
+    ("chat threshold header nan", "POST", "/v1/chat/completions", {"messages": USER},
+     {"x-confroute-threshold": "nan"}, "error"),
+    ("chat threshold field NaN", "POST", "/v1/chat/completions",
+     b'{"messages": [{"role": "user", "content": "hi"}], "confroute_threshold": NaN}', {},
+     "error"),
+    ("chat messages a string", "POST", "/v1/chat/completions", {"messages": "hi"}, {}, "error"),
+    ("chat message not an object", "POST", "/v1/chat/completions", {"messages": ["hi"]}, {},
+     "error"),
+    ("chat user turn without content", "POST", "/v1/chat/completions",
+     {"messages": [{"role": "user"}]}, {}, "error"),
+    ("GET /v1/models", "GET", "/v1/models", None, {}, "ok"),
+    ("OPTIONS preflight (CORS on)", "OPTIONS", "/v1/chat/completions", None,
+     {"origin": "http://localhost:3000", "access-control-request-method": "POST",
+      "access-control-request-headers": "content-type"}, "ok"),
+]
+
+
+def run_http(artifact: Path) -> list[tuple[str, str, str]]:
+    """(case, expected, outcome) for each HTTP case, plus serve settings with NaN."""
+    from starlette.testclient import TestClient
+    from upstream import echo_app, serve_in_thread
+
+    from confroute.errors import ConfrouteError
+    from confroute.serve import ServeSettings, UpstreamSettings, create_app
+
+    results = []
+    with serve_in_thread(echo_app("echo")) as url:
+        up = UpstreamSettings(url + "/v1", "echo-model")
+        extra = _settings_fields(ServeSettings, cors_origins=["http://localhost:3000"])
+        app = create_app(artifact, ServeSettings(edge=up, cloud=up, **extra))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            for name, method, path, body, headers, expected in HTTP_CASES:
+                kwargs: dict[str, Any] = {"headers": headers}
+                if isinstance(body, bytes):
+                    kwargs["content"] = body
+                    kwargs["headers"] = {"content-type": "application/json", **headers}
+                elif body is not None:
+                    kwargs["json"] = body
+                response = client.request(method, path, **kwargs)
+                results.append((name, expected, _http_outcome(response, expected)))
+        for field, value in (("threshold", math.nan), ("read_timeout_s", math.nan),
+                             ("connect_timeout_s", math.inf)):
+            name = f"ServeSettings({field}={value}) then GET /health"
+            try:
+                app = create_app(artifact, ServeSettings(**{field: value}))
+                with TestClient(app, raise_server_exceptions=False) as client:
+                    status = client.get("/health").status_code
+                outcome = "5xx" if status >= 500 else "wrong status (accepted)"
+            except ConfrouteError:
+                outcome = "as expected"
+            except Exception as exc:  # noqa: BLE001 - counting what escapes
+                outcome = f"raw exception ({type(exc).__name__})"
+            results.append((name, "error", outcome))
+    return results
+
+
+def _settings_fields(cls: Any, **wanted: Any) -> dict[str, Any]:
+    """The wanted settings that this version of ServeSettings has (the base had no CORS)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in wanted.items() if k in names}
+
+
+def _http_outcome(response: Any, expected: str) -> str:
+    status = response.status_code
+    if status >= 500:
+        return "5xx"
+    if expected == "ok":
+        return "as expected" if status < 400 else f"wrong status ({status})"
+    if status < 400:
+        return "wrong status (accepted)"
+    try:
+        message = response.json()["error"]["message"]
+    except Exception:  # noqa: BLE001
+        return f"wrong status ({status}, no JSON message)"
+    return "as expected" if message else f"wrong status ({status}, empty message)"
+
+
+def api_cases() -> list[tuple[str, str, Callable[[Any], Any]]]:
+    """(name, expected, call(router)) for the Python API."""
+    return [
+        ("score lone surrogate", "error", lambda r: r.score([SURROGATE])),
+        ("score surrogate in chat", "error",
+         lambda r: r.score([[{"role": "user", "content": SURROGATE}]])),
+        ("score null text part", "error", lambda r: r.score([NULL_PART])),
+        ("score bytes prompt", "error", lambda r: r.score([b"hi"])),
+        ("score None", "error", lambda r: r.score(None)),
+        ("score a dict", "error", lambda r: r.score({"prompt": "hi"})),
+        ("score a generator", "error", lambda r: r.score(p for p in ["hi"])),
+        ("score [None]", "error", lambda r: r.score([None])),
+        ("score [1.5]", "error", lambda r: r.score([1.5])),
+        ("score []", "ok", lambda r: r.score([])),
+        ("score tool_calls turn", "ok", lambda r: r.score([TOOL_TURN])),
+        ("score image-only turn after text", "ok", lambda r: r.score([IMAGE_ONLY])),
+        ("route threshold nan", "error", lambda r: r.route("hi", math.nan)),
+        ("route threshold inf", "error", lambda r: r.route("hi", math.inf)),
+        ("route threshold '0.5'", "error", lambda r: r.route("hi", "0.5")),
+        ("route threshold numpy nan", "error", lambda r: r.route("hi", _np_nan())),
+        ("route threshold numpy 0.5", "ok", lambda r: r.route("hi", _np_half())),
+        ("calibrate fraction nan", "error", lambda r: r.calibrate(["a", "b"], math.nan)),
+        ("calibrate fraction '0.3'", "error", lambda r: r.calibrate(["a", "b"], "0.3")),
+        ("calibrate no prompts", "error", lambda r: r.calibrate([], 0.3)),
+        ("calibrate surrogate", "error", lambda r: r.calibrate([SURROGATE, "b"], 0.5)),
+        ("Router.load missing dir", "error", lambda r: type(r).load("/nonexistent/art")),
+        ("Router.load variant 'x'", "error", lambda r: type(r).load(r.directory, "x")),
+    ]
+
+
+def _np_nan() -> Any:
+    import numpy as np
+
+    return np.float64("nan")
+
+
+def _np_half() -> Any:
+    import numpy as np
+
+    return np.float32(0.5)
+
+
+def run_api(artifact: Path) -> list[tuple[str, str, str]]:
+    from confroute.errors import ConfrouteError
+    from confroute.runtime import Router
+
+    router = Router.load(artifact)
+    results = []
+    for name, expected, call in api_cases():
+        try:
+            call(router)
+            outcome = "as expected" if expected == "ok" else "wrong status (accepted)"
+        except ConfrouteError as exc:
+            outcome = "as expected" if expected == "error" else f"wrong status ({exc})"
+        except Exception as exc:  # noqa: BLE001 - counting what escapes
+            outcome = f"raw exception ({type(exc).__name__})"
+        results.append((name, expected, outcome))
+    return results
+
+
+@contextlib.contextmanager
+def cli_files() -> Iterator[dict[str, Path]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        files = {"latin1": d / "latin1.txt", "surrogate": d / "surrogate.jsonl",
+                 "nullpart": d / "nullpart.jsonl", "ties": d / "ties.txt", "dir": d}
+        files["latin1"].write_bytes("ok prompt\ncaf\xe9 cr\xe8me\n".encode("latin-1"))
+        files["surrogate"].write_bytes(CUT_EMOJI_JSON + b"\n")
+        files["nullpart"].write_text(json.dumps({"messages": NULL_PART}) + "\n")
+        files["ties"].write_text("What is 2 plus 2?\n" * 10 + "".join(
+            f"Prove theorem {i} about primes.\n" for i in range(10)))
+        yield files
+
+
+def cli_cases(art: str, f: dict[str, Path]) -> list[tuple[str, str, list[Any], bytes | None]]:
+    """(name, expected, argv after `python -m confroute`, stdin)."""
+    return [
+        ("route argv with invalid UTF-8 bytes", "error", ["route", art, b"bad \xff bytes"], None),
+        ("route stdin invalid UTF-8", "error", ["route", art], b"ok prompt\n\xff\xfe\xfd bad\n"),
+        ("route stdin JSONL surrogate", "error", ["route", art], CUT_EMOJI_JSON + b"\n"),
+        ("route --file latin-1", "error", ["route", art, "--file", f["latin1"]], None),
+        ("route --file JSONL surrogate", "error", ["route", art, "--file", f["surrogate"]], None),
+        ("route --file null text part", "error", ["route", art, "--file", f["nullpart"]], None),
+        ("route --file a directory", "error", ["route", art, "--file", f["dir"]], None),
+        ("route --threshold nan", "error", ["route", art, "--threshold", "nan", "hi"], None),
+        ("route --threshold inf", "error", ["route", art, "--threshold", "inf", "hi"], None),
+        ("calibrate --file latin-1", "error",
+         ["calibrate", art, "--file", f["latin1"], "--cloud-fraction", "0.3"], None),
+        ("calibrate --cloud-fraction nan", "error",
+         ["calibrate", art, "--file", f["ties"], "--cloud-fraction", "nan"], None),
+        ("calibrate ties 0.3", "ok",
+         ["calibrate", art, "--file", f["ties"], "--cloud-fraction", "0.3"], None),
+        ("serve --threshold nan", "error", ["serve", art, "--threshold", "nan", "--port", "0"],
+         None),
+        ("serve --read-timeout nan", "error",
+         ["serve", art, "--read-timeout", "nan", "--port", "0"], None),
+    ]
+
+
+def run_cli(artifact: Path) -> list[tuple[str, str, str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    results = []
+    with cli_files() as files:
+        for name, expected, argv, stdin in cli_cases(str(artifact), files):
+            args = [os.fsencode(sys.executable), b"-m", b"confroute"]
+            args += [a if isinstance(a, bytes) else os.fsencode(str(a)) for a in argv]
+            try:
+                done = subprocess.run(args, input=stdin if stdin is not None else b"",
+                                      capture_output=True, env=env, timeout=20)
+                outcome = _cli_outcome(done.returncode, done.stderr.decode(errors="replace"),
+                                       expected)
+            except subprocess.TimeoutExpired:
+                outcome = "wrong status (still running after 20 s: started with a bad value)"
+            results.append((name, expected, outcome))
+    return results
+
+
+def _cli_outcome(code: int, stderr: str, expected: str) -> str:
+    if "Traceback" in stderr:
+        return "traceback"
+    if expected == "ok":
+        return "as expected" if code == 0 else f"wrong status (exit {code})"
+    if code == 0:
+        return "wrong status (accepted)"
+    return "as expected" if stderr.strip() else "wrong status (no message)"
+
+
+def summarise(part: str, results: list[tuple[str, str, str]], show: bool) -> None:
+    kinds = collections.Counter(o.split(" (")[0] for _, _, o in results)
+    print(f"{part:5s} {len(results):3d} cases: {kinds['as expected']:3d} as expected, "
+          f"{kinds['5xx']:3d} 5xx, {kinds['traceback'] + kinds['raw exception']:3d} "
+          f"traceback/raw exception, {kinds['wrong status']:3d} wrong status", flush=True)
+    if show:
+        for name, expected, outcome in results:
+            if outcome != "as expected":
+                print(f"      {name} (expected {expected}): {outcome}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("artifact", type=Path, help="a router artifact directory")
+    parser.add_argument("--no-cli", action="store_true", help="skip the CLI subprocess cases")
+    parser.add_argument("--show", action="store_true", help="list each mishandled case")
+    args = parser.parse_args()
+    import logging
+
+    logging.disable(logging.CRITICAL)  # the service logs each 500 with its traceback
+    summarise("HTTP", run_http(args.artifact), args.show)
+    summarise("API", run_api(args.artifact), args.show)
+    if not args.no_cli:
+        summarise("CLI", run_cli(args.artifact), args.show)
+
+
+if __name__ == "__main__":
+    main()
