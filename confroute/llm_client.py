@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,9 +86,23 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def redact(text: str, secret: str) -> str:
-    """`text` with every occurrence of `secret` replaced by `***` (no-op for an empty secret)."""
-    return text.replace(secret, "***") if secret else text
+# Things in an upstream's words that could be a credential: the caller's own key is replaced
+# exactly; these catch keys the upstream names itself (bearer tokens, sk-/key- style keys).
+SECRET_PATTERNS = [re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+                   re.compile(r"(?i)\b((?:sk|pk|rk|key|api[_-]?key)[-_=:]\s*)[A-Za-z0-9._-]{8,}")]
+
+
+def redact(text: str, secret: str = "") -> str:
+    """`text` with `secret` and anything shaped like a credential replaced by `***`.
+
+    The one redaction for every path that reports an upstream's words: the LLM client's errors
+    (sampling, judges, LLM entailment) and the serve proxy's error bodies.
+    """
+    if secret:
+        text = text.replace(secret, "***")
+    for pattern in SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + "***", text)
+    return text
 
 
 _HINTS = {403: "the key lacks access to this model",

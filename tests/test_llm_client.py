@@ -161,3 +161,6 @@ def test_endpoint_config_rejects_bad_values(bad):
 def test_redact():
     assert redact("key sk-1 and sk-1 again", "sk-1") == "key *** and *** again"
     assert redact("nothing to hide", "") == "nothing to hide"
+    # keys the upstream names itself are caught by shape, whoever's they are
+    assert redact("got Bearer abc.DEF-123_x rejected") == "got Bearer *** rejected"
+    assert redact("invalid api_key=sk-live-0123456789") == "invalid api_key=***"

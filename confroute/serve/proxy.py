@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from confroute.llm_client import redact
 from confroute.serve.metrics import Metrics
 from confroute.serve.settings import ROUTES, Upstream
 from confroute.serve.wire import Problem
@@ -38,10 +39,6 @@ LENGTH_STATUSES = (400, 413, 422)
 LENGTH_CODES = {"context_length_exceeded", "exceed_context_size_error"}
 LENGTH_MESSAGE = re.compile(r"maximum context length|context[ _](length|size|window)|"
                             r"too many tokens|prompt is too long", re.IGNORECASE)
-# Things in an error message that could be a credential: the upstream's own key is replaced
-# exactly; these catch keys the upstream names itself (bearer tokens, sk-/key- style keys).
-SECRET_PATTERNS = [re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-                   re.compile(r"(?i)\b((?:sk|pk|rk|key|api[_-]?key)[-_=:]\s*)[A-Za-z0-9._-]{8,}")]
 MAX_MESSAGE_CHARS = 500
 
 
@@ -193,15 +190,6 @@ def error_message(content: bytes, key: str = "") -> tuple[str, str]:
         elif isinstance(error, str):
             text = error
     return redact(" ".join(text.split())[:MAX_MESSAGE_CHARS], key), code
-
-
-def redact(text: str, key: str = "") -> str:
-    """`text` with `key` and anything shaped like a credential replaced by ***."""
-    if key:
-        text = text.replace(key, "***")
-    for pattern in SECRET_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + "***", text)
-    return text
 
 
 async def _send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
