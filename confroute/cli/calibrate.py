@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from confroute.cli._prompts import iter_prompts
@@ -24,7 +23,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confroute.runtime import MANIFEST, Router
+    from confroute.artifact import set_threshold
+    from confroute.runtime import Router
 
     router = Router.load(args.artifact)
     prompts = [p for _, p in iter_prompts([], args.file)]
@@ -32,12 +32,7 @@ def run(args: argparse.Namespace) -> int:
     result = {"threshold": threshold, "cloud_fraction": args.cloud_fraction,
               "prompts": len(prompts), "written": bool(args.write)}
     if args.write:
-        path = Path(args.artifact) / MANIFEST
-        manifest = router.manifest
-        manifest["threshold"] = {"default": threshold, "source": "calibrate",
-                                 "cloud_fraction": args.cloud_fraction, "prompts": len(prompts)}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(path)  # atomic: a crash never leaves a half-written manifest
+        set_threshold(args.artifact, threshold, source="calibrate",
+                      cloud_fraction=args.cloud_fraction, prompts=len(prompts))
     print(json.dumps(result))
     return 0
