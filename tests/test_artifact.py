@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from confroute.artifact import (MANIFEST, read_manifest, set_threshold, sha256_file,
-                                write_manifest)
+from confroute.artifact import MANIFEST, read_manifest, set_threshold, sha256_file, write_manifest
 from confroute.errors import ArtifactError
 from confroute.files import replacing, write_text
 from confroute.runtime import Router

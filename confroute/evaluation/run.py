@@ -16,6 +16,7 @@ from confroute.errors import ConfigError, ConfrouteError, DataError, require
 from confroute.evaluation import report as reporting
 from confroute.evaluation.costs import CostConfig
 from confroute.evaluation.groundtruth import GroundTruth, load_truth
+from confroute.files import replacing, write_text
 
 SCORE_COLUMNS = ("id", "score")
 
@@ -69,7 +70,7 @@ def evaluate(request: EvaluateRequest) -> dict[str, Any]:
         result["warnings"] = training_overlap(request.router_dir, truth)
     out = Path(request.out_dir)
     reporting.write_json(result, out / "report.json")
-    (out / "report.md").write_text(reporting.markdown([result]))
+    write_text(out / "report.md", reporting.markdown([result]))
     reporting.plot([result], out / "curve.png")
     return result
 
@@ -140,11 +141,11 @@ def write_scores(path: Path, truth: GroundTruth, scores: np.ndarray) -> Path:
     path = Path(path)
     frame = pd.DataFrame({"id": truth.ids, "score": scores, "quality_edge": truth.quality_edge,
                           "quality_cloud": truth.quality_cloud})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif path.suffix.lower() == ".jsonl":
-        frame.to_json(path, orient="records", lines=True)
-    else:
-        frame.to_csv(path, index=False)
+    with replacing(path) as tmp:
+        if path.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif path.suffix.lower() == ".jsonl":
+            frame.to_json(tmp, orient="records", lines=True)
+        else:
+            frame.to_csv(tmp, index=False)
     return path
