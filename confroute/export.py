@@ -74,13 +74,15 @@ def _read_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any], Any, RouterMode
     """The run's config, metrics, validation rows and model; a damaged file is named."""
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
     if missing:
+        rebuild = _rebuild(run_dir, "config.yaml" not in missing)
         raise ArtifactError(f"{run_dir} is not a complete training run: missing "
-                            f"{', '.join(missing)}. {_rebuild(run_dir)}")
+                            f"{', '.join(missing)}. {rebuild}")
     import pandas as pd
 
     def damaged(name: str, exc: Exception) -> ArtifactError:
-        return ArtifactError(f"{run_dir / name} is damaged ({type(exc).__name__}: "
-                             f"{str(exc)[:200]}); {_rebuild(run_dir)}")
+        detail = " ".join(str(exc).split())[:200]  # one line, as the CLI prints it
+        return ArtifactError(f"{run_dir / name} is damaged ({type(exc).__name__}: {detail}); "
+                             f"{_rebuild(run_dir, name != 'config.yaml')}")
 
     try:
         run_cfg = load_yaml(RunConfig, run_dir / "config.yaml")
@@ -106,9 +108,11 @@ def _read_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any], Any, RouterMode
     return run_cfg, metrics, val, model
 
 
-def _rebuild(run_dir: Path) -> str:
-    return (f"rebuild the run with `confroute train --config {run_dir / 'config.yaml'} --out "
-            f"{run_dir} --overwrite` (without --config if config.yaml itself is damaged)")
+def _rebuild(run_dir: Path, config_intact: bool = True) -> str:
+    """The command that rebuilds `run_dir`, with its own settings when they can be read."""
+    settings = f"--config {run_dir / 'config.yaml'} " if config_intact else ""
+    return (f"rebuild the run with `confroute train {settings}--out {run_dir} --overwrite`"
+            + ("" if config_intact else " and the settings it was trained with"))
 
 
 class _LogitGraph(torch.nn.Module):

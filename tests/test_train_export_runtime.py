@@ -167,8 +167,9 @@ def test_export_names_a_damaged_run_file_and_the_rebuild_command(
     _damage(run, name)
     stem = name.split("/")[0]
     with pytest.raises(ArtifactError, match=rf"{stem}.* is damaged .*confroute train .*--out "
-                                            rf"{run} --overwrite"):
+                                            rf"{run} --overwrite") as caught:
         export(run, tmp_path / "out")
+    assert "\n" not in str(caught.value)  # the CLI prints it as one line
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
