@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -23,8 +24,9 @@ import numpy as np
 import torch
 
 from confroute import __version__
-from confroute.artifact import FORMAT_VERSION, sha256_file, write_manifest
+from confroute.artifact import FORMAT_VERSION, MANIFEST, sha256_file, write_manifest
 from confroute.config import ExportConfig, RunConfig, load_yaml
+from confroute.dataset.schema import numeric_column
 from confroute.errors import ArtifactError, ConfrouteError
 from confroute.runtime import Router
 from confroute.stats import binary_auroc
@@ -36,37 +38,58 @@ RUN_FILES = ("config.yaml", "metrics.json", "val.parquet", "model/router_model.j
 
 def export(run_dir: str | Path, out_dir: str | Path, cfg: ExportConfig | None = None
            ) -> dict[str, Any]:
-    """Write the artifact for `run_dir` into `out_dir` and return its manifest."""
+    """Write the artifact for `run_dir` into `out_dir` and return its manifest.
+
+    The artifact is built and checked (parity, int8 drift) in a staging folder beside
+    `out_dir`; only then are its files moved in, the manifest last, so a failed export (or a
+    full disk) leaves an existing artifact in `out_dir` as it was.
+
+    Raises:
+        ArtifactError: the run directory is incomplete or damaged, or a check fails.
+    """
     cfg = cfg or ExportConfig()
     run_dir, out = Path(run_dir), Path(out_dir)
-    run_cfg, metrics, val, model = _read_run(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, out / "model.onnx", cfg.opset)
-    shutil.copyfile(run_dir / "model" / "tokenizer.json", out / "tokenizer.json")
+    run = _read_run(run_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.export-") as tmp:
+        stage = Path(tmp)
+        manifest = _build(stage, run_dir, run, cfg)
+        out.mkdir(exist_ok=True)
+        for name in [*manifest["files"], MANIFEST]:  # the manifest last: it names the files
+            os.replace(stage / name, out / name)
+    return manifest
+
+
+def _build(stage: Path, run_dir: Path, run: tuple[RunConfig, dict[str, Any], Any, RouterModel],
+           cfg: ExportConfig) -> dict[str, Any]:
+    """Write and check the artifact files and manifest in `stage`."""
+    run_cfg, metrics, val, model = run
+    export_onnx(model, stage / "model.onnx", cfg.opset)
+    shutil.copyfile(run_dir / "model" / "tokenizer.json", stage / "tokenizer.json")
     manifest = _manifest(model, run_cfg, metrics)
     files = ["model.onnx", "tokenizer.json"]
-    if cfg.int8:
-        quantize_int8(out / "model.onnx", out / "model.int8.onnx",
-                      calibration_feeds(model, val["prompt"].tolist()))
-        files.append("model.int8.onnx")
-    manifest["files"] = {name: sha256_file(out / name) for name in files}
-    write_manifest(out, manifest)
-
     prompts, labels = val["prompt"].tolist(), val["label"].to_numpy(dtype=float)
-    parity = check_parity(model, Router.load(out, variant="fp32"), prompts[: cfg.parity_prompts],
-                          cfg.parity_tolerance)
-    fp32 = Router.load(out, variant="fp32").score(prompts)
+    if cfg.int8:
+        quantize_int8(stage / "model.onnx", stage / "model.int8.onnx",
+                      calibration_feeds(model, prompts))
+        files.append("model.int8.onnx")
+    manifest["files"] = {name: sha256_file(stage / name) for name in files}
+    write_manifest(stage, manifest)
+
+    fp32_router = Router.load(stage, variant="fp32")
+    parity = check_parity(model, fp32_router, prompts[: cfg.parity_prompts], cfg.parity_tolerance)
+    fp32 = fp32_router.score(prompts)
     checks: dict[str, Any] = {"parity": parity, "val_auroc_fp32": binary_auroc(labels >= 0.5, fp32)}
     chosen = fp32
     if cfg.int8:
-        int8 = Router.load(out, variant="int8").score(prompts)
+        int8 = Router.load(stage, variant="int8").score(prompts)
         checks["int8"] = int8_drift(fp32, int8, labels, cfg.int8_auroc_tolerance)
         if checks["int8"]["accepted"]:
             manifest["onnx"]["default_variant"] = "int8"
             chosen = int8
     manifest["metrics"]["export"] = checks
     manifest["threshold"] = _threshold(cfg.threshold, chosen, labels)
-    write_manifest(out, manifest)
+    write_manifest(stage, manifest)
     return manifest
 
 
@@ -99,6 +122,7 @@ def _read_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any], Any, RouterMode
         absent = {"prompt", "label"} - set(val.columns)
         if absent or len(val) == 0:
             raise ValueError(f"needs rows with 'prompt' and 'label'; lacks {sorted(absent)}")
+        val["label"] = numeric_column(val, "label", "val.parquet")
     except Exception as exc:  # pyarrow raises its own types for a file that is not parquet
         raise damaged("val.parquet", exc) from exc
     try:

@@ -203,3 +203,27 @@ def test_int8_model_is_static_qdq(tiny_artifact: Path) -> None:
     ops = {node.op_type for node in graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     assert "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops
+
+
+def test_a_failed_export_leaves_the_existing_artifact_as_it_was(
+        tiny_run_dir: Path, tiny_artifact: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from confroute import export as exporting
+
+    art = Path(shutil.copytree(tiny_artifact, tmp_path / "art"))
+    before = {p.name: p.read_bytes() for p in art.iterdir()}
+
+    def full_disk(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(exporting, "quantize_int8", full_disk)  # fails after model.onnx
+    with pytest.raises(OSError, match="No space left"):
+        exporting.export(tiny_run_dir, art)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in art.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no staging folder left
+    manifest = exporting.export(tiny_run_dir, art)  # a good export replaces it
+    assert json.loads((art / "router.json").read_text()) == manifest
+    Router.load(art)

@@ -177,7 +177,8 @@ def load_labelled(source: str) -> GroundTruth:
     ids = frame["id"].astype(str).to_numpy() if "id" in frame.columns else (
         np.array([f"row-{i}" for i in range(len(frame))]))
     prompts = [_text(source, i, p) for i, p in enumerate(frame["prompt"])]
-    tokens = {c: numeric_column(frame, c, source) for c in _TOKEN_COLUMNS if c in frame.columns}
+    tokens: dict[str, Any] = {c: numeric_column(frame, c, source) for c in _TOKEN_COLUMNS
+                              if c in frame.columns}
     info = {"source": source, "quality": "rating_edge / rating_cloud as given",
             "tokens": "given" if len(tokens) == 3 else "estimated: ceil(chars / 4) of the prompt"}
     if len(tokens) < 3:
