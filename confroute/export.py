@@ -186,9 +186,10 @@ def quantize_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) 
     Fixed scales make a prompt's score independent of the prompts batched with it; dynamic
     quantisation sets activation scales per batch, so the same prompt could be routed one way
     alone (serve) and the other way in a batch (route, calibrate). Only MatMul/Gemm are
-    quantised (as dynamic quantisation did); `reduce_range` keeps weights to 7 bits so CPUs
-    without VNNI do not saturate and every x86 CPU computes the same integers (onnxruntime's
-    `quantize_static` guidance for CPU).
+    quantised, with full-range 8-bit weights, as dynamic quantisation did. onnxruntime suggests
+    `reduce_range` (7-bit weights) for CPUs without VNNI, where u8 x s8 products can saturate;
+    on a MiniLM router it cost 0.008 validation AUROC (-0.0069 vs +0.0009, 150 prompts), so it
+    is off, and the drift check below measures int8 on the exporting CPU.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -211,7 +212,7 @@ def quantize_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) 
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8,
+                        reduce_range=False, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
 
 
