@@ -8,6 +8,7 @@ error naming the key, not a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -50,6 +51,9 @@ class LabelConfig:
         _check_range("label.judge_weight", self.judge_weight, 0.0, 1.0)
         if self.edge_quantile is not None:
             _check_range("label.edge_quantile", self.edge_quantile, 0.0, 1.0, low_open=True)
+        if self.edge_threshold is not None:
+            _check_range("label.edge_threshold", self.edge_threshold, None, None)
+        _check_range("label.judge_margin", self.judge_margin, None, None)
 
 
 @dataclasses.dataclass
@@ -141,6 +145,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_range("train.learning_rate", self.learning_rate, 0.0, None, low_open=True)
         _check_range("train.warmup_ratio", self.warmup_ratio, 0.0, 1.0, high_open=True)
+        _check_range("train.weight_decay", self.weight_decay, 0.0, None)
+        if self.head_learning_rate is not None:
+            _check_range("train.head_learning_rate", self.head_learning_rate, 0.0, None,
+                         low_open=True)
+        if isinstance(self.val_check_interval, float):
+            # a float above 1 is kept as before (Lightning names it); only NaN/inf/<= 0 here
+            _check_range("train.val_check_interval", self.val_check_interval, 0.0, None,
+                         low_open=True)
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size must be >= 1; found {self.batch_size}")
         if self.max_epochs < 1:
@@ -203,7 +215,9 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
 
 
 def dump_yaml(obj: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+    from confroute.files import write_text
+
+    write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
 def override(obj: T, dotted: dict[str, Any]) -> T:
@@ -267,9 +281,17 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 def _check_range(name: str, value: float, low: float | None, high: float | None,
                  low_open: bool = False, high_open: bool = False) -> None:
-    bad_low = low is not None and (value <= low if low_open else value < low)
-    bad_high = high is not None and (value >= high if high_open else value > high)
-    if bad_low or bad_high:
+    """Raise ConfigError unless `value` is a finite number within the bounds (None: unbounded).
+
+    Written as "not inside" rather than "below or above": NaN compares False with everything,
+    so `value < low or value > high` would let it through.
+    """
+    inside = math.isfinite(value)
+    if low is not None:
+        inside = inside and (value > low if low_open else value >= low)
+    if high is not None:
+        inside = inside and (value < high if high_open else value <= high)
+    if not inside:
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
         raise ConfigError(f"{name} must be in {lo}{low if low is not None else '-inf'}, "
@@ -281,7 +303,8 @@ class ExportConfig:
     """How `confroute export` turns a run directory into a router artifact."""
 
     int8: bool = True
-    """Also write model.int8.onnx (dynamic per-channel quantisation), checked against fp32."""
+    """Also write model.int8.onnx (static int8, calibrated on the validation prompts), checked
+    against fp32."""
     threshold: float | None = None
     """Default routing threshold; None = the score quantile that sends the validation split's
     share of cloud-labelled prompts to the cloud."""
@@ -295,5 +318,7 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.threshold is not None:
             _check_range("export.threshold", self.threshold, 0.0, 1.0)
+        _check_range("export.parity_tolerance", self.parity_tolerance, 0.0, None, low_open=True)
+        _check_range("export.int8_auroc_tolerance", self.int8_auroc_tolerance, 0.0, 1.0)
         if self.parity_prompts < 1:
             raise ConfigError("export.parity_prompts must be >= 1")

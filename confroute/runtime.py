@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import numbers
 import warnings
 from collections.abc import Sequence
@@ -18,13 +16,10 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from confroute.artifact import MAKE_IT, read_manifest, verify_files
 from confroute.errors import ArtifactError, ConfigError, InputError
 from confroute.text import TextEncoder, Turn, prompt_text
 
-MANIFEST = "router.json"
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "preprocess", "onnx", "threshold", "files")
-MAKE_IT = "make one with `confroute export RUN_DIR --out ARTIFACT_DIR`"
 Variant = Literal["auto", "fp32", "int8"]
 Route = Literal["edge", "cloud"]
 SMALL_SAMPLE = 100
@@ -221,43 +216,3 @@ def check_threshold(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise InputError(f"threshold must be a number in [0, 1]; found {value!r}")
     return float(value)
-
-
-def read_manifest(directory: Path) -> dict[str, Any]:
-    if not directory.is_dir():
-        raise ArtifactError(f"router artifact {directory} does not exist; {MAKE_IT}")
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(f"{directory} has no {MANIFEST}, so it is not a router artifact; "
-                            f"{MAKE_IT}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({exc}); {MAKE_IT}") from exc
-    missing = [k for k in REQUIRED_KEYS if not isinstance(manifest, dict) or k not in manifest]
-    if missing:
-        raise ArtifactError(f"{path} lacks {', '.join(missing)}; {MAKE_IT}")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise ArtifactError(f"{path} has format_version {manifest['format_version']}, this "
-                            f"confroute reads {FORMAT_VERSION}; re-export with this version")
-    return manifest
-
-
-def verify_files(directory: Path, manifest: dict[str, Any], names: Sequence[str]) -> None:
-    """Check that the named files exist and match the manifest's sha256."""
-    for name in names:
-        expected = manifest["files"].get(name)
-        path = directory / name
-        if expected is None or not path.is_file():
-            raise ArtifactError(f"{directory} is incomplete: {name} is missing; {MAKE_IT}")
-        if sha256_file(path) != expected:
-            raise ArtifactError(f"{path} is corrupt or was changed after export (sha256 does not "
-                                f"match {MANIFEST}); {MAKE_IT}")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

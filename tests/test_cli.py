@@ -91,3 +91,39 @@ def test_datasets_lists_the_bundled_ones() -> None:
     out = run_cli("datasets")
     assert out.returncode == 0 and "routellm-judge" in out.stdout
     assert "Label rule" in run_cli("datasets", "routellm-judge").stdout
+
+
+def test_bad_manifests_and_data_are_one_line_errors(tiny_artifact: Path, tiny_run_dir: Path,
+                                                   tmp_path: Path) -> None:
+    """Issue 14 items 4, 5 and 8 at the CLI: the field, column or file is named, no traceback."""
+    import shutil
+
+    art = Path(shutil.copytree(tiny_artifact, tmp_path / "art"))
+    manifest = json.loads((art / "router.json").read_text())
+    run = Path(shutil.copytree(tiny_run_dir, tmp_path / "run"))
+    (run / "metrics.json").write_text("{half")
+    rated = tmp_path / "rated.csv"
+    rated.write_text("prompt,rating_edge,rating_cloud\nhi,1,2\nho,yes,3\n")
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("prompt,label\n" + "".join(f"p{i},{i % 2}\n" for i in range(9))
+                        + "p9,no\n")
+    cases = [
+        (("threshold", {"default": "abc"}), ["route", str(art), "hi"],
+         r"field 'threshold.default'.*confroute calibrate"),
+        (("preprocess", {**manifest["preprocess"], "max_length": 10**9}),
+         ["route", str(art), "hi"], "max_length 1000000000 exceeds"),
+        (None, ["export", str(run), "--out", str(tmp_path / "a")],
+         r"metrics.json is damaged.*confroute train"),
+        (None, ["evaluate", "--scores", str(rated), "--truth", str(rated), "--out",
+                str(tmp_path / "ev")], "column 'rating_edge' must hold numbers; row 1 has 'yes'"),
+        (None, ["train", "--out", str(tmp_path / "r"), "--data", str(labelled)],
+         "column 'label' must hold numbers; row 9 has 'no'"),
+    ]
+    for edit, args, message in cases:
+        if edit is not None:
+            (art / "router.json").write_text(json.dumps({**manifest, edit[0]: edit[1]}))
+        out = run_cli(*args)
+        assert out.returncode == 2, out.stderr[-500:]
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-800:]
+        assert __import__("re").search(message, lines[0]), lines[0]

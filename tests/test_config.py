@@ -35,3 +35,27 @@ def test_missing_and_malformed_yaml(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("train: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml(RunConfig, tmp_path / "bad.yaml")
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("key", [
+    "data.val_fraction", "data.label.tau", "data.label.epsilon", "data.label.judge_weight",
+    "data.label.edge_quantile", "data.label.edge_threshold", "data.label.judge_margin",
+    "model.dropout", "train.learning_rate", "train.warmup_ratio", "train.weight_decay",
+    "train.head_learning_rate", "train.val_check_interval"])
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+def test_nan_and_infinity_are_out_of_every_range(key: str, value: float) -> None:
+    """NaN passes `value < low or value > high`; each float setting must refuse it by name."""
+    with pytest.raises(ConfigError, match=rf"{key.split('.', 1)[1]} must be in .*found "
+                                          rf"{value}"):
+        override(RunConfig(), {key: value})
+
+
+@pytest.mark.parametrize("key", ["threshold", "parity_tolerance", "int8_auroc_tolerance"])
+def test_export_settings_refuse_nan(key: str) -> None:
+    from confroute.config import ExportConfig
+
+    with pytest.raises(ConfigError, match=f"export.{key} must be in"):
+        ExportConfig(**{key: NAN})

@@ -143,3 +143,87 @@ def test_shuffled_label_control_lands_near_chance(tiny_encoder_dir: Path, tiny_d
     metrics = fit(cfg, tmp_path / "run").metrics
     assert metrics["shuffled_labels"] is True
     assert metrics["val_auroc"] < 0.8
+
+
+def _damage(run: Path, name: str) -> None:
+    path = run / name
+    if name == "metrics.json":
+        path.write_text("{not json")
+    elif name == "val.parquet":
+        path.write_text("id,prompt,label\n1,hi,0\n")  # CSV text under a .parquet name
+    elif name == "config.yaml":
+        path.write_text("data: [unclosed\n")
+    else:  # truncate the weights to half their size, as a full disk or a kill would
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "val.parquet", "model/model.safetensors",
+                                  "config.yaml"])
+def test_export_names_a_damaged_run_file_and_the_rebuild_command(
+        tiny_run_dir: Path, tmp_path: Path, name: str) -> None:
+    from confroute.export import export
+
+    run = Path(shutil.copytree(tiny_run_dir, tmp_path / "run"))
+    _damage(run, name)
+    stem = name.split("/")[0]
+    with pytest.raises(ArtifactError, match=rf"{stem}.* is damaged .*confroute train .*--out "
+                                            rf"{run} --overwrite") as caught:
+        export(run, tmp_path / "out")
+    assert "\n" not in str(caught.value)  # the CLI prints it as one line
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_export_names_a_run_file_that_is_missing(tiny_run_dir: Path, tmp_path: Path) -> None:
+    from confroute.export import export
+
+    run = Path(shutil.copytree(tiny_run_dir, tmp_path / "run"))
+    (run / "model" / "model.safetensors").unlink()
+    with pytest.raises(ArtifactError, match="missing model/model.safetensors.*confroute train"):
+        export(run, tmp_path / "out")
+
+
+def test_int8_scores_do_not_depend_on_batch_mates(tiny_artifact: Path) -> None:
+    """Static int8: activation scales are fixed at export, so the score of a prompt alone (as
+    serve scores it) equals its score in a batch of other prompts (as route and calibrate)."""
+    router = Router.load(tiny_artifact, variant="int8")
+    manifest = json.loads((tiny_artifact / "router.json").read_text())
+    assert "int8" in manifest["metrics"]["export"]  # the drift check still ran
+    prompts = [r["prompt"] for r in make_rows(40)]
+    # batch-mates of very different length and content; 1e-5 is the fp32 padding noise above,
+    # dynamic int8 differs by up to ~1e-2 (its activation range follows the batch)
+    batched = router.score(prompts + ["word " * 200, "?" * 3])[: len(prompts)]
+    alone = np.array([router.score([p])[0] for p in prompts])
+    np.testing.assert_allclose(batched, alone, atol=1e-5, rtol=0)
+
+
+def test_int8_model_is_static_qdq(tiny_artifact: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(tiny_artifact / "model.int8.onnx")).graph
+    ops = {node.op_type for node in graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops
+
+
+def test_a_failed_export_leaves_the_existing_artifact_as_it_was(
+        tiny_run_dir: Path, tiny_artifact: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from confroute import export as exporting
+
+    art = Path(shutil.copytree(tiny_artifact, tmp_path / "art"))
+    before = {p.name: p.read_bytes() for p in art.iterdir()}
+
+    def full_disk(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(exporting, "quantize_int8", full_disk)  # fails after model.onnx
+    with pytest.raises(OSError, match="No space left"):
+        exporting.export(tiny_run_dir, art)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in art.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no staging folder left
+    manifest = exporting.export(tiny_run_dir, art)  # a good export replaces it
+    assert json.loads((art / "router.json").read_text()) == manifest
+    Router.load(art)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from confroute.cli._prompts import iter_prompts, scored_texts
@@ -25,7 +24,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confroute.runtime import MANIFEST, Router, check_fraction
+    from confroute.artifact import set_threshold
+    from confroute.runtime import Router, check_fraction
 
     check_fraction(args.cloud_fraction)
     router = Router.load(args.artifact)
@@ -38,12 +38,8 @@ def run(args: argparse.Namespace) -> int:
               "achieved_cloud_fraction": calibration.achieved, "prompts": len(prompts),
               "distinct_scores": calibration.distinct_scores, "written": bool(args.write)}
     if args.write:
-        path = Path(args.artifact) / MANIFEST
-        manifest = router.manifest
-        manifest["threshold"] = {"default": threshold, "source": "calibrate",
-                                 "cloud_fraction": args.cloud_fraction, "prompts": len(prompts)}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(path)  # atomic: a crash never leaves a half-written manifest
+        set_threshold(args.artifact, threshold, source="calibrate",
+                      cloud_fraction=args.cloud_fraction, prompts=len(prompts),
+                      achieved_cloud_fraction=calibration.achieved)
     print(json.dumps(result))
     return 0

@@ -140,7 +140,8 @@ def from_battle(frame: Any, edge_model: str | None, ties: rules.Ties) -> tuple[A
     if edge_model not in models:
         raise DataError(f"data.edge_model '{edge_model}' is not in the data; models found: "
                         f"{', '.join(map(str, models))}")
-    winners = frame[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy(dtype=float)
+    winners = np.stack([numeric_column(frame, c, "battle format")
+                        for c in ("winner_model_a", "winner_model_b", "winner_tie")], axis=1)
     bad = np.flatnonzero(~np.isin(winners, (0, 1)).all(axis=1) | (winners.sum(axis=1) != 1))
     if bad.size:
         row = int(bad[0])
@@ -181,7 +182,7 @@ def from_scores(frame: Any, cfg: LabelConfig) -> tuple[Any, rules.Labels]:
     _require_columns(frame, needs, f"scores (label rule '{rule}')")
 
     def column(name: str) -> np.ndarray:
-        return frame[name].to_numpy(dtype=float)
+        return numeric_column(frame, name, f"scores format (label rule '{rule}')")
 
     def judge() -> rules.Labels:
         return rules.judge_rule(column("rating_edge"), column("rating_cloud"), cfg.judge_margin,
@@ -204,7 +205,7 @@ def from_scores(frame: Any, cfg: LabelConfig) -> tuple[Any, rules.Labels]:
 
 def from_labelled(frame: Any) -> tuple[Any, rules.Labels]:
     _require_columns(frame, ("prompt", "label"), "labelled")
-    values = frame["label"].to_numpy(dtype=float)
+    values = numeric_column(frame, "label", "labelled format")
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values > 1))
     if bad.size:
         row = int(bad[0])
@@ -215,6 +216,27 @@ def from_labelled(frame: Any) -> tuple[Any, rules.Labels]:
         out["id"] = np.arange(len(out))
     counts = {"cloud": int((values >= 0.5).sum()), "edge": int((values < 0.5).sum())}
     return out, rules.Labels(values, counts, "given", {})
+
+
+def numeric_column(frame: Any, column: str, where: str = "") -> np.ndarray:
+    """Column `column` of `frame` as float64 [rows]; missing values (None/NaN) become NaN.
+
+    Numbers stored as text ("0.5") are read as numbers (pandas.to_numeric).
+
+    Raises:
+        DataError: naming the column, the first row (0-based, as read) whose value is not a
+        number (e.g. "yes"), and how many such rows there are.
+    """
+    pd = require("pandas", "train")
+    values = frame[column]
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero((numbers.isna() & values.notna()).to_numpy())
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"{where + ': ' if where else ''}column '{column}' must hold numbers; row "
+                        f"{row} has {values.iloc[row]!r} ({bad.size} such row(s)). Convert those "
+                        "values to numbers (or leave them empty) in the data file")
+    return numbers.to_numpy(dtype=float)
 
 
 def _prompt(value: Any, turn: Any, row: int) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from confroute.errors import ConfigError, require
+from confroute.files import replacing
 
 DEFAULT_MAX_LENGTH = 256  # all-MiniLM-L6-v2's own sentence-embedding length
 
@@ -37,10 +38,8 @@ def embed(texts: Sequence[str], encoder: str = "minilm", max_length: int = DEFAU
         return np.load(cache)
     vectors = _encode(list(texts), path, max_length, batch_size)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, vectors)
-        tmp.replace(cache)  # atomic: a killed run never leaves a half-written cache file
+        with replacing(cache) as tmp:  # a killed run never leaves a half-written cache file
+            np.save(tmp, vectors)
     return vectors
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from confroute.errors import ConfigError
 from confroute.evaluation.protocols import Fold, Recipe
+from confroute.files import replacing, write_json
 
 
 @dataclasses.dataclass
@@ -60,9 +61,9 @@ def recipe(settings: FineTuneSettings, cache_dir: str | Path | None = None,
         else:
             scores, info = _fit_and_score(settings, fold)
             if cached is not None:
-                cached.mkdir(parents=True, exist_ok=True)
-                (cached / "fit.json").write_text(json.dumps(info, indent=1, default=str))
-                np.save(cached / "scores.npy", scores)
+                write_json(cached / "fit.json", info, indent=1, default=str)
+                with replacing(cached / "scores.npy") as tmp:  # last: it marks the entry done
+                    np.save(tmp, scores)
         if log is not None:
             log[fold.name] = info
         return scores

@@ -156,7 +156,7 @@ def resolve_routellm_dir(path: str | Path | None) -> Path:
 
 def load_labelled(source: str) -> GroundTruth:
     """A dataset with `prompt`, `rating_edge`, `rating_cloud` (bundled name or file[:split])."""
-    from confroute.dataset.schema import SPLITS, read_table
+    from confroute.dataset.schema import SPLITS, numeric_column, read_table
 
     name, _, split = source.rpartition(":")
     if name and split in SPLITS:
@@ -177,14 +177,15 @@ def load_labelled(source: str) -> GroundTruth:
     ids = frame["id"].astype(str).to_numpy() if "id" in frame.columns else (
         np.array([f"row-{i}" for i in range(len(frame))]))
     prompts = [_text(source, i, p) for i, p in enumerate(frame["prompt"])]
-    tokens = {c: frame[c].to_numpy(dtype=float) for c in _TOKEN_COLUMNS if c in frame.columns}
+    tokens: dict[str, Any] = {c: numeric_column(frame, c, source) for c in _TOKEN_COLUMNS
+                              if c in frame.columns}
     info = {"source": source, "quality": "rating_edge / rating_cloud as given",
             "tokens": "given" if len(tokens) == 3 else "estimated: ceil(chars / 4) of the prompt"}
     if len(tokens) < 3:
         tokens = {"tokens_in": _estimate_tokens(prompts)}
     groups = frame["source"].astype(str).to_numpy() if "source" in frame.columns else None
-    return GroundTruth(source, ids, prompts, frame["rating_edge"].to_numpy(dtype=float),
-                       frame["rating_cloud"].to_numpy(dtype=float), groups=groups, info=info,
+    return GroundTruth(source, ids, prompts, numeric_column(frame, "rating_edge", source),
+                       numeric_column(frame, "rating_cloud", source), groups=groups, info=info,
                        **tokens)
 
 
@@ -339,7 +340,11 @@ def _estimate_tokens(texts: list[str]) -> np.ndarray:
 
 
 def _finite(name: str, what: str, values: Any) -> np.ndarray:
-    array = np.asarray(values, dtype=float)
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:  # a string such as "yes" among the numbers
+        raise DataError(f"ground truth '{name}': {what} must be numbers ({exc}); convert the "
+                        "values before building the GroundTruth") from exc
     bad = np.flatnonzero(~np.isfinite(array))
     if bad.size:
         raise DataError(f"ground truth '{name}': {what} is missing or not finite at {bad.size} "

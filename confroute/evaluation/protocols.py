@@ -22,6 +22,7 @@ import numpy as np
 
 from confroute.errors import ConfigError, DataError
 from confroute.evaluation.groundtruth import GroundTruth
+from confroute.files import replacing
 
 
 @dataclasses.dataclass
@@ -137,10 +138,8 @@ def cached(recipe: Recipe, key: str, cache_dir: str | Path) -> Recipe:
         if path.is_file():
             return np.load(path)
         scores = np.asarray(recipe(fold), dtype=float)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, scores)
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            np.save(tmp, scores)
         return scores
 
     return run

@@ -7,13 +7,13 @@ threshold, USD), the all-edge / all-cloud / oracle / random references and the c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from confroute import files
 from confroute.errors import DataError, require
 from confroute.evaluation import metrics
 from confroute.evaluation.costs import CostConfig, per_prompt_costs
@@ -187,21 +187,16 @@ def plot(reports: Sequence[Mapping[str, Any]], path: str | Path, title: str | No
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with files.replacing(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 
 
 def write_json(data: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     # NaN (a CPT level never reached) becomes null: strict JSON readers reject NaN
-    tmp.write_text(json.dumps(_finite_or_null(data), indent=1, default=_jsonable,
-                              allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
+    return files.write_json(path, _finite_or_null(data), indent=1, default=_jsonable,
+                            allow_nan=False)
 
 
 def _finite_or_null(value: Any) -> Any:

@@ -16,6 +16,7 @@ from confroute.errors import ConfigError, ConfrouteError, DataError, require
 from confroute.evaluation import report as reporting
 from confroute.evaluation.costs import CostConfig
 from confroute.evaluation.groundtruth import GroundTruth, load_truth
+from confroute.files import replacing, write_text
 
 SCORE_COLUMNS = ("id", "score")
 
@@ -69,7 +70,7 @@ def evaluate(request: EvaluateRequest) -> dict[str, Any]:
         result["warnings"] = training_overlap(request.router_dir, truth)
     out = Path(request.out_dir)
     reporting.write_json(result, out / "report.json")
-    (out / "report.md").write_text(reporting.markdown([result]))
+    write_text(out / "report.md", reporting.markdown([result]))
     reporting.plot([result], out / "curve.png")
     return result
 
@@ -85,8 +86,8 @@ def score_with_router(router_dir: Path, truth: GroundTruth,
 def training_overlap(router_dir: Path, truth: GroundTruth) -> list[str]:
     """Warnings when evaluated prompts are in the train/val split of the router's training data
     (as named in its manifest): their outcomes may have been learnt, so figures are optimistic."""
+    from confroute.artifact import read_manifest
     from confroute.dataset.schema import read_table
-    from confroute.runtime import read_manifest
 
     source = read_manifest(Path(router_dir)).get("training_data", {}).get("source")
     if not source:
@@ -140,11 +141,11 @@ def write_scores(path: Path, truth: GroundTruth, scores: np.ndarray) -> Path:
     path = Path(path)
     frame = pd.DataFrame({"id": truth.ids, "score": scores, "quality_edge": truth.quality_edge,
                           "quality_cloud": truth.quality_cloud})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif path.suffix.lower() == ".jsonl":
-        frame.to_json(path, orient="records", lines=True)
-    else:
-        frame.to_csv(path, index=False)
+    with replacing(path) as tmp:
+        if path.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif path.suffix.lower() == ".jsonl":
+            frame.to_json(tmp, orient="records", lines=True)
+        else:
+            frame.to_csv(tmp, index=False)
     return path

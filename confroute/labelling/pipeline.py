@@ -25,6 +25,7 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from confroute.errors import DataError, require
+from confroute.files import replacing, write_json, write_text
 from confroute.labelling.answers import AnswerType
 from confroute.labelling.sampling import Backend, Generation, SamplingConfig, prompt_seed
 from confroute.labelling.store import JsonlStore
@@ -128,11 +129,7 @@ def read_prompts(source: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """Write `rows` as JSON lines (UTF-8), atomically: a killed write leaves the old file."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                       encoding="utf-8")
-    partial.replace(path)
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 # --- measuring: answers -> clusters -> SE (no generation) --------------------------------------
@@ -300,15 +297,13 @@ def apply_rule(frame: Any, label: Any) -> tuple[Any, dict[str, Any]]:
 def write_table(frame: Any, path: str | Path) -> Path:
     """Write the scores table as parquet (or jsonl by suffix); atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    if path.suffix == ".jsonl":
-        frame.to_json(partial, orient="records", lines=True, force_ascii=False)
-    elif path.suffix == ".parquet":
-        frame.to_parquet(partial, index=False)
-    else:
+    if path.suffix not in (".jsonl", ".parquet"):
         raise DataError(f"output {path} must end in .parquet or .jsonl")
-    partial.replace(path)
+    with replacing(path) as partial:
+        if path.suffix == ".jsonl":
+            frame.to_json(partial, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_parquet(partial, index=False)
     return path
 
 
@@ -354,9 +349,9 @@ def relabel_from_stores(rows: Sequence[dict[str, Any]], out_dir: Path,
     frame, labels = apply_rule(frame, label_cfg)
     table = write_table(frame, out_dir / "scores.parquet")
     quality = quality_report(frame, list(stores))
-    (out_dir / "label_report.json").write_text(json.dumps(
-        {"rows": len(frame), "sampling": report or {}, "labels": labels, "quality": quality},
-        indent=2, default=str))
+    write_json(out_dir / "label_report.json",
+               {"rows": len(frame), "sampling": report or {}, "labels": labels,
+                "quality": quality}, default=str)
     return LabelRun(table, len(frame), report or {}, labels, quality)
 
 

@@ -4,12 +4,17 @@ Each finished prompt is one JSON line, written with a single `write` and flushed
 before the next batch starts, so what is on disk is everything that finished. A kill during a
 write can leave a torn last line (no trailing newline); `open` drops it (that prompt is simply
 redone) and never appends after it. Records are keyed; a key that is already on disk is
-skipped on resume, and duplicate keys on disk (two writers, a copied file) are counted and the
-first is kept.
+skipped on resume, and duplicate keys on disk (a copied file) are counted and the first is kept.
+
+One process writes a store at a time: a writer holds an exclusive `flock` on the file while it
+is open, so a second `confroute label` on the same --out stops with an error instead of sampling
+every prompt again. The kernel drops the lock when the process ends, kill -9 included, so no
+stale lock is left behind. Stores opened again in the same process share the lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -37,6 +42,7 @@ class JsonlStore:
             self.torn_lines = 0
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(self.path)
             self.torn_lines = _repair_tail(self.path)
         self.records: dict[str, dict[str, Any]] = {}
         self.duplicates = 0
@@ -103,6 +109,26 @@ class JsonlStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+_LOCKS: dict[Path, int] = {}
+"""Store files this process holds the writer lock of -> the locked file descriptor."""
+
+
+def _lock(path: Path) -> int:
+    """Take (or share, within this process) the exclusive writer lock of `path`."""
+    key = path.resolve()
+    if key not in _LOCKS:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataError(f"{path} is being written by another process (another `confroute "
+                            "label` on the same --out?); wait for it to finish, or write to "
+                            "another --out") from None
+        _LOCKS[key] = fd
+    return _LOCKS[key]
 
 
 def _repair_tail(path: Path) -> int:

@@ -11,7 +11,6 @@ Run directory layout:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from torch import nn
 from confroute.config import RunConfig, TrainConfig, dump_yaml
 from confroute.dataset import schema
 from confroute.errors import ConfigError
+from confroute.files import replacing, write_json
 from confroute.training.datamodule import RouterDataModule
 from confroute.training.model import RouterModel
 
@@ -227,6 +227,7 @@ def _write_run(out: Path, cfg: RunConfig, model: RouterModel, val: Any,
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
     model.save(out / "model")
-    val[["id", "prompt", "label"]].assign(id=val["id"].astype(str)).to_parquet(
-        out / "val.parquet", index=False)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    with replacing(out / "val.parquet") as tmp:
+        val[["id", "prompt", "label"]].assign(id=val["id"].astype(str)).to_parquet(
+            tmp, index=False)
+    write_json(out / "metrics.json", result, default=str)  # last: it marks the run complete

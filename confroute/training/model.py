@@ -18,6 +18,7 @@ from torch import nn
 
 from confroute.config import ModelConfig, from_dict, to_dict
 from confroute.errors import ArtifactError, ConfigError
+from confroute.files import replacing, write_json
 from confroute.text import TextEncoder
 
 MODEL_FILES = ("router_model.json", "model.safetensors", "tokenizer.json", "encoder/config.json")
@@ -103,8 +104,9 @@ class RouterModel(nn.Module):
         self.encoder.config.save_pretrained(directory / "encoder")
         self.tokenizer.save(str(directory / "tokenizer.json"))
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, directory / "model.safetensors")
-        (directory / "router_model.json").write_text(json.dumps(to_dict(self.cfg), indent=2))
+        with replacing(directory / "model.safetensors") as tmp:
+            save_file(state, tmp)
+        write_json(directory / "router_model.json", to_dict(self.cfg))
         return directory
 
     @classmethod
@@ -124,9 +126,10 @@ class RouterModel(nn.Module):
         model = cls(cfg, encoder, Tokenizer.from_file(str(directory / "tokenizer.json")))
         try:
             model.load_state_dict(load_file(directory / "model.safetensors"))
-        except (RuntimeError, OSError) as exc:
-            raise ArtifactError(f"{directory}/model.safetensors does not match its config: "
-                                f"{exc}") from exc
+        except Exception as exc:  # safetensors raises SafetensorError for a truncated file
+            raise ArtifactError(f"{directory}/model.safetensors is damaged or does not match its "
+                                f"config ({type(exc).__name__}: {exc}); retrain with "
+                                "`confroute train --out RUN_DIR --overwrite`") from exc
         return model.eval()
 
 

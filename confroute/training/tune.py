@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import signal
 import warnings
@@ -35,6 +34,7 @@ import pytorch_lightning as pl
 
 from confroute.config import RunConfig, dump_yaml, from_dict, load_yaml, override, to_dict
 from confroute.errors import ConfigError, ConfrouteError, require
+from confroute.files import write_json
 
 Metric = Literal["val_auroc", "val_ap", "val_brier", "val_ece", "val_loss"]
 DIRECTIONS = {"val_auroc": "maximize", "val_ap": "maximize", "val_brier": "minimize",
@@ -520,7 +520,7 @@ def _summarise(optuna: Any, study: Any, cfg: TuneConfig, prepared: Prepared,
         "counts": counts, "trials": rows,
     }
     path = out / "study.json"
-    path.write_text(json.dumps(summary, indent=2, default=str))
+    write_json(path, summary, default=str)
     return TuneResult(best_path, float(best.value), best.number, dict(best.params),
                       None if base is None else float(base.value), counts, path)
 

@@ -136,3 +136,47 @@ def test_bundled_dataset_keeps_test_rows_out_of_training() -> None:
     assert set(data.split("test")["source"]) == {"gsm8k", "mmlu", "mt_bench"}
     assert "mt_bench" not in set(data.split("train")["source"])
     assert data.report["label_rule"] == "judge"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+@pytest.mark.parametrize("column,value", [
+    ("label", "yes"), ("se_edge", "high"), ("se_cloud", "unknown"), ("rating_edge", "good"),
+    ("rating_cloud", "9/10")])
+def test_text_in_a_numeric_column_names_the_column_and_row(tmp_path: Path, suffix: str,
+                                                           column: str, value: str) -> None:
+    if column == "label":
+        rows = [{"prompt": f"p{i}", "label": float(i % 2)} for i in range(6)]
+        cfg = DataConfig()
+    else:
+        rows = [{"prompt": f"p{i}", "se_edge": 0.1 * i, "se_cloud": 0.2, "rating_edge": 3,
+                 "rating_cloud": 5} for i in range(6)]
+        rule = "judge" if column.startswith("rating") else "tau"
+        cfg = DataConfig(label=LabelConfig(rule=rule))
+    rows[4][column] = value
+    cfg = DataConfig(source=write(tmp_path, rows, "d" + suffix), label=cfg.label)
+    with pytest.raises(DataError, match=rf"column '{column}' must hold numbers; row 4 has "
+                                        rf"'{value}' \(1 such row"):
+        schema.load(cfg)
+
+
+@pytest.mark.parametrize("value", ["yes", "no", "True"])
+def test_battle_winners_as_words_name_the_column_and_row(tmp_path: Path, value: str) -> None:
+    rows = battle_rows()
+    rows[7]["winner_model_b"] = value
+    with pytest.raises(DataError, match=rf"column 'winner_model_b' must hold numbers; row 7 "
+                                        rf"has '{value}'"):
+        schema.load(DataConfig(source=write(tmp_path, rows), edge_model="edge"))
+
+
+def test_numbers_written_as_text_are_read_as_numbers(tmp_path: Path) -> None:
+    rows = [{"prompt": f"p{i}", "label": str(float(i % 2))} for i in range(6)]
+    loaded = schema.load(DataConfig(source=write(tmp_path, rows)))
+    assert sorted(loaded.frame["label"].unique()) == [0.0, 1.0]
+
+
+def test_the_label_pipeline_names_text_in_evidence_columns(tmp_path: Path) -> None:
+    from confroute.labelling.pipeline import apply_rule
+
+    frame = pd.DataFrame({"prompt": ["a", "b"], "se_edge": [0.1, "oops"], "se_cloud": [0.2, 0.3]})
+    with pytest.raises(DataError, match="column 'se_edge' must hold numbers; row 1"):
+        apply_rule(frame, LabelConfig(rule="tau"))

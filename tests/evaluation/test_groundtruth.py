@@ -114,6 +114,13 @@ def test_labelled_dataset(tmp_path):
     ({"id": [1, 1], "prompt": ["x", "y"], "rating_edge": [1, 2], "rating_cloud": [1, 2]},
      "repeats id"),
     ({"prompt": ["x", ""], "rating_edge": [1, 2], "rating_cloud": [1, 2]}, "no prompt text"),
+    ({"prompt": ["x", "y"], "rating_edge": [1, "good"], "rating_cloud": [1, 2]},
+     "column 'rating_edge' must hold numbers; row 1 has 'good'"),
+    ({"prompt": ["x", "y"], "rating_edge": [1, 2], "rating_cloud": ["yes", 2]},
+     "column 'rating_cloud' must hold numbers; row 0 has 'yes'"),
+    ({"prompt": ["x", "y"], "rating_edge": [1, 2], "rating_cloud": [1, 2], "tokens_in": [1, 1],
+      "tokens_out_edge": [1, "many"], "tokens_out_cloud": [1, 1]},
+     "column 'tokens_out_edge' must hold numbers; row 1"),
 ])
 def test_bad_labelled_dataset(tmp_path, frame, message):
     path = tmp_path / "bad.csv"
@@ -176,3 +183,9 @@ def test_a_sample_is_seeded_stratified_by_source_and_aligned():
     assert truth.sample(n + 5) is truth
     with pytest.raises(DataError, match="sample size must be >= 1"):
         truth.sample(0)
+
+
+def test_ground_truth_built_in_python_names_text_among_the_numbers():
+    with pytest.raises(DataError, match="cloud quality must be numbers"):
+        gt.GroundTruth("api", np.array(["a", "b"]), ["x", "y"], np.array([1.0, 2.0]),
+                       np.array(["yes", "no"], dtype=object))

@@ -151,6 +151,47 @@ def test_label_resumes_after_kill_9_without_loss_or_duplicates(tmp_path, prompts
     assert (table["rule_label"] == (table["se_edge"] > 0.5).astype(float)).all()
 
 
+def test_two_label_runs_on_one_out_do_not_both_sample(tmp_path, prompts, tiny_lm):
+    """Issue 14 item 9: the second run refuses while the first writes; the first finishes with
+    every prompt once."""
+    out = tmp_path / "run"
+    samples = out / "samples_edge.jsonl"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    first = subprocess.Popen(_label_cmd(prompts, out, str(tiny_lm)), cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not _lines(samples) and first.poll() is None:  # the settings line: store is open
+        assert time.monotonic() < deadline, "the first run wrote nothing within 240 s"
+        time.sleep(0.05)
+    second = subprocess.run(_label_cmd(prompts, out, str(tiny_lm)), cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    out1, err1 = first.communicate(timeout=600)
+    assert first.returncode == 0, err1.decode()[-2000:]
+    assert second.returncode != 0
+    assert "being written by another process" in second.stderr
+    assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    keys = [json.loads(line)["key"] for line in _lines(samples)[1:]]
+    assert sorted(keys) == sorted(f"edge:q{i}" for i in range(12))  # each prompt once
+
+
+def test_store_lock_is_freed_when_its_writer_is_killed(tmp_path):
+    path = tmp_path / "s.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom confroute.labelling.store import "
+         f"JsonlStore\nJsonlStore({str(path)!r}, {{'v': 1}})\nprint('open', flush=True)\n"
+         "time.sleep(600)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(DataError, match="being written by another process"):
+            JsonlStore(path, {"v": 1})
+        JsonlStore(path, readonly=True)  # readers never wait for the writer
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    JsonlStore(path, {"v": 1}).add([{"key": "a"}])  # kill -9 leaves no stale lock
+    assert JsonlStore(path).keys == {"a"}
+
+
 # --- in-process pipeline --------------------------------------------------------------------
 
 
