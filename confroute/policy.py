@@ -41,6 +41,18 @@ def choose(probs: np.ndarray, thresholds: np.ndarray | Sequence[float]
     return index, any_cleared
 
 
+def choose_utility(probs: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
+    """Chosen model index [n]: argmax_k probs[k] - lam x costs[k] (ties: the cheaper), the
+    "willingness to pay" rule of RouterBench (Hu et al. 2024). `costs` [n, K] in USD, `lam` in
+    adequacy per USD: 0 picks the best predicted model, larger values cheaper ones. Unlike the
+    threshold rule it never pays for a model predicted no better than a cheaper one."""
+    probs = _probs(probs)
+    costs = np.asarray(costs, dtype=float)
+    if costs.shape != probs.shape:
+        raise ConfigError(f"costs must be [n, K] like probs {probs.shape}; found {costs.shape}")
+    return (probs - lam * costs).argmax(axis=1)
+
+
 def shared_thresholds(t: float, k: int) -> np.ndarray:
     """[t, ..., t, 0]: one threshold for every model below the top; the top always clears."""
     return np.r_[np.full(k - 1, t), 0.0]

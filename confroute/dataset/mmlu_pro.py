@@ -13,13 +13,14 @@ missing). Any two model columns are a pair, any longer list a ladder.
   question, since per-question outputs were not published), or 0 without that file.
 - Questions where any chosen model's outcome is NA are dropped and counted in `info`.
 
-`split` assigns train / val / test by a fixed seed. 6,810 MMLU-Pro questions come from MMLU (`src`
-starting `ori_mmlu`); with `routellm_mmlu=True` (a router that will be evaluated on RouteLLM's
-MMLU outcomes) none of them is put in train or val.
+`split` assigns train / val / test by a fixed seed and the question id. 6,810 MMLU-Pro questions
+come from MMLU (`src` starting `ori_mmlu`); with `routellm_mmlu=True` (a router that will be
+evaluated on RouteLLM's MMLU outcomes) none of them is put in train or val.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -126,31 +127,38 @@ def mmlu_derived(table: Ratings) -> np.ndarray:
 
 def split(table: Ratings, seed: int = 0, test_fraction: float = 0.3,
           val_fraction: float = 0.0, routellm_mmlu: bool = False) -> Ratings:
-    """`table` with `splits` set: a seeded permutation puts `test_fraction` of the questions in
-    test, then `val_fraction` in val, the rest in train. With `routellm_mmlu`, every
-    MMLU-derived question goes to test, so nothing trained here has seen an MMLU question."""
+    """`table` with `splits` set by question: u = sha256("<seed>/<id>") as a number in [0, 1);
+    test if u < test_fraction, val if u < test_fraction + val_fraction, else train. Keyed by the
+    question id, so a question has the same split in every pair and ladder built from the file
+    (whatever other questions a pair drops), and the shares are those asked up to sampling.
+    With `routellm_mmlu`, every MMLU-derived question goes to test, so nothing trained here has
+    seen an MMLU question."""
     if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
         raise ConfigError(f"test_fraction {test_fraction} and val_fraction {val_fraction} must be "
                           "in [0, 1) and leave rows for training")
-    n = len(table)
-    order = np.random.default_rng(seed).permutation(n)
-    n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
-    splits = np.full(n, "train", dtype=object)
-    splits[order[:n_test]] = "test"
-    splits[order[n_test:n_test + n_val]] = "val"
+    splits = assign_splits(table.ids, seed, test_fraction, val_fraction).astype(object)
     info = dict(table.info, split={"seed": seed, "test_fraction": test_fraction,
                                    "val_fraction": val_fraction, "routellm_mmlu": routellm_mmlu,
-                                   "method": "numpy default_rng(seed).permutation: first "
-                                             "test_fraction -> test, next val_fraction -> val"})
+                                   "method": "u = sha256('<seed>/<id>')[:15 hex] / 16**15; "
+                                             "test if u < test_fraction, then val, then train"})
     if routellm_mmlu:
         derived = mmlu_derived(table)
         splits[derived] = "test"
         info["split"]["mmlu_derived_moved_to_test"] = int(derived.sum())
     if not (splits == "train").any():
         raise DataError("no training rows are left after the split")
-    out = table.subset(np.arange(n))
+    out = table.subset(np.arange(len(table)))
     out.splits, out.info = splits.astype(str), info
     return out
+
+
+def assign_splits(ids: Sequence[str] | np.ndarray, seed: int = 0, test_fraction: float = 0.3,
+                  val_fraction: float = 0.0) -> np.ndarray:
+    """The split of each question id [n] (see `split`), without a table."""
+    u = np.array([int(hashlib.sha256(f"{seed}/{i}".encode()).hexdigest()[:15], 16) / 16 ** 15
+                  for i in ids])
+    return np.where(u < test_fraction, "test",
+                    np.where(u < test_fraction + val_fraction, "val", "train"))
 
 
 def _output_tokens(folder: Path) -> tuple[float, str]:
@@ -164,4 +172,5 @@ def _output_tokens(folder: Path) -> tuple[float, str]:
                   "chain-of-thought responses in responses_sample.jsonl.gz")
 
 
-__all__ = ["Price", "available_models", "format_prompt", "load", "mmlu_derived", "split"]
+__all__ = ["Price", "assign_splits", "available_models", "format_prompt", "load", "mmlu_derived",
+           "split"]

@@ -75,13 +75,21 @@ class LadderCurve:
         return (self.quality - self.model_quality[0]) / gap
 
 
+POLICIES = ("threshold", "utility")
+
+
 def curve(probs: np.ndarray, quality: np.ndarray, costs: np.ndarray,
-          weights: np.ndarray | None = None) -> LadderCurve:
+          weights: np.ndarray | None = None, policy: str = "threshold") -> LadderCurve:
     """The exact sweep of `probs` [n, K] given true `quality` [n, K] and `costs` [n, K] (USD),
     models cheapest first; `weights` [n] (e.g. bootstrap counts) weight the prompts.
 
-    Raises DataError on misaligned or non-finite input, or on a prompt whose costs do not rise
-    along the ladder (the sweep would not be monotone in cost).
+    `policy`: `threshold` (cheapest model with P >= a shared t, else the top; see the module
+    docstring) or `utility` (argmax_k P_k - lambda x cost_k, lambda swept from -inf to +inf: the
+    "willingness to pay" router of RouterBench, Hu et al. 2024; with K = 2 and equal per-prompt
+    costs it ranks prompts by P(cloud) - P(edge)). `threshold` in the result holds t or lambda.
+
+    Raises DataError on misaligned or non-finite input, an unknown policy, or a prompt whose
+    costs do not rise along the ladder (the sweep would not be monotone in cost).
     """
     probs, quality, costs = (_matrix(name, v) for name, v in
                              (("probs", probs), ("quality", quality), ("costs", costs)))
@@ -93,36 +101,72 @@ def curve(probs: np.ndarray, quality: np.ndarray, costs: np.ndarray,
         row = int(np.flatnonzero((np.diff(costs, axis=1) < -1e-12).any(axis=1))[0])
         raise DataError(f"prompt {row}: model costs {costs[row].tolist()} do not rise along the "
                         "ladder; order the models cheapest first")
+    if policy not in POLICIES:
+        raise DataError(f"unknown policy '{policy}'; choose from {', '.join(POLICIES)}")
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     if w.shape != (n,) or (w < 0).any() or w.sum() <= 0:
         raise DataError("weights must be [n] non-negative with a positive sum")
+    key, row, src, dst = (_threshold_events(probs) if policy == "threshold"
+                          else _utility_events(probs, costs))
+    keep = w[row] > 0
+    key, row, src, dst = key[keep], row[keep], src[keep], dst[keep]
+    order = np.argsort(key, kind="stable")  # the sweep: from all-top to all-cheapest
+    key, row, src, dst = key[order], row[order], src[order], dst[order]
+    dq = w[row] * (quality[row, dst] - quality[row, src])
+    dc = w[row] * (costs[row, dst] - costs[row, src])
+    ends = np.flatnonzero(np.r_[key[1:] != key[:-1], True]) if len(key) else np.array([], int)
     total = w.sum()
-    # events: prompt i moves from `prev` to model j at t = probs[i, j] when probs[i, j] beats
-    # every cheaper model's probability (a running maximum from the cheap end)
-    before = np.maximum.accumulate(np.c_[np.full(n, -np.inf), probs[:, :-2]], axis=1)
-    record = probs[:, :-1] > before
-    prev = np.full(n, k - 1)
-    events = []
-    rows = np.arange(n)
-    for j in range(k - 2, -1, -1):
-        i = rows[record[:, j] & (w > 0)]
-        events.append((probs[i, j], w[i] * (quality[i, j] - quality[i, prev[i]]),
-                       w[i] * (costs[i, j] - costs[i, prev[i]])))
-        prev[record[:, j]] = j
-    t = np.concatenate([e[0] for e in events])
-    dq = np.concatenate([e[1] for e in events])
-    dc = np.concatenate([e[2] for e in events])
-    order = np.argsort(-t, kind="stable")
-    t, dq, dc = t[order], dq[order], dc[order]
-    ends = np.flatnonzero(np.r_[t[1:] != t[:-1], True]) if len(t) else np.array([], int)
-    model_quality = w @ quality / total
-    model_cost = w @ costs / total
+    model_quality, model_cost = w @ quality / total, w @ costs / total
     q = model_quality[-1] + np.r_[0.0, np.cumsum(dq)[ends]] / total
     c = model_cost[-1] + np.r_[0.0, np.cumsum(dc)[ends]] / total
     if len(ends):  # exact end point: every prompt on the cheapest model
         c[-1], q[-1] = model_cost[0], model_quality[0]
-    return LadderCurve(c[::-1], q[::-1], np.r_[np.inf, t[ends]][::-1], model_cost,
-                       model_quality)
+    param = np.r_[-np.inf, key[ends]]
+    if policy == "threshold":
+        param = -param  # the key is -t, so that the sweep runs in ascending key
+    return LadderCurve(c[::-1], q[::-1], param[::-1], model_cost, model_quality)
+
+
+def _threshold_events(probs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(key = -t, prompt, from, to): prompt i moves from `from` to model j when t passes
+    probs[i, j], if probs[i, j] beats every cheaper model's (a running maximum from the cheap
+    end); otherwise a cheaper model already took it."""
+    n, k = probs.shape
+    before = np.maximum.accumulate(np.c_[np.full(n, -np.inf), probs[:, :-2]], axis=1)
+    record = probs[:, :-1] > before
+    prev = np.full(n, k - 1)
+    parts = []
+    for j in range(k - 2, -1, -1):
+        i = np.flatnonzero(record[:, j])
+        parts.append((-probs[i, j], i, prev[i].copy(), np.full(len(i), j)))
+        prev[i] = j
+    return tuple(np.concatenate([p[f] for p in parts]) for f in range(4))
+
+
+def _utility_events(probs: np.ndarray, costs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(key = lambda, prompt, from, to): as lambda rises from -inf (every prompt on the top
+    model) the choice argmax_k P_k - lambda c_k walks down the upper hull of the points
+    (c_k, P_k): from model m to the cheaper j with the smallest crossing lambda
+    (P_m - P_j) / (c_m - c_j) (ties: the cheapest j)."""
+    n, k = probs.shape
+    rows = np.arange(n)
+    cur = np.full(n, k - 1)
+    parts = []
+    for _ in range(k - 1):
+        active = np.flatnonzero(cur > 0)
+        if not active.size:
+            break
+        m = cur[active]
+        dp = probs[active, m][:, None] - probs[active]
+        dc = costs[active, m][:, None] - costs[active]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = np.where(dc > 0, dp / np.where(dc > 0, dc, 1), np.where(dp <= 0, -np.inf,
+                                                                          np.inf))
+        lam[np.arange(k)[None, :] >= m[:, None]] = np.inf  # only cheaper models
+        j = lam.argmin(axis=1)
+        parts.append((lam[np.arange(len(active)), j], rows[active], m, j))
+        cur[active] = j
+    return tuple(np.concatenate([p[f] for p in parts]) for f in range(4))
 
 
 def area(c: LadderCurve) -> float:
@@ -152,8 +196,8 @@ def summary(c: LadderCurve, share: float = DEFAULT_QUALITY_SHARE) -> dict[str, f
 
 def bootstrap(probs: np.ndarray, quality: np.ndarray, costs: np.ndarray, samples: int = 1000,
               seed: int = 0, share: float = DEFAULT_QUALITY_SHARE,
-              reference: np.ndarray | None = None, confidence: float = 0.95
-              ) -> dict[str, dict[str, float]]:
+              reference: np.ndarray | None = None, confidence: float = 0.95,
+              policy: str = "threshold") -> dict[str, dict[str, float]]:
     """Percentile bootstrap CIs over prompts for `summary`, and, given `reference` probs (e.g. a
     prior), for the paired difference of areas (`area_minus_reference`). Resamples where the
     area is undefined are skipped and counted in `_meta`."""
@@ -164,10 +208,10 @@ def bootstrap(probs: np.ndarray, quality: np.ndarray, costs: np.ndarray, samples
     for _ in range(samples):
         w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
         try:
-            values = summary(curve(probs, quality, costs, w), share)
+            values = summary(curve(probs, quality, costs, w, policy), share)
             if reference is not None:
                 values["area_minus_reference"] = values["area"] - area(
-                    curve(reference, quality, costs, w))
+                    curve(reference, quality, costs, w, policy))
         except DataError:
             skipped += 1
             continue
@@ -182,10 +226,11 @@ def bootstrap(probs: np.ndarray, quality: np.ndarray, costs: np.ndarray, samples
 
 
 def random_reference(quality: np.ndarray, costs: np.ndarray, seeds: int = 20,
-                     share: float = DEFAULT_QUALITY_SHARE) -> dict[str, float]:
+                     share: float = DEFAULT_QUALITY_SHARE, policy: str = "threshold"
+                     ) -> dict[str, float]:
     """Mean over `seeds` of `summary` for uniform random probabilities through the policy."""
-    runs = [summary(curve(np.random.default_rng(s).random(np.shape(quality)), quality, costs),
-                    share) for s in range(seeds)]
+    runs = [summary(curve(np.random.default_rng(s).random(np.shape(quality)), quality, costs,
+                          policy=policy), share) for s in range(seeds)]
     return {key: float(np.nanmean([r[key] for r in runs])) for key in runs[0]}
 
 

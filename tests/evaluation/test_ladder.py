@@ -39,6 +39,33 @@ def test_two_models_reproduce_apgr_and_cpt_exactly(seed):
                                                   abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_utility_policy_with_two_models_is_apgr_of_the_probability_gap(seed):
+    rng = np.random.default_rng(seed)
+    _, qe, qc = _pair(seed=seed)
+    n = len(qe)
+    probs = rng.random((n, 2)).round(2)
+    c = ladder.curve(probs, np.c_[qe, qc], np.c_[np.zeros(n), np.ones(n)], policy="utility")
+    two = metrics.sweep(probs[:, 1] - probs[:, 0], qe, qc)
+    assert ladder.area(c) == pytest.approx(metrics.apgr(two), abs=1e-12)
+    assert ladder.cost_at_level(c, 0.5) == pytest.approx(metrics.cpt(two, 0.5), abs=1e-12)
+
+
+def test_every_utility_point_is_the_argmax_at_its_lambda():
+    rng = np.random.default_rng(4)
+    _, quality, _ = _ladder()
+    n = len(quality)
+    costs = np.tile([1.0, 3.0, 10.0], (n, 1)) * rng.uniform(0.5, 2, (n, 1))  # per-prompt tokens
+    probs = rng.random(quality.shape).round(2)
+    c = ladder.curve(probs, quality, costs, policy="utility")
+    rows = np.arange(n)
+    for lam, cost, q in zip(c.threshold[1:-1], c.cost[1:-1], c.quality[1:-1], strict=True):
+        index = policy.choose_utility(probs, costs, lam + 1e-9)  # just past the breakpoint
+        assert costs[rows, index].mean() == pytest.approx(cost)
+        assert quality[rows, index].mean() == pytest.approx(q)
+    assert np.all(np.diff(c.cost) >= -1e-12)
+
+
 def _ladder(n=600, seed=0):
     rng = np.random.default_rng(seed)
     skill = np.array([0.5, 0.7, 0.9])
