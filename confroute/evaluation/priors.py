@@ -133,14 +133,19 @@ def mt_bench_categories(routellm_dir: str | Path | None = None) -> dict[int, str
 def recipe(groups_by_id: dict[str, str], strength: float = DEFAULT_STRENGTH) -> protocols.Recipe:
     """A protocol recipe: fit the prior on the fold's training rows (their groups, looked up by
     id in `groups_by_id`), score its test rows. Rows of a group the fold never trained on (e.g.
-    a transfer to another benchmark) get the global training rate."""
+    a transfer to another benchmark) get the global training rate.
+
+    Scores are the group rate minus the fold's global training rate: the same ranking inside a
+    fold, but pooled out-of-fold scores are not ordered by the folds' base-rate noise (without
+    it, a one-group prior would rank whole folds against each other instead of being constant).
+    """
 
     def fit_score(fold: protocols.Fold) -> np.ndarray:
         def groups(ids: np.ndarray) -> list[str]:
             return [groups_by_id.get(str(i), "") for i in ids]
 
         prior = GroupPrior(strength).fit(groups(fold.train.ids), fold.train.labels)
-        return prior.score(groups(fold.test.ids))
+        return prior.score(groups(fold.test.ids)) - prior.global_rate
 
     return fit_score
 
