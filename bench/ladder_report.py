@@ -48,47 +48,51 @@ POLICY_NOTE = ("Policies: threshold = the cheapest model whose predicted P(corre
                "questions by P(cloud) - P(edge)). Each row sweeps its policy's parameter.")
 
 
+ROUTERS = ("heads", "irt")
+ROUTER_NOTE = ("Routers: heads = one logistic head per model on the frozen features; irt = one "
+               "shared head over every model's outcomes in the file, P(m correct) = "
+               "sigmoid(w . x + b_m) (one-parameter IRT with text difficulty).")
+
+
 def _pairs(rows: list[dict[str, Any]]) -> str:
     lines = ["(a) Pairs. Goal: router APGR above the per-category prior's (same policy, same "
-             "test questions). " + POLICY_NOTE, "",
-             "| edge -> cloud | policy | test q. | accuracy edge / cloud | router APGR | "
-             "prior APGR | router - prior | oracle APGR | router CPT(50%) |", "|---" * 9 + "|"]
+             "test questions). " + POLICY_NOTE + " " + ROUTER_NOTE, "",
+             "| edge -> cloud | policy | test q. | accuracy edge / cloud | heads APGR | irt APGR "
+             "| prior APGR | heads - prior | irt - prior | oracle APGR |", "|---" * 10 + "|"]
     for r in rows:
         for policy in ("threshold", "utility"):
             res = r[policy]
-            gap, router, prior = res["router_minus_prior"], res["router"], res["prior"]
-            lines.append(
-                f"| {r['pair'][0]} -> {r['pair'][1]} | {policy} | {r['test_questions']} | "
-                f"{r['accuracy'][0]:.3f} / {r['accuracy'][1]:.3f} | "
-                f"{_cell(router['apgr'], router['ci'].get('apgr'))} | "
-                f"{_cell(prior['apgr'], prior['ci'].get('apgr'))} | {_gap(gap)} | "
-                f"{r['oracle']['apgr']:.3f} | "
-                f"{_share(router['cpt_50'], router['ci'].get('cpt_50'))} |")
+            cells = [_cell(res[k]["apgr"], res[k]["ci"].get("apgr")) for k in (*ROUTERS, "prior")]
+            cells += [_gap(res[k]["minus_prior"]) for k in ROUTERS]
+            lines.append(f"| {r['pair'][0]} -> {r['pair'][1]} | {policy} | "
+                         f"{r['test_questions']} | {r['accuracy'][0]:.3f} / "
+                         f"{r['accuracy'][1]:.3f} | " + " | ".join(cells)
+                         + f" | {r['oracle']['apgr']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def _ladders(rows: list[dict[str, Any]]) -> str:
     lines = ["(b) Ladders: area = normalised area under accuracy vs cost (0 = cheapest model "
              "alone, 1 = best alone); cost at 95% = cost, as a share of the best model's, at "
-             f"which 95% of its accuracy is reached (goal on Llama-2: <= {GOAL_COST_SHARE:.0%}).",
-             "", "| ladder | policy | test q. | accuracy (cost share) of each model | router area "
-             "| prior area | random area | oracle area | router cost at 95% | prior cost at 95% "
-             "| router - prior area |", "|---" * 11 + "|"]
+             f"which 95% of its accuracy is reached (goal on Llama-2: <= {GOAL_COST_SHARE:.0%}; "
+             "'never' = not reached). router - prior: area difference [paired bootstrap CI].",
+             "", "| ladder | policy | scorer | area | cost at 95% | - prior area |",
+             "|---" * 6 + "|"]
     for r in rows:
-        models = ", ".join(f"{a:.3f} ({c:.0%})" for a, c in
-                           zip(r["accuracy"], r["cost_share_of_best"], strict=True))
+        models = ", ".join(f"{m} {a:.3f} at {c:.0%}" for m, a, c in
+                           zip(r["ladder"], r["accuracy"], r["cost_share_of_best"], strict=True))
+        lines.append(f"| {' -> '.join(r['ladder'])} ({r['test_questions']} test q.; accuracy "
+                     f"and cost share alone: {models}) | | | | | |")
         for policy in ("threshold", "utility"):
             res = r[policy]
-            ci = res["router"]["ci"]
-            gap = ci.get("area_minus_reference")
-            diff = res["router"]["area"] - res["prior"]["area"]
-            lines.append(
-                f"| {' -> '.join(r['ladder'])} | {policy} | {r['test_questions']} | {models} | "
-                f"{_cell(res['router']['area'], ci.get('area'))} | {res['prior']['area']:.3f} | "
-                f"{res['random']['area']:.3f} | {res['oracle']['area']:.3f} | "
-                f"{_share(res['router']['cost_at_95'], ci.get('cost_at_95'))} | "
-                f"{_share(res['prior']['cost_at_95'], None)} | {diff:+.3f}"
-                + (f" [{gap['low']:+.3f}, {gap['high']:+.3f}]" if gap else "") + " |")
+            for name in (*ROUTERS, "prior", "random", "oracle"):
+                ci = res[name].get("ci", {})
+                gap = ci.get("area_minus_reference")
+                lines.append(
+                    f"| | {policy} | {name} | {_cell(res[name]['area'], ci.get('area'))} | "
+                    f"{_share(res[name]['cost_at_95'], ci.get('cost_at_95'))} | "
+                    + (f"{res[name]['area'] - res['prior']['area']:+.3f} "
+                       f"[{gap['low']:+.3f}, {gap['high']:+.3f}]" if gap else "") + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -123,12 +127,12 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     best = int(np.argmax(result["accuracy"]))
-    best_cost = result["threshold"]["router"]["curve"]["cost"][-1] / \
+    best_cost = result["threshold"]["heads"]["curve"]["cost"][-1] / \
         result["cost_share_of_best"][-1] * result["cost_share_of_best"][best]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for policy, name, style in (("threshold", "router", "-"), ("utility", "router", "-"),
-                                ("threshold", "prior", "--"), ("utility", "prior", "--"),
-                                ("threshold", "oracle", ":")):
+    for policy, name, style in (("threshold", "heads", "-"), ("utility", "heads", "-"),
+                                ("utility", "irt", "-"), ("threshold", "prior", "--"),
+                                ("utility", "prior", "--"), ("utility", "oracle", ":")):
         res = result[policy][name]
         ax.plot(np.array(res["curve"]["cost"]) / best_cost * 100, res["curve"]["quality"], style,
                 label=f"{name}, {policy} (area {res['area']:.3f})")

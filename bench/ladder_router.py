@@ -5,6 +5,8 @@
   of word 1-2-grams fitted on the training questions only (scikit-learn).
 - Heads: per model, scikit-learn logistic regression predicting P(model correct | question), its
   inverse regularisation C chosen by 3-fold CV on the training rows (LogisticRegressionCV).
+- IRT router: the same shared head trained on every model in the outcome file (in-distribution
+  abilities), P(model m correct) = sigmoid(w . x + b_m).
 - Transfer head (a model-identity feature): one logistic regression over (question, model) rows
   of the training models, logit = w . x + b_model. This is the Rasch (one-parameter IRT) form,
   P(correct) = sigmoid(ability_model - difficulty(question)) (Lord 1980, "Applications of item
@@ -100,6 +102,10 @@ class SharedHead:
     def logit(self, x) -> np.ndarray:
         """The shared term w . x [n] (minus the question's difficulty)."""
         return np.asarray(x @ self.w).ravel()
+
+    def proba(self, x, name: str) -> np.ndarray:
+        """P(correct) [n] of a model the head was trained on."""
+        return 1 / (1 + np.exp(-(self.logit(x) + self.ability[name])))
 
     def zero_shot(self, x, name: str) -> np.ndarray:
         """P(correct) for a model known only by its name: the most similar name's ability."""

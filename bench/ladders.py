@@ -77,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
          f"({time.time() - started:.0f} s)")
     heads = {m: data.fit_head(m) for m in MODELS}
     _log(f"{len(heads)} heads fitted ({time.time() - started:.0f} s)")
-    results = {"pairs": [pair_result(args, data, heads, p) for p in PAIRS],
-               "ladders": [ladder_result(args, data, heads, lad) for lad in LADDERS],
+    irt = data.fit_shared(list(data.outcomes))
+    _log(f"IRT head fitted on {len(data.outcomes)} models ({time.time() - started:.0f} s)")
+    routers = {"heads": lambda m, x: lr.proba(heads[m], x), "irt": lambda m, x: irt.proba(x, m)}
+    results = {"pairs": [pair_result(args, data, routers, p) for p in PAIRS],
+               "ladders": [ladder_result(args, data, routers, lad) for lad in LADDERS],
                "transfer": [transfer_result(args, data, heads, p) for p in PAIRS]}
     ladder_report.write(args, results, {m: PRICES[m] for m in MODELS}, PRICE_SOURCE,
                         data.info, time.time() - started)
@@ -133,7 +136,8 @@ class Universe:
         self.ids, self.split = all_ids[keep], split[keep]
         self.categories = questions["category"].astype(str).to_numpy()[keep]
         qid = questions["question_id"].to_numpy()[keep]
-        self.outcomes = {m: outcomes.loc[qid, m].astype("float64").to_numpy() for m in MODELS}
+        self.outcomes = {str(m): outcomes.loc[qid, m].astype("float64").to_numpy()
+                         for m in outcomes.columns}
         self.seed = args.seed
         self.info = {"questions": len(self.ids), "features": args.features,
                      "split": f"sha256 of seed {args.seed} and question id; test fraction "
@@ -147,21 +151,26 @@ class Universe:
         rows = self.rows("train", model)
         return lr.head(self.features(self.ids[rows]), self.outcomes[model][rows], self.seed)
 
+    def fit_shared(self, models: list[str]) -> lr.SharedHead:
+        train = self.rows("train")
+        return lr.SharedHead().fit(self.features(self.ids[train]),
+                                   np.stack([self.outcomes[m][train] for m in models], 1), models)
+
     def prior(self, model: str, rows: np.ndarray) -> np.ndarray:
         train = self.rows("train", model)
         fit = priors.GroupPrior().fit(self.categories[train], self.outcomes[model][train])
         return fit.score(self.categories[rows])
 
 
-def pair_result(args, data: Universe, heads: dict, pair: tuple[str, str]) -> dict[str, Any]:
-    """APGR of the router and the per-category prior on one pair's test questions, under both
+def pair_result(args, data: Universe, routers: dict, pair: tuple[str, str]) -> dict[str, Any]:
+    """APGR of each router and the per-category prior on one pair's test questions, under both
     policies: threshold (score = -P(edge)) and utility (score = P(cloud) - P(edge))."""
     edge, cloud = pair
     rows = data.rows("test", edge, cloud)
     qe, qc = data.outcomes[edge][rows], data.outcomes[cloud][rows]
     x = data.features(data.ids[rows])
-    p = {"router": [lr.proba(heads[m], x) for m in pair],
-         "prior": [data.prior(m, rows) for m in pair]}
+    p = {name: [fn(m, x) for m in pair] for name, fn in routers.items()}
+    p["prior"] = [data.prior(m, rows) for m in pair]
     out = {"pair": list(pair), "test_questions": len(rows), "accuracy": [qe.mean(), qc.mean()],
            "oracle": metrics.summary(metrics.sweep(metrics.oracle_scores(qe, qc), qe, qc),
                                      (0.5,))}
@@ -171,23 +180,25 @@ def pair_result(args, data: Universe, heads: dict, pair: tuple[str, str]) -> dic
         for name, s in scores.items():
             res[name] = {**metrics.summary(metrics.sweep(s, qe, qc), (0.5,)),
                          "ci": metrics.bootstrap(s, qe, qc, args.bootstrap, args.seed, (0.5,))}
-        res["router_minus_prior"] = priors.gap(scores["router"], scores["prior"], qe, qc,
-                                               args.bootstrap, args.seed)
+            if name != "prior":
+                res[name]["minus_prior"] = priors.gap(s, scores["prior"], qe, qc,
+                                                      args.bootstrap, args.seed)
         out[policy] = res
-        _log(f"pair {edge} -> {cloud} ({policy}): APGR router {res['router']['apgr']:.3f}, "
-             f"prior {res['prior']['apgr']:.3f}, gap {res['router_minus_prior']['gap']:+.3f}")
+        _log(f"pair {edge} -> {cloud} ({policy}): APGR " + ", ".join(
+            f"{k} {v['apgr']:.3f}" for k, v in res.items()))
     return out
 
 
-def ladder_result(args, data: Universe, heads: dict, models: tuple[str, ...]) -> dict[str, Any]:
-    """Quality-vs-cost curves of the router and references on one ladder's test questions."""
+def ladder_result(args, data: Universe, routers: dict, models: tuple[str, ...]
+                  ) -> dict[str, Any]:
+    """Quality-vs-cost curves of the routers and references on one ladder's test questions."""
     rows = data.rows("test", *models)
     quality = np.stack([data.outcomes[m][rows] for m in models], axis=1)
     costs = _costs(models, args.mmlu_pro_dir, data.ids[rows])
     x = data.features(data.ids[rows])
-    probs = {"router": np.stack([lr.proba(heads[m], x) for m in models], axis=1),
-             "prior": np.stack([data.prior(m, rows) for m in models], axis=1),
-             "oracle": ladder.oracle_probs(quality)}
+    probs = {name: np.stack([fn(m, x) for m in models], axis=1) for name, fn in routers.items()}
+    probs["prior"] = np.stack([data.prior(m, rows) for m in models], axis=1)
+    probs["oracle"] = ladder.oracle_probs(quality)
     out: dict[str, Any] = {"ladder": list(models), "test_questions": len(rows),
                            "accuracy": quality.mean(0).tolist(),
                            "cost_share_of_best": (costs.mean(0) / costs.mean(0)[
@@ -198,15 +209,14 @@ def ladder_result(args, data: Universe, heads: dict, models: tuple[str, ...]) ->
             c = ladder.curve(p, quality, costs, policy=policy)
             res[name] = {**ladder.summary(c),
                          "curve": {"cost": c.cost.tolist(), "quality": c.quality.tolist()}}
+            if name in routers:
+                res[name]["ci"] = ladder.bootstrap(p, quality, costs, args.bootstrap, args.seed,
+                                                   reference=probs["prior"], policy=policy)
         res["random"] = ladder.random_reference(quality, costs, args.random_seeds,
                                                 policy=policy)
-        res["router"]["ci"] = ladder.bootstrap(probs["router"], quality, costs, args.bootstrap,
-                                               args.seed, reference=probs["prior"],
-                                               policy=policy)
         out[policy] = res
-        _log(f"ladder {' -> '.join(models)} ({policy}): area router {res['router']['area']:.3f}, "
-             f"prior {res['prior']['area']:.3f}; cost at 95% router "
-             f"{res['router']['cost_at_95']:.3f}, prior {res['prior']['cost_at_95']:.3f}")
+        _log(f"ladder {' -> '.join(models)} ({policy}): " + ", ".join(
+            f"{k} area {v['area']:.3f} cost@95 {v['cost_at_95']:.3f}" for k, v in res.items()))
     return out
 
 
@@ -214,11 +224,9 @@ def transfer_result(args, data: Universe, heads: dict, pair: tuple[str, str]) ->
     """A head over the other models' outcomes scores the held-out pair vs a pair-specific head.
 
     Threshold policy: score = -P(edge). Utility policy: P(cloud) - P(edge); with names only it is
-    a constant (the shared difficulty cancels), so it routes at random by construction."""
-    others = [m for m in MODELS if m not in pair]
-    train = data.rows("train")
-    shared = lr.SharedHead().fit(data.features(data.ids[train]),
-                                 np.stack([data.outcomes[m][train] for m in others], 1), others)
+    sigmoid(z + a_cloud) - sigmoid(z + a_edge), which ranks by closeness of the shared logit z to
+    the two abilities, and is constant when both names map to the same training model."""
+    shared = data.fit_shared(others := [m for m in data.outcomes if m not in pair])
     rows = data.rows("test", *pair)
     qe, qc = (data.outcomes[m][rows] for m in pair)
     x, cats = data.features(data.ids[rows]), data.categories[rows]
