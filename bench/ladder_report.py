@@ -56,7 +56,8 @@ ROUTER_NOTE = ("Routers: heads = one logistic head per model on the frozen featu
 
 def _pairs(rows: list[dict[str, Any]]) -> str:
     lines = ["(a) Pairs. Goal: router APGR above the per-category prior's (same policy, same "
-             "test questions). " + POLICY_NOTE + " " + ROUTER_NOTE, "",
+             "test questions); random routing has APGR 0.500. " + POLICY_NOTE + " "
+             + ROUTER_NOTE, "",
              "| edge -> cloud | policy | test q. | accuracy edge / cloud | heads APGR | irt APGR "
              "| prior APGR | heads - prior | irt - prior | oracle APGR |", "|---" * 10 + "|"]
     for r in rows:

@@ -63,6 +63,7 @@ PAIRS = (("Meta-Llama-3.1-8B-Instruct", "Meta-Llama-3.1-70B-Instruct"),
 LADDERS = (("Llama-2-7b-hf", "Llama-2-13b-hf", "Llama-2-70b-hf"),
            ("Phi-3-mini-4k-instruct", "Meta-Llama-3.1-70B-Instruct", "gemini-1.5-pro-002"))
 MODELS = sorted({m for group in (*PAIRS, *LADDERS) for m in group})
+CURVE_POINTS = 201
 QUICK = {"max_rows": 3000, "features": "tfidf", "bootstrap": 100, "random_seeds": 5}
 FULL = {"max_rows": None, "features": "minilm", "bootstrap": 1000, "random_seeds": 20}
 
@@ -207,8 +208,10 @@ def ladder_result(args, data: Universe, routers: dict, models: tuple[str, ...]
         res: dict[str, Any] = {}
         for name, p in probs.items():
             c = ladder.curve(p, quality, costs, policy=policy)
-            res[name] = {**ladder.summary(c),
-                         "curve": {"cost": c.cost.tolist(), "quality": c.quality.tolist()}}
+            keep = np.unique(np.linspace(0, len(c.cost) - 1, min(CURVE_POINTS, len(c.cost)))
+                             .round().astype(int))  # thinned: the JSON stays small
+            res[name] = {**ladder.summary(c), "curve": {"cost": c.cost[keep].tolist(),
+                                                        "quality": c.quality[keep].tolist()}}
             if name in routers:
                 res[name]["ci"] = ladder.bootstrap(p, quality, costs, args.bootstrap, args.seed,
                                                    reference=probs["prior"], policy=policy)
