@@ -36,7 +36,7 @@ def choose(probs: np.ndarray, thresholds: np.ndarray | Sequence[float]
     if t.shape != (probs.shape[1],) or np.isnan(t).any():
         raise ConfigError(f"need one threshold per model ({probs.shape[1]}); found {t.tolist()}")
     cleared = probs >= t[None, :]
-    any_cleared = cleared.any(axis=1)
+    any_cleared = np.asarray(cleared.any(axis=1))
     index = np.where(any_cleared, cleared.argmax(axis=1), probs.argmax(axis=1))
     return index, any_cleared
 
@@ -99,14 +99,14 @@ def calibrate_shares(probs: np.ndarray, shares: Sequence[float]) -> np.ndarray:
     """
     probs = _probs(probs)
     n, k = probs.shape
-    shares = np.asarray(shares, dtype=float)
-    if shares.shape != (k,) or (shares < 0).any() or abs(shares.sum() - 1) > 1e-6:
+    target = np.asarray(shares, dtype=float)
+    if target.shape != (k,) or (target < 0).any() or abs(target.sum() - 1) > 1e-6:
         raise ConfigError(f"shares must be {k} numbers >= 0 summing to 1; found "
-                          f"{shares.tolist()}")
+                          f"{target.tolist()}")
     thresholds = np.zeros(k)
     left = np.ones(n, dtype=bool)
     for model in range(k - 1):
-        take = int(round(shares[model] * n))
+        take = int(round(target[model] * n))
         values = np.sort(probs[left, model])[::-1]
         if take == 0 or len(values) == 0:
             thresholds[model] = np.inf

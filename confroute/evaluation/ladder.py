@@ -98,8 +98,8 @@ def curve(probs: np.ndarray, quality: np.ndarray, costs: np.ndarray,
         raise DataError(f"probs {probs.shape}, quality {quality.shape} and costs {costs.shape} "
                         "must all be [prompts, models]")
     if (np.diff(costs, axis=1) < -1e-12).any():
-        row = int(np.flatnonzero((np.diff(costs, axis=1) < -1e-12).any(axis=1))[0])
-        raise DataError(f"prompt {row}: model costs {costs[row].tolist()} do not rise along the "
+        bad = int(np.flatnonzero((np.diff(costs, axis=1) < -1e-12).any(axis=1))[0])
+        raise DataError(f"prompt {bad}: model costs {costs[bad].tolist()} do not rise along the "
                         "ladder; order the models cheapest first")
     if policy not in POLICIES:
         raise DataError(f"unknown policy '{policy}'; choose from {', '.join(POLICIES)}")
