@@ -3,7 +3,10 @@
 Edge = Mixtral-8x7B-Instruct, cloud = gpt-4-1106-preview, outcomes from RouteLLM's evaluation
 files (decontaminated as RouteLLM does). Routers: random (mean over seeds), kNN, MLP, matrix
 factorisation and SW ranking over frozen all-MiniLM-L6-v2 embeddings, and confroute's fine-tuned
-encoder router (fit -> ONNX export -> runtime). Protocols: 5-fold cross-validation inside each
+encoder router (fit -> ONNX export -> runtime), beside the prior that knows only the prompt's group
+(MMLU subject, MT-Bench category; GSM8K has none, so its prior is a constant), fitted on the same
+training rows of each fold (confroute.evaluation.priors); every router's APGR gap over the prior
+has a paired bootstrap CI. Protocols: 5-fold cross-validation inside each
 benchmark (out-of-fold scores) and transfer (MMLU + GSM8K -> MT-Bench, GSM8K -> MMLU,
 MMLU -> GSM8K). Labels: 1 when the cloud model's outcome beats the edge model's.
 
@@ -36,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from confroute.evaluation import baselines, metrics, protocols  # noqa: E402
+from confroute.evaluation import baselines, metrics, priors, protocols  # noqa: E402
 from confroute.evaluation import report as reporting  # noqa: E402
 from confroute.evaluation.costs import CostConfig  # noqa: E402
 from confroute.evaluation.embeddings import DEFAULT_MAX_LENGTH, cached, embed  # noqa: E402
@@ -46,7 +49,7 @@ from confroute.evaluation.groundtruth import BENCHMARKS, GroundTruth, load_bench
 PRICES = CostConfig()  # the defaults confroute evaluate uses too
 TRANSFERS = ((("mmlu", "gsm8k"), "mt-bench"), (("gsm8k",), "mmlu"), (("mmlu",), "gsm8k"))
 LEARNED = ("knn", "mlp", "mf", "sw")
-ALL_ROUTERS = ("random", *LEARNED, "finetuned")
+ALL_ROUTERS = ("random", "prior", *LEARNED, "finetuned")
 # --quick is sized for CI on 2 CPU cores: the fine-tuned router runs in the 3 transfer cells
 # only (3 fits); the full run fine-tunes in every cell (18 fits: hours on CPU, minutes on a GPU).
 QUICK = {"folds": 3, "max_rows": 2000, "bootstrap": 200, "random_seeds": 10,
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = FineTuneSettings(max_train_rows=args.ft_train_rows, max_steps=args.ft_steps,
                                 max_length=args.ft_max_length, seed=args.seed)
     recipes = _recipes(args, settings, ft_log)
+    if "prior" in args.routers:  # first, so every other router's report carries its gap
+        recipes = {"prior": priors.recipe(_groups(truths, args.routellm_dir)), **recipes}
     cells, fold_records = [], {}
     for name, truth in truths.items():
         folds, assignment = protocols.cv_folds(truth, emb[name], args.folds, args.seed)
@@ -164,8 +169,9 @@ def _run_cell(args: argparse.Namespace, protocol: str, truth: GroundTruth,
     for name, make in recipes.items():
         started = time.time()
         scores[name] = protocols.run(folds, make, len(truth))
+        prior = ("prior", scores["prior"]) if "prior" in scores and name != "prior" else None
         report = reporting.evaluate(scores[name], truth, name, bootstrap=args.bootstrap,
-                                    seed=args.seed)
+                                    seed=args.seed, prior=prior)
         report["seconds"] = round(time.time() - started, 1)
         reports.append(report)
         m = report["metrics"]
@@ -176,6 +182,16 @@ def _run_cell(args: argparse.Namespace, protocol: str, truth: GroundTruth,
     for r in reports:
         r["protocol"] = protocol
     return reports, scores
+
+
+def _groups(truths: dict[str, GroundTruth], routellm_dir: Path) -> dict[str, str]:
+    """Prompt id -> its benchmark and group (MMLU subject, MT-Bench category, else one group),
+    the only thing the prior knows about a prompt."""
+    out = {}
+    for name, truth in truths.items():
+        _, groups = priors.truth_groups(truth, routellm_dir)
+        out.update({i: f"{name}:{g}" for i, g in zip(truth.ids, groups, strict=True)})
+    return out
 
 
 def _random_report(truth: GroundTruth, seeds: int) -> dict[str, Any]:
@@ -205,6 +221,7 @@ def _row(protocol: str, r: dict[str, Any]) -> dict[str, Any]:
     return {"protocol": protocol, "benchmark": r["ground_truth"], "router": r["router"],
             "prompts": r["prompts"], **r["metrics"], "ci": r.get("ci"),
             "sd_over_seeds": r.get("sd_over_seeds"), "cost_at_cpt_80": point.get("cost_usd"),
+            "minus_prior": (r["references"].get("prior") or {}).get("router_minus_prior_apgr"),
             "cost_all_edge": r.get("cost_usd", {}).get("all_edge"),
             "cost_all_cloud": r.get("cost_usd", {}).get("all_cloud")}
 
@@ -287,12 +304,15 @@ def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
              "characters / 4 (MMLU: input only, no responses published). Full-size run: "
              "`python bench/quality.py` (all rows, 5 folds, fine-tuned in all 18 fits with "
              "2,000 rows x 150 steps x 128 tokens: hours on 2 CPU cores; minutes on a GPU).", "",
-             "| protocol | benchmark | router | APGR | CPT(50%) | CPT(80%) | USD at CPT(80%) |",
-             "|---|---|---|---|---|---|---|"]
+             "APGR - prior: the router's APGR minus the prior's on the same prompts [paired "
+             "bootstrap 95% CI].", "",
+             "| protocol | benchmark | router | APGR | APGR - prior | CPT(50%) | CPT(80%) | "
+             "USD at CPT(80%) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ci, sd = r.get("ci") or {}, r.get("sd_over_seeds") or {}
         cells = [reporting.format_cell(r[k], ci.get(k), k != "apgr") + _sd(sd, k)
                  for k in ("apgr", "cpt_50", "cpt_80")]
+        cells.insert(1, _gap(r.get("minus_prior")))
         lines.append(f"| {r['protocol']} | {r['benchmark']} | {r['router']} | "
                      f"{' | '.join(cells)} | {_usd(r['cost_at_cpt_80'])} |")
     return "\n".join(lines) + "\n"
@@ -304,6 +324,12 @@ def _ft_sizes(args: argparse.Namespace) -> str:
     return (f"fine-tuned router: {args.ft_train_rows} training rows per fold, {args.ft_steps} "
             f"steps of {FineTuneSettings.batch_size} x "
             f"{args.ft_max_length} tokens, in the {args.ft_cells} protocol cells")
+
+
+def _gap(gap: dict[str, float] | None) -> str:
+    if not gap:
+        return "-"
+    return f"{gap['gap']:+.3f} [{gap['low']:+.3f}, {gap['high']:+.3f}]"
 
 
 def _sd(sd: dict[str, float], key: str) -> str:

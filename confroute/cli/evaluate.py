@@ -40,6 +40,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--cost", type=Path, metavar="YAML",
                         help="prices per million tokens: edge_input_per_mtok, "
                              "edge_output_per_mtok, cloud_input_per_mtok, cloud_output_per_mtok")
+    parser.add_argument("--prior-folds", type=int, default=5, metavar="K",
+                        help="folds of the cross-validated group prior (subject / category / "
+                             "source) reported beside the router; 0 = none (default 5)")
     parser.set_defaults(run=run)
 
 
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         truth=args.truth, out_dir=args.out, router_dir=args.router, scores_file=args.scores,
         routellm_dir=args.routellm_dir, save_scores=args.save_scores, name=args.name,
         variant=args.variant, bootstrap=args.bootstrap, seed=args.seed, sample=args.sample,
-        cost=load_yaml(CostConfig, args.cost) if args.cost else CostConfig())
+        cost=load_yaml(CostConfig, args.cost) if args.cost else CostConfig(),
+        prior_folds=args.prior_folds)
     report = evaluate(request)
     m = report["metrics"]
     cpts = ", ".join(f"CPT({k[4:]}%) {100 * v:.1f}%" for k, v in m.items() if k.startswith("cpt_"))
@@ -59,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
     count = f"a sample of {report['prompts']} of {of}" if of else report["prompts"]
     print(f"{report['router']} on {report['ground_truth']} ({count} prompts): "
           f"APGR {m['apgr']:.3f}, {cpts}")
+    prior = report["references"].get("prior")
+    if prior:
+        gap = prior.get("router_minus_prior_apgr")
+        vs = (f"; router - prior {gap['gap']:+.3f} [{gap['low']:+.3f}, {gap['high']:+.3f}]"
+              if gap else "")
+        print(f"{prior['name']}: APGR {prior['metrics']['apgr']:.3f}{vs}")
     for warning in report.get("warnings", []):
         print(f"warning: {warning}")
     print(f"wrote {args.out / 'report.json'}, report.md, curve.png")

@@ -52,8 +52,14 @@ def align_scores(truth: GroundTruth, prompt_ids: Sequence[Any] | np.ndarray,
 
 def evaluate(scores: np.ndarray, truth: GroundTruth, router: str = "router",
              cost: CostConfig | None = None, levels: Sequence[float] = metrics.DEFAULT_CPT_LEVELS,
-             bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """The full report of one router's scores (aligned with `truth`'s rows)."""
+             bootstrap: int = 1000, seed: int = 0,
+             prior: tuple[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The full report of one router's scores (aligned with `truth`'s rows).
+
+    `prior` = (its name, its scores aligned with `truth`): a group prior (see
+    `confroute.evaluation.priors`) reported as a reference beside oracle and random, with its own
+    CI and the router's APGR gap over it (paired bootstrap CI).
+    """
     scores = np.asarray(scores, dtype=float)
     if len(scores) != len(truth):
         raise DataError(f"{len(scores)} scores for {len(truth)} prompts of '{truth.name}'; "
@@ -84,11 +90,31 @@ def evaluate(scores: np.ndarray, truth: GroundTruth, router: str = "router",
     if bootstrap:
         report["ci"] = metrics.bootstrap(scores, truth.quality_edge, truth.quality_cloud,
                                          bootstrap, seed, levels)
+    if prior is not None:
+        report["references"]["prior"] = _prior_reference(scores, truth, prior, levels,
+                                                          bootstrap, seed)
     if curve.cost is not None:
         report["cost_usd"] = {"all_edge": float(curve.cost[0]), "all_cloud": float(curve.cost[-1]),
                               "prices_per_mtok": vars(cost or CostConfig()),
                               "tokens": truth.info.get("tokens", "given")}
     return report
+
+
+def _prior_reference(scores: np.ndarray, truth: GroundTruth, prior: tuple[str, np.ndarray],
+                     levels: Sequence[float], bootstrap: int, seed: int) -> dict[str, Any]:
+    from confroute.evaluation.priors import gap
+
+    name, values = prior[0], np.asarray(prior[1], dtype=float)
+    if values.shape != scores.shape:
+        raise DataError(f"prior '{name}' has {values.shape} scores for {len(scores)} prompts")
+    qe, qc = truth.quality_edge, truth.quality_cloud
+    curve = metrics.sweep(values, qe, qc)
+    out: dict[str, Any] = {"name": name, "metrics": metrics.summary(curve, levels),
+                           "curve": _thin(curve)}
+    if bootstrap:
+        out["ci"] = metrics.bootstrap(values, qe, qc, bootstrap, seed, levels)
+        out["router_minus_prior_apgr"] = gap(scores, values, qe, qc, bootstrap, seed)
+    return out
 
 
 def _by_group(scores: np.ndarray, truth: GroundTruth, levels: Sequence[float]
@@ -135,6 +161,13 @@ def markdown(reports: Sequence[Mapping[str, Any]]) -> str:
         of = (r.get("ground_truth_info") or {}).get("subset_of")
         prompts = f"{r['prompts']} of {of} (sample)" if of else str(r["prompts"])
         lines.append("| " + " | ".join([*cells, prompts]) + " |")
+        prior = (r.get("references") or {}).get("prior")
+        if prior:
+            pci = prior.get("ci", {})
+            cells = [r["ground_truth"], prior["name"],
+                     format_cell(prior["metrics"]["apgr"], pci.get("apgr"), False),
+                     *[format_cell(prior["metrics"][k], pci.get(k), True) for k in levels]]
+            lines.append("| " + " | ".join([*cells, prompts]) + " |")
         for group, entry in (r.get("by_source") or {}).items():
             if entry["metrics"] is None:
                 continue
@@ -173,6 +206,11 @@ def plot(reports: Sequence[Mapping[str, Any]], path: str | Path, title: str | No
         c = r["curve"]
         ax.plot(np.array(c["fraction"]) * 100, c["quality"],
                 label=f"{r['router']} (APGR {r['metrics']['apgr']:.3f})")
+    prior = (first.get("references") or {}).get("prior")
+    if prior and "curve" in prior:
+        ax.plot(np.array(prior["curve"]["fraction"]) * 100, prior["curve"]["quality"],
+                color="tab:olive", linestyle="--",
+                label=f"{prior['name']} (APGR {prior['metrics']['apgr']:.3f})")
     oracle = first.get("oracle_curve")
     if oracle:
         ax.plot(np.array(oracle["fraction"]) * 100, oracle["quality"], "k:", label="oracle")

@@ -37,6 +37,8 @@ class EvaluateRequest:
     sample: int | None = None
     """Evaluate on a seeded sample of this many prompts, stratified by source (None = all)."""
     cost: CostConfig = dataclasses.field(default_factory=CostConfig)
+    prior_folds: int = 5
+    """Folds of the cross-validated group prior reported beside the router (0 = no prior)."""
 
     def __post_init__(self) -> None:
         if (self.router_dir is None) == (self.scores_file is None):
@@ -44,6 +46,9 @@ class EvaluateRequest:
                               "or a scores file (columns id, score)")
         if self.bootstrap < 0:
             raise ConfigError(f"bootstrap samples must be >= 0; found {self.bootstrap}")
+        if self.prior_folds < 0 or self.prior_folds == 1:
+            raise ConfigError(f"prior folds must be 0 (no prior) or >= 2; found "
+                              f"{self.prior_folds}")
         if self.sample is not None and self.sample < 1:
             raise ConfigError(f"sample size must be >= 1; found {self.sample}")
 
@@ -65,7 +70,7 @@ def evaluate(request: EvaluateRequest) -> dict[str, Any]:
     if request.save_scores is not None:
         write_scores(request.save_scores, truth, scores)
     result = reporting.evaluate(scores, truth, name, request.cost, bootstrap=request.bootstrap,
-                                seed=request.seed)
+                                seed=request.seed, prior=prior_scores(request, truth))
     if request.router_dir is not None:
         result["warnings"] = training_overlap(request.router_dir, truth)
     out = Path(request.out_dir)
@@ -73,6 +78,23 @@ def evaluate(request: EvaluateRequest) -> dict[str, Any]:
     write_text(out / "report.md", reporting.markdown([result]))
     reporting.plot([result], out / "curve.png")
     return result
+
+
+def prior_scores(request: EvaluateRequest, truth: GroundTruth
+                 ) -> tuple[str, np.ndarray] | None:
+    """The group prior's out-of-fold scores on the evaluated prompts (subject for MMLU,
+    category for MT-Bench, source for a labelled dataset), or None when there is no grouping,
+    too few prompts, or `prior_folds` is 0. Cross-validated on the evaluated prompts because a
+    router artifact does not carry its training rows' groups: the prior sees the benchmark's own
+    outcomes, which only makes it a stronger baseline."""
+    from confroute.evaluation import priors
+
+    kind, groups = priors.truth_groups(truth, request.routellm_dir)
+    folds = min(request.prior_folds, len(truth))
+    if kind == "global" or folds < 2:
+        return None
+    scores = priors.cv_scores(truth, groups, folds, request.seed)
+    return f"prior ({kind}, {folds}-fold CV)", scores
 
 
 def score_with_router(router_dir: Path, truth: GroundTruth,

@@ -26,6 +26,7 @@ from torch import nn
 from confroute.config import RunConfig, TrainConfig, dump_yaml
 from confroute.dataset import schema
 from confroute.errors import ConfigError
+from confroute.evaluation.priors import validation_prior
 from confroute.files import replacing, write_json
 from confroute.training.datamodule import RouterDataModule
 from confroute.training.model import RouterModel
@@ -142,7 +143,9 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
     result = {**best.metrics, **counter.metrics, "global_steps": trainer.global_step,
               "train_rows": len(train), "val_rows": len(val), "train_seconds":
               round(time.time() - started, 1), "shuffled_labels": cfg.train.shuffle_labels,
-              "data_fingerprint": data.fingerprint("train"), "data_report": data.report}
+              "data_fingerprint": data.fingerprint("train"), "data_report": data.report,
+              # the per-source prior on the same rows: does the router beat knowing the source?
+              "val_prior": validation_prior(data.split("train"), val)}
     if trainer.is_global_zero:
         _write_run(out, cfg, model.eval(), val, result)
     return FitResult(out, result, trainer.is_global_zero)

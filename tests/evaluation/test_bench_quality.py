@@ -16,7 +16,7 @@ ROUTELLM = ROOT.parent / "shared/data/routellm"
 @pytest.mark.slow
 @pytest.mark.skipif(not (ROUTELLM / "evals").is_dir(), reason="RouteLLM outcomes not present")
 def test_quality_bench_writes_the_table_json_scores_and_folds(tmp_path):
-    command = [sys.executable, str(ROOT / "bench/quality.py"), "--routers", "random,knn,sw",
+    command = [sys.executable, str(ROOT / "bench/quality.py"), "--routers", "random,prior,knn,sw",
                "--max-rows", "60", "--folds", "2", "--bootstrap", "10", "--random-seeds", "2",
                "--routellm-dir", str(ROUTELLM), "--cache", str(tmp_path / "cache"),
                "--out", str(tmp_path / "out")]
@@ -30,7 +30,9 @@ def test_quality_bench_writes_the_table_json_scores_and_folds(tmp_path):
                      ("transfer from mmlu+gsm8k", "mt-bench"), ("transfer from gsm8k", "mmlu"),
                      ("transfer from mmlu", "gsm8k")}
     routers = {r["router"] for r in data["rows"]}
-    assert routers == {"random", "knn", "sw", "oracle"}
+    assert routers == {"random", "prior", "knn", "sw", "oracle"}
+    assert all(r["minus_prior"] is not None for r in data["rows"] if r["router"] in ("knn", "sw"))
+    assert "APGR - prior" in table
     assert len(data["folds"]["gsm8k"]["fold_of_row"]) == 60
     for row in data["rows"]:
         line = f"| {row['protocol']} | {row['benchmark']} | {row['router']} |"

@@ -1,0 +1,75 @@
+"""The K-model policy: cheapest adequate model, fallback to the best predicted, calibration,
+per-request override."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from confroute import policy
+from confroute.errors import ConfigError, InputError
+
+MODELS = ["phone", "laptop", "cloud"]
+
+
+def test_cheapest_model_that_clears_else_the_best_predicted():
+    probs = np.array([[0.9, 0.9, 0.9],   # phone clears
+                      [0.2, 0.8, 0.9],   # laptop is the cheapest that clears
+                      [0.2, 0.3, 0.4],   # nobody clears: best predicted is the cloud
+                      [0.1, 0.5, 0.3]])  # nobody clears: best predicted is the laptop
+    index, cleared = policy.choose(probs, [0.6, 0.6, 0.6])
+    assert index.tolist() == [0, 1, 2, 1]
+    assert cleared.tolist() == [True, True, False, False]
+
+
+def test_decide_explains_and_honours_overrides():
+    pol = policy.Policy(MODELS, [0.6, 0.6, 0.0])
+    d = pol.decide([0.5, 0.7, 0.9])
+    assert (d.model, d.index) == ("laptop", 1) and "cheaper model was below" in d.reason
+    assert pol.decide([0.5, 0.7, 0.9], thresholds={"phone": 0.4}).model == "phone"
+    assert pol.decide([0.5, 0.7, 0.9], model="cloud").reason == "forced by the request"
+    strict = policy.Policy(MODELS, [0.95, 0.95, 0.95])
+    assert "no model cleared" in strict.decide([0.5, 0.7, 0.6]).reason
+    for bad in ({"thresholds": {"gpt": 0.1}}, {"model": "gpt"}):
+        with pytest.raises(InputError, match="unknown model"):
+            pol.decide([0.5, 0.7, 0.9], **bad)
+    with pytest.raises(InputError, match="2 probabilities for 3"):
+        pol.decide([0.5, 0.7])
+    with pytest.raises(ConfigError, match=">= 2 models"):
+        policy.Policy(["only"], [0.5])
+
+
+def test_calibrated_cost_is_met_with_the_most_quality():
+    rng = np.random.default_rng(0)
+    probs = rng.random((500, 3))
+    costs = np.tile([1.0, 3.0, 10.0], (500, 1))
+    for target in (2.0, 5.0, 9.0):
+        t = policy.calibrate_cost(probs, costs, target)
+        index, _ = policy.choose(probs, t)
+        spent = costs[np.arange(500), index].mean()
+        assert spent <= target
+        # the next higher threshold would overspend
+        higher = np.unique(probs[:, :-1])
+        above = higher[higher > t[0]]
+        if above.size:
+            index, _ = policy.choose(probs, policy.shared_thresholds(above.min(), 3))
+            assert costs[np.arange(500), index].mean() > target
+    assert np.isinf(policy.calibrate_cost(probs, costs, 50.0)[0])  # all to the top fits
+    with pytest.raises(ConfigError, match="below the cheapest"):
+        policy.calibrate_cost(probs, costs, 0.5)
+
+
+def test_calibrated_shares_are_met():
+    probs = np.random.default_rng(1).random((1000, 3))
+    t = policy.calibrate_shares(probs, [0.5, 0.3, 0.2])
+    index, _ = policy.choose(probs, t)
+    assert np.bincount(index, minlength=3).tolist() == [500, 300, 200]
+    with pytest.raises(ConfigError, match="summing to 1"):
+        policy.calibrate_shares(probs, [0.5, 0.6, 0.2])
+
+
+def test_bad_probabilities_are_named():
+    with pytest.raises(InputError, match="finite"):
+        policy.choose(np.array([[np.nan, 1.0]]), [0.5, 0.5])
+    with pytest.raises(ConfigError, match="one threshold per model"):
+        policy.choose(np.ones((2, 2)), [0.5])
