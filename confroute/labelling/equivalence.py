@@ -119,10 +119,7 @@ ENTAILMENT_PROMPT = (
 PROMPT_VERSION = 1
 """Bump when ENTAILMENT_PROMPT or the verdict parsing changes: cached verdicts then no longer
 apply (the version is part of every cache key)."""
-VERDICTS = ("entailment", "contradiction", "neutral")
 _VERDICT = re.compile(r"\b(entailment|contradiction|neutral)\b", re.IGNORECASE)
-
-
 VERDICT_WINDOW = 30
 """Only a reply's first 30 characters are read, as Farquhar et al. do: a model that restates
 the instruction ("... respond with entailment, contradiction, or neutral") gave no verdict."""
@@ -174,11 +171,13 @@ class LlmEquivalence:
         self.client = LLMClient(endpoint)
         self.name = f"llm:{endpoint.model}@{endpoint.base_url}"
         self.max_tokens, self.chunk = max_tokens, max(1, chunk)
-        self.store = JsonlStore(cache or default_entailment_cache(),
-                                {"kind": "llm_entailment", "prompt_version": PROMPT_VERSION})
+        # the prompt version is in every key, not in the store's settings line: after a bump
+        # old verdicts are simply not found, and the same file keeps serving both versions
+        self.store = JsonlStore(cache or default_entailment_cache(), {"kind": "llm_entailment"})
         self.stats = {"requests": 0, "cached_pairs": 0, "unparsed": 0}
 
-    def _pairs(self, question: str, answers: Sequence[str | None]) -> list[tuple[str, str]]:
+    @staticmethod
+    def _pairs(answers: Sequence[str | None]) -> list[tuple[str, str]]:
         values = list(dict.fromkeys(a for a in answers if a is not None))
         return [(a, b) for i, a in enumerate(values) for b in values[i + 1:]]
 
@@ -188,7 +187,7 @@ class LlmEquivalence:
         equal strings are never asked); store each pair's verdicts as its chunk finishes."""
         todo: dict[str, tuple[str, str, str]] = {}
         for question, answers in items:
-            for a, b in self._pairs(question, answers):
+            for a, b in self._pairs(answers):
                 key = pair_key(self.endpoint.model, question, a, b)
                 if key in self.store:
                     self.stats["cached_pairs"] += 1

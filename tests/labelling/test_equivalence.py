@@ -153,6 +153,16 @@ def test_verdicts_are_cached_across_prompts_and_runs(tmp_path):
     assert all(r["model"] == "judge" and len(r["replies"]) == 2 for r in records)
 
 
+def test_a_new_prompt_version_asks_again_in_the_same_cache_file(tmp_path, monkeypatch):
+    cache = tmp_path / "verdicts.jsonl"
+    app = judge_app()
+    with LoopbackServer(app) as server:
+        llm(server.url, cache).cluster(QUESTION, ["Paris", "Lyon"])
+        monkeypatch.setattr(eq, "PROMPT_VERSION", eq.PROMPT_VERSION + 1)
+        assert llm(server.url, cache).cluster(QUESTION, ["Paris", "Lyon"]) == [0, 1]
+    assert app.state.counters["requests"] == 4 and len(JsonlStore(cache, readonly=True)) == 2
+
+
 def test_interrupted_run_resumes_with_only_the_missing_pairs(tmp_path):
     cache = tmp_path / "verdicts.jsonl"
     with LoopbackServer(judge_app(fail_after=6)) as server:
