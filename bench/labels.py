@@ -36,6 +36,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ FULL = {"bootstrap": 1000, "mmlu_pro_rows": None}
 LETTERS = "ABCDEFGHIJKLMNOP"
 PRIOR = "source prior of the outcome"
 GAIN_PRIOR = "category prior of the quality gain"
+OUTCOME = "greedy wrong"
 
 
 # --- study 1: smollm2-uncertainty -----------------------------------------------------------
@@ -84,7 +86,7 @@ def smollm2_labels(train: Any, quantile: float) -> dict[str, np.ndarray | str]:
         rules.tau_rule(col("se_edge"), col("se_cloud")).values if "se_cloud" in train
         else "n/a: edge-only table (no se_cloud)")
     out["greedy log-prob (edge_se on -logprob)"] = edge_se(-col("greedy_logprob_edge"))
-    out["greedy wrong"] = 1.0 - col("correct_edge")
+    out[OUTCOME] = 1.0 - col("correct_edge")
     out["share of samples wrong (soft)"] = 1.0 - col("sample_accuracy_edge")
     return out
 
@@ -122,22 +124,33 @@ def smollm2_study(args: argparse.Namespace) -> dict[str, Any]:
                                 src_te)
     scores["edge's greedy log-prob itself"] = -test["greedy_logprob_edge"].to_numpy(dtype=float)
 
+    cis = with_ci(_smollm2_stat(scores, y, share, src_te), len(y), args.bootstrap, args.seed)
+    per_source = {g: {"n": int(m.sum()), "wrong": round(float(y[m].mean()), 3),
+                      "auroc": {k: round(auroc(y[m], v[m]), 3) for k, v in scores.items()
+                                if " | prior" not in k}}
+                  for g, m in ((g, src_te == g) for g in np.unique(src_te))}
+    return {"data": str(args.data), "train": int(is_train.sum()), "test": int((~is_train).sum()),
+            "test_wrong": round(float(y.mean()), 3), "per_source": per_source, "rows": rows,
+            "metrics": cis}
+
+
+def _smollm2_stat(scores: dict[str, np.ndarray], y: np.ndarray, share: np.ndarray,
+                  src: np.ndarray) -> Callable[[np.ndarray], dict[str, float]]:
+    """The statistic the bootstrap redraws: per score AUROC (pooled, within source), rho; per
+    label the paired deltas vs the outcome's source prior and vs the raw-outcome label."""
     def stat(i: np.ndarray) -> dict[str, float]:
         out = {}
         for key, s in scores.items():
             out[f"{key}|auroc"] = auroc(y[i], s[i])
-            out[f"{key}|within"] = within(y[i], s[i], src_te[i])
+            out[f"{key}|within"] = within(y[i], s[i], src[i])
             out[f"{key}|rho"] = spearman(share[i], s[i])
         for key in [k for k in scores if f"{k} | prior" in scores]:
             out[f"{key}|delta"] = out[f"{key}|auroc"] - out[f"{PRIOR}|auroc"]
+            if OUTCOME in scores:
+                out[f"{key}|vs_outcome"] = out[f"{key}|auroc"] - out[f"{OUTCOME}|auroc"]
         return out
 
-    cis = with_ci(stat, len(y), args.bootstrap, args.seed)
-    per_source = {g: {"n": int((src_te == g).sum()),
-                      "wrong": round(float(y[src_te == g].mean()), 3)} for g in np.unique(src_te)}
-    return {"data": str(args.data), "train": int(is_train.sum()), "test": int((~is_train).sum()),
-            "test_wrong": round(float(y.mean()), 3), "per_source": per_source, "rows": rows,
-            "metrics": cis}
+    return stat
 
 
 def _order_key(prompt_id: str) -> str:
@@ -244,24 +257,37 @@ def markdown(result: dict[str, Any]) -> str:
              + ", ".join(f"{g} {v['n']} ({v['wrong']:.0%} wrong)" for g, v in
                          s["per_source"].items()) + ")", "",
              "| label | train rows (cloud share) | AUROC greedy wrong | its source prior | "
-             "delta vs outcome's source prior | AUROC within source | rho share wrong |",
-             "|---|---|---|---|---|---|---|"]
+             "delta vs outcome's source prior | delta vs greedy-wrong label | AUROC within source "
+             "| rho share wrong |", "|---|---|---|---|---|---|---|---|"]
     for row in s["rows"]:
         name = row["label"]
         if "skipped" in row:
-            lines.append(f"| {name} | {row['skipped']} | - | - | - | - | - |")
+            lines.append(f"| {name} | {row['skipped']} | - | - | - | - | - | - |")
             continue
         lines.append(f"| {name} | {row['train_rows']} ({row['cloud_share']:.2f}) | "
                      f"{cell(m, name + '|auroc')} | {cell(m, name + ' | prior|auroc')} | "
-                     f"{cell(m, name + '|delta', True)} | {cell(m, name + '|within')} | "
-                     f"{cell(m, name + '|rho')} |")
+                     f"{cell(m, name + '|delta', True)} | {cell(m, name + '|vs_outcome', True)} | "
+                     f"{cell(m, name + '|within')} | {cell(m, name + '|rho')} |")
     ref = "edge's greedy log-prob itself"
     lines += [f"| {PRIOR} (train share wrong per source) | - | {cell(m, PRIOR + '|auroc')} | - | "
-              f"- | {cell(m, PRIOR + '|within')} | {cell(m, PRIOR + '|rho')} |",
-              f"| reference: {ref} (not a router) | - | {cell(m, ref + '|auroc')} | - | - | "
+              f"- | - | {cell(m, PRIOR + '|within')} | {cell(m, PRIOR + '|rho')} |",
+              f"| reference: {ref} (not a router) | - | {cell(m, ref + '|auroc')} | - | - | - | "
               f"{cell(m, ref + '|within')} | {cell(m, ref + '|rho')} |",
-              "| random | - | 0.500 | - | - | 0.500 | 0.000 |", ""]
+              "| random | - | 0.500 | - | - | - | 0.500 | 0.000 |", "",
+              *_per_source_markdown(s["per_source"])]
     return "\n".join(lines + _pairs_markdown(result["mmlu_pro"]))
+
+
+def _per_source_markdown(per_source: dict[str, Any]) -> list[str]:
+    """AUROC (greedy wrong) inside each source, point values: where a router's signal lives."""
+    keys = list(next(iter(per_source.values()))["auroc"])
+    lines = ["AUROC for greedy wrong inside each source (point values; NaN = one class only):", "",
+             "| source | n | wrong | " + " | ".join(keys) + " |",
+             "|---|---|---|" + "---|" * len(keys)]
+    for g, d in per_source.items():
+        lines.append(f"| {g} | {d['n']} | {d['wrong']:.2f} | "
+                     + " | ".join(f"{d['auroc'][k]:.3f}" for k in keys) + " |")
+    return lines + [""]
 
 
 def _pairs_markdown(pairs: list[dict[str, Any]]) -> list[str]:
