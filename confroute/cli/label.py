@@ -49,11 +49,13 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--limit", type=int, help="only the first N prompts")
     m = p.add_argument_group("semantic entropy")
     m.add_argument("--equivalence", default="exact",
-                   help="'exact' (numbers, option letters, normalised text) or 'nli:<model>'")
+                   help="'exact' (numbers, option letters, normalised text), 'nli:<model>' or "
+                        "'llm:<model>@<base_url>' (LLM-judged entailment, cached)")
     m.add_argument("--invalid", choices=["drop", "cluster"], default="drop",
                    help="unparseable answers: left out, or one shared cluster")
-    m.add_argument("--se", choices=["discrete", "weighted", "paper"], default="discrete",
-                   help="the variant used for labels (all are stored)")
+    m.add_argument("--se", choices=["discrete", "weighted", "paper"], default="paper",
+                   help="the variant used for labels (all are stored; paper: see "
+                        "bench/results/labels.md)")
     m.add_argument("--choice-se", choices=["samples", "letters"], default="samples",
                    help="multiple choice: SE of the samples or of the option letters' probs")
     m.add_argument("--no-length-norm", action="store_true",

@@ -232,7 +232,7 @@ def test_measure_hand_made_records():
         "edge:2": {"samples": [sample("B"), sample("C. x")], "greedy": sample("C"),
                    "choice_logprobs": {"A": -3.0, "B": -0.5, "C": -1.0, "D": -4.0}},
     }
-    first, second = lab.measure(rows, records, "edge", lab.MeasureConfig())
+    first, second = lab.measure(rows, records, "edge", lab.MeasureConfig(se="discrete"))
     assert first["answers_edge"] == ["4", "4", "4", None, "5"]
     assert first["clusters_edge"] == [0, 0, 0, -1, 1]
     assert first["n_invalid_edge"] == 1 and first["n_truncated_edge"] == 1
