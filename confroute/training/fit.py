@@ -14,9 +14,10 @@ import dataclasses
 import json
 import math
 import time
+import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -30,7 +31,12 @@ from confroute.errors import ConfigError
 from confroute.training.datamodule import RouterDataModule
 from confroute.training.model import RouterModel
 
-METRICS = ("val_auroc", "val_ap", "val_brier", "val_ece", "val_loss")
+Metric = Literal["val_auroc", "val_ap", "val_brier", "val_ece", "val_loss"]
+"""The validation metrics RouterTask logs, declared once: `BestMetrics` keeps them, `confroute
+tune` optimises one (its `metric` setting is typed by this, so the CLI's choices follow)."""
+METRICS: tuple[str, ...] = typing.get_args(Metric)
+MAXIMISED = frozenset({"val_auroc", "val_ap"})
+"""Higher is better for these; lower for the rest (Brier score, ECE, BCE loss)."""
 
 
 class RouterTask(pl.LightningModule):
