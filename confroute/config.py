@@ -178,8 +178,10 @@ def settings_parser(cls: type, **kwargs: Any) -> Any:
 
 
 def build(cls: type[T], namespace: Any) -> T:
-    """`cls` from an instantiated jsonargparse namespace holding its fields at the top level."""
-    return cls(**{f.name: namespace[f.name] for f in dataclasses.fields(cls)})  # type: ignore
+    """`cls` from an instantiated jsonargparse namespace holding its fields at the top level
+    (fields the parser skipped keep their defaults)."""
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return cls(**{name: namespace[name] for name in fields if name in namespace})
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from confroute.config import RunConfig, dump_yaml, from_dict, load_yaml, override, to_dict
+from confroute.config import RunConfig, dump_yaml, from_dict, override, to_dict
 from confroute.errors import ConfigError, ConfrouteError, require
 from confroute.training.fit import MAXIMISED, METRICS, Metric
 from confroute.training.search_space import PARAMS, SearchSpace, active_space, check_space
@@ -108,10 +108,6 @@ class Prepared:
     storage: Any
     storage_url: str
     skipped: dict[str, str]
-
-
-def load_tune_config(path: str | Path) -> TuneConfig:
-    return load_yaml(TuneConfig, path)
 
 
 def tune(cfg: TuneConfig, out_dir: str | Path) -> TuneResult:
