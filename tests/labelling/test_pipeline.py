@@ -42,8 +42,9 @@ def prompts(tmp_path: Path) -> Path:
 
 def _label_cmd(prompts: Path, out: Path, edge: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "confroute", "label", str(prompts), "--out", str(out),
-            "--edge", edge, "-n", "3", "--temperature", "1.0", "--max-tokens", "6",
-            "--batch-size", "1", "--threads", "1", "--quiet", *extra]
+            "--edge", edge, "--sampling.n", "3", "--sampling.temperature", "1.0",
+            "--sampling.max_new_tokens", "6", "--sampling.batch_size", "1", "--threads", "1",
+            "--quiet", *extra]
 
 
 def _lines(path: Path) -> list[str]:
@@ -149,8 +150,9 @@ def test_label_resumes_after_kill_9_without_loss_or_duplicates(tmp_path, prompts
     # relabelling with another rule does not sample again: the samples file is untouched
     mtime = samples.stat().st_mtime_ns
     relabel = subprocess.run(
-        _label_cmd(prompts, out, str(tiny_lm), "--edge-threshold", "0.5", "--edge-quantile",
-                   "0.5"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        _label_cmd(prompts, out, str(tiny_lm), "--label.edge_threshold", "0.5",
+                   "--label.edge_quantile", "0.5"),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert relabel.returncode == 0, relabel.stderr[-2000:]
     assert samples.stat().st_mtime_ns == mtime
     table = pd.read_parquet(out / "scores.parquet")
