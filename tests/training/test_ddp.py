@@ -17,12 +17,12 @@ from confroute.config import RunConfig, load_yaml
 @pytest.mark.slow
 @pytest.mark.parametrize("bucket_by_length, devices", [(True, "2"), (False, "'2'")])
 def test_two_process_ddp_trains_on_both_ranks_and_writes_one_run(
-        tmp_path, tiny_encoder_dir, tiny_data_file, bucket_by_length, devices):
+        tmp_path, tmp_path_factory, tiny_encoder_dir, tiny_data_file, bucket_by_length, devices):
     out = tmp_path / "run"
     epochs = 2
     # devices as a YAML string ('2'): the old step count read any str as one device, so its
     # warm-up was twice too long and the rate never reached zero.
-    config = tmp_path / "trainer.yaml"
+    config = tmp_path_factory.mktemp("config") / "trainer.yaml"
     config.write_text(f"train:\n  trainer:\n    devices: {devices}\n")
     command = [sys.executable, "-m", "confroute", "train", "--out", str(out),
                "--data.source", str(tiny_data_file), "--model.encoder", str(tiny_encoder_dir),
