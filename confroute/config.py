@@ -199,6 +199,10 @@ def one_line(message: str) -> str:
     """jsonargparse's message on one line, `<class 'int'>` shown as `int`."""
     text = " ".join(part.strip() for part in message.splitlines() if part.strip())
     text = re.sub(r"Parser key \"([\w.]+)\": ", r"\1: ", text)
+    # Name an unknown key the way the rest of confroute does, as its full dotted key.
+    text = re.sub(r"Group '([\w.]+)' does not accept option '([\w.]+)'",
+                  r"unknown setting \1.\2", text)
+    text = re.sub(r"Option '([\w.]+)' is not accepted", r"unknown setting \1", text)
     text = re.sub(r"Expected a <class '([\w.]+)'>", r"expected \1", text)
     return re.sub(r"Expected a typing\.(Literal\[.*?\])", r"expected one of \1", text)
 

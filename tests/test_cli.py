@@ -111,7 +111,7 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
     (["train", "--out", "{tmp}/r", "--data.label.tau", "nan"], None, "data.label.tau"),
     (["train", "--out", "{tmp}/r", "--config", "{tmp}/none.yaml"], None, "does not exist"),
     (["train", "--out", "{tmp}/r", "--config", "{tmp}/typo.yaml"], None,
-     "does not accept option 'max_step'"),
+     "typo.yaml is not valid: unknown setting train.max_step"),
     (["train", "--out", "{tmp}/r", "--config", "{tmp}/broken.yaml"], None, "broken.yaml"),
     (["train", "--out", "{tmp}/r", "--data.source", "{tmp}/nothing.csv"], None, "does not exist"),
     (["train"], None, "required: out"),

@@ -16,9 +16,9 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"trian": {"max_steps": 1}}, "'trian.max_steps' is not accepted"),
-    ({"trian": 1}, "'trian' is not accepted"),
-    ({"train": {"batch_sise": 3}}, "'train' does not accept option 'batch_sise'"),
+    ({"trian": {"max_steps": 1}}, "unknown setting trian.max_steps"),
+    ({"trian": 1}, "unknown setting trian"),
+    ({"train": {"batch_sise": 3}}, "unknown setting train.batch_sise"),
     ({"train": {"batch_size": "big"}}, "train.batch_size: expected int. Got value: big"),
     ({"train": {"batch_size": 0}}, "batch_size must be >= 1"),
     ({"model": {"pooling": "max"}}, r"model.pooling: expected one of Literal\['mean', 'cls'\]"),
@@ -58,5 +58,5 @@ def test_missing_and_malformed_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_yaml(RunConfig, tmp_path / "list.yaml")
     (tmp_path / "typo.yaml").write_text("train:\n  max_step: 3\n")
-    with pytest.raises(ConfigError, match="typo.yaml.*does not accept option 'max_step'"):
+    with pytest.raises(ConfigError, match="typo.yaml: unknown setting train.max_step"):
         load_yaml(RunConfig, tmp_path / "typo.yaml")

@@ -90,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config_named(message: str, args: list[str]) -> str:
-    """jsonargparse's YAML errors name "<unicode string>": name the --config file instead."""
-    if "Problems parsing config" not in message or "--config" not in args:
+    """Name the --config file in errors that come from one (jsonargparse names none): invalid
+    YAML, or an unknown key (an unknown flag is an "unrecognized argument" instead)."""
+    from_file = "Problems parsing config" in message or "unknown setting" in message
+    if not from_file or "--config" not in args:
         return message
     files = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--config"]
     return f"config file {' or '.join(files)} is not valid: {message}"
