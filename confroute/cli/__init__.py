@@ -34,7 +34,7 @@ def build_parser(command: str) -> Any:
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     module = importlib.import_module(f"confroute.cli.{command}")
     parser = ArgumentParser(prog=f"confroute {command}", exit_on_error=False,
-                            description=module.__doc__.split(":", 1)[-1].strip())
+                            description=(module.__doc__ or "").split(":", 1)[-1].strip())
     module.add_arguments(parser)
     return parser
 
