@@ -27,8 +27,8 @@ DEMO_STEPS ?= 100
 DEMO_FREEZE ?= 3
 DEMO_SAMPLE ?= 1000
 demo: install
-	$(BIN)/confroute train --out runs/demo --max-steps $(DEMO_STEPS) \
-	  --set train.freeze_layers=$(DEMO_FREEZE) --overwrite
+	$(BIN)/confroute train --out runs/demo --train.max_steps $(DEMO_STEPS) \
+	  --train.freeze_layers $(DEMO_FREEZE) --overwrite
 	$(BIN)/confroute export runs/demo --out runs/demo/artifact
 	$(BIN)/confroute route runs/demo/artifact "What is 12 + 30?" \
 	  "A train leaves at 3pm at 60 km/h and another at 4pm at 80 km/h; when does the second catch up?" \
@@ -36,7 +36,8 @@ demo: install
 	$(BIN)/confroute evaluate --router runs/demo/artifact --truth routellm-judge:test \
 	  --out runs/demo/evaluation --bootstrap 200 --sample $(DEMO_SAMPLE)
 	# An edge-confidence router from confroute's own uncertainty labels (SmolLM2-135M, SE).
-	$(BIN)/confroute train --out runs/demo/smollm2 --data smollm2-uncertainty --max-epochs 1 --overwrite
+	$(BIN)/confroute train --out runs/demo/smollm2 --data.source smollm2-uncertainty \
+	  --train.max_epochs 1 --overwrite
 	$(BIN)/confroute export runs/demo/smollm2 --out runs/demo/smollm2/artifact
 	$(BIN)/confroute route runs/demo/smollm2/artifact "What is 7 + 8?" "What is 487 * 36?"
 

@@ -252,15 +252,15 @@ def cli_cases(art: str, f: dict[str, Path]) -> list[tuple[str, str, list[Any], b
         ("route --threshold nan", "error", ["route", art, "--threshold", "nan", "hi"], None),
         ("route --threshold inf", "error", ["route", art, "--threshold", "inf", "hi"], None),
         ("calibrate --file latin-1", "error",
-         ["calibrate", art, "--file", f["latin1"], "--cloud-fraction", "0.3"], None),
-        ("calibrate --cloud-fraction nan", "error",
-         ["calibrate", art, "--file", f["ties"], "--cloud-fraction", "nan"], None),
+         ["calibrate", art, "--file", f["latin1"], "--cloud_fraction", "0.3"], None),
+        ("calibrate --cloud_fraction nan", "error",
+         ["calibrate", art, "--file", f["ties"], "--cloud_fraction", "nan"], None),
         ("calibrate ties 0.3", "ok",
-         ["calibrate", art, "--file", f["ties"], "--cloud-fraction", "0.3"], None),
+         ["calibrate", art, "--file", f["ties"], "--cloud_fraction", "0.3"], None),
         ("serve --threshold nan", "error", ["serve", art, "--threshold", "nan", "--port", "0"],
          None),
-        ("serve --read-timeout nan", "error",
-         ["serve", art, "--read-timeout", "nan", "--port", "0"], None),
+        ("serve --read_timeout_s nan", "error",
+         ["serve", art, "--read_timeout_s", "nan", "--port", "0"], None),
     ]
 
 

@@ -50,9 +50,9 @@ def main() -> None:
     with process([sys.executable, str(ROOT / "tests/serve/upstream.py"), "--name", "edge"],
                  r"(http://\S+)") as (echo, _):
         for batch_max, threads, workers in args.setups:
-            flags = ["--batch-max", str(batch_max), "--threads",
-                     "0" if threads == "auto" else threads]
-            flags += ["--score-workers", workers] if workers != "auto" else []
+            flags = ["--batch_max", str(batch_max), "--threads",
+                     "null" if threads == "auto" else threads]
+            flags += ["--score_workers", workers] if workers != "auto" else []
             with serve(args.artifact, echo, flags) as (url, pid):
                 run = asyncio.run(load(url, pid, prompts, args.requests, args.concurrency,
                                        args.warmup))
@@ -127,7 +127,7 @@ def serve(artifact: Path, upstream: str, flags: list[str]) -> Iterator[tuple[str
            "CONFROUTE_EDGE_BASE_URL": upstream, "CONFROUTE_EDGE_MODEL": "edge-model",
            "CONFROUTE_CLOUD_BASE_URL": upstream, "CONFROUTE_CLOUD_MODEL": "cloud-model"}
     command = [sys.executable, "-m", "confroute", "serve", str(artifact), "--port", "0",
-               "--no-access-log", "--log-level", "warning", *flags]
+               "--access_log", "false", "--log_level", "warning", *flags]
     with process(command, r"listening on (http://\S+)", env) as (url, pid):
         for _ in range(600):
             try:

@@ -1,16 +1,19 @@
-"""Typed settings for every stage, loaded from YAML or dicts with unknown keys rejected.
+"""Typed settings for every stage, loaded from YAML, dicts or the command line.
 
-Each stage's settings are a dataclass here (or, for stages that own them, in their module built
-with the same helpers); `from_dict` validates names and types so that a typo in a YAML file is an
-error naming the key, not a silently ignored setting.
+Each stage's settings are a dataclass here (or, for stages that own them, in their module); a
+setting is declared once, as a field whose docstring is its `--help` text. jsonargparse reads
+the dataclasses (`settings_parser`), so the CLI, YAML files and `from_dict` share one type check
+that rejects unknown keys and wrong types, naming the key; value checks are each dataclass's
+`__post_init__`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-import types
-import typing
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -96,7 +99,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
-        if not 8 <= self.max_length <= 8192:
+        if not (8 <= self.max_length <= 8192):
             raise ConfigError(f"model.max_length must be in [8, 8192]; found {self.max_length}")
 
 
@@ -128,7 +131,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     patience: int = 2
     """Early stopping: validations without AUROC improvement before stopping."""
-    val_check_interval: float | int = 1.0
+    val_check_interval: int | float = 1.0
     """Validate every this fraction of an epoch (float) or this many batches (int)."""
     freeze_layers: int = 0
     """Freeze the embeddings and this many lower encoder layers."""
@@ -170,113 +173,126 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
-# --- generic helpers -------------------------------------------------------------------------
+# --- loading, overriding and writing settings (jsonargparse does the typing) -------------------
 
 
-def from_dict(cls: type[T], values: dict[str, Any] | None, where: str = "") -> T:
-    """Build dataclass `cls` from a dict, recursing into nested dataclasses.
+def settings_parser(cls: type, **kwargs: Any) -> Any:
+    """A jsonargparse parser whose keys are `cls`'s fields (nested dataclasses as dotted keys).
 
-    Unknown keys and values of the wrong type raise ConfigError naming the full key.
+    `kwargs` go to `ArgumentParser` (e.g. prog, description). Errors are raised, not printed
+    with an exit, so callers turn them into one-line ConfigErrors (see `parse_errors`).
+    """
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False, **kwargs)
+    parser.add_class_arguments(cls, sub_configs=True)
+    return parser
+
+
+def build(cls: type[T], namespace: Any) -> T:
+    """`cls` from an instantiated jsonargparse namespace holding its fields at the top level
+    (fields the parser skipped keep their defaults)."""
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return cls(**{name: namespace[name] for name in fields if name in namespace})
+
+
+@contextlib.contextmanager
+def parse_errors(where: str = "") -> Iterator[None]:
+    """Turn jsonargparse's (multi-line) ArgumentError into a one-line ConfigError."""
+    from jsonargparse import ArgumentError
+
+    try:
+        yield
+    except ArgumentError as exc:
+        raise ConfigError(f"{where}{one_line(str(exc))}") from exc
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's message on one line, `<class 'int'>` shown as `int`."""
+    text = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    text = re.sub(r"Parser key \"([\w.]+)\": ", r"\1: ", text)
+    # Name an unknown key the way the rest of confroute does, as its full dotted key.
+    text = re.sub(r"Group '([\w.]+)' does not accept option '([\w.]+)'",
+                  r"unknown setting \1.\2", text)
+    text = re.sub(r"Option '([\w.]+)' is not accepted", r"unknown setting \1", text)
+    text = re.sub(r"Expected a <class '([\w.]+)'>", r"expected \1", text)
+    text = re.sub(r"Expected a typing\.(Literal\[.*?\])", r"expected one of \1", text)
+    return _type_error(text)
+
+
+_WANTS = {"float": "a number", "int": "a whole number", "NoneType": "null", "bool": "true or false",
+          "str": "text", "Path": "a path"}
+
+
+def _type_error(text: str) -> str:
+    """`key: <jsonargparse's type-check report> Given value: x` -> `key must be a number; found
+    'x'` (NaN and infinities are not numbers to the CLI's YAML parser: they fail here too)."""
+    found = re.match(r"([\w.]+): .*?(?:Given|Got) value: (.*)$", text)
+    if not found or "expected" not in text:
+        return text
+    literal = re.search(r"expected one of Literal\[(.*?)\]", text)
+    wants = ([f"one of {literal.group(1)}"] if literal else
+             [_WANTS.get(w, w) for w in dict.fromkeys(re.findall(r"expected (\w+)", text))])
+    return f"{found.group(1)} must be {' or '.join(wants)}; found {found.group(2)!r}"
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
+    """Build dataclass `cls` from a (nested) dict, e.g. parsed YAML.
+
+    Raises ConfigError naming the key for unknown keys, values of the wrong type, and values the
+    dataclass's own checks (`__post_init__`) reject.
     """
     values = {} if values is None else values
     if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping; found {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown setting(s) {', '.join(_join(where, k) for k in unknown)}; "
-            f"valid keys{' under ' + where if where else ''}: {', '.join(sorted(fields))}"
-        )
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in values.items():
-        kwargs[name] = _coerce(hints[name], value, _join(where, name))
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where or 'config'}: {exc}") from exc
+        raise ConfigError(f"settings must be a mapping; found {type(values).__name__}")
+    parser = settings_parser(cls)
+    with parse_errors():
+        return build(cls, parser.instantiate(parser.parse_object(values)))
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
+    """The dataclass `obj` as nested plain dicts (what `dump_yaml` writes)."""
     return dataclasses.asdict(obj)
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Build `cls` from a YAML file; ConfigError if it is missing, not YAML, or not valid."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass a YAML file made by "
                           "`confroute train` (RUN_DIR/config.yaml) or `confroute tune`")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    return from_dict(cls, values)
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {one_line(str(exc))}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must be a mapping of settings")
+    try:
+        return from_dict(cls, values)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
 
 
 def dump_yaml(obj: Any, path: str | Path) -> None:
+    """Write the dataclass `obj` as YAML, atomically (a crash never leaves half a file)."""
     from confroute.files import write_text
 
     write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
 def override(obj: T, dotted: dict[str, Any]) -> T:
-    """Return a copy of `obj` with `{"train.max_steps": 10, ...}` applied (validated)."""
-    values = to_dict(obj)
-    for key, value in dotted.items():
-        node = values
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
+    """A copy of dataclass `obj` with `{"train.max_steps": 10, ...}` applied and checked.
+
+    Raises ConfigError for an unknown key or a value its field's type or checks reject.
+    """
+    parser = settings_parser(type(obj))
+    with parse_errors():
+        namespace = parser.parse_object(to_dict(obj))
+        for key, value in dotted.items():
+            if key not in namespace:
                 raise ConfigError(f"unknown setting {key}")
-            node = node[part]
-        node[parts[-1]] = value
-    return from_dict(type(obj), values)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, where)  # type: ignore[arg-type]
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(option, value, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[-1] if errors else f"{where}: cannot be {value!r}")
-    if origin is Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise ConfigError(f"{where} must be one of {', '.join(map(repr, allowed))}; "
-                              f"found {value!r}")
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool):
-        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            raise ConfigError(f"{where} must be {hint.__name__}; found {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list; found {value!r}")
-        (item,) = typing.get_args(hint) or (Any,)
-        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping; found {value!r}")
-        return value
-    return value
+            namespace[key] = value
+        return build(type(obj), parser.instantiate(parser.parse_object(namespace.as_dict())))
 
 
 def _check_range(name: str, value: float, low: float | None, high: float | None,

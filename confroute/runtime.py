@@ -206,13 +206,17 @@ def calibrate_threshold(scores: np.ndarray, cloud_fraction: float) -> Calibratio
         notes.append(f"calibrated on only {n} prompts: each moves the cloud share by "
                      f"{100 / n:.1f}%; use at least {SMALL_SAMPLE} prompts of real traffic")
     if distinct < n:
-        notes.append(f"{n - distinct + 1} of {n} prompts share a score with another (ties, e.g. "
+        _, counts = np.unique(s, return_counts=True)
+        shared = int(counts[counts > 1].sum())
+        notes.append(f"{shared} of {n} prompts share a score with another (ties, e.g. "
                      f"repeated prompts) and always take the same route; the nearest achievable "
                      f"cloud share is {k / n:.1%} (asked for {fraction:.1%})")
     return Calibration(threshold, fraction, k / n, n, distinct, tuple(notes))
 
 
 def check_threshold(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+    """`value` as a float in [0, 1] (numpy scalars too), or InputError (NaN, bools, text)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 <= float(value) <= 1):  # written so that NaN fails too
         raise InputError(f"threshold must be a number in [0, 1]; found {value!r}")
     return float(value)

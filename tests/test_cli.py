@@ -27,9 +27,51 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     for name in COMMANDS:
         assert name in out
     for name in COMMANDS:  # every subcommand has its own help
-        with pytest.raises(SystemExit):
-            build_parser().parse_args([name, "--help"])
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
         assert "usage: confroute " + name in capsys.readouterr().out
+    assert main([]) == 2 and "usage: confroute" in capsys.readouterr().err
+    assert main(["trian"]) == 2
+    assert "unknown command 'trian'; choose from train, export" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, expected", [
+    # A field's docstring is its flag's help and its default is the field's, shown once.
+    ("train", ["--train.max_steps", "Stop after this many optimiser steps",
+               "--data.label.tau", "Paper Eq. 3/4", "--train.trainer.devices",
+               "--model.encoder", "default: minilm", "--config CONFIG"]),
+    ("tune", ["--space.learning_rate", "log-uniform range", "--base CONFIG",
+              "--base.train.max_steps", "val_auroc", "val_ece", "--n_trials"]),
+    ("export", ["--int8 {true,false}", "--threshold", "--parity_tolerance"]),
+    ("serve", ["--batch_max", "Micro-batching", "--edge.base_url", "--fallback {true,false}"]),
+    ("label", ["--sampling.temperature", "--measure.equivalence", "--label.rule"]),
+    ("evaluate", ["--router ROUTER", "--truth TRUTH", "--cost CONFIG", "--cost.edge_input"]),
+])
+def test_help_shows_each_setting_with_its_docstring(capsys: pytest.CaptureFixture[str],
+                                                    command: str, expected: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # undo the help's line wrapping
+    for text in expected:
+        assert text in out, text
+    assert "--token" not in out  # serve's bearer token comes from the environment only
+
+
+def test_train_settings_from_defaults_then_config_then_flags(tmp_path: Path) -> None:
+    from confroute.config import RunConfig, build, dump_yaml, override
+
+    config = tmp_path / "run.yaml"
+    dump_yaml(override(RunConfig(), {"train.max_steps": 7, "train.batch_size": 4}), config)
+    parser = build_parser("train")
+    args = parser.instantiate(parser.parse_args(
+        ["--out", "o", "--config", str(config), "--train.batch_size", "2",
+         "--train.trainer.devices", "2", "--train.val_check_interval", "3"]))
+    cfg = build(RunConfig, args)
+    assert (cfg.train.max_steps, cfg.train.batch_size) == (7, 2)
+    assert cfg.train.trainer.devices == 2 and cfg.train.val_check_interval == 3
+    assert isinstance(cfg.train.val_check_interval, int)  # batches, not a share of an epoch
+    assert cfg.model == RunConfig().model  # untouched sections keep the dataclass defaults
 
 
 def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path) -> None:
@@ -56,15 +98,37 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
     (["route", "{art}"], '{"prompt": "ok"}\n{broken\n', "stdin line 2 is not valid JSON"),
     (["route", "{tmp}/missing", "hi"], None, "does not exist; make one with `confroute export"),
     (["route", "{art}", "hi", "--threshold", "2"], None, "threshold must be a number in"),
-    (["calibrate", "{art}", "--cloud-fraction", "1.5"], "a\nb\n", "cloud_fraction must be in"),
+    (["route", "{art}", "hi", "--threshold", "high"], None,
+     "threshold must be a number or null; found .high."),
+    (["route", "{art}", "hi", "--variant", "int4"], None,
+     "variant must be one of 'auto', 'fp32', 'int8'; found 'int4'"),
+    (["calibrate", "{art}", "--cloud_fraction", "1.5"], "a\nb\n", "cloud_fraction must be in"),
+    (["calibrate", "{art}"], "a\n", "required: cloud_fraction"),
     (["export", "{tmp}", "--out", "{tmp}/a"], None, "not a complete training run"),
-    (["train", "--out", "{tmp}/r", "--set", "train.bogus=1"], None, "unknown setting"),
-    (["train", "--out", "{tmp}/r", "--data", "{tmp}/nothing.csv"], None, "does not exist"),
+    (["export", "{tmp}", "--out", "{tmp}/a", "--threshold", "nan"], None, "threshold"),
+    (["train", "--out", "{tmp}/r", "--train.bogus", "1"], None, "unrecognized arguments"),
+    (["train", "--out", "{tmp}/r", "--train.batch_size", "big"], None,
+     "train.batch_size must be a whole number; found 'big'"),
+    (["train", "--out", "{tmp}/r", "--train.batch_size", "0"], None, "batch_size must be >= 1"),
+    (["train", "--out", "{tmp}/r", "--data.label.tau", "nan"], None, "data.label.tau"),
+    (["train", "--out", "{tmp}/r", "--config", "{tmp}/none.yaml"], None, "does not exist"),
+    (["train", "--out", "{tmp}/r", "--config", "{tmp}/typo.yaml"], None,
+     "typo.yaml is not valid: unknown setting train.max_step"),
+    (["train", "--out", "{tmp}/r", "--config", "{tmp}/broken.yaml"], None, "broken.yaml"),
+    (["train", "--out", "{tmp}/r", "--data.source", "{tmp}/nothing.csv"], None, "does not exist"),
+    (["train"], None, "required: out"),
+    (["tune", "--out", "{tmp}/t", "--metric", "val_f1"], None,
+     "metric must be one of .*; found 'val_f1'"),
+    (["tune", "--out", "{tmp}/t", "--n_trials", "0"], None, "n_trials must be >= 1"),
+    (["serve", "{art}", "--port", "70000"], None, "port must be in"),
+    (["serve", "{art}", "--token", "secret"], None, "unrecognized arguments"),
 ])
 def test_errors_are_one_line_without_traceback(tiny_artifact: Path, tmp_path: Path,
                                                args: list[str], stdin: str | None,
                                                message: str) -> None:
     args = [a.format(art=tiny_artifact, tmp=tmp_path) for a in args]
+    (tmp_path / "typo.yaml").write_text("train:\n  max_step: 3\n")
+    (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
     out = run_cli(*args, stdin=stdin)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
@@ -78,7 +142,7 @@ def test_calibrate_writes_the_threshold(tiny_artifact: Path, tmp_path: Path) -> 
 
     art = shutil.copytree(tiny_artifact, tmp_path / "art")
     prompts = "".join(f"prompt number {i}\n" for i in range(20))
-    out = run_cli("calibrate", str(art), "--cloud-fraction", "0.25", "--write", stdin=prompts)
+    out = run_cli("calibrate", str(art), "--cloud_fraction", "0.25", "--write", stdin=prompts)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     manifest = json.loads((Path(art) / "router.json").read_text())
@@ -116,7 +180,7 @@ def test_bad_manifests_and_data_are_one_line_errors(tiny_artifact: Path, tiny_ru
          r"metrics.json is damaged.*confroute train"),
         (None, ["evaluate", "--scores", str(rated), "--truth", str(rated), "--out",
                 str(tmp_path / "ev")], "column 'rating_edge' must hold numbers; row 1 has 'yes'"),
-        (None, ["train", "--out", str(tmp_path / "r"), "--data", str(labelled)],
+        (None, ["train", "--out", str(tmp_path / "r"), "--data.source", str(labelled)],
          "column 'label' must hold numbers; row 9 has 'no'"),
     ]
     for edit, args, message in cases:

@@ -16,17 +16,33 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"trian": {}}, "unknown setting.*trian.*valid keys.*train"),
-    ({"train": {"batch_sise": 3}}, "train.batch_sise"),
-    ({"train": {"batch_size": "big"}}, "train.batch_size must be int"),
+    ({"trian": {"max_steps": 1}}, "unknown setting trian.max_steps"),
+    ({"trian": 1}, "unknown setting trian"),
+    ({"train": {"batch_sise": 3}}, "unknown setting train.batch_sise"),
+    ({"train": {"batch_size": "big"}}, "train.batch_size: expected int. Got value: big"),
     ({"train": {"batch_size": 0}}, "batch_size must be >= 1"),
-    ({"model": {"pooling": "max"}}, "model.pooling must be one of"),
+    ({"model": {"pooling": "max"}}, r"model.pooling: expected one of Literal\['mean', 'cls'\]"),
     ({"data": {"label": {"tau": -1}}}, "label.tau must be in"),
-    ({"data": "x"}, "data must be a mapping"),
+    ({"data": {"label": {"tau": float("nan")}}}, r"label.tau must be in \[0.0, inf\]; found nan"),
+    ({"data": {"val_fraction": float("nan")}}, "val_fraction must be in"),
+    ({"data": {"label": {"judge_weight": float("inf")}}}, "judge_weight must be in"),
+    ({"data": "x"}, "data: Unable to load config 'x'"),
 ])
 def test_bad_settings_are_named(values: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_dict(RunConfig, values)
+
+
+def test_override_keeps_ints_and_floats_apart_and_names_unknown_keys() -> None:
+    # val_check_interval: an int counts batches, a float a share of an epoch.
+    assert override(RunConfig(), {"train.val_check_interval": 2}).train.val_check_interval == 2
+    assert isinstance(override(RunConfig(), {"train.val_check_interval": 2}
+                               ).train.val_check_interval, int)
+    assert override(RunConfig(), {"train.learning_rate": 1}).train.learning_rate == 1.0
+    with pytest.raises(ConfigError, match="unknown setting train.lr"):
+        override(RunConfig(), {"train.lr": 1e-3})
+    with pytest.raises(ConfigError, match="max_epochs must be >= 1"):
+        override(RunConfig(), {"train.max_epochs": 0})
 
 
 def test_missing_and_malformed_yaml(tmp_path: Path) -> None:
@@ -35,6 +51,15 @@ def test_missing_and_malformed_yaml(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("train: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml(RunConfig, tmp_path / "bad.yaml")
+    (tmp_path / "latin1.yaml").write_bytes("train: {seed: 1} # caf\xe9".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(RunConfig, tmp_path / "latin1.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_yaml(RunConfig, tmp_path / "list.yaml")
+    (tmp_path / "typo.yaml").write_text("train:\n  max_step: 3\n")
+    with pytest.raises(ConfigError, match="typo.yaml: unknown setting train.max_step"):
+        load_yaml(RunConfig, tmp_path / "typo.yaml")
 
 
 NAN, INF = float("nan"), float("inf")

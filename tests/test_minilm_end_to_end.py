@@ -34,9 +34,11 @@ def test_minilm_train_export_route(tmp_path: Path) -> None:
                        frame[frame["split"] == "val"].head(64)])
     small.to_parquet(tmp_path / "small.parquet")
     run, art = tmp_path / "run", tmp_path / "artifact"
-    trained = last_json(cli("train", "--out", str(run), "--data", str(tmp_path / "small.parquet"),
-                            "--max-steps", "8", "--batch-size", "16", "--max-length", "64",
-                            "--set", "train.trainer.enable_progress_bar=false"))
+    trained = last_json(cli("train", "--out", str(run),
+                            "--data.source", str(tmp_path / "small.parquet"),
+                            "--train.max_steps", "8", "--train.batch_size", "16",
+                            "--model.max_length", "64",
+                            "--train.trainer.enable_progress_bar", "false"))
     assert trained["global_steps"] == 8 and 0.0 <= trained["val_auroc"] <= 1.0
     exported = last_json(cli("export", str(run), "--out", str(art)))
     assert exported["parity"]["max_abs_logit_diff"] <= 1e-4

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from confroute.cli import main
@@ -59,7 +60,7 @@ def test_bad_files_name_the_line(tiny_artifact: Path, files: dict[str, Path], co
                                  name: str, message: str, capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     argv = [command, str(tiny_artifact), "--file", str(files[name])]
-    argv += ["--cloud-fraction", "0.3"] if command == "calibrate" else []
+    argv += ["--cloud_fraction", "0.3"] if command == "calibrate" else []
     code, out, err = run_main(argv, capsys, monkeypatch)
     assert code == 2 and message in one_line_error(err, command)
     assert out == ""
@@ -70,7 +71,7 @@ def test_bad_stdin_names_the_line(tiny_artifact: Path, capsys: pytest.CaptureFix
     code, _, err = run_main(["route", str(tiny_artifact)], capsys, monkeypatch,
                             stdin=b"ok prompt\n\xff\xfe\xfd bad bytes\n")
     assert code == 2 and "stdin line 2 is not UTF-8: byte 0 is 0xff" in one_line_error(err, "route")
-    code, _, err = run_main(["calibrate", str(tiny_artifact), "--cloud-fraction", "0.5"], capsys,
+    code, _, err = run_main(["calibrate", str(tiny_artifact), "--cloud_fraction", "0.5"], capsys,
                             monkeypatch, stdin=CUT_EMOJI_JSONL)
     assert code == 2 and "stdin line 1: prompt is not valid Unicode" in err
 
@@ -110,12 +111,14 @@ def test_bom_and_crlf_are_not_part_of_the_prompt(tiny_artifact: Path, files: dic
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["route", "ART", "hi", "--threshold", "nan"], "threshold must be a number in [0, 1]; "
-                                                   "found nan"),
-    (["route", "ART", "hi", "--threshold", "inf"], "found inf"),
-    (["calibrate", "ART", "--cloud-fraction", "nan"], "cloud_fraction must be in [0, 1] (a "
-                                                      "number, not NaN); found nan"),
-    (["calibrate", "ART", "--cloud-fraction", "1.5"], "found 1.5"),
+    (["route", "ART", "hi", "--threshold", "nan"], "threshold must be a number or null; "
+                                                   "found 'nan'"),
+    (["route", "ART", "hi", "--threshold", "inf"], "found 'inf'"),
+    (["route", "ART", "hi", "--threshold", "1.5"], "threshold must be a number in [0, 1]; "
+                                                   "found 1.5"),
+    (["calibrate", "ART", "--cloud_fraction", "nan"], "cloud_fraction must be a number; "
+                                                      "found 'nan'"),
+    (["calibrate", "ART", "--cloud_fraction", "1.5"], "found 1.5"),
     (["route", "ART", "--file", "DIR"], "is a directory, not a file"),
     (["route", "ART", "--file", "DIR/missing.txt"], "does not exist"),
 ])
@@ -140,13 +143,15 @@ def test_calibrate_with_ties_reports_the_achieved_share(tiny_artifact: Path,
     above = int((scores > scores[0]).sum())
     fraction = (above + 5) / 20
     code, out, err = run_main(["calibrate", str(tiny_artifact), "--file", str(files["ties"]),
-                               "--cloud-fraction", str(fraction)], capsys, monkeypatch)
+                               "--cloud_fraction", str(fraction)], capsys, monkeypatch)
     assert code == 0
     result = json.loads(out)
     assert result["prompts"] == 20 and result["distinct_scores"] == len(set(scores.tolist()))
     assert result["achieved_cloud_fraction"] in (above / 20, (above + 10) / 20)
     assert "warning: calibrated on only 20 prompts" in err
-    assert "10 of 20 prompts share a score" in err
+    _, counts = np.unique(scores, return_counts=True)
+    assert counts.max() >= 10  # the 10 copies of one prompt, perhaps with others
+    assert f"{counts[counts > 1].sum()} of 20 prompts share a score" in err
     routes = run_main(["route", str(tiny_artifact), "--file", str(files["ties"]),
                        "--threshold", str(result["threshold"])], capsys, monkeypatch)[1]
     share = sum(json.loads(x)["route"] == "cloud" for x in routes.splitlines()) / 20

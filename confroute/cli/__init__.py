@@ -1,16 +1,21 @@
 """The `confroute` console script: one subcommand per module in this package.
 
-Each command module defines `add_parser(subparsers)` and `run(args) -> int`; it parses, calls one
-function of the Python API, and prints. Library errors become one line on stderr and exit 2.
+Each command module defines `HELP` (its line in `confroute --help`), `add_arguments(parser)` and
+`run(args) -> int`. The parser is jsonargparse's: a command's settings are the fields of its
+dataclasses (`parser.add_class_arguments`), so a setting is declared once, its docstring is its
+`--help` text and its default is the field's; `--config FILE` reads the same keys from YAML
+(unknown keys are errors) and `--print_config` shows the settings a command would use. Only the
+chosen command's parser is built, so `confroute route` does not import torch. Library and
+argument errors become one line on stderr and exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from confroute import __version__
 from confroute.errors import ConfrouteError
@@ -18,27 +23,77 @@ from confroute.errors import ConfrouteError
 # Subcommand modules, in the order --help lists them. A new command is a new module + a name here.
 COMMANDS = ["train", "export", "route", "calibrate", "datasets", "evaluate", "serve", "tune",
             "label", "judge"]
+DESCRIPTION = "Decide per prompt whether an edge or a cloud LLM should answer it."
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="confroute",
-        description="Decide per prompt whether an edge or a cloud LLM should answer it.")
-    parser.add_argument("--version", action="version", version=f"confroute {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"confroute.cli.{name}").add_parser(sub)
+def build_parser(command: str) -> Any:
+    """The jsonargparse parser of one subcommand (`confroute <command> ...`)."""
+    from jsonargparse import ArgumentParser, set_parsing_settings
+
+    # Field docstrings (the text under each dataclass field) become the flags' help.
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    module = importlib.import_module(f"confroute.cli.{command}")
+    parser = ArgumentParser(prog=f"confroute {command}", exit_on_error=False,
+                            description=(module.__doc__ or "").split(":", 1)[-1].strip())
+    module.add_arguments(parser)
     return parser
 
 
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name.ljust(width)}  {importlib.import_module(f'confroute.cli.{name}').HELP}"
+             for name in COMMANDS]
+    return (f"usage: confroute [-h] [--version] COMMAND ...\n\n{DESCRIPTION}\n\ncommands:\n"
+            + "\n".join(lines) + "\n\n`confroute COMMAND --help` lists a command's settings.\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `confroute` with `argv` (default sys.argv[1:]); returns the exit code.
+
+    0: done; 2: bad arguments, settings or input (one line on stderr); 130: interrupted.
+    `--help` prints and raises SystemExit(0), as argparse does.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage(), end="", file=sys.stdout if args else sys.stderr)
+        if args:
+            raise SystemExit(0)
+        return 2
+    if args[0] == "--version":
+        print(f"confroute {__version__}")
+        return 0
+    command = args[0]
+    if command not in COMMANDS:
+        print(f"confroute: error: unknown command {command!r}; choose from "
+              f"{', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    from jsonargparse import ArgumentError
+
+    from confroute.config import one_line
+
     try:
-        return int(args.run(args) or 0)
+        parser = build_parser(command)
+        namespace = parser.instantiate(parser.parse_args(args[1:]))
+        run = importlib.import_module(f"confroute.cli.{command}").run
+        return int(run(namespace) or 0)
+    except ArgumentError as exc:
+        print(f"confroute {command}: error: {_config_named(one_line(str(exc)), args)}",
+              file=sys.stderr)
+        return 2
     except ConfrouteError as exc:
-        print(f"confroute {args.command}: error: {exc}", file=sys.stderr)
+        print(f"confroute {command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"confroute {args.command}: interrupted", file=sys.stderr)
+        print(f"confroute {command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _config_named(message: str, args: list[str]) -> str:
+    """Name the --config file in errors that come from one (jsonargparse names none): invalid
+    YAML, or an unknown key (an unknown flag is an "unrecognized argument" instead)."""
+    from_file = "Problems parsing config" in message or "unknown setting" in message
+    if not from_file or "--config" not in args:
+        return message
+    files = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--config"]
+    return f"config file {' or '.join(files)} is not valid: {message}"

@@ -1,29 +1,28 @@
-"""confroute calibrate: the threshold that sends a target share of prompts to the cloud."""
+"""confroute calibrate: score sample prompts and print the threshold that routes
+--cloud_fraction of them to the cloud. It holds only for traffic like these prompts."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
 
 from confroute.cli._prompts import iter_prompts, scored_texts
 
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("calibrate", help="find the threshold for a target cloud-call fraction",
-                       description="Score sample prompts and print the threshold that routes "
-                       "--cloud-fraction of them to the cloud. It holds only for traffic like "
-                       "these prompts.")
-    p.add_argument("artifact", help="a directory written by `confroute export`")
-    p.add_argument("--file", help="prompts (.txt one per line, or .jsonl); else stdin")
-    p.add_argument("--cloud-fraction", type=float, required=True, help="target share in [0, 1]")
-    p.add_argument("--write", action="store_true",
-                   help="store the threshold as the artifact's default")
-    p.set_defaults(run=run)
+HELP = "find the threshold for a target cloud-call fraction"
 
 
-def run(args: argparse.Namespace) -> int:
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("artifact", help="a directory written by `confroute export`")
+    parser.add_argument("--file", type=str | None,
+                        help="prompts (.txt one per line, or .jsonl); else stdin")
+    parser.add_argument("--cloud_fraction", type=float, required=True,
+                        help="target share of prompts sent to the cloud, in [0, 1]")
+    parser.add_argument("--write", action="store_true",
+                        help="store the threshold as the artifact's default")
+
+
+def run(args: Any) -> int:
     from confroute.artifact import set_threshold
     from confroute.runtime import Router, check_fraction
 

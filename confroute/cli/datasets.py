@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from confroute.dataset.builtin import BUILTIN, card
 from confroute.errors import DataError
 
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("datasets", help="list bundled datasets or show a dataset card")
-    p.add_argument("name", nargs="?", help="show this dataset's card")
-    p.set_defaults(run=run)
+HELP = "list bundled datasets or show a dataset card"
 
 
-def run(args: argparse.Namespace) -> int:
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("name", nargs="?", help="show this dataset's card")
+
+
+def run(args: Any) -> int:
     if args.name is None:
         for name in BUILTIN:
             first = card(name).splitlines()[0].lstrip("# ")

@@ -1,27 +1,30 @@
-"""confroute route: score prompts with an artifact and print one JSON object per prompt."""
+"""confroute route: score prompts with an artifact and print one JSON line per prompt: index,
+score (P(cloud needed)), route ('edge' or 'cloud') and threshold."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
 from confroute.cli._prompts import chunks, iter_prompts, scored_texts
 
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("route", help="route prompts to edge or cloud with an artifact",
-                       description="Print one JSON line per prompt: index, score (P(cloud "
-                       "needed)), route ('edge' or 'cloud') and threshold.")
-    p.add_argument("artifact", help="a directory written by `confroute export`")
-    p.add_argument("prompts", nargs="*", help="prompts; else --file, else stdin")
-    p.add_argument("--file", help="a .txt (one prompt per line) or .jsonl file of prompts")
-    p.add_argument("--threshold", type=float, help="override the artifact's default threshold")
-    p.add_argument("--variant", choices=["auto", "fp32", "int8"], default="auto")
-    p.set_defaults(run=run)
+HELP = "route prompts to edge or cloud with an artifact"
 
 
-def run(args: argparse.Namespace) -> int:
+def add_arguments(parser: Any) -> None:
+    from confroute.runtime import Variant
+
+    parser.add_argument("artifact", help="a directory written by `confroute export`")
+    parser.add_argument("prompts", nargs="*", help="prompts; else --file, else stdin")
+    parser.add_argument("--file", type=str | None, help="a .txt (one prompt per line) or .jsonl "
+                        "file of prompts")
+    parser.add_argument("--threshold", type=float | None,
+                        help="override the artifact's default threshold")
+    parser.add_argument("--variant", type=Variant, default="auto",
+                        help="artifact model variant (auto: the manifest's default)")
+
+
+def run(args: Any) -> int:
     from confroute.runtime import Router, check_threshold
 
     threshold = None if args.threshold is None else check_threshold(args.threshold)

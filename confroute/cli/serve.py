@@ -1,84 +1,45 @@
-"""confroute serve: run the routing service and OpenAI-compatible proxy for an artifact."""
+"""confroute serve: serve a router artifact over HTTP: POST /v1/route, POST
+/v1/chat/completions (scored, then forwarded to the edge or cloud upstream, with fallback),
+GET /health, GET /metrics. The flags are ServeSettings' fields; --config reads them from YAML.
+
+Upstreams and secrets come from the environment:
+  CONFROUTE_EDGE_BASE_URL, CONFROUTE_EDGE_MODEL, CONFROUTE_EDGE_API_KEY
+  CONFROUTE_CLOUD_BASE_URL, CONFROUTE_CLOUD_MODEL, CONFROUTE_CLOUD_API_KEY
+  CONFROUTE_TOKEN: when set, clients must send 'Authorization: Bearer <token>'
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from confroute.config import build, to_dict
 
-from confroute.errors import ConfigError
-
-# flag -> ServeSettings key; flags override the YAML config, which overrides the defaults
-FLAGS = {"host": "host", "port": "port", "threshold": "threshold", "variant": "variant",
-         "threads": "threads", "score_workers": "score_workers", "batch_max": "batch_max",
-         "max_body_bytes": "max_body_bytes", "max_prompt_chars": "max_prompt_chars",
-         "read_timeout": "read_timeout_s"}
+HELP = "serve POST /v1/route and an OpenAI-compatible /v1/chat/completions proxy"
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "serve", help="serve POST /v1/route and an OpenAI-compatible /v1/chat/completions proxy",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve a router artifact over HTTP: POST /v1/route, POST "
-        "/v1/chat/completions (scored, then forwarded to the edge or cloud upstream, with "
-        "fallback), GET /health, GET /metrics.",
-        epilog="upstreams and secrets come from the environment:\n"
-        "  CONFROUTE_EDGE_BASE_URL, CONFROUTE_EDGE_MODEL, CONFROUTE_EDGE_API_KEY\n"
-        "  CONFROUTE_CLOUD_BASE_URL, CONFROUTE_CLOUD_MODEL, CONFROUTE_CLOUD_API_KEY\n"
-        "  CONFROUTE_TOKEN: when set, clients must send 'Authorization: Bearer <token>'")
-    p.add_argument("artifact", help="a directory written by `confroute export`")
-    p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, help="port (default 8000; 0 = any free port)")
-    p.add_argument("--config", help="YAML file of serve settings (see confroute.serve.settings)")
-    p.add_argument("--threshold", type=float, help="default threshold (else the artifact's)")
-    p.add_argument("--variant", choices=["auto", "fp32", "int8"])
-    p.add_argument("--threads", type=int,
-                   help="onnxruntime intra-op threads per scoring call (default 1; 0 = "
-                   "onnxruntime's default, all cores)")
-    p.add_argument("--score-workers", type=int,
-                   help="scoring calls at once (default: one per CPU core)")
-    p.add_argument("--batch-max", type=int,
-                   help="micro-batching: most prompts per scoring call (default 1 = off)")
-    p.add_argument("--max-body-bytes", type=int, help="largest request body (default 1000000)")
-    p.add_argument("--max-prompt-chars", type=int, help="longest scored text (default 100000)")
-    p.add_argument("--read-timeout", type=float,
-                   help="seconds to wait for an upstream's answer to start (default 120)")
-    p.add_argument("--no-fallback", action="store_true",
-                   help="do not try the other upstream when the chosen one fails")
-    p.add_argument("--no-access-log", action="store_true", help="no per-request access log")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
-    p.set_defaults(run=run)
+def add_arguments(parser: Any) -> None:
+    from confroute.serve.settings import ServeSettings
+
+    parser.add_argument("--config", action="config",
+                        help="YAML file of serve settings (the keys below, e.g. port: 0)")
+    parser.add_argument("artifact", help="a directory written by `confroute export`")
+    # The token is a secret: never on a command line (`ps` shows argv), only $CONFROUTE_TOKEN.
+    parser.add_class_arguments(ServeSettings, skip={"token"}, sub_configs=True)
+    parser.add_argument("--access_log", type=bool, default=True, help="log every request")
+    parser.add_argument("--log_level", type=LogLevel, default="info", help="log level")
 
 
-def settings_from_args(args: argparse.Namespace) -> Any:
-    from confroute.serve.settings import load_settings
+def settings_from_args(args: Any) -> Any:
+    """ServeSettings from the parsed flags, upstream URLs/models/token filled from the env."""
+    from confroute.serve.settings import ServeSettings, load_settings
 
-    values: dict[str, Any] = {}
-    if args.config:
-        try:
-            with open(args.config) as handle:
-                values = yaml.safe_load(handle) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read serve config {args.config}: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"serve config {args.config} is not valid YAML: {exc}") from exc
-        if not isinstance(values, dict):
-            raise ConfigError(f"serve config {args.config} must be a mapping of settings")
-    for flag, key in FLAGS.items():
-        if getattr(args, flag) is not None:
-            values[key] = getattr(args, flag)
-    if args.threads == 0:
-        values["threads"] = None
-    if args.no_fallback:
-        values["fallback"] = False
-    return load_settings(values)
+    return load_settings(to_dict(build(ServeSettings, args)))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Any) -> int:
     import uvicorn
 
     from confroute.serve import create_app
@@ -96,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     # Print the bound address (the real port when --port 0) before serving, for scripts.
     host, port = sock.getsockname()[:2]
     print(f"confroute serve: listening on http://{url_host(host)}:{port}", flush=True)
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log)
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

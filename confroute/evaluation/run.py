@@ -23,25 +23,39 @@ SCORE_COLUMNS = ("id", "score")
 
 @dataclasses.dataclass
 class EvaluateRequest:
+    """One evaluation: where the scores come from, the ground truth, and the report's options.
+    Its fields are `confroute evaluate`'s flags (--router, --truth, --out, ...)."""
+
     truth: str
-    """A benchmark (mt-bench, gsm8k, mmlu) or a labelled dataset with rating_edge/rating_cloud."""
-    out_dir: Path
-    router_dir: Path | None = None
-    scores_file: Path | None = None
+    """mt-bench, gsm8k, mmlu (RouteLLM outcomes) or a labelled dataset[:split] with prompt,
+    rating_edge, rating_cloud."""
+    out: Path = Path("evaluation")
+    """Output folder for report.json, report.md and curve.png."""
+    router: Path | None = None
+    """A router artifact directory (from `confroute export`) that scores the prompts."""
+    scores: Path | None = None
+    """Instead of --router: a scores file (.csv/.jsonl/.parquet) with columns id, score."""
     routellm_dir: Path | None = None
+    """RouteLLM's routellm/ folder (default: $CONFROUTE_ROUTELLM_DIR)."""
     save_scores: Path | None = None
+    """Also write the per-prompt scores used, with prompt ids, to this file."""
     name: str | None = None
+    """Router name in the report (default: the artifact folder's or scores file's name)."""
     variant: Literal["auto", "fp32", "int8"] = "auto"
+    """Artifact model variant (auto: the manifest's default)."""
     bootstrap: int = 1000
+    """Bootstrap resamples for the 95% confidence intervals; 0 = none."""
     seed: int = 0
+    """Seed of the bootstrap and of the sample."""
     sample: int | None = None
     """Evaluate on a seeded sample of this many prompts, stratified by source (None = all)."""
     cost: CostConfig = dataclasses.field(default_factory=CostConfig)
+    """Prices per million tokens (a YAML file with these keys, or --cost.<key> flags)."""
     prior_folds: int = 5
     """Folds of the cross-validated group prior reported beside the router (0 = no prior)."""
 
     def __post_init__(self) -> None:
-        if (self.router_dir is None) == (self.scores_file is None):
+        if (self.router is None) == (self.scores is None):
             raise ConfigError("give exactly one source of scores: a router artifact directory "
                               "or a scores file (columns id, score)")
         if self.bootstrap < 0:
@@ -58,22 +72,22 @@ def evaluate(request: EvaluateRequest) -> dict[str, Any]:
     truth = load_truth(request.truth, request.routellm_dir)
     if request.sample is not None:
         truth = truth.sample(request.sample, request.seed)
-    if request.router_dir is not None:
-        scores = score_with_router(request.router_dir, truth, request.variant)
-        name = request.name or Path(request.router_dir).name
-    elif request.scores_file is not None:
-        ids, values = read_scores(request.scores_file)
+    if request.router is not None:
+        scores = score_with_router(request.router, truth, request.variant)
+        name = request.name or Path(request.router).name
+    elif request.scores is not None:
+        ids, values = read_scores(request.scores)
         scores = reporting.align_scores(truth, ids, values)
-        name = request.name or Path(request.scores_file).stem
+        name = request.name or Path(request.scores).stem
     else:  # __post_init__ guarantees one source; this keeps the type checker informed
         raise ConfigError("no source of scores")
     if request.save_scores is not None:
         write_scores(request.save_scores, truth, scores)
     result = reporting.evaluate(scores, truth, name, request.cost, bootstrap=request.bootstrap,
                                 seed=request.seed, prior=prior_scores(request, truth))
-    if request.router_dir is not None:
-        result["warnings"] = training_overlap(request.router_dir, truth)
-    out = Path(request.out_dir)
+    if request.router is not None:
+        result["warnings"] = training_overlap(request.router, truth)
+    out = Path(request.out)
     reporting.write_json(result, out / "report.json")
     write_text(out / "report.md", reporting.markdown([result]))
     reporting.plot([result], out / "curve.png")

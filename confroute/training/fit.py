@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -31,15 +32,21 @@ from confroute.files import replacing, write_json
 from confroute.training.datamodule import RouterDataModule
 from confroute.training.model import RouterModel
 
-METRICS = ("val_auroc", "val_ap", "val_brier", "val_ece", "val_loss")
+Metric = Literal["val_auroc", "val_ap", "val_brier", "val_ece", "val_loss"]
+"""The validation metrics RouterTask logs, declared once: `BestMetrics` keeps them, `confroute
+tune` optimises one (its `metric` setting is typed by this, so the CLI's choices follow)."""
+METRICS: tuple[str, ...] = typing.get_args(Metric)
+MAXIMISED = frozenset({"val_auroc", "val_ap"})
+"""Higher is better for these; lower for the rest (Brier score, ECE, BCE loss)."""
 
 
 class RouterTask(pl.LightningModule):
     """BCE on soft labels; AdamW with linear warm-up and decay; metrics as torchmetrics."""
 
-    def __init__(self, model: RouterModel, cfg: TrainConfig, total_steps: int):
+    def __init__(self, model: RouterModel, cfg: TrainConfig):
         super().__init__()
-        self.model, self.cfg, self.total_steps = model, cfg, total_steps
+        self.model, self.cfg = model, cfg
+        self.schedule_steps = 0  # set by configure_optimizers, reported in metrics.json
         self.loss = nn.BCEWithLogitsLoss()
         self.val_metrics = torchmetrics.MetricCollection({
             "auroc": torchmetrics.classification.BinaryAUROC(),
@@ -86,16 +93,27 @@ class RouterTask(pl.LightningModule):
             groups.setdefault((lr, 0.0 if no_decay else self.cfg.weight_decay), []).append(param)
         optimizer = torch.optim.AdamW(
             [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()])
-        warmup = int(self.total_steps * self.cfg.warmup_ratio)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / max(1, warmup)
-            return max(0.0, (self.total_steps - step) / max(1, self.total_steps - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        # Lightning counts the steps of this run as launched: batches per epoch on this rank
+        # (after the DistributedSampler's split across every device and node), epochs, max_steps.
+        self.schedule_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = linear_schedule(optimizer, self.schedule_steps, self.cfg.warmup_ratio)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+                    warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `int(total_steps * warmup_ratio)` optimiser steps from 0 to each group's
+    learning rate, then linear decay to 0 at `total_steps` (transformers'
+    `get_linear_schedule_with_warmup`, the BERT fine-tuning schedule of Devlin et al. 2019).
+
+    The multiplier at step k (counted from 0) is k / warmup during warm-up, so the first step's
+    rate is 0, and (total - k) / (total - warmup) after it. Stepped once per optimiser step.
+    """
+    from transformers import get_linear_schedule_with_warmup
+
+    warmup = int(total_steps * warmup_ratio)
+    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
 
 @dataclasses.dataclass
@@ -122,7 +140,6 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
     _freeze_unused(model)
     dm = RouterDataModule(train, val, model.text_encoder(), cfg.train.batch_size,
                           cfg.train.num_workers, cfg.train.bucket_by_length, cfg.train.seed)
-    steps, val_interval = _schedule(cfg.train, len(train))
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
                                               monitor="val_auroc", mode="max", save_top_k=1,
                                               save_weights_only=True)
@@ -131,16 +148,22 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
     best, counter = BestMetrics(), TrainingCounter()
     trainer = pl.Trainer(
         max_epochs=cfg.train.max_epochs, max_steps=cfg.train.max_steps,
-        val_check_interval=val_interval,
+        val_check_interval=cfg.train.val_check_interval,
         callbacks=[checkpoint, stopper, *callbacks, best, counter],
         default_root_dir=out, logger=pl.loggers.CSVLogger(out, name="logs"),
         num_sanity_val_steps=0, **dataclasses.asdict(cfg.train.trainer))
-    task = RouterTask(model, cfg.train, steps)
+    # The interval depends on the batches per epoch of each rank, so on the world size, which
+    # only the Trainer resolves (devices "auto", "0,1", or N; several nodes); Lightning reads it
+    # when fit sets up the data.
+    trainer.val_check_interval = validation_interval(cfg.train, len(train), trainer.world_size)
+    task = RouterTask(model, cfg.train)
     trainer.fit(task, dm)
     if checkpoint.best_model_path:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         task.load_state_dict(state["state_dict"])
     result = {**best.metrics, **counter.metrics, "global_steps": trainer.global_step,
+              "schedule_steps": task.schedule_steps,
+              "final_learning_rate": trainer.optimizers[0].param_groups[0]["lr"],
               "train_rows": len(train), "val_rows": len(val), "train_seconds":
               round(time.time() - started, 1), "shuffled_labels": cfg.train.shuffle_labels,
               "data_fingerprint": data.fingerprint("train"), "data_report": data.report,
@@ -207,14 +230,14 @@ def _freeze_unused(model: RouterModel) -> None:
             param.requires_grad = False
 
 
-def _schedule(cfg: TrainConfig, n_train: int) -> tuple[int, float | int]:
-    """Total optimiser steps (for the LR schedule) and how often to validate."""
-    devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1
-    world = max(1, devices) * cfg.trainer.num_nodes
-    per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * world)))
-    total = per_epoch * cfg.max_epochs
-    if cfg.max_steps > 0:
-        total = min(total, cfg.max_steps)
+def validation_interval(cfg: TrainConfig, n_train: int, world_size: int) -> float | int:
+    """How often to validate: `cfg.val_check_interval`, or the last step of a run that ends
+    inside its first epoch.
+
+    `n_train` rows are split over `world_size` processes (DistributedSampler, rounded up) into
+    batches of `cfg.batch_size`. Raises ConfigError when an interval in batches exceeds an epoch.
+    """
+    per_epoch = max(1, math.ceil(math.ceil(n_train / world_size) / cfg.batch_size))
     interval = cfg.val_check_interval
     if cfg.max_steps > 0 and cfg.max_steps < per_epoch and interval == 1.0:
         # A short run ends inside the first epoch: validate when it ends.
@@ -222,7 +245,7 @@ def _schedule(cfg: TrainConfig, n_train: int) -> tuple[int, float | int]:
     if isinstance(interval, int) and interval > per_epoch:
         raise ConfigError(f"train.val_check_interval={interval} batches is more than one epoch "
                           f"({per_epoch} batches)")
-    return total, interval
+    return interval
 
 
 def _write_run(out: Path, cfg: RunConfig, model: RouterModel, val: Any,

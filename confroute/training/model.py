@@ -68,6 +68,23 @@ class RouterModel(nn.Module):
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled prompt vectors: the encoder's last hidden states, pooled per `cfg.pooling`.
+
+        Args:
+            input_ids: token ids, int64, shape (batch, seq_len).
+            attention_mask: 1 for real tokens, 0 for padding, int64, shape (batch, seq_len).
+            token_type_ids: segment ids, int64, shape (batch, seq_len); only for encoders whose
+                config has `type_vocab_size` (see `input_names`), else None.
+
+        Returns:
+            float tensor of shape (batch, hidden_size). `mean`: the average of the hidden states
+            over unmasked positions (Sentence-BERT's mean pooling, Reimers & Gurevych 2019; an
+            all-padding row gives zeros, not NaN, by clamping the count at 1). `cls`: the first
+            position's hidden state (BERT's [CLS], Devlin et al. 2019).
+
+        Raises whatever the encoder raises for mismatched shapes (RuntimeError/IndexError); the
+        inputs are expected from `text_encoder()`, which produces consistent shapes.
+        """
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
@@ -79,6 +96,17 @@ class RouterModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Routing logits: `embed` -> dropout (active only in train mode) -> Linear(hidden, 1).
+
+        Args: as `embed` (each of shape (batch, seq_len), int64).
+
+        Returns:
+            float tensor of shape (batch,): the logit of P(cloud model needed), in nats (log-odds);
+            `torch.sigmoid` of it is the router's score in [0, 1]. This is the graph exported to
+            ONNX (confroute.export), whose output `logits` has the same shape.
+
+        Raises as `embed`.
+        """
         pooled = self.embed(input_ids, attention_mask, token_type_ids)
         return self.head(self.dropout(pooled)).squeeze(-1)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -55,12 +54,16 @@ def test_evaluate_cli_scores_with_a_router_artifact(tiny_artifact, tmp_path):
     path = tmp_path / "rated.csv"
     pd.DataFrame({"id": truth.ids, "prompt": truth.prompts, "rating_edge": truth.quality_edge,
                   "rating_cloud": truth.quality_cloud}).to_csv(path, index=False)
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["evaluate", "--router", str(tiny_artifact), "--truth", str(path),
+    from confroute.cli import build_parser
+
+    parser = build_parser("evaluate")
+
+    def parse(argv):
+        return parser.instantiate(parser.parse_args(argv))
+    args = parse(["--router", str(tiny_artifact), "--truth", str(path),
                               "--out", str(tmp_path / "out"), "--bootstrap", "20",
-                              "--save-scores", str(tmp_path / "scores.jsonl")])
-    assert args.run(args) == 0
+                              "--save_scores", str(tmp_path / "scores.jsonl")])
+    assert cli.run(args) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["router"] == tiny_artifact.name and report["prompts"] == 64
     saved = pd.read_json(tmp_path / "scores.jsonl", lines=True)
@@ -69,17 +72,17 @@ def test_evaluate_cli_scores_with_a_router_artifact(tiny_artifact, tmp_path):
     expected = Router.load(tiny_artifact).score(truth.prompts)
     np.testing.assert_allclose(saved["score"], expected, rtol=1e-6)
     # the saved scores reproduce the report when fed back as a scores file
-    args = parser.parse_args(["evaluate", "--scores", str(tmp_path / "scores.jsonl"),
+    args = parse(["--scores", str(tmp_path / "scores.jsonl"),
                               "--truth", str(path), "--out", str(tmp_path / "again"),
                               "--bootstrap", "0"])
-    assert args.run(args) == 0
+    assert cli.run(args) == 0
     again = json.loads((tmp_path / "again" / "report.json").read_text())
     assert again["metrics"] == pytest.approx(report["metrics"])
     # a quick look: a seeded sample, reported as such
-    args = parser.parse_args(["evaluate", "--router", str(tiny_artifact), "--truth", str(path),
+    args = parse(["--router", str(tiny_artifact), "--truth", str(path),
                               "--out", str(tmp_path / "sample"), "--bootstrap", "0",
                               "--sample", "20"])
-    assert args.run(args) == 0
+    assert cli.run(args) == 0
     sampled = json.loads((tmp_path / "sample" / "report.json").read_text())
     assert sampled["prompts"] == 20 and sampled["ground_truth_info"]["subset_of"] == 64
     assert "20 of 64 (sample)" in (tmp_path / "sample" / "report.md").read_text()

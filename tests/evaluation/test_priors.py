@@ -3,14 +3,13 @@ training's validation prior, and the prior row of `confroute evaluate`."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from confroute.cli import evaluate as cli
+from confroute.cli import main
 from confroute.errors import ConfigError, DataError
 from confroute.evaluation import metrics, priors, protocols
 from confroute.evaluation.groundtruth import GroundTruth, load_truth
@@ -159,12 +158,9 @@ def test_evaluate_reports_the_prior_beside_the_router(tmp_path, capsys):
     loaded = load_truth(str(path))
     scores = np.random.default_rng(3).random(300)  # a router no better than chance
     pd.DataFrame({"id": loaded.ids, "score": scores}).to_csv(tmp_path / "s.csv", index=False)
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers())
     out = tmp_path / "out"
-    args = parser.parse_args(["evaluate", "--scores", str(tmp_path / "s.csv"), "--truth",
-                              str(path), "--out", str(out), "--bootstrap", "50"])
-    assert args.run(args) == 0
+    assert main(["evaluate", "--scores", str(tmp_path / "s.csv"), "--truth", str(path),
+                 "--out", str(out), "--bootstrap", "50"]) == 0
     report = json.loads((out / "report.json").read_text())
     prior = report["references"]["prior"]
     assert prior["name"] == "prior (source, 5-fold CV)"
@@ -174,10 +170,9 @@ def test_evaluate_reports_the_prior_beside_the_router(tmp_path, capsys):
     assert prior["router_minus_prior_apgr"]["gap"] < 0  # chance loses to knowing the source
     assert "| prior (source, 5-fold CV) |" in (out / "report.md").read_text()
     assert "prior (source, 5-fold CV): APGR" in capsys.readouterr().out
-    args = parser.parse_args(["evaluate", "--scores", str(tmp_path / "s.csv"), "--truth",
-                              str(path), "--out", str(out), "--prior-folds", "0",
-                              "--bootstrap", "0"])
-    args.run(args)
+    argv = ["evaluate", "--scores", str(tmp_path / "s.csv"), "--truth", str(path), "--out",
+            str(out), "--prior_folds", "0", "--bootstrap", "0"]
+    assert main(argv) == 0
     assert "prior" not in json.loads((out / "report.json").read_text())["references"]
 
 

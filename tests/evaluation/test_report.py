@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -31,9 +30,10 @@ def rated(tmp_path):
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers())
-    return parser.parse_args(["evaluate", *argv])
+    from confroute.cli import build_parser
+
+    parser = build_parser("evaluate")
+    return parser.instantiate(parser.parse_args(argv))
 
 
 def test_cli_writes_report_markdown_plot_and_scores(rated, tmp_path, capsys):
@@ -44,8 +44,8 @@ def test_cli_writes_report_markdown_plot_and_scores(rated, tmp_path, capsys):
         tmp_path / "s.csv", index=False)
     out = tmp_path / "out"
     args = _parse(["--scores", str(tmp_path / "s.csv"), "--truth", str(rated), "--out", str(out),
-                   "--bootstrap", "50", "--save-scores", str(tmp_path / "used.csv")])
-    assert args.run(args) == 0
+                   "--bootstrap", "50", "--save_scores", str(tmp_path / "used.csv")])
+    assert cli.run(args) == 0
     report = json.loads((out / "report.json").read_text())
     expected = metrics.summary(metrics.sweep(scores, truth.quality_edge, truth.quality_cloud))
     assert report["metrics"] == pytest.approx(expected)
@@ -87,16 +87,16 @@ def test_cli_rejects_bad_scores_files(rated, tmp_path):
     pd.DataFrame({"id": ["p0"], "value": [0.3]}).to_csv(tmp_path / "s.csv", index=False)
     with pytest.raises(DataError, match="needs columns id and score"):
         args = _parse(["--scores", str(tmp_path / "s.csv"), "--truth", str(rated)])
-        args.run(args)
+        cli.run(args)
     with pytest.raises(DataError, match="does not exist"):
         args = _parse(["--scores", str(tmp_path / "nope.csv"), "--truth", str(rated)])
-        args.run(args)
+        cli.run(args)
     (tmp_path / "cost.yaml").write_text("cloud_input_per_mtok: -1\n")
     pd.DataFrame({"id": ["p0"], "score": [0.3]}).to_csv(tmp_path / "s.csv", index=False)
     with pytest.raises(ConfigError, match="cloud_input_per_mtok"):
         args = _parse(["--scores", str(tmp_path / "s.csv"), "--truth", str(rated),
                        "--cost", str(tmp_path / "cost.yaml")])
-        args.run(args)
+        cli.run(args)
 
 
 def test_json_report_is_strict_json(tmp_path):
@@ -120,7 +120,7 @@ def test_console_script_turns_bad_input_into_one_line_and_exit_2(rated, tmp_path
     assert err.startswith("confroute evaluate: error:") and "does not exist" in err
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
-    assert "--save-scores" in capsys.readouterr().out
+    assert "--save_scores" in capsys.readouterr().out
 
 
 def test_pooled_sources_are_also_reported_one_by_one(tmp_path):

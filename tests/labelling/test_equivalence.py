@@ -9,22 +9,26 @@ test serves the real SmolLM2-135M-Instruct behind the same OpenAI-compatible rou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
-import sys
+import types
 from pathlib import Path
 
 import pytest
+from upstream import echo_app, lm_answer, serve_in_thread  # noqa: E402
 
 from confroute.errors import ConfigError
 from confroute.labelling import equivalence as eq
 from confroute.labelling.store import JsonlStore
 from confroute.llm_client import EndpointConfig, LLMError
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "serve"))
-from test_sampling import LoopbackServer, openai_app  # noqa: E402
-from upstream import echo_app, serve_in_thread  # noqa: E402
+
+@contextlib.contextmanager
+def loopback(app):
+    """`app` served on loopback; `.url` is its OpenAI base URL (ending in /v1)."""
+    with serve_in_thread(app) as base:
+        yield types.SimpleNamespace(url=f"{base}/v1")
 
 MEANING = {"paris": "paris", "it is paris": "paris", "paris, france": "paris",
            "lyon": "lyon", "the city of lyon": "lyon", "rome": "rome"}
@@ -114,7 +118,7 @@ def test_make_equivalence_parses_llm_spec(tmp_path):
 
 def test_llm_equivalence_clusters_by_bidirectional_entailment_in_one_batch(tmp_path):
     app = judge_app()
-    with LoopbackServer(app) as server:
+    with loopback(app) as server:
         judge = llm(server.url, tmp_path / "verdicts.jsonl")
         assert judge.cluster(QUESTION, ANSWERS) == RIGHT
     counters = app.state.counters
@@ -138,7 +142,7 @@ def test_one_way_entailment_is_not_equivalence(tmp_path):
 def test_verdicts_are_cached_across_prompts_and_runs(tmp_path):
     cache = tmp_path / "verdicts.jsonl"
     app = judge_app()
-    with LoopbackServer(app) as server:
+    with loopback(app) as server:
         first = llm(server.url, cache)
         first.cluster(QUESTION, ["Paris", "Lyon"])
         first.prepare([(QUESTION, ["Lyon", "Paris", "Rome"]), ("Another question?", ["Paris",
@@ -156,7 +160,7 @@ def test_verdicts_are_cached_across_prompts_and_runs(tmp_path):
 def test_a_new_prompt_version_asks_again_in_the_same_cache_file(tmp_path, monkeypatch):
     cache = tmp_path / "verdicts.jsonl"
     app = judge_app()
-    with LoopbackServer(app) as server:
+    with loopback(app) as server:
         llm(server.url, cache).cluster(QUESTION, ["Paris", "Lyon"])
         monkeypatch.setattr(eq, "PROMPT_VERSION", eq.PROMPT_VERSION + 1)
         assert llm(server.url, cache).cluster(QUESTION, ["Paris", "Lyon"]) == [0, 1]
@@ -165,14 +169,14 @@ def test_a_new_prompt_version_asks_again_in_the_same_cache_file(tmp_path, monkey
 
 def test_interrupted_run_resumes_with_only_the_missing_pairs(tmp_path):
     cache = tmp_path / "verdicts.jsonl"
-    with LoopbackServer(judge_app(fail_after=6)) as server:
+    with loopback(judge_app(fail_after=6)) as server:
         broken = llm(server.url, cache, chunk=1, concurrency=1)
         with pytest.raises(LLMError, match="HTTP 500"):
             broken.cluster(QUESTION, ANSWERS)
     done = len(JsonlStore(cache, readonly=True))
     assert done == 3  # three pairs (6 requests) finished and were stored before the failure
     app = judge_app()
-    with LoopbackServer(app) as server:
+    with loopback(app) as server:
         assert llm(server.url, cache).cluster(QUESTION, ANSWERS) == RIGHT
     assert app.state.counters["requests"] == 2 * (10 - done)
 
@@ -204,7 +208,7 @@ def test_pipeline_measure_batches_llm_verdicts_for_all_prompts(tmp_path):
     records = {f"edge:{i}": {"samples": [{"text": t, "finish": "stop", "logprobs": None}
                                          for t in ts]} for i, ts in enumerate(texts)}
     app = judge_app()
-    with LoopbackServer(app) as server:
+    with loopback(app) as server:
         judge = llm(server.url, tmp_path / "v.jsonl")
         out = lab.measure(rows, records, "edge", lab.MeasureConfig(), judge)
     assert [o["clusters_edge"] for o in out] == [[0, 0, 1], [0, 1], [0, 0]]
@@ -224,7 +228,7 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory):
 def test_llm_equivalence_against_smollm2_served_on_loopback(smollm2, tmp_path):
     cache = tmp_path / "verdicts.jsonl"
     answers = ["Paris", "The capital of France is Paris.", "Berlin", "Paris"]
-    with LoopbackServer(openai_app(smollm2)) as server:
+    with loopback(echo_app("smollm2", answer=lm_answer(smollm2))) as server:
         judge = eq.make_equivalence(f"llm:smollm2@{server.url}", cache=cache, api_key_env=None,
                                     concurrency=2)
         ids = judge.cluster(QUESTION, answers)

@@ -35,8 +35,9 @@ def prompts(tmp_path: Path) -> Path:
 
 def _label_cmd(prompts: Path, out: Path, edge: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "confroute", "label", str(prompts), "--out", str(out),
-            "--edge", edge, "-n", "3", "--temperature", "1.0", "--max-tokens", "6",
-            "--batch-size", "1", "--threads", "1", "--quiet", *extra]
+            "--edge", edge, "--sampling.n", "3", "--sampling.temperature", "1.0",
+            "--sampling.max_new_tokens", "6", "--sampling.batch_size", "1", "--threads", "1",
+            "--quiet", *extra]
 
 
 def _lines(path: Path) -> list[str]:
@@ -142,8 +143,9 @@ def test_label_resumes_after_kill_9_without_loss_or_duplicates(tmp_path, prompts
     # relabelling with another rule does not sample again: the samples file is untouched
     mtime = samples.stat().st_mtime_ns
     relabel = subprocess.run(
-        _label_cmd(prompts, out, str(tiny_lm), "--edge-threshold", "0.5", "--edge-quantile",
-                   "0.5"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        _label_cmd(prompts, out, str(tiny_lm), "--label.edge_threshold", "0.5",
+                   "--label.edge_quantile", "0.5"),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert relabel.returncode == 0, relabel.stderr[-2000:]
     assert samples.stat().st_mtime_ns == mtime
     table = pd.read_parquet(out / "scores.parquet")
@@ -269,7 +271,7 @@ def test_label_cli_missing_file_is_one_line_error(tmp_path):
 
 def test_label_cli_samples_an_openai_compatible_endpoint(tmp_path, prompts, tiny_backend,
                                                          monkeypatch, capsys):
-    """`--edge <url> --edge-model` goes through make_backend to the HTTP backend: every prompt
+    """`--edge <url> --edge_model` goes through make_backend to the HTTP backend: every prompt
     answered n + 1 times over real HTTP, with the key and at most --concurrency in flight."""
     from confroute.cli import main
 
@@ -277,8 +279,9 @@ def test_label_cli_samples_an_openai_compatible_endpoint(tmp_path, prompts, tiny
     app = echo_app("edge", api_key="sk-edge", models={"tiny"}, answer=lm_answer(tiny_backend))
     with serve_in_thread(app) as url:
         assert main(["label", str(prompts), "--out", str(tmp_path / "out"), "--edge",
-                     f"{url}/v1", "--edge-model", "tiny", "--api-key-env", "TEST_EDGE_KEY",
-                     "--concurrency", "2", "-n", "2", "--max-tokens", "4", "--quiet"]) == 0
+                     f"{url}/v1", "--edge_model", "tiny", "--api_key_env", "TEST_EDGE_KEY",
+                     "--concurrency", "2", "--sampling.n", "2", "--sampling.max_new_tokens", "4",
+                     "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["rows"] == 12 and result["sampling"]["edge"]["done_now"] == 12
     assert len(app.state.seen) == 12 * 3 and app.state.load["max_in_flight"] <= 2

@@ -143,10 +143,10 @@ def test_serve_cli_refuses_threshold_nan_before_listening(
 
 
 def _serve_nan(main: Any, tiny_artifact: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for flag in ("--threshold", "--read-timeout"):
+    for flag in ("--threshold", "--read_timeout_s"):
         assert main(["serve", str(tiny_artifact), flag, "nan", "--port", "0"]) == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith("confroute serve: error: ") and "finite number" in err
+        assert err.startswith("confroute serve: error: ") and "must be a number" in err
         assert "\n" not in err and "listening" not in capsys.readouterr().out
 
 

@@ -15,18 +15,23 @@ from confroute.config import RunConfig, load_yaml
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bucket_by_length", [True, False])
+@pytest.mark.parametrize("bucket_by_length, devices", [(True, "2"), (False, "'2'")])
 def test_two_process_ddp_trains_on_both_ranks_and_writes_one_run(
-        tmp_path, tiny_encoder_dir, tiny_data_file, bucket_by_length):
+        tmp_path, tmp_path_factory, tiny_encoder_dir, tiny_data_file, bucket_by_length, devices):
     out = tmp_path / "run"
     epochs = 2
+    # devices as a YAML string ('2'): the old step count read any str as one device, so its
+    # warm-up was twice too long and the rate never reached zero.
+    config = tmp_path_factory.mktemp("config") / "trainer.yaml"
+    config.write_text(f"train:\n  trainer:\n    devices: {devices}\n")
     command = [sys.executable, "-m", "confroute", "train", "--out", str(out),
-               "--data", str(tiny_data_file), "--encoder", str(tiny_encoder_dir),
-               "--max-length", "32", "--batch-size", "8", "--max-epochs", str(epochs),
-               "--learning-rate", "0.001", "--accelerator", "cpu", "--devices", "2",
-               "--strategy", "ddp", "--set", "data.val_fraction=0.25",
-               "--set", f"train.bucket_by_length={str(bucket_by_length).lower()}",
-               "--set", "train.trainer.enable_progress_bar=false"]
+               "--data.source", str(tiny_data_file), "--model.encoder", str(tiny_encoder_dir),
+               "--model.max_length", "32", "--train.batch_size", "8",
+               "--train.max_epochs", str(epochs), "--train.learning_rate", "0.001",
+               "--train.trainer.accelerator", "cpu", "--config", str(config),
+               "--train.trainer.strategy", "ddp", "--data.val_fraction", "0.25",
+               "--train.bucket_by_length", str(bucket_by_length).lower(),
+               "--train.trainer.enable_progress_bar", "false"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": "1", "MASTER_PORT": str(_free_port())}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
@@ -40,6 +45,12 @@ def test_two_process_ddp_trains_on_both_ranks_and_writes_one_run(
     per_rank = math.ceil(metrics["train_rows"] / 2) * epochs
     assert metrics["examples_per_rank"] == [per_rank, per_rank]
     assert metrics["global_steps"] == math.ceil(per_rank / epochs / 8) * epochs
+    # The LR schedule spans the steps each rank takes (half of one process's), and the rate
+    # decays to zero at the last of them.
+    assert metrics["schedule_steps"] == metrics["global_steps"]
+    assert metrics["schedule_steps"] == math.ceil(math.ceil(metrics["train_rows"] / 2) / 8) * 2
+    assert metrics["schedule_steps"] < math.ceil(metrics["train_rows"] / 8) * epochs
+    assert metrics["final_learning_rate"] == 0.0
     assert 0.0 <= metrics["val_auroc"] <= 1.0
     # Both ranks trained (examples_per_rank above); only rank 0 wrote and reported.
     assert done.stdout.count('"run_dir"') == 1
@@ -48,7 +59,7 @@ def test_two_process_ddp_trains_on_both_ranks_and_writes_one_run(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["best.ckpt"]
     assert [p.name for p in (out / "logs").iterdir()] == ["version_0"]
-    assert load_yaml(RunConfig, out / "config.yaml").train.trainer.devices == 2
+    assert str(load_yaml(RunConfig, out / "config.yaml").train.trainer.devices) == "2"
 
     import torch
 

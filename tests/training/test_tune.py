@@ -14,7 +14,8 @@ import pytest
 
 from confroute.config import RunConfig, from_dict, load_yaml, to_dict
 from confroute.errors import ConfigError
-from confroute.training.tune import PARAMS, TuneConfig, tune
+from confroute.training.search_space import PARAMS
+from confroute.training.tune import TuneConfig, tune
 
 from conftest import tiny_config
 
@@ -184,7 +185,8 @@ def test_multi_device_trials_are_refused(tmp_path, tiny_encoder_dir, tiny_data_f
 def test_label_parameters_follow_the_data(tmp_path, tiny_encoder_dir):
     """judge_margin is searched on scores data with ratings; validation labels stay the base's."""
     from confroute.dataset import schema
-    from confroute.training.tune import _active_space, _trial_data
+    from confroute.training.search_space import active_space
+    from confroute.training.tune import _trial_data
 
     rows = [{"id": f"r{i}", "prompt": f"question {i} " + "hard " * (i % 3),
              "rating_edge": float(i % 3 == 0), "rating_cloud": float(i % 3 != 2) * (1 + i % 4)}
@@ -193,7 +195,7 @@ def test_label_parameters_follow_the_data(tmp_path, tiny_encoder_dir):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     base = tiny_config(tiny_encoder_dir, path)
     data = schema.load(base.data)
-    active, skipped = _active_space(from_dict(TuneConfig, {}).space, data)
+    active, skipped = active_space(from_dict(TuneConfig, {}).space, data)
     assert active["judge_margin"] == [0.0, 2.0] and "tau" in skipped
 
     from confroute.config import override

@@ -137,4 +137,4 @@ def test_judge_cli_on_a_label_table(tmp_path, capsys):
     assert main(["judge", str(table), "--out", str(out)]) == 0
     assert list(pd.read_parquet(out)["rating_edge"]) == [1.0, 0.0]
     assert json.loads(capsys.readouterr().out)["ratings"]["edge"]["correctness"] == 2
-    assert main(["judge", str(table), "--out", str(out), "--judge-url", "http://x/v1"]) == 2
+    assert main(["judge", str(table), "--out", str(out), "--judge_url", "http://x/v1"]) == 2
