@@ -27,6 +27,7 @@ from confroute.config import ExportConfig, RunConfig, load_yaml
 from confroute.errors import ArtifactError
 from confroute.runtime import FORMAT_VERSION, MANIFEST, Router, sha256_file
 from confroute.stats import binary_auroc
+from confroute.training import encoders
 from confroute.training.model import RouterModel
 
 RUN_FILES = ("config.yaml", "metrics.json", "val.parquet", "model/router_model.json")
@@ -170,9 +171,9 @@ def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any]) -
         "format_version": FORMAT_VERSION,
         "confroute_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "base_encoder": {"name": run_cfg.model.encoder,
-                         "model_type": model.encoder.config.model_type,
-                         "hidden_size": model.encoder.config.hidden_size},
+        "base_encoder": {"name": run_cfg.model.encoder, **encoders.describe(model.encoder,
+                                                                            model.cfg),
+                         "head": model.cfg.head, "freeze_encoder": model.cfg.freeze_encoder},
         "preprocess": {"turn": run_cfg.data.turn, "max_length": run_cfg.model.max_length,
                        "truncation_side": run_cfg.model.truncation_side,
                        "pooling": run_cfg.model.pooling, "tokenizer": "tokenizer.json"},
