@@ -68,6 +68,7 @@ def main() -> None:
                 for name, file in (("onnx fp32", "model.onnx"), ("onnx int8", "model.int8.onnx"))}
 
     def runner(backend: str, feed: dict[str, np.ndarray]) -> Callable[[], object]:
+        feed = {k: v for k, v in feed.items() if k in model.input_names}
         if backend == "torch eager":
             tensors = {k: torch.from_numpy(v) for k, v in feed.items()}
 
@@ -106,3 +107,42 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def measure_shape(settings: dict, threads: int, repeats: int, tokens: int = 64) -> dict:
+    """Export a RouterModel of `settings` (ModelConfig fields) as `confroute export` does (ONNX
+    + int8), then time batch-1 `tokens`-token runs of the int8 graph: p50 ms, parameters
+    (millions) and artifact MB (int8 ONNX + tokenizer.json). The head is untrained: latency
+    does not depend on its weights."""
+    import onnxruntime as ort
+    import torch
+
+    from confroute.config import ModelConfig
+    from confroute.export import export_onnx, quantize_int8
+    from confroute.training.model import RouterModel
+
+    torch.set_num_threads(threads)
+    model = RouterModel(ModelConfig(**settings)).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp)
+        export_onnx(model, path / "model.onnx", 17)
+        quantize_int8(path / "model.onnx", path / "model.int8.onnx")
+        model.tokenizer.save(str(path / "tokenizer.json"))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path / "model.int8.onnx"), options,
+                                       providers=["CPUExecutionProvider"])
+        vocab = model.tokenizer.get_vocab_size()
+        feed = {k: v for k, v in inputs(1, tokens, vocab).items() if k in model.input_names}
+        t = timings(lambda: session.run(["logit"], feed), repeats) * 1e3
+        size = sum((path / f).stat().st_size for f in ("model.int8.onnx", "tokenizer.json"))
+    return {"p50 ms": float(np.percentile(t, 50)), "params M":
+            sum(p.numel() for p in model.parameters()) / 1e6, "artifact MB": size / 1e6}
+
+
+def tfidf_latency(pipeline: object, repeats: int) -> dict:
+    """p50 ms of one prompt through a fitted scikit-learn TF-IDF pipeline (tokenisation
+    included, unlike the ONNX timings, which start from token ids)."""
+    prompt = [" ".join(["what is the derivative of x squared plus seven"] * 6)]  # ~60 tokens
+    t = timings(lambda: pipeline.predict_proba(prompt), repeats) * 1e3  # type: ignore[attr-defined]
+    return {"p50 ms": float(np.percentile(t, 50))}

@@ -13,6 +13,7 @@ import yaml
 
 from confroute.config import RunConfig, from_dict, load_yaml, override
 from confroute.errors import ConfigError
+from confroute.training.presets import preset_overrides
 
 RUN_ENTRIES = ("config.yaml", "metrics.json", "val.parquet", "model", "checkpoints", "logs")
 
@@ -35,6 +36,8 @@ def add_parser(sub: Any) -> None:
                        "all-MiniLM-L6-v2.")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--config", help="YAML RunConfig (e.g. RUN_DIR/config.yaml or a tune result)")
+    p.add_argument("--preset", help="named overrides applied before your flags: micro (static "
+                   "encoder, fastest), full (all encoder layers); see confroute.training.presets")
     p.add_argument("--data", help="bundled dataset name, local file, or Hugging Face dataset")
     p.add_argument("--format", choices=["auto", "battle", "scores", "labelled"])
     p.add_argument("--edge-model", help="battle format: the edge model's name")
@@ -62,7 +65,7 @@ def add_parser(sub: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     cfg = load_yaml(RunConfig, args.config) if args.config else from_dict(RunConfig, {})
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = preset_overrides(args.preset) if getattr(args, "preset", None) else {}
     for flag, key in FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:

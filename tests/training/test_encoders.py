@@ -137,3 +137,20 @@ def test_saved_run_without_family_fields_loads(tiny_run_dir: Path, tmp_path: Pat
     batch = {k: torch.from_numpy(v) for k, v in a.text_encoder()(["hello"]).items()}
     with torch.no_grad():
         assert torch.equal(a(**batch), b(**batch))
+
+
+def test_preset_applies_before_the_users_flags() -> None:
+    import argparse
+
+    from confroute.cli import train
+
+    parser = argparse.ArgumentParser()
+    train.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "--out", "x", "--preset", "micro",
+                              "--set", "train.max_epochs=1"])
+    cfg = train.config_from_args(args)
+    assert cfg.model.family == "static" and cfg.model.freeze_encoder
+    assert cfg.train.max_epochs == 1  # the user's --set wins over the preset's 5
+    args = parser.parse_args(["train", "--out", "x", "--preset", "nano"])
+    with pytest.raises(ConfigError, match="unknown preset 'nano'; choose one of full, micro"):
+        train.config_from_args(args)
