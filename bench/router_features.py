@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,8 +48,11 @@ class Features:
             from model2vec.distill import distill
 
             _log("distilling the static encoder with model2vec")
+            tmp = out.with_name(out.name + f".tmp{os.getpid()}")
             distill(model_name=self.source, pca_dims=256,
-                    quantize_to="float32").save_pretrained(str(out))
+                    quantize_to="float32").save_pretrained(str(tmp))
+            if not (out / "config.json").is_file():  # atomic: another process may have won
+                tmp.replace(out)
         return out
 
     def get(self, kind: str, texts: list[str]) -> np.ndarray:

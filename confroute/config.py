@@ -94,7 +94,8 @@ class ModelConfig:
     """`transformer`: the encoder itself (truncated to `layers`); `static`: a model2vec static
     embedding table distilled from it (token lookup + mean, no transformer at inference)."""
     layers: int | None = None
-    """transformer: keep only the encoder's first this many layers (None: all)."""
+    """transformer: keep at most the encoder's first this many layers (None: all); the upper
+    layers are never loaded, so the router is that much faster."""
     pool_layers: list[int] = dataclasses.field(default_factory=lambda: [-1])
     """transformer: hidden states pooled and concatenated; 0 = embedding output, -1 = last kept
     layer. E.g. [1, 2, 3] concatenates the means of the first three layers."""

@@ -138,10 +138,12 @@ def _hf_pretrained(source: str, layers: int | None) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source)
         config = AutoConfig.from_pretrained(source)
         depth = getattr(config, "num_hidden_layers", None)
-        if layers is not None and (depth is None or layers > depth):
-            raise ConfigError(f"model.layers={layers} but encoder '{source}' has {depth} layers; "
-                              "set model.layers to at most that, or leave it unset (all)")
-        extra = {} if layers is None else {"num_hidden_layers": layers}
+        if layers is not None and depth is None:
+            raise ConfigError(f"model.layers={layers} but encoder '{source}' does not say how "
+                              "many layers it has (no num_hidden_layers); leave model.layers "
+                              "unset to use it whole")
+        # `layers` is a ceiling: an encoder with fewer layers is used whole.
+        extra = {} if layers is None or layers >= depth else {"num_hidden_layers": layers}
         model = AutoModel.from_pretrained(source, **extra)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load encoder '{source}': {exc}. Use a local path or a "

@@ -106,7 +106,6 @@ def test_static_graph_is_a_lookup_and_a_mean(family_run: tuple[str, Path, Path])
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"model.layers": 5}, "model.layers=5"),
     ({"model.pool_layers": [4]}, "model.pool_layers has 4"),
     ({"model.pool_layers": []}, "at least one layer"),
     ({"model.family": "static", "model.layers": 1}, "token lookup and a mean"),
@@ -118,6 +117,16 @@ def test_bad_family_settings_name_the_key(overrides: dict, message: str, tiny_en
 
     with pytest.raises(ConfigError, match=message):
         RouterModel(tiny_config(tiny_encoder_dir, tiny_data_file, **overrides).model)
+
+
+def test_layers_is_a_ceiling(tiny_encoder_dir: Path, tiny_data_file: Path) -> None:
+    """model.layers above the encoder's depth uses the whole encoder (the default must work
+    for shallow encoders too); below it, only the first layers are loaded."""
+    from confroute.training.model import RouterModel
+
+    for layers, depth in ((5, 2), (2, 2), (1, 1)):
+        cfg = tiny_config(tiny_encoder_dir, tiny_data_file, **{"model.layers": layers}).model
+        assert RouterModel(cfg).encoder.config.num_hidden_layers == depth
 
 
 def test_saved_run_without_family_fields_loads(tiny_run_dir: Path, tmp_path: Path) -> None:
