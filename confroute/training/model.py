@@ -88,16 +88,15 @@ class RouterModel(nn.Module):
         return self.head(self.dropout(pooled)).squeeze(-1)
 
     def freeze_lower(self, n_layers: int) -> None:
-        """Freeze the embeddings and the lowest `n_layers` transformer layers."""
+        """Freeze the embeddings and the lowest `n_layers` transformer layers; a number above the
+        layers kept (model.layers) freezes them all, so one search space (confroute tune)
+        serves encoders cut to different depths."""
         if n_layers <= 0:
             return
         if isinstance(self.encoder, encoders.StaticEncoder):
             raise ConfigError("train.freeze_layers applies to transformer encoders; a static "
                               "encoder has no layers (set model.freeze_encoder=true instead)")
         layers = _encoder_layers(self.encoder)
-        if n_layers > len(layers):
-            raise ConfigError(f"train.freeze_layers={n_layers} but the encoder has "
-                              f"{len(layers)} layers")
         for module in [self.encoder.get_input_embeddings(), *layers[:n_layers]]:
             for param in module.parameters():
                 param.requires_grad = False
