@@ -93,9 +93,10 @@ class ModelConfig:
     family: Literal["transformer", "static"] = "transformer"
     """`transformer`: the encoder itself (truncated to `layers`); `static`: a model2vec static
     embedding table distilled from it (token lookup + mean, no transformer at inference)."""
-    layers: int | None = None
+    layers: int | None = 1
     """transformer: keep at most the encoder's first this many layers (None: all); the upper
-    layers are never loaded, so the router is that much faster."""
+    layers are never loaded, so the router is that much faster. Default 1: MiniLM's first layer
+    is on the quality/latency Pareto front of bench/routers.py (bench/results/routers.md)."""
     pool_layers: list[int] = dataclasses.field(default_factory=lambda: [-1])
     """transformer: hidden states pooled and concatenated; 0 = embedding output, -1 = last kept
     layer. E.g. [1, 2, 3] concatenates the means of the first three layers."""
@@ -124,11 +125,9 @@ class ModelConfig:
             raise ConfigError(f"model.head_hidden must be >= 1; found {self.head_hidden}")
         if self.static_dims is not None and self.static_dims < 2:
             raise ConfigError(f"model.static_dims must be >= 2 or unset; found {self.static_dims}")
-        if self.family == "static" and (self.pooling != "mean" or self.pool_layers != [-1]
-                                        or self.layers is not None):
+        if self.family == "static" and (self.pooling != "mean" or self.pool_layers != [-1]):
             raise ConfigError("model.family 'static' is a token lookup and a mean: leave "
-                              "model.pooling, model.pool_layers and model.layers at their "
-                              "defaults")
+                              "model.pooling and model.pool_layers at their defaults")
 
 
 @dataclasses.dataclass

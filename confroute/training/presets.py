@@ -15,7 +15,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The fastest router, for weak edge hardware: a model2vec static table distilled from the
     # encoder (a token lookup and a mean, no transformer at inference), frozen, with a linear
     # head; its frozen features are what bench/routers.py scores as "model2vec static".
-    "micro": {"model.family": "static", "model.freeze_encoder": True, "model.head": "linear",
+    "micro": {"model.family": "static", "model.layers": None, "model.freeze_encoder": True,
+              "model.head": "linear",
               "train.head_learning_rate": 1e-2, "train.max_epochs": 5},
     # Today's full-depth router (all six MiniLM layers, final-layer mean), fine-tuned.
     "full": {"model.family": "transformer", "model.layers": None, "model.pool_layers": [-1]},

@@ -18,7 +18,8 @@ from conftest import make_rows, tiny_config
 
 FAMILIES = {
     "first-layer": {"model.layers": 1},
-    "concat-0-1-2": {"model.pool_layers": [0, 1, 2], "model.head": "mlp",
+    "all-layers": {"model.layers": None},
+    "concat-0-1-2": {"model.layers": 2, "model.pool_layers": [0, 1, 2], "model.head": "mlp",
                      "model.head_hidden": 16},
     "frozen-mlp": {"model.freeze_encoder": True, "model.head": "mlp", "model.head_hidden": 16,
                    "train.head_learning_rate": 1e-2},
@@ -50,6 +51,8 @@ def test_family_exports_with_parity_and_is_served(family_run: tuple[str, Path, P
     assert encoder["family"] == ("static" if name == "static" else "transformer")
     if name == "first-layer":
         assert encoder["layers"] == 1
+    if name == "all-layers":
+        assert encoder["layers"] == 2
     if name == "concat-0-1-2":
         assert encoder["pool_layers"] == [0, 1, 2] and encoder["features"] == 3 * 32
     rows = make_rows(40)
@@ -108,7 +111,7 @@ def test_static_graph_is_a_lookup_and_a_mean(family_run: tuple[str, Path, Path])
 @pytest.mark.parametrize("overrides, message", [
     ({"model.pool_layers": [4]}, "model.pool_layers has 4"),
     ({"model.pool_layers": []}, "at least one layer"),
-    ({"model.family": "static", "model.layers": 1}, "token lookup and a mean"),
+    ({"model.family": "static", "model.pool_layers": [0]}, "token lookup and a mean"),
     ({"model.layers": 0}, "model.layers must be >= 1"),
 ])
 def test_bad_family_settings_name_the_key(overrides: dict, message: str, tiny_encoder_dir: Path,
