@@ -261,7 +261,7 @@ def latency_rows(fams: list[Family], feats: Features, args: argparse.Namespace
     from latency import measure_shape, tfidf_latency
 
     shapes: dict[str, dict[str, Any]] = {}
-    base = {"encoder": feats.source}
+    base = {"encoder": feats.source, "layers": None}  # the full depth, whatever the default
     reference = measure_shape(base, args.threads, args.repeats)
     static = {"encoder": str(feats.static_dir())}
     out = {}
