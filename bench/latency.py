@@ -1,7 +1,8 @@
 """Router latency: torch eager vs ONNX fp32 vs ONNX int8, measured in one run.
 
 Batch-1 p50/p99 at 64 and 256 tokens and batch-32 throughput at 64 tokens, on the default
-encoder (all-MiniLM-L6-v2 + head), same threads for every backend. Ratios within one run are
+router (ModelConfig: all-MiniLM-L6-v2 cut to its first layer + head; --layers 6 for the whole
+encoder), same threads for every backend. Ratios within one run are
 what to quote: this VM's absolute times vary with load.
 
     .venv/bin/python bench/latency.py [--threads 2] [--repeats 200]
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--batch-repeats", type=int, default=20)
+    parser.add_argument("--layers", type=int, help="encoder layers kept (default: ModelConfig's)")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -56,7 +58,8 @@ def main() -> None:
     from confroute.training.model import RouterModel
 
     torch.set_num_threads(args.threads)
-    model = RouterModel(ModelConfig(max_length=256)).eval()
+    extra = {} if args.layers is None else {"layers": args.layers}
+    model = RouterModel(ModelConfig(max_length=256, **extra)).eval()
     vocab = model.encoder.config.vocab_size
     tmp = Path(tempfile.mkdtemp())
     export_onnx(model, tmp / "model.onnx", 17)
@@ -96,7 +99,8 @@ def main() -> None:
     base = rows[0]
     columns = list(base)
     print(f"threads={args.threads} repeats={args.repeats} (batch-32: {args.batch_repeats}); "
-          f"model all-MiniLM-L6-v2 + head; {cpu_summary()}")
+          f"model: the default router, the first {model.encoder.config.num_hidden_layers} "
+          f"layer(s) of all-MiniLM-L6-v2 + head (--layers 6: the full encoder); {cpu_summary()}")
     print("| " + " | ".join(columns) + " | b1x64 speed-up |")
     print("|" + "---|" * (len(columns) + 1))
     for row in rows:
