@@ -20,15 +20,18 @@ $(BIN)/confroute: pyproject.toml
 install: $(BIN)/confroute
 
 # The main job on the bundled defaults: train -> export -> route -> evaluate, sized to about
-# 10 minutes on 2 CPU cores: DEMO_STEPS steps with the lowest DEMO_FREEZE encoder layers frozen,
-# and the evaluation on a seeded DEMO_SAMPLE-prompt sample of the held-out test split. For
-# better figures: make demo DEMO_STEPS=600 DEMO_FREEZE=0 DEMO_SAMPLE=100000 (every prompt).
-DEMO_STEPS ?= 100
-DEMO_FREEZE ?= 3
+# 10 minutes on 2 CPU cores: DEMO_STEPS steps of the default router (the Pareto-best family of
+# bench/routers.py: MiniLM cut to its first layers, see ModelConfig.layers), and the evaluation
+# on a seeded DEMO_SAMPLE-prompt sample of the held-out test split. DEMO_PRESET=micro trains the
+# fastest router (model2vec static table) instead; DEMO_PRESET=full today's six-layer one.
+# For better figures: make demo DEMO_STEPS=600 DEMO_SAMPLE=100000 (every prompt).
+DEMO_STEPS ?= 200
+DEMO_FREEZE ?= 0
 DEMO_SAMPLE ?= 1000
+DEMO_PRESET ?=
 demo: install
-	$(BIN)/confroute train --out runs/demo --train.max_steps $(DEMO_STEPS) \
-	  --train.freeze_layers $(DEMO_FREEZE) --overwrite
+	$(BIN)/confroute train --out runs/demo $(if $(DEMO_PRESET),--preset $(DEMO_PRESET)) \
+	  --train.max_steps $(DEMO_STEPS) --train.freeze_layers $(DEMO_FREEZE) --overwrite
 	$(BIN)/confroute export runs/demo --out runs/demo/artifact
 	$(BIN)/confroute route runs/demo/artifact "What is 12 + 30?" \
 	  "A train leaves at 3pm at 60 km/h and another at 4pm at 80 km/h; when does the second catch up?" \

@@ -1,7 +1,8 @@
 """Router latency: torch eager vs ONNX fp32 vs ONNX int8, measured in one run.
 
 Batch-1 p50/p99 at 64 and 256 tokens and batch-32 throughput at 64 tokens, on the default
-encoder (all-MiniLM-L6-v2 + head), same threads for every backend. Ratios within one run are
+router (ModelConfig: all-MiniLM-L6-v2 cut to its first layer + head; --layers 6 for the whole
+encoder), same threads for every backend. Ratios within one run are
 what to quote: this VM's absolute times vary with load.
 
     .venv/bin/python bench/latency.py [--threads 2] [--repeats 200]
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--batch-repeats", type=int, default=20)
+    parser.add_argument("--layers", type=int, help="encoder layers kept (default: ModelConfig's)")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -56,7 +58,8 @@ def main() -> None:
     from confroute.training.model import RouterModel
 
     torch.set_num_threads(args.threads)
-    model = RouterModel(ModelConfig(max_length=256)).eval()
+    extra = {} if args.layers is None else {"layers": args.layers}
+    model = RouterModel(ModelConfig(max_length=256, **extra)).eval()
     vocab = model.encoder.config.vocab_size
     tmp = Path(tempfile.mkdtemp())
     export_onnx(model, tmp / "model.onnx", 17)
@@ -70,6 +73,7 @@ def main() -> None:
                 for name, file in (("onnx fp32", "model.onnx"), ("onnx int8", "model.int8.onnx"))}
 
     def runner(backend: str, feed: dict[str, np.ndarray]) -> Callable[[], object]:
+        feed = {k: v for k, v in feed.items() if k in model.input_names}
         if backend == "torch eager":
             tensors = {k: torch.from_numpy(v) for k, v in feed.items()}
 
@@ -97,7 +101,8 @@ def main() -> None:
     base = rows[0]
     columns = list(base)
     print(f"threads={args.threads} repeats={args.repeats} (batch-32: {args.batch_repeats}); "
-          f"model all-MiniLM-L6-v2 + head; {cpu_summary()}")
+          f"model: the default router, the first {model.encoder.config.num_hidden_layers} "
+          f"layer(s) of all-MiniLM-L6-v2 + head (--layers 6: the full encoder); {cpu_summary()}")
     print("| " + " | ".join(columns) + " | b1x64 speed-up |")
     print("|" + "---|" * (len(columns) + 1))
     for row in rows:
@@ -108,3 +113,42 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def measure_shape(settings: dict, threads: int, repeats: int, tokens: int = 64) -> dict:
+    """Export a RouterModel of `settings` (ModelConfig fields) as `confroute export` does (ONNX
+    + int8), then time batch-1 `tokens`-token runs of the int8 graph: p50 ms, parameters
+    (millions) and artifact MB (int8 ONNX + tokenizer.json). The head is untrained: latency
+    does not depend on its weights."""
+    import onnxruntime as ort
+    import torch
+
+    from confroute.config import ModelConfig
+    from confroute.export import export_onnx, quantize_int8
+    from confroute.training.model import RouterModel
+
+    torch.set_num_threads(threads)
+    model = RouterModel(ModelConfig(**settings)).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp)
+        export_onnx(model, path / "model.onnx", 17)
+        quantize_int8(path / "model.onnx", path / "model.int8.onnx")
+        model.tokenizer.save(str(path / "tokenizer.json"))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path / "model.int8.onnx"), options,
+                                       providers=["CPUExecutionProvider"])
+        vocab = model.tokenizer.get_vocab_size()
+        feed = {k: v for k, v in inputs(1, tokens, vocab).items() if k in model.input_names}
+        t = timings(lambda: session.run(["logit"], feed), repeats) * 1e3
+        size = sum((path / f).stat().st_size for f in ("model.int8.onnx", "tokenizer.json"))
+    return {"p50 ms": float(np.percentile(t, 50)), "params M":
+            sum(p.numel() for p in model.parameters()) / 1e6, "artifact MB": size / 1e6}
+
+
+def tfidf_latency(pipeline: object, repeats: int) -> dict:
+    """p50 ms of one prompt through a fitted scikit-learn TF-IDF pipeline (tokenisation
+    included, unlike the ONNX timings, which start from token ids)."""
+    prompt = [" ".join(["what is the derivative of x squared plus seven"] * 6)]  # ~60 tokens
+    t = timings(lambda: pipeline.predict_proba(prompt), repeats) * 1e3  # type: ignore[attr-defined]
+    return {"p50 ms": float(np.percentile(t, 50))}

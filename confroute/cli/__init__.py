@@ -74,9 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         parser = build_parser(command)
+        module = importlib.import_module(f"confroute.cli.{command}")
+        if hasattr(module, "before_parse"):  # e.g. train's --preset: defaults under the flags
+            module.before_parse(parser, args[1:])
         namespace = parser.instantiate(parser.parse_args(args[1:]))
-        run = importlib.import_module(f"confroute.cli.{command}").run
-        return int(run(namespace) or 0)
+        return int(module.run(namespace) or 0)
     except ArgumentError as exc:
         print(f"confroute {command}: error: {_config_named(one_line(str(exc)), args)}",
               file=sys.stderr)

@@ -3,7 +3,8 @@ write a run directory. Defaults: the bundled routellm-judge dataset and all-Mini
 
 Every setting of RunConfig is a flag (--data.source, --model.encoder, --train.max_steps,
 --train.trainer.devices, ...); --config reads them from YAML (e.g. RUN_DIR/config.yaml or a tune
-result) and later flags override it.
+result) and later flags override it. `--preset NAME` applies a named, measured set of settings
+(confroute.training.presets) before the config file and the flags.
 """
 
 from __future__ import annotations
@@ -27,7 +28,21 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--out", required=True, help="run directory to write")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the training run already in --out (its other files stay)")
+    parser.add_argument("--preset", type=str | None,
+                        help="named settings applied before --config and the flags: micro "
+                             "(static encoder, fastest), full (all encoder layers); see "
+                             "confroute.training.presets")
     parser.add_class_arguments(RunConfig, sub_configs=True)
+
+
+def before_parse(parser: Any, argv: list[str]) -> None:
+    """Apply `--preset NAME` as the parser's defaults, so --config and flags override it."""
+    from confroute.training.presets import preset_overrides
+
+    names = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--preset"]
+    names += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--preset=")]
+    for name in names:
+        parser.set_defaults(preset_overrides(name))
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:

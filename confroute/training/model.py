@@ -1,9 +1,10 @@
-"""RouterModel: a pretrained encoder, a pooling and a one-logit head. Knows nothing of training.
+"""RouterModel: an encoder family, a pooling and a one-logit head. Knows nothing of training.
 
 The same module is trained (confroute.training.fit) and exported (confroute.export), so there is one
 model definition. A saved model directory holds `router_model.json` (the ModelConfig),
-`model.safetensors` (all weights), `tokenizer.json` and `encoder/` (the encoder's HF config), so it
-reloads without the original encoder name being reachable.
+`model.safetensors` (all weights), `tokenizer.json` and `encoder/` (the encoder's HF config, or the
+static table's shape), so it reloads without the original encoder name being reachable. The
+families (truncated transformer, layer concatenation, model2vec static) are in encoders.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from confroute.config import ModelConfig, from_dict, to_dict
 from confroute.errors import ArtifactError, ConfigError
 from confroute.files import replacing, write_json
 from confroute.text import TextEncoder
+from confroute.training import encoders
 
 MODEL_FILES = ("router_model.json", "model.safetensors", "tokenizer.json", "encoder/config.json")
 
@@ -38,26 +40,37 @@ def resolve_encoder(name: str) -> str:
 
 
 class RouterModel(nn.Module):
-    """Encoder -> pooled prompt vector -> dropout -> Linear(hidden, 1) -> logit of P(cloud)."""
+    """Encoder -> pooled prompt vector [batch, features] -> dropout -> head -> logit of P(cloud).
+
+    Inputs are always (input_ids, attention_mask) [batch, seq] int64, whatever the family, so
+    every family exports to the same ONNX signature. With `cfg.freeze_encoder` only the head
+    trains and the encoder stays in eval mode (no dropout) during training.
+    """
+
+    input_names = ("input_ids", "attention_mask")
 
     def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None,
                  tokenizer: Any | None = None):
         super().__init__()
         self.cfg = cfg
         if encoder is None or tokenizer is None:
-            encoder, tokenizer = _load_pretrained(resolve_encoder(cfg.encoder))
-        self.encoder: Any = encoder  # a transformers PreTrainedModel
+            encoder, tokenizer = encoders.build(cfg, resolve_encoder(cfg.encoder))
+        self.encoder: Any = encoder  # a transformers PreTrainedModel, or a StaticEncoder
         self.tokenizer = tokenizer  # tokenizers.Tokenizer (fast backend), not an nn.Module
         self.dropout = nn.Dropout(cfg.dropout)
-        config: Any = encoder.config
-        self.head = nn.Linear(int(config.hidden_size), 1)
+        width = encoders.feature_size(encoder, cfg)
+        self.head: nn.Module = nn.Linear(width, 1) if cfg.head == "linear" else nn.Sequential(
+            nn.Linear(width, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.head_hidden, 1))
+        if cfg.freeze_encoder:
+            for param in self.encoder.parameters():
+                param.requires_grad = False
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        names = ["input_ids", "attention_mask"]
-        if getattr(self.encoder.config, "type_vocab_size", 0):
-            names.append("token_type_ids")
-        return tuple(names)
+    def train(self, mode: bool = True) -> RouterModel:
+        super().train(mode)
+        if self.cfg.freeze_encoder:
+            self.encoder.eval()  # a frozen encoder computes the same features it will serve
+        return self
 
     def text_encoder(self) -> TextEncoder:
         from tokenizers import Tokenizer
@@ -66,58 +79,46 @@ class RouterModel(nn.Module):
         return TextEncoder(Tokenizer.from_str(self.tokenizer.to_str()), self.cfg.max_length,
                            self.cfg.truncation_side, self.input_names)
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-              token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Pooled prompt vectors: the encoder's last hidden states, pooled per `cfg.pooling`.
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled prompt vectors: the encoder family's features (encoders.pooled_features).
 
         Args:
             input_ids: token ids, int64, shape (batch, seq_len).
             attention_mask: 1 for real tokens, 0 for padding, int64, shape (batch, seq_len).
-            token_type_ids: segment ids, int64, shape (batch, seq_len); only for encoders whose
-                config has `type_vocab_size` (see `input_names`), else None.
 
         Returns:
-            float tensor of shape (batch, hidden_size). `mean`: the average of the hidden states
-            over unmasked positions (Sentence-BERT's mean pooling, Reimers & Gurevych 2019; an
-            all-padding row gives zeros, not NaN, by clamping the count at 1). `cls`: the first
-            position's hidden state (BERT's [CLS], Devlin et al. 2019).
+            float tensor of shape (batch, features): for a transformer, the mean over unmasked
+            positions (Sentence-BERT's mean pooling, Reimers & Gurevych 2019; an all-padding row
+            gives zeros, not NaN) of each pooled layer, concatenated; for a static table, the
+            mean of the tokens' vectors (model2vec, Tulkens & van Dongen 2024).
 
-        Raises whatever the encoder raises for mismatched shapes (RuntimeError/IndexError); the
-        inputs are expected from `text_encoder()`, which produces consistent shapes.
+        Raises whatever the encoder raises for mismatched shapes (RuntimeError/IndexError).
         """
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**kwargs).last_hidden_state
-        if self.cfg.pooling == "cls":
-            return hidden[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return encoders.pooled_features(self.encoder, self.cfg, input_ids, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Routing logits: `embed` -> dropout (active only in train mode) -> Linear(hidden, 1).
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Routing logits: `embed` -> dropout (train mode only) -> the head (linear or MLP).
 
         Args: as `embed` (each of shape (batch, seq_len), int64).
 
         Returns:
-            float tensor of shape (batch,): the logit of P(cloud model needed), in nats (log-odds);
-            `torch.sigmoid` of it is the router's score in [0, 1]. This is the graph exported to
-            ONNX (confroute.export), whose output `logits` has the same shape.
-
-        Raises as `embed`.
+            float tensor of shape (batch,): the logit of P(cloud model needed), in nats
+            (log-odds); its sigmoid is the router's score in [0, 1]. This is the graph exported
+            to ONNX (confroute.export), whose output `logits` has the same shape.
         """
-        pooled = self.embed(input_ids, attention_mask, token_type_ids)
+        pooled = self.embed(input_ids, attention_mask)
         return self.head(self.dropout(pooled)).squeeze(-1)
 
     def freeze_lower(self, n_layers: int) -> None:
-        """Freeze the embeddings and the lowest `n_layers` transformer layers."""
+        """Freeze the embeddings and the lowest `n_layers` transformer layers; a number above the
+        layers kept (model.layers) freezes them all, so one search space (confroute tune)
+        serves encoders cut to different depths."""
         if n_layers <= 0:
             return
+        if isinstance(self.encoder, encoders.StaticEncoder):
+            raise ConfigError("train.freeze_layers applies to transformer encoders; a static "
+                              "encoder has no layers (set model.freeze_encoder=true instead)")
         layers = _encoder_layers(self.encoder)
-        if n_layers > len(layers):
-            raise ConfigError(f"train.freeze_layers={n_layers} but the encoder has "
-                              f"{len(layers)} layers")
         for module in [self.encoder.get_input_embeddings(), *layers[:n_layers]]:
             for param in module.parameters():
                 param.requires_grad = False
@@ -128,8 +129,7 @@ class RouterModel(nn.Module):
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
-        (directory / "encoder").mkdir(parents=True, exist_ok=True)
-        self.encoder.config.save_pretrained(directory / "encoder")
+        encoders.save_config(self.encoder, directory / "encoder")
         self.tokenizer.save(str(directory / "tokenizer.json"))
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         with replacing(directory / "model.safetensors") as tmp:
@@ -147,10 +147,9 @@ class RouterModel(nn.Module):
                                 "`confroute train --out RUN_DIR`"
                                 " (the model is RUN_DIR/model)")
         from tokenizers import Tokenizer
-        from transformers import AutoConfig, AutoModel
 
         cfg = from_dict(ModelConfig, json.loads((directory / "router_model.json").read_text()))
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory / "encoder"))
+        encoder = encoders.from_saved(cfg, directory / "encoder")
         model = cls(cfg, encoder, Tokenizer.from_file(str(directory / "tokenizer.json")))
         try:
             model.load_state_dict(load_file(directory / "model.safetensors"))
@@ -159,22 +158,6 @@ class RouterModel(nn.Module):
                                 f"config ({type(exc).__name__}: {exc}); retrain with "
                                 "`confroute train --out RUN_DIR --overwrite`") from exc
         return model.eval()
-
-
-def _load_pretrained(source: str) -> tuple[nn.Module, Any]:
-    from transformers import AutoModel, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        encoder = AutoModel.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"could not load encoder '{source}': {exc}. Use a local path or a "
-                          "Hugging Face name reachable from this machine ('minilm' is bundled)"
-                          ) from exc
-    if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError(f"encoder '{source}' has no fast (tokenizers) tokenizer; the ONNX "
-                          "runtime needs tokenizer.json")
-    return encoder, tokenizer.backend_tokenizer
 
 
 def _encoder_layers(encoder: nn.Module) -> list[nn.Module]:

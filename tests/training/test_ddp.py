@@ -73,7 +73,7 @@ def test_two_process_ddp_trains_on_both_ranks_and_writes_one_run(
     from transformers import AutoModel
 
     initial = AutoModel.from_pretrained(tiny_encoder_dir).state_dict()
-    layer = "encoder.layer.1.output.dense.weight"
+    layer = "encoder.layer.0.output.dense.weight"
     assert not torch.equal(trained.encoder.state_dict()[layer], initial[layer])
 
 
