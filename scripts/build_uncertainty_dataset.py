@@ -2,6 +2,7 @@
 
 Three resumable steps (run them in order; each can be rerun):
 
+    python scripts/build_uncertainty_dataset.py import    # the bundled parquet -> prompts + store
     python scripts/build_uncertainty_dataset.py prompts   # prompt table with gold answers
     python scripts/build_uncertainty_dataset.py sample    # N samples per prompt (hours on CPU)
     python scripts/build_uncertainty_dataset.py finalize  # clusters, SE, labels -> parquet
@@ -9,7 +10,12 @@ Three resumable steps (run them in order; each can be rerun):
 Prompts come only from train-side splits (test splits stay clean for evaluation) plus generated
 arithmetic, so that the edge model's confidence spans easy (1-digit sums) to hopeless (GSM8K,
 MMLU): `arith` (generated, seeded), `mawps` (all folds' dev.csv, de-duplicated), `gsm8k`
-(train.jsonl), `mmlu` (dev/, all 285). Each prompt has a gold answer, so correctness is stored.
+(train.jsonl), `mmlu` (dev/, all 285), `yesno` (generated yes/no questions about numbers,
+seeded). Each prompt has a gold answer, so correctness is stored.
+
+`import` turns the bundled parquet (which keeps every sample, its log-probs and the greedy
+answer) back into the prompt table and the sample store, so a rebuild re-measures the stored
+samples with today's answer extraction, and `prompts` + `sample` grow it without resampling.
 """
 
 from __future__ import annotations
@@ -27,20 +33,31 @@ sys.path.insert(0, str(ROOT))
 WORK = ROOT / "runs" / "uncertainty"
 NUMBER_INSTRUCTION = "Give the final answer only."
 CHOICE_INSTRUCTION = "Answer with the letter of the correct option."
+YESNO_INSTRUCTION = "Answer yes or no."
 # Sized for a CPU shared by several jobs: short prompts are cheap to prefill, so the mix leans on
 # arithmetic (where this model is sometimes right and SE is informative) and MAWPS, and takes
 # fewer of the long GSM8K (3% accuracy in the first 250 prompts: little to learn) and MMLU ones.
-MIX = {"arith": 700, "mawps": 500, "gsm8k": 100, "mmlu": 200}
+# Growth (issue 12): the first 1,500 left ~80% of prompts wrong and the source predicting much
+# of it, so the added prompts sit where SmolLM2's outcome varies WITHIN a source: arithmetic
+# levels it gets right 20-65% of the time, yes/no questions about numbers, the rest of MMLU dev,
+# and more MAWPS; no more GSM8K (1% accuracy).
+MIX = {"arith": 1300, "yesno": 500, "mawps": 800, "gsm8k": 100, "mmlu": 285}
+LEVELS = [("+", 1, 1), ("+", 2, 1), ("-", 2, 1), ("+", 2, 2), ("*", 1, 1), ("-", 2, 2),
+          ("+", 3, 3), ("*", 2, 1), ("-", 3, 2), ("*", 2, 2)]
+"""The first 700 `arith` prompts: 1-digit sums (63% right) to 2x2-digit products (3%)."""
+GROWTH_LEVELS = [("-", 1, 1), ("*", 1, 1), ("+", 2, 1), ("*", 2, 1), ("+", 2, 2), ("+", 1, 1)]
+"""Prompts 700+: the levels where the first 700 showed mixed outcomes (20-65% right)."""
 
 
-def arith(n: int, seed: int = 0) -> list[dict]:
+def arith(n: int, seed: int = 0, levels: list | None = None, first: int = 0,
+          seen: set[str] | None = None) -> list[dict]:
     """Generated arithmetic from 1-digit sums to 2x2-digit products: what a 135M model can and
-    cannot do, with exact gold answers."""
+    cannot do, with exact gold answers. `first`/`seen` continue a previous run without
+    repeating its ids or questions; a level whose questions run out is skipped."""
     rng = random.Random(seed)
-    levels = [("+", 1, 1), ("+", 2, 1), ("-", 2, 1), ("+", 2, 2), ("*", 1, 1), ("-", 2, 2),
-              ("+", 3, 3), ("*", 2, 1), ("-", 3, 2), ("*", 2, 2)]
-    rows, seen = [], set()
-    while len(rows) < n:
+    levels = list(levels or LEVELS)
+    rows, seen, misses = [], set(seen or ()), 0
+    while len(rows) < n and levels:
         op, da, db = levels[len(rows) % len(levels)]
         a = rng.randint(10 ** (da - 1) if da > 1 else 1, 10**da - 1)
         b = rng.randint(10 ** (db - 1) if db > 1 else 1, 10**db - 1)
@@ -48,10 +65,40 @@ def arith(n: int, seed: int = 0) -> list[dict]:
             a, b = b, a
         question = f"What is {a} {op} {b}?"
         if question in seen:
+            misses += 1
+            if misses == 500:  # 500 repeats in a row: this level is exhausted, drop it
+                levels.remove((op, da, db))
+                misses = 0
             continue
         seen.add(question)
+        misses = 0
         value = a + b if op == "+" else a - b if op == "-" else a * b
-        rows.append({"id": f"arith/{len(rows)}", "prompt": question, "answer": str(value)})
+        rows.append({"id": f"arith/{first + len(rows)}", "prompt": question, "answer": str(value)})
+    return rows
+
+
+def yesno(n: int, seed: int = 0) -> list[dict]:
+    """Generated yes/no questions about numbers (half yes, half no), with exact gold answers:
+    comparisons, parity, and whether a stated sum is right (wrong ones are off by 1-3)."""
+    rng = random.Random(seed)
+    rows, seen = [], set()
+    while len(rows) < n:
+        kind, a, b = len(rows) % 3, rng.randint(2, 99), rng.randint(2, 99)
+        if kind == 0 and a != b:
+            question, yes = f"Is {a} greater than {b}?", a > b
+        elif kind == 1:
+            a = a * 10 + b % 10  # 20-999: enough distinct numbers
+            question, yes = f"Is {a} an even number?", a % 2 == 0
+        else:
+            a, b = a % 20 + 1, b % 20 + 1
+            yes = rng.random() < 0.5
+            total = a + b if yes else a + b + rng.choice([-3, -2, -1, 1, 2, 3])
+            question = f"Is {a} + {b} equal to {total}?"
+        if question in seen or (kind == 0 and a == b):
+            continue
+        seen.add(question)
+        rows.append({"id": f"yesno/{len(rows)}", "prompt": question,
+                     "answer": "yes" if yes else "no"})
     return rows
 
 
@@ -101,8 +148,10 @@ def build_prompts(shared: Path, seed: int = 0, keep: set[str] | None = None,
     """The prompt table. Prompts already sampled (`keep`, from `previous`) stay first and count
     toward the mix, so changing the mix mid-run never orphans finished samples."""
     rng = random.Random(seed)
-    pools = {"arith": arith(MIX["arith"], seed), "mawps": mawps(shared), "gsm8k": gsm8k(shared),
-             "mmlu": mmlu(shared)}
+    first = arith(700, seed)
+    grown = arith(MIX["arith"] - 700, seed + 1, GROWTH_LEVELS, 700, {r["prompt"] for r in first})
+    pools = {"arith": first + grown, "yesno": yesno(MIX["yesno"], seed),
+             "mawps": mawps(shared), "gsm8k": gsm8k(shared), "mmlu": mmlu(shared)}
     kept = [r for r in previous or [] if r["id"] in (keep or set())]
     kept_ids = {r["id"] for r in kept}
     rows = []
@@ -111,17 +160,22 @@ def build_prompts(shared: Path, seed: int = 0, keep: set[str] | None = None,
         pool = [r for r in pool if r["id"] not in kept_ids]
         picked = pool if len(pool) <= want else rng.sample(pool, max(want, 0))
         for row in picked:
-            choice = source == "mmlu"
-            rows.append({**row, "source": source,
-                         "answer_type": "choice" if choice else "number",
-                         "choices": "ABCD" if choice else None,
-                         "instruction": CHOICE_INSTRUCTION if choice else NUMBER_INSTRUCTION})
+            rows.append({**row, "source": source, **answer_format(source)})
     # interleave sources (a partial run is balanced), then sort short runs by length so a
     # batch's prompts need little padding
     rng.shuffle(rows)
     block = 64
     return kept + [r for i in range(0, len(rows), block)
                    for r in sorted(rows[i:i + block], key=lambda r: len(r["prompt"]))]
+
+
+def answer_format(source: str) -> dict:
+    """answer_type, choices and instruction of a source's prompts."""
+    if source == "mmlu":
+        return {"answer_type": "choice", "choices": "ABCD", "instruction": CHOICE_INSTRUCTION}
+    if source == "yesno":
+        return {"answer_type": "text", "choices": None, "instruction": YESNO_INSTRUCTION}
+    return {"answer_type": "number", "choices": None, "instruction": NUMBER_INSTRUCTION}
 
 
 def sampling_config():
@@ -137,7 +191,7 @@ def sampling_config():
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["prompts", "sample", "finalize"])
+    parser.add_argument("step", choices=["import", "prompts", "sample", "finalize"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--limit", type=int, default=None, help="only the first N prompts")
@@ -156,6 +210,8 @@ def main() -> int:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     prompts_path = args.work / "prompts.jsonl"
+    if args.step == "import":
+        return import_bundled(args.out, args.work)
     if args.step == "prompts":
         from confroute.labelling.pipeline import write_jsonl
 
@@ -177,6 +233,54 @@ def main() -> int:
     if args.step == "sample":
         return sample(rows, args)
     return finalize(rows, args)
+
+
+def import_bundled(parquet: Path, work: Path) -> int:
+    """The bundled parquet -> `prompts.jsonl` + the sample store `edge.jsonl`, so its stored
+    samples are re-measured (new answer extraction) and grown without resampling.
+
+    What the parquet does not keep is rebuilt: a sample's `finish` is "length" when it has
+    `max_new_tokens` tokens (a few of those ended at a newline on the last token, so
+    `n_truncated_edge` can rise slightly), and the greedy answer's per-token log-probs become
+    one value, their mean (all that the measures use).
+    """
+    import pandas as pd
+
+    from confroute.errors import DataError
+    from confroute.labelling.pipeline import store_meta, write_jsonl
+    from confroute.labelling.store import JsonlStore
+
+    store_path = work / "edge.jsonl"
+    if store_path.exists():
+        raise DataError(f"{store_path} exists; import only into an empty work directory")
+    frame = pd.read_parquet(parquet)
+    cfg = sampling_config()
+    if json.loads(frame["sampling_edge"].iloc[0]) != json.loads(json.dumps(
+            store_meta("edge", "smollm2", cfg)["sampling"])):
+        raise DataError(f"{parquet} was sampled with other settings than sampling_config()")
+    limit = cfg.max_new_tokens
+    prompts, records = [], []
+    for row in frame.to_dict("records"):
+        prompt = {k: (None if isinstance(row[k], float) and row[k] != row[k] else row[k])
+                  for k in ("id", "prompt", "answer", "source", "answer_type", "choices",
+                            "subject")}
+        prompts.append({**prompt, "instruction": answer_format(row["source"])["instruction"]})
+        samples = [{"text": t, "logprobs": [float(x) for x in lp],
+                    "finish": "length" if len(lp) >= limit else "stop"}
+                   for t, lp in zip(row["samples_edge"], row["logprobs_edge"], strict=True)]
+        letters = row.get("choice_logprobs_edge")
+        records.append({"key": f"edge:{row['id']}", "id": row["id"], "role": "edge",
+                        "model": "smollm2", "samples": samples,
+                        "greedy": {"text": row["greedy_edge"],
+                                   "logprobs": [float(row["greedy_logprob_edge"])],
+                                   "finish": "stop"},
+                        "choice_logprobs": json.loads(letters) if isinstance(letters, str)
+                        else None, "imported_from": parquet.name})
+    write_jsonl(work / "prompts.jsonl", prompts)
+    JsonlStore(store_path, store_meta("edge", "smollm2", cfg)).add(records)
+    print(f"{len(prompts)} prompts -> {work / 'prompts.jsonl'}; {len(records)} records -> "
+          f"{store_path}")
+    return 0
 
 
 def sample(rows: list[dict], args: argparse.Namespace) -> int:
