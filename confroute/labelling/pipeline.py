@@ -148,8 +148,12 @@ class MeasureConfig:
 
 
 def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], role: str,
-            cfg: MeasureConfig, equivalence: Any | None = None) -> list[dict[str, Any]]:
-    """Evidence columns `*_<role>` for every row that has a stored record for `role`."""
+            cfg: MeasureConfig, equivalence: Any | None = None,
+            prefix: str | None = None) -> list[dict[str, Any]]:
+    """Evidence columns `*_<role>` for every row that has a stored record for `role`.
+
+    `prefix`: the sampling `answer_prefix` the answers continue ("The answer is"); answers are
+    read with it in front, so "4. He has 8 - 4 = 2" commits to 4, not 2."""
     from confroute.labelling.equivalence import make_equivalence
 
     equivalence = equivalence or make_equivalence(cfg.equivalence)
@@ -157,12 +161,12 @@ def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], 
     for row in rows:
         record = records.get(_key(role, row["id"]))
         if record is not None:
-            out.append(_measure_one(row, record, role, cfg, equivalence))
+            out.append(_measure_one(row, record, role, cfg, equivalence, prefix))
     return out
 
 
 def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: MeasureConfig,
-                 equivalence: Any) -> dict[str, Any]:
+                 equivalence: Any, prefix: str | None = None) -> dict[str, Any]:
     from confroute.labelling.answers import answers_match, extract_answer
     from confroute.labelling.entropy import choice_entropy, semantic_entropy, sequence_logprob
 
@@ -170,7 +174,8 @@ def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: Me
     choices = row.get("choices")
     gold = row.get("answer")
     samples = record["samples"]
-    parsed = [extract_answer(s["text"], kind, choices, s["finish"] == "length") for s in samples]
+    parsed = [extract_answer(s["text"], kind, choices, s["finish"] == "length", prefix)
+              for s in samples]
     values = [a.value for a in parsed]
     ids = equivalence.cluster(str(row["prompt"]), values)
     logprobs = [s.get("logprobs") for s in samples]
@@ -204,7 +209,7 @@ def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: Me
         ev[f"se_{r}"] = norm.discrete
     greedy = record.get("greedy")
     if greedy:
-        answer = extract_answer(greedy["text"], kind, choices)
+        answer = extract_answer(greedy["text"], kind, choices, prefix=prefix)
         ev[f"greedy_{r}"] = greedy["text"]
         ev[f"greedy_logprob_{r}"] = (sequence_logprob(greedy["logprobs"])
                                      if greedy.get("logprobs") else None)
@@ -242,7 +247,8 @@ def evidence_table(rows: Sequence[dict[str, Any]], stores: dict[str, JsonlStore]
     frame = pd.DataFrame(list(rows))
     frame["id"] = frame["id"].astype(str)
     for role, store in stores.items():
-        measured = measure(rows, store.records, role, cfg, equivalence)
+        prefix = ((store.meta or {}).get("sampling") or {}).get("answer_prefix")
+        measured = measure(rows, store.records, role, cfg, equivalence, prefix)
         frame = frame.merge(pd.DataFrame(measured, columns=["id"] if not measured else None),
                             on="id", how="inner")
     if "source" not in frame.columns:
