@@ -22,7 +22,7 @@ import string
 import threading
 from typing import Any, Literal
 
-from confroute.errors import ConfigError
+from confroute.errors import ConfigError, DataError
 
 AnswerType = Literal["number", "choice", "text"]
 
@@ -42,8 +42,10 @@ _VALUE = re.compile(
     r"(?P<num>\\[dt]?frac\s*\{[^{}]*\}\s*\{[^{}]*\}|\\[dt]?frac\d\d"
     r"|\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?(?:\s?/\s?\d+(?:\.\d+)?)?|\.\d+)"
     r"(?P<pct>\s?%)?")
-_OPERATOR_AFTER = re.compile(r"\s*(?:[-+*/×÷^]|x(?=\s*[\d(]))\s*\(?\s*[-$\d.\\]")
-_OPERATOR_BEFORE = re.compile(r"(?:[-+*/×÷^]|(?<=[\d)\s])x)\s*\(?\s*[$€£¥]?\s*$")
+_OPERATOR_AFTER = re.compile(
+    r"\s*(?:[-+*/×÷^]|x(?=\s*[\d(])|\\times|\\cdot)\s*\(?\s*[-$\d.\\]")
+_OPERATOR_BEFORE = re.compile(
+    r"(?:[-+*/×÷^]|(?<=[\d)\s])x|\\times|\\cdot)\s*\(?\s*[$€£¥]?\s*$")
 _PLAIN = re.compile(r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)")
 _WORDS = {w: i for i, w in enumerate(re.findall(r"\w+", (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -67,10 +69,11 @@ def extract_answer(text: str, answer_type: AnswerType = "text", choices: str | N
     letters of a multiple-choice question ("ABCD", "ABCDEFGHIJ"; default "ABCD"). `prefix`: text
     the answer continues (the sampling `answer_prefix`), read as part of it. Returns
     `Answer(value)`: "12", "0.75", "-5" (numbers), "C" (choice), "eiffel tower" (text), or None.
-    Raises ConfigError for an unknown answer type.
+    Raises ConfigError for an unknown answer type, DataError for an answer that is not text.
     """
     if not isinstance(text, str):
-        raise ConfigError(f"an answer must be text; found {type(text).__name__}")
+        raise DataError(f"an answer must be text (str); found {type(text).__name__}. Decode "
+                        "bytes first, and pass a missing answer as an empty string")
     if prefix:
         text = f"{prefix.rstrip()} {text.lstrip()}"
     if answer_type == "number":
@@ -137,6 +140,10 @@ def _last_boxed(text: str) -> str | None:
 def _number(text: str) -> str | None:
     """The number an answer commits to (see the module docstring), canonical, or None."""
     span, committed = committed_span(text.translate(_MINUS))
+    if committed and "\\" in span:  # LaTeX (\sqrt{2}, 3 \times 4 = 12): math-verify reads it
+        value = _math_verify(span)
+        if value is not None:
+            return value
     values = [m for m in _VALUE.finditer(span) if not _is_operand(span, m)]
     if values:
         return _parse_value(values[0] if committed else values[-1])
@@ -144,8 +151,6 @@ def _number(text: str) -> str | None:
         words = re.findall(r"[a-z]+", span.lower())
         if words and words[0] in _WORDS:  # "The answer is eight."
             return str(_WORDS[words[0]])
-        if "\\" in span:  # LaTeX without a plain number: \sqrt{2}, \pi
-            return _math_verify(span)
     return None
 
 
