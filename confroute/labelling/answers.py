@@ -40,12 +40,15 @@ _SENTENCE_END = re.compile(r"\n|[!?;]|\.(?!\d)")
 _VALUE = re.compile(
     r"(?<![\w.])(?P<sign>[-+])?(?:[$€£¥]\s?)?"
     r"(?P<num>\\[dt]?frac\s*\{[^{}]*\}\s*\{[^{}]*\}|\\[dt]?frac\d\d"
-    r"|\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?(?:\s?/\s?\d+(?:\.\d+)?)?|\.\d+)"
+    r"|\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?|\.\d+)"
     r"(?P<pct>\s?%)?")
+# An operand: a value followed by an operator and another value, perhaps with unit words between
+# ("10 miles / 2 hours = 5", "15 cents - 11 cents"), or "20% of 100"; or preceded by one.
 _OPERATOR_AFTER = re.compile(
-    r"\s*(?:[-+*/×÷^]|x(?=\s*[\d(])|\\times|\\cdot)\s*\(?\s*[-$\d.\\]")
+    r"(?:\s+[A-Za-z]+){0,3}\s*(?:[-+*/×÷^]|x(?=\s*[\d(])|\\times|\\cdot)\s*\(?\s*[-$\d.\\]"
+    r"|(?<=%)\s*of\b")
 _OPERATOR_BEFORE = re.compile(
-    r"(?:[-+*/×÷^]|(?<=[\d)\s])x|\\times|\\cdot)\s*\(?\s*[$€£¥]?\s*$")
+    r"(?:[-+*/×÷^]|(?<=[\d)\s])x|\\times|\\cdot|%\s*of)\s*\(?\s*[$€£¥]?\s*$")
 _PLAIN = re.compile(r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)")
 _WORDS = {w: i for i, w in enumerate(re.findall(r"\w+", (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
