@@ -11,7 +11,8 @@ Prompts come only from train-side splits (test splits stay clean for evaluation)
 arithmetic, so that the edge model's confidence spans easy (1-digit sums) to hopeless (GSM8K,
 MMLU): `arith` (generated, seeded), `mawps` (all folds' dev.csv, de-duplicated), `gsm8k`
 (train.jsonl), `mmlu` (dev/, all 285), `yesno` (generated yes/no questions about numbers,
-seeded). Each prompt has a gold answer, so correctness is stored.
+seeded), `words` (generated one-step word problems with small numbers, seeded). Each prompt
+has a gold answer, so correctness is stored.
 
 `import` turns the bundled parquet (which keeps every sample, its log-probs and the greedy
 answer) back into the prompt table and the sample store, so a rebuild re-measures the stored
@@ -40,8 +41,8 @@ YESNO_INSTRUCTION = "Answer yes or no."
 # Growth (issue 12): the first 1,500 left ~80% of prompts wrong and the source predicting much
 # of it, so the added prompts sit where SmolLM2's outcome varies WITHIN a source: arithmetic
 # levels it gets right 20-65% of the time, yes/no questions about numbers, the rest of MMLU dev,
-# and more MAWPS; no more GSM8K (1% accuracy).
-MIX = {"arith": 1300, "yesno": 500, "mawps": 800, "gsm8k": 100, "mmlu": 285}
+# one-step word problems with small numbers, and more MAWPS; no more GSM8K (1% accuracy).
+MIX = {"arith": 1700, "yesno": 900, "words": 700, "mawps": 800, "gsm8k": 100, "mmlu": 285}
 LEVELS = [("+", 1, 1), ("+", 2, 1), ("-", 2, 1), ("+", 2, 2), ("*", 1, 1), ("-", 2, 2),
           ("+", 3, 3), ("*", 2, 1), ("-", 3, 2), ("*", 2, 2)]
 """The first 700 `arith` prompts: 1-digit sums (63% right) to 2x2-digit products (3%)."""
@@ -102,6 +103,38 @@ def yesno(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+WORD_TEMPLATES = [
+    ("{name} has {a} apples and buys {b} more. How many apples does {name} have now?",
+     lambda a, b: a + b),
+    ("{name} had {s} stickers and gave away {b}. How many stickers are left?", lambda a, b: a),
+    ("What is {b} more than {a}?", lambda a, b: a + b),
+    ("What is double {a}?", lambda a, b: 2 * a),
+    ("What is half of {d}?", lambda a, b: a),
+    ("What number comes after {a}?", lambda a, b: a + 1),
+    ("There are {b} boxes with {a} pens in each box. How many pens are there?",
+     lambda a, b: a * b),
+]
+NAMES = ["Tom", "Ana", "Sam", "Lena", "Omar", "Mia", "Raj", "Zoe"]
+
+
+def words(n: int, seed: int = 0) -> list[dict]:
+    """Generated one-step word problems with small numbers (exact gold answers): easier than
+    MAWPS, where SmolLM2 is right 5% of the time, so its outcome varies within the source."""
+    rng = random.Random(seed)
+    rows, seen = [], set()
+    while len(rows) < n:
+        template, answer = WORD_TEMPLATES[len(rows) % len(WORD_TEMPLATES)]
+        # one-number templates need a wider range to have enough distinct questions
+        a = rng.randint(2, 40 if "{b}" in template else 300)
+        b = rng.randint(2, 9 if "boxes" in template else 20)
+        question = template.format(name=rng.choice(NAMES), a=a, b=b, s=a + b, d=2 * a)
+        if question in seen:
+            continue
+        seen.add(question)
+        rows.append({"id": f"words/{len(rows)}", "prompt": question, "answer": str(answer(a, b))})
+    return rows
+
+
 def mawps(root: Path) -> list[dict]:
     import pandas as pd
 
@@ -151,6 +184,7 @@ def build_prompts(shared: Path, seed: int = 0, keep: set[str] | None = None,
     first = arith(700, seed)
     grown = arith(MIX["arith"] - 700, seed + 1, GROWTH_LEVELS, 700, {r["prompt"] for r in first})
     pools = {"arith": first + grown, "yesno": yesno(MIX["yesno"], seed),
+             "words": words(MIX["words"], seed),
              "mawps": mawps(shared), "gsm8k": gsm8k(shared), "mmlu": mmlu(shared)}
     kept = [r for r in previous or [] if r["id"] in (keep or set())]
     kept_ids = {r["id"] for r in kept}
