@@ -106,6 +106,8 @@ def main() -> int:
     parser.add_argument("--quantile", type=float, default=0.7,
                         help="edge_se label rule: SE above this quantile -> cloud")
     parser.add_argument("--card", type=Path, help="write the dataset card here")
+    parser.add_argument("--previous", type=Path,
+                        help="a previous build (parquet): report what re-measuring changed")
     parser.add_argument("--router", type=Path,
                         help="JSON {val_auroc, command, verdict} of a router trained on it")
     args = parser.parse_args()
@@ -228,6 +230,8 @@ def finalize(rows: list[dict], args: argparse.Namespace) -> int:
                "truncated_answers": int(frame["n_truncated_edge"].sum()),
                "quality": quality}
     summary["source_only_val_auroc"] = source_only_auroc(frame)
+    if args.previous:
+        summary["changes"] = changes_since(args.previous, frame)
     summary["sampling"] = store.meta["sampling"]
     summary["se_variant"] = args.se
     (args.work / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -237,6 +241,34 @@ def finalize(rows: list[dict], args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=1, default=str))
     print(f"{len(frame)} rows -> {out}")
     return 0
+
+
+def changes_since(previous: Path, frame) -> dict:
+    """Per source, on the prompts both builds share: sample answers, unparseable samples,
+    greedy correctness, SE and labels that changed (the re-measure's effect)."""
+    import numpy as np
+    import pandas as pd
+
+    old = pd.read_parquet(previous).set_index("id")
+    new = frame.set_index("id").loc[[i for i in old.index if i in set(frame["id"])]]
+    old = old.loc[new.index]
+    out = {}
+    for name in ["all"] + sorted(old["source"].unique()):
+        o = old if name == "all" else old[old["source"] == name]
+        n = new.loc[o.index]
+        pairs = [(a, b) for x, y in zip(o["answers_edge"], n["answers_edge"], strict=True)
+                 for a, b in zip(x, y, strict=True)]
+        out[name] = {
+            "prompts": len(o), "answers": len(pairs),
+            "answers_changed": sum(a != b for a, b in pairs),
+            "invalid_before": int(o["n_invalid_edge"].sum()),
+            "invalid_after": int(n["n_invalid_edge"].sum()),
+            "correct_changed": int((o["correct_edge"] != n["correct_edge"]).sum()),
+            "wrong_to_right": int(((o["correct_edge"] == 0) & (n["correct_edge"] == 1)).sum()),
+            "right_to_wrong": int(((o["correct_edge"] == 1) & (n["correct_edge"] == 0)).sum()),
+            "se_changed": int((~np.isclose(o["se_edge"], n["se_edge"])).sum()),
+            "label_changed": int((o["rule_label"] != n["rule_label"]).sum())}
+    return out
 
 
 def source_only_auroc(frame) -> float | None:
