@@ -6,8 +6,10 @@ the committed part, in this order: `\\boxed{...}` (the last one), `#### x`, the 
 last "the answer is" / "Answer:" marker (up to the end of that sentence), else the whole text,
 where the LAST value stated wins (the first is usually a restated number from the problem).
 Inside that part a number that is an operand (`29 * 7`, `8 - 4 = 4`) is never the answer; the
-value after `=` / "equals" is. Values are parsed by HF's math-verify (fractions, LaTeX,
-percentages, thousands separators), plain decimals by `float` (the same value, 30x faster).
+value after `=` / "equals" is. Signs (the unicode minus too), thousands separators, currency,
+percentages and trailing units are read here; fractions and LaTeX (`\\frac{1}{2}`, `\\sqrt{2}`)
+by HF's math-verify (`parse`), and plain decimals by `float`, which gives the same value without
+math-verify's per-call cost (bench/extraction.py times a whole answer).
 
 Small models prompted with an answer prefix ("The answer is") continue it, so their sample
 is read with the prefix in front (`prefix=`): "4. Mike has 8 - 4 = 4 marbles" then commits to 4.
@@ -220,7 +222,8 @@ _VARIABLE = re.compile(r"\s*[=+*/^_<>]|\s*\(\s*[a-z0-9]"
 _CHOOSING = re.compile(r"(?:\b(?:is|be|choose|chose|pick|select|with|option|choice|so|"
                        r"answer)|'s|:)\s*$", re.IGNORECASE)
 _STATED = re.compile(r"[(\[](?P<paren>[A-Za-z])[)\]]"
-                     r"|\b(?:option|choice)\s+(?P<word>[A-Za-z])(?![\w'’])|(?<![\w'’-])(?P<bare>[A-Z])(?![\w'’-])")
+                     r"|\b(?:option|choice)\s+(?P<word>[A-Za-z])(?![\w'’])"
+                     r"|(?<![\w'’-])(?P<bare>[A-Z])(?![\w'’-])")
 
 
 def _choice(text: str, letters: str) -> str | None:
@@ -231,8 +234,8 @@ def _choice(text: str, letters: str) -> str | None:
     chosen in the last sentence ("I think it's C because ...", "so (B)"), never a variable or
     label (`A = 4`, "Company C covers") or a rejected option ("option D is incorrect"): a chain of
     thought that never commits (often one cut off by a token limit) has no answer, not the
-    last option it discussed. Same order as MMLU-Pro's own extractor, which reads the first
-    "answer is (X)" and falls back to the last capital letter anywhere (a guess)."""
+    last option it discussed. (MMLU-Pro's own extractor reads the FIRST "answer is (X)" and
+    falls back to the last capital letter anywhere, a guess; bench/extraction.py compares.)"""
     allowed = set(letters.upper())
     plain = _EMPHASIS.sub("", own_turn(text))
     marked = [m for m in _CHOICE_MARKER.finditer(plain) if _letter_ok(plain, m, "letter")
