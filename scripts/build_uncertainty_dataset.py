@@ -51,7 +51,7 @@ WORK = ROOT / "runs" / "uncertainty"
 # of it, so the added prompts sit where SmolLM2's outcome varies WITHIN a source: arithmetic
 # levels it gets right 20-65% of the time, yes/no questions about numbers, the rest of MMLU dev,
 # one-step word problems with small numbers, and more MAWPS; no more GSM8K (1% accuracy).
-MIX = {"arith": 3400, "yesno": 1600, "words": 150, "mawps": 800, "gsm8k": 100, "mmlu": 285}
+MIX = {"arith": 4000, "yesno": 2000, "words": 150, "mawps": 800, "gsm8k": 100, "mmlu": 285}
 def build_prompts(shared: Path, seed: int = 0, keep: set[str] | None = None,
                   previous: list[dict] | None = None) -> list[dict]:
     """The prompt table. Prompts already sampled (`keep`, from `previous`) stay first and count
