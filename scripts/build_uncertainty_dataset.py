@@ -256,6 +256,7 @@ def changes_since(previous: Path, frame) -> dict:
     old = pd.read_parquet(previous).set_index("id")
     new = frame.set_index("id").loc[[i for i in old.index if i in set(frame["id"])]]
     old = old.loc[new.index]
+    threshold = json.loads(old["label_params"].iloc[0])["threshold"]
     out = {}
     for name in ["all"] + sorted(old["source"].unique()):
         o = old if name == "all" else old[old["source"] == name]
@@ -271,7 +272,10 @@ def changes_since(previous: Path, frame) -> dict:
             "wrong_to_right": int(((o["correct_edge"] == 0) & (n["correct_edge"] == 1)).sum()),
             "right_to_wrong": int(((o["correct_edge"] == 1) & (n["correct_edge"] == 0)).sum()),
             "se_changed": int((~np.isclose(o["se_edge"], n["se_edge"])).sum()),
-            "label_changed": int((o["rule_label"] != n["rule_label"]).sum())}
+            "label_changed": int((o["rule_label"] != n["rule_label"]).sum()),
+            # the re-measure alone: the new SE under the previous build's threshold
+            "label_changed_same_threshold": int(
+                ((n["se_edge"] > threshold).astype(float) != o["rule_label"]).sum())}
     return out
 
 

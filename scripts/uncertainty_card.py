@@ -33,7 +33,7 @@ def card(summary: dict, router: dict | None) -> str:
         "",
         "**How it was built.** `python scripts/build_uncertainty_dataset.py import` (the previous "
         "bundled parquet back into a sample store: its samples are re-measured, never "
-        "resampled), `prompts`, then `sample` (resumable; 1.5-4 s per prompt on a shared 2-core "
+        "resampled), `prompts`, then `sample` (resumable; 0.3-2 s per prompt on a shared 2-core "
         f"CPU), then `finalize --se {summary['se_variant']} --previous ... --card ...`. The "
         "model is asked `<prompt>\nGive the final answer only.` (multiple choice: `Answer with "
         "the letter of the correct option.`; yes/no: `Answer yes or no.`) with the default "
@@ -127,8 +127,9 @@ def card(summary: dict, router: dict | None) -> str:
               "means consistently wrong. On `yesno` the model mostly gives one answer per "
               "question form (e.g. `yes` to every `Is a + b equal to c?`), so its outcome there "
               "follows the gold answer; a prompt-only router must read the numbers to predict it. "
-              "The greedy answer's mean log-prob ranks correctness as "
-              "well as or better than SE for this model (see the table); both are stored.", ""]
+              "The greedy answer's mean log-prob is the competing confidence: compare the two "
+              "AUROC columns within each source (pooled, both partly rank sources, not "
+              "prompts); both are stored.", ""]
     return "\n".join(lines)
 
 
@@ -137,14 +138,16 @@ def changes(diff: dict | None) -> list[str]:
     if not diff:
         return []
     lines = ["", f"**Re-measured.** The {diff['all']['prompts']:,} prompts of the previous build "
-             "(same stored samples, new answer extraction, issue 12) changed as follows; "
-             "labels use each build's own 0.7-quantile threshold.", "",
+             "(same stored samples, new answer extraction, issue 12) changed as follows. A "
+             "label changes through the new SE (`same threshold`: the previous build's) and "
+             "through the threshold, the 0.7 quantile of the grown table (`label changed`).", "",
              "| source | prompts | sample answers changed (of) | unparseable before -> after | "
              "greedy correctness changed (wrong -> right / right -> wrong) | SE changed | "
-             "label changed |", "|---|---|---|---|---|---|---|"]
+             "label changed, same threshold | label changed |", "|---|---|---|---|---|---|---|---|"]
     for name, d in diff.items():
         lines.append(f"| {name} | {d['prompts']:,} | {d['answers_changed']:,} "
                      f"({d['answers']:,}) | {d['invalid_before']} -> {d['invalid_after']} | "
                      f"{d['correct_changed']} ({d['wrong_to_right']} / {d['right_to_wrong']}) | "
-                     f"{d['se_changed']} | {d['label_changed']} |")
+                     f"{d['se_changed']} | {d['label_changed_same_threshold']} | "
+                     f"{d['label_changed']} |")
     return lines
