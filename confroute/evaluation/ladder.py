@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from confroute.errors import DataError
+from confroute.stats import weighted_bootstrap
 
 DEFAULT_QUALITY_SHARE = 0.95
 
@@ -201,28 +202,15 @@ def bootstrap(probs: np.ndarray, quality: np.ndarray, costs: np.ndarray, samples
     """Percentile bootstrap CIs over prompts for `summary`, and, given `reference` probs (e.g. a
     prior), for the paired difference of areas (`area_minus_reference`). Resamples where the
     area is undefined are skipped and counted in `_meta`."""
-    n = len(probs)
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {}
-    skipped = 0
-    for _ in range(samples):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        try:
-            values = summary(curve(probs, quality, costs, w, policy), share)
-            if reference is not None:
-                values["area_minus_reference"] = values["area"] - area(
-                    curve(reference, quality, costs, w, policy))
-        except DataError:
-            skipped += 1
-            continue
-        for key, value in values.items():
-            draws.setdefault(key, []).append(value)
-    alpha = (1 - confidence) / 2
-    out: dict[str, dict[str, float]] = {
-        key: {"low": float(np.nanquantile(v, alpha)), "high": float(np.nanquantile(v, 1 - alpha))}
-        for key, v in draws.items()}
-    out["_meta"] = {"samples": samples, "skipped": skipped, "seed": seed}
-    return out
+    def statistic(w: np.ndarray) -> dict[str, float]:
+        values = summary(curve(probs, quality, costs, w, policy), share)
+        if reference is not None:
+            values["area_minus_reference"] = values["area"] - area(
+                curve(reference, quality, costs, w, policy))
+        return values
+
+    return weighted_bootstrap(len(probs), statistic, samples, seed, confidence,
+                              skip=(DataError,))
 
 
 def random_reference(quality: np.ndarray, costs: np.ndarray, seeds: int = 20,

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from confroute.errors import DataError
+from confroute.stats import weighted_bootstrap
 
 DEFAULT_CPT_LEVELS = (0.2, 0.5, 0.8)
 
@@ -154,25 +155,10 @@ def bootstrap(scores: np.ndarray, quality_edge: np.ndarray, quality_cloud: np.nd
     Resamples where the edge and cloud means coincide (PGR undefined) are skipped and counted.
     """
     scores = _vector("scores", scores)
-    n = len(scores)
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {}
-    skipped = 0
-    for _ in range(samples):
-        weights = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        try:
-            values = summary(sweep(scores, quality_edge, quality_cloud, weights), levels)
-        except DataError:
-            skipped += 1
-            continue
-        for key, value in values.items():
-            draws.setdefault(key, []).append(value)
-    alpha = (1 - confidence) / 2
-    out: dict[str, dict[str, float]] = {
-        key: {"low": float(np.nanquantile(v, alpha)), "high": float(np.nanquantile(v, 1 - alpha))}
-        for key, v in draws.items()}
-    out["_meta"] = {"samples": samples, "skipped": skipped, "seed": seed,
-                    "confidence": confidence}
+    out = weighted_bootstrap(
+        len(scores), lambda w: summary(sweep(scores, quality_edge, quality_cloud, w), levels),
+        samples, seed, confidence, skip=(DataError,))
+    out["_meta"]["confidence"] = confidence
     return out
 
 
