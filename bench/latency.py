@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from gemm import cpu_summary  # bench/ is on sys.path when this script runs
 
+ROOT = Path(__file__).resolve().parents[1]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -115,6 +117,15 @@ if __name__ == "__main__":
     main()
 
 
+def calibration_prompts(n: int = 64) -> list[str]:
+    """Real prompts (the bundled routellm-judge validation split) to calibrate static int8."""
+    import pandas as pd
+
+    frame = pd.read_parquet(ROOT / "confroute/dataset/builtin/routellm_judge.parquet",
+                            columns=["prompt", "split"])
+    return frame[frame["split"] == "val"]["prompt"].head(n).astype(str).tolist()
+
+
 def measure_shape(settings: dict, threads: int, repeats: int, tokens: int = 64) -> dict:
     """Export a RouterModel of `settings` (ModelConfig fields) as `confroute export` does (ONNX
     + int8), then time batch-1 `tokens`-token runs of the int8 graph: p50 ms, parameters
@@ -124,7 +135,7 @@ def measure_shape(settings: dict, threads: int, repeats: int, tokens: int = 64) 
     import torch
 
     from confroute.config import ModelConfig
-    from confroute.export import export_onnx, quantize_int8
+    from confroute.export import calibration_feeds, export_onnx, quantize_int8
     from confroute.training.model import RouterModel
 
     torch.set_num_threads(threads)
@@ -132,7 +143,8 @@ def measure_shape(settings: dict, threads: int, repeats: int, tokens: int = 64) 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp)
         export_onnx(model, path / "model.onnx", 17)
-        quantize_int8(path / "model.onnx", path / "model.int8.onnx")
+        quantize_int8(path / "model.onnx", path / "model.int8.onnx",
+                      calibration_feeds(model, calibration_prompts()))
         model.tokenizer.save(str(path / "tokenizer.json"))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

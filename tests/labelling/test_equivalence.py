@@ -219,7 +219,7 @@ def test_pipeline_measure_batches_llm_verdicts_for_all_prompts(tmp_path):
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory: pytest.TempPathFactory):
-    from confroute.labelling.sampling import LocalBackend
+    from confroute.labelling.local import LocalBackend
 
     return LocalBackend("smollm2", cache_dir=tmp_path_factory.mktemp("cache"), threads=2)
 
