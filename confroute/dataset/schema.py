@@ -25,6 +25,7 @@ import numpy as np
 
 from confroute.config import DataConfig, LabelConfig
 from confroute.dataset import labels as rules
+from confroute.dataset import tables
 from confroute.errors import DataError, require
 from confroute.text import prompt_text
 
@@ -82,12 +83,11 @@ def load(cfg: DataConfig) -> LabelledPrompts:
 
 def read_table(source: str, hf_split: str = "train") -> Any:
     """A bundled dataset name, a local parquet/jsonl/json/csv file, or a Hugging Face dataset."""
-    pd = require("pandas", "train")
     from confroute.dataset.builtin import builtin_path
 
     path = builtin_path(source) or Path(source)
     if path.exists():
-        return _read_file(pd, path)
+        return tables.read(path, what="labelled table")
     if source.endswith((".parquet", ".jsonl", ".json", ".csv")) or source.startswith((".", "/")):
         raise DataError(f"data file {source} does not exist; give a .parquet/.jsonl/.csv path, "
                         "a bundled dataset name (confroute datasets), or a Hugging Face name")
@@ -98,23 +98,6 @@ def read_table(source: str, hf_split: str = "train") -> Any:
         raise DataError(f"could not load '{source}' as a bundled name, a local file, or a Hugging "
                         f"Face dataset (split '{hf_split}'): {type(exc).__name__}: {exc}") from exc
     return ds.to_pandas()
-
-
-def _read_file(pd: Any, path: Path) -> Any:
-    readers = {".parquet": pd.read_parquet, ".csv": pd.read_csv,
-               ".jsonl": lambda p: pd.read_json(p, lines=True),
-               ".json": lambda p: pd.read_json(p, lines=Path(p).read_text()[:1] != "[")}
-    reader = readers.get(path.suffix.lower())
-    if reader is None:
-        raise DataError(f"{path}: unsupported file type '{path.suffix}'; use .parquet, .jsonl, "
-                        ".json or .csv")
-    try:
-        frame = reader(path)
-    except Exception as exc:
-        raise DataError(f"{path} could not be read as {path.suffix[1:]}: {exc}") from exc
-    if len(frame) == 0:
-        raise DataError(f"{path} has no rows")
-    return frame
 
 
 def detect_format(frame: Any) -> str:

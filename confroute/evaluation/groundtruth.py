@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from confroute.dataset import labels as rules
+from confroute.dataset import tables
 from confroute.errors import DataError, require
 
 EDGE_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -302,10 +303,8 @@ def _read(pd: Any, path: Path) -> Any:
     if not path.is_file():
         raise DataError(f"{path} is missing; the RouteLLM folder must hold the evals files as "
                         "published in lm-sys/RouteLLM")
-    try:
-        return pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
-    except Exception as exc:
-        raise DataError(f"{path} could not be read: {exc}") from exc
+    return tables.read(path, (".jsonl", ".csv"), what="RouteLLM evaluation file",
+                       empty_ok=True)
 
 
 def _contaminated(pd: Any, folder: Path) -> set[str]:

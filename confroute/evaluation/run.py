@@ -12,11 +12,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from confroute.dataset import tables
 from confroute.errors import ConfigError, ConfrouteError, DataError, require
 from confroute.evaluation import report as reporting
 from confroute.evaluation.costs import CostConfig
 from confroute.evaluation.groundtruth import GroundTruth, load_truth
-from confroute.files import replacing, write_text
+from confroute.files import write_text
 
 SCORE_COLUMNS = ("id", "score")
 
@@ -147,23 +148,11 @@ def training_overlap(router_dir: Path, truth: GroundTruth) -> list[str]:
 def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(ids, scores) from a .csv / .jsonl / .parquet file with columns `id` and `score`."""
     pd = require("pandas", "train")
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"scores file {path} does not exist")
-    readers = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True),
-               ".parquet": pd.read_parquet}
-    if path.suffix.lower() not in readers:
-        raise DataError(f"{path}: scores must be .csv, .jsonl or .parquet; found '{path.suffix}'")
-    try:
-        frame = readers[path.suffix.lower()](path)
-    except Exception as exc:
-        raise DataError(f"{path} could not be read: {exc}") from exc
+    frame = tables.read(path, (".csv", ".jsonl", ".parquet"), what="scores file")
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: needs columns id and score; missing {', '.join(missing)} "
                         f"(found {', '.join(map(str, frame.columns))})")
-    if len(frame) == 0:
-        raise DataError(f"{path} has no rows")
     try:
         values = pd.to_numeric(frame["score"]).to_numpy(dtype=float)
     except (TypeError, ValueError) as exc:
@@ -177,11 +166,4 @@ def write_scores(path: Path, truth: GroundTruth, scores: np.ndarray) -> Path:
     path = Path(path)
     frame = pd.DataFrame({"id": truth.ids, "score": scores, "quality_edge": truth.quality_edge,
                           "quality_cloud": truth.quality_cloud})
-    with replacing(path) as tmp:
-        if path.suffix.lower() == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        elif path.suffix.lower() == ".jsonl":
-            frame.to_json(tmp, orient="records", lines=True)
-        else:
-            frame.to_csv(tmp, index=False)
-    return path
+    return tables.write(frame, path, (".csv", ".jsonl", ".parquet"))

@@ -24,8 +24,9 @@ from typing import Any, cast
 
 import numpy as np
 
+from confroute.dataset import tables
 from confroute.errors import DataError, require
-from confroute.files import replacing, write_json, write_text
+from confroute.files import write_json, write_text
 from confroute.labelling.measure import MeasureConfig, measure, store_key
 from confroute.labelling.sampling import Backend, Generation, SamplingConfig, prompt_seed
 from confroute.labelling.store import JsonlStore
@@ -182,15 +183,7 @@ def apply_rule(frame: Any, label: Any) -> tuple[Any, dict[str, Any]]:
 
 def write_table(frame: Any, path: str | Path) -> Path:
     """Write the scores table as parquet (or jsonl by suffix); atomically."""
-    path = Path(path)
-    if path.suffix not in (".jsonl", ".parquet"):
-        raise DataError(f"output {path} must end in .parquet or .jsonl")
-    with replacing(path) as partial:
-        if path.suffix == ".jsonl":
-            frame.to_json(partial, orient="records", lines=True, force_ascii=False)
-        else:
-            frame.to_parquet(partial, index=False)
-    return path
+    return tables.write(frame, path, (".parquet", ".jsonl"))
 
 
 @dataclasses.dataclass
