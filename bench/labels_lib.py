@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from confroute.errors import DataError
+from confroute.stats import binary_auroc
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 """Inverse regularisation strengths tried for every label (same grid, same folds)."""
@@ -61,15 +62,8 @@ def group_prior(groups_train: np.ndarray, label: np.ndarray, groups_test: np.nda
 
 
 def auroc(y: np.ndarray, s: np.ndarray) -> float:
-    """Mann-Whitney AUROC (average ranks for ties); NaN with one class. Same value as
-    confroute.stats.binary_auroc, vectorised for the bootstrap."""
-    from scipy.stats import rankdata
-
-    y = y.astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    return float((rankdata(s)[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """Mann-Whitney AUROC (average ranks for ties); NaN with one class."""
+    return binary_auroc(np.asarray(y, dtype=bool), np.asarray(s, dtype=float))
 
 
 def within(y: np.ndarray, s: np.ndarray, groups: np.ndarray) -> float:
