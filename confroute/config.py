@@ -31,8 +31,11 @@ DEFAULT_DATASET = "routellm-judge"
 class LabelConfig:
     """How per-model evidence (semantic entropy, judge ratings) becomes P(cloud needed)."""
 
-    rule: Literal["auto", "given", "tau", "edge_se", "judge", "combined"] = "auto"
-    """`auto`: the dataset's own default rule (a `label` column, or its card's rule)."""
+    rule: Literal["auto", "given", "tau", "edge_se", "edge_wrong", "judge", "combined"] = "auto"
+    """`auto`: a `label` column as given; else from the columns, as the label study ranks them
+    (bench/results/labels.md): `judge` with both models' ratings, `tau` with both models' SE,
+    `edge_wrong` (the edge model's greedy answer is wrong) where gold-answer correctness is known
+    for every row, else `edge_se`."""
     tau: float = 0.1
     """Paper Eq. 3/4: relative SE gap above which the lower-SE model wins."""
     epsilon: float = 1e-6

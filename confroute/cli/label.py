@@ -61,13 +61,10 @@ def _backend(args: Any, role: str) -> tuple[str, Any]:
 
 
 def run(args: Any) -> int:
-    import dataclasses
 
     from confroute.labelling.pipeline import label
 
-    label_cfg = args.label
-    if label_cfg.rule == "auto":  # label's own default: tau with a cloud model, else edge_se
-        label_cfg = dataclasses.replace(label_cfg, rule="tau" if args.cloud else "edge_se")
+    label_cfg = args.label  # `auto`: tau with a cloud model, edge_wrong with gold, else edge_se
     backends = {"edge": _backend(args, "edge")}
     if args.cloud:
         backends["cloud"] = _backend(args, "cloud")

@@ -68,6 +68,22 @@ def edge_se_rule(se_edge: np.ndarray, threshold: float | None = None,
     return Labels(values, counts, "edge_se", {"threshold": threshold, "quantile": quantile})
 
 
+def edge_wrong_rule(correct_edge: np.ndarray) -> Labels:
+    """Edge-only with gold answers: label 1 (cloud) where the edge model's greedy answer is wrong.
+
+    `correct_edge` is 1 for a right answer and 0 for a wrong one, one per row. In the label
+    study (bench/results/labels.md, 7,335 SmolLM2 prompts) this raw outcome trained the router
+    that best predicted held-out failures: AUROC 0.796 against 0.713 for the best SE label.
+    Raises DataError for values other than 0/1 (NaN: no gold answer for that row).
+    """
+    correct = _finite("correct_edge", correct_edge)
+    if not np.isin(correct, (0.0, 1.0)).all():
+        raise DataError("correct_edge must be 0 or 1 on every row for the edge_wrong rule")
+    values = 1.0 - correct
+    counts = {"cloud": int(values.sum()), "edge": int(len(values) - values.sum())}
+    return Labels(values, counts, "edge_wrong", {})
+
+
 def judge_rule(rating_edge: np.ndarray, rating_cloud: np.ndarray, margin: float = 0.0,
                ties: Ties = "edge") -> Labels:
     """Ratings (judge 1-10 or correctness 0/1): cloud needed when it is rated higher by > margin.

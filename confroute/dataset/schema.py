@@ -156,10 +156,13 @@ def from_scores(frame: Any, cfg: LabelConfig) -> tuple[Any, rules.Labels]:
     columns = set(frame.columns)
     has_pair = {"se_edge", "se_cloud"} <= columns
     has_judge = {"rating_edge", "rating_cloud"} <= columns
+    has_gold = "correct_edge" in columns and bool(frame["correct_edge"].notna().all())
     rule = cfg.rule
     if rule in ("auto", "given"):
-        rule = "judge" if has_judge else "tau" if has_pair else "edge_se"
+        rule = ("judge" if has_judge else "tau" if has_pair else
+                "edge_wrong" if has_gold else "edge_se")
     needs = {"tau": ("se_edge", "se_cloud"), "edge_se": ("se_edge",),
+             "edge_wrong": ("correct_edge",),
              "judge": ("rating_edge", "rating_cloud"),
              "combined": ("se_edge", "rating_edge", "rating_cloud")}[rule]
     _require_columns(frame, needs, f"scores (label rule '{rule}')")
@@ -179,6 +182,7 @@ def from_scores(frame: Any, cfg: LabelConfig) -> tuple[Any, rules.Labels]:
         return rules.edge_se_rule(column("se_edge"), cfg.edge_threshold, cfg.edge_quantile)
 
     labels = {"judge": judge, "tau": se, "edge_se": se,
+              "edge_wrong": lambda: rules.edge_wrong_rule(column("correct_edge")),
               "combined": lambda: rules.combined_rule(judge(), se(), cfg.judge_weight)}[rule]()
     out = frame.copy()
     if "id" not in out.columns:

@@ -55,3 +55,30 @@ def test_combined_rule_averages_and_propagates_drops() -> None:
 def test_non_finite_evidence_names_the_column_and_row() -> None:
     with pytest.raises(DataError, match="se_cloud.*first at row 1"):
         labels.tau_rule(np.array([1.0, 1.0]), np.array([1.0, np.nan]))
+
+
+def test_edge_wrong_rule_labels_the_wrong_greedy_answers() -> None:
+    from confroute.dataset.labels import edge_wrong_rule
+
+    labels = edge_wrong_rule(np.array([1.0, 0.0, 0.0, 1.0]))
+    assert labels.values.tolist() == [0.0, 1.0, 1.0, 0.0] and labels.rule == "edge_wrong"
+    assert labels.counts == {"cloud": 2, "edge": 2}
+    with pytest.raises(DataError, match="correct_edge"):
+        edge_wrong_rule(np.array([1.0, 0.5]))
+
+
+def test_auto_rule_follows_the_label_study() -> None:
+    """auto: judge with both ratings, tau with both SEs, edge_wrong with gold, else edge_se."""
+    import pandas as pd
+
+    from confroute.config import LabelConfig
+    from confroute.dataset.schema import from_scores
+
+    base = {"prompt": ["a", "b", "c", "d"], "se_edge": [0.1, 0.9, 0.5, 0.2]}
+    gold = pd.DataFrame({**base, "correct_edge": [1.0, 0.0, 0.0, 1.0]})
+    assert from_scores(gold, LabelConfig())[1].rule == "edge_wrong"
+    partial = gold.assign(correct_edge=[1.0, None, 0.0, 1.0])
+    assert from_scores(partial, LabelConfig())[1].rule == "edge_se"  # gold on some rows only
+    both = gold.assign(se_cloud=[0.2, 0.1, 0.4, 0.3])
+    assert from_scores(both, LabelConfig())[1].rule == "tau"
+    assert from_scores(gold, LabelConfig(rule="edge_se"))[1].rule == "edge_se"
