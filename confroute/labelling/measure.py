@@ -31,9 +31,10 @@ class MeasureConfig:
     """Sequence likelihood = mean token log-prob (summed log-probs let one sample dominate)."""
     se: Literal["discrete", "weighted", "paper"] = "paper"
     """Which variant becomes `se_<role>` (all are stored). `paper` by default: in the label study
-    (bench/results/labels.md) its edge_se label trained the router that best predicted SmolLM2's
-    held-out errors (AUROC 0.848 pooled, 0.690 within source; discrete 0.829 / 0.650, weighted
-    0.829 / 0.671). Falls back to `discrete` for a backend without log-probs."""
+    (bench/results/labels.md) its edge_se label trained the router with the highest pooled AUROC
+    for SmolLM2's held-out errors among the SE variants, on the 1,500-prompt table (0.848 vs
+    0.829) and the 7,335-prompt one (0.713 vs 0.710 / 0.708), though the raw outcome beat every
+    SE label on the latter. Falls back to `discrete` for a backend without log-probs."""
     choice_se: Literal["samples", "letters"] = "samples"
     """Multiple-choice prompts: SE of the samples, or the exact entropy of the letters' probs."""
 
