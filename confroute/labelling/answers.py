@@ -201,7 +201,7 @@ def _math_verify_value(expression: str) -> Any | None:
     latex = expression if expression.startswith("$") else f"${expression}$"
     found = parse(latex if "\\" in expression else expression,
                   [LatexExtractionConfig(), ExprExtractionConfig()],
-                  parsing_timeout=5 if main else None)  # type: ignore[arg-type]
+                  parsing_timeout=5 if main else None)
     return next((v for v in found if not isinstance(v, str)), None)
 
 

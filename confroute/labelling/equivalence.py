@@ -143,7 +143,7 @@ def pair_key(model: str, question: str, first: str, second: str) -> str:
 
 def default_entailment_cache() -> Path:
     """`$CONFROUTE_CACHE/entailment.jsonl` (default ~/.cache/confroute): shared by every run."""
-    from confroute.labelling.sampling import default_cache_dir
+    from confroute.labelling.local import default_cache_dir
 
     return default_cache_dir() / "entailment.jsonl"
 
@@ -192,7 +192,8 @@ class LlmEquivalence:
                 if key in self.store:
                     self.stats["cached_pairs"] += 1
                 elif key not in todo:
-                    todo[key] = (question, *sorted((a, b)))
+                    low, high = sorted((a, b))
+                    todo[key] = (question, low, high)
         keys = list(todo)
         for start in range(0, len(keys), self.chunk):
             self._ask([(k, *todo[k]) for k in keys[start:start + self.chunk]])

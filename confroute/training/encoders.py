@@ -39,7 +39,7 @@ def pooled_features(encoder: nn.Module, cfg: ModelConfig, input_ids: torch.Tenso
     """
     if isinstance(encoder, StaticEncoder):
         return encoder(input_ids, attention_mask)
-    depth = int(encoder.config.num_hidden_layers)
+    depth = int(_config(encoder).num_hidden_layers)
     layers = pool_indices(cfg, depth)
     if layers == [depth]:  # only the last layer: no need to keep every hidden state
         states = [encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state]
@@ -55,7 +55,7 @@ def feature_size(encoder: nn.Module, cfg: ModelConfig) -> int:
     """Width of `pooled_features`: the hidden size times the number of pooled layers."""
     if isinstance(encoder, StaticEncoder):
         return encoder.output_size
-    return int(encoder.config.hidden_size) * len(cfg.pool_layers)
+    return int(_config(encoder).hidden_size) * len(cfg.pool_layers)
 
 
 def pool_indices(cfg: ModelConfig, depth: int) -> list[int]:
@@ -106,7 +106,7 @@ def save_config(encoder: nn.Module, directory: Path) -> None:
         (directory / "config.json").write_text(json.dumps(
             {**STATIC_CONFIG, "vocab_size": int(weight.shape[0]), "dim": int(weight.shape[1])}))
     else:
-        encoder.config.save_pretrained(directory)
+        _config(encoder).save_pretrained(directory)
 
 
 def from_saved(cfg: ModelConfig, directory: Path) -> nn.Module:
@@ -125,7 +125,7 @@ def describe(encoder: nn.Module, cfg: ModelConfig) -> dict[str, Any]:
         weight = encoder.embedding.weight
         return {"family": "static", "model_type": "model2vec", "vocab_size": int(weight.shape[0]),
                 "hidden_size": int(weight.shape[1]), "features": encoder.output_size}
-    config = encoder.config
+    config = _config(encoder)
     return {"family": "transformer", "model_type": config.model_type,
             "hidden_size": config.hidden_size, "layers": config.num_hidden_layers,
             "pool_layers": list(cfg.pool_layers), "features": feature_size(encoder, cfg)}
@@ -143,7 +143,8 @@ def _hf_pretrained(source: str, layers: int | None) -> tuple[Any, Any]:
                               "many layers it has (no num_hidden_layers); leave model.layers "
                               "unset to use it whole")
         # `layers` is a ceiling: an encoder with fewer layers is used whole.
-        extra = {} if layers is None or layers >= depth else {"num_hidden_layers": layers}
+        extra = ({} if layers is None or depth is None or layers >= depth
+                 else {"num_hidden_layers": layers})
         model = AutoModel.from_pretrained(source, **extra)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load encoder '{source}': {exc}. Use a local path or a "
@@ -173,7 +174,8 @@ def _static_pretrained(source: str, dims: int | None) -> tuple[StaticEncoder, An
                           "local encoder path ('minilm' is bundled) or a model2vec folder"
                           ) from exc
     weights = torch.as_tensor(static.embedding, dtype=torch.float32)
-    return StaticEncoder(*weights.shape, weights=weights), static.tokenizer
+    return StaticEncoder(int(weights.shape[0]), int(weights.shape[1]), weights=weights), \
+        static.tokenizer
 
 
 def _is_model2vec(source: str) -> bool:
@@ -184,3 +186,8 @@ def _is_model2vec(source: str) -> bool:
         return json.loads(config.read_text()).get("model_type") == "model2vec"
     except (json.JSONDecodeError, UnicodeDecodeError):
         return False
+
+
+def _config(encoder: nn.Module) -> Any:
+    """A transformers encoder's config (typed Any: nn.Module's attributes are Tensor | Module)."""
+    return encoder.config

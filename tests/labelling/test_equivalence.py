@@ -249,3 +249,8 @@ def test_llm_equivalence_against_smollm2_served_on_loopback(smollm2, tmp_path):
             same = rec["verdicts"] == ["entailment", "entailment"]
             assert (ids[answers.index(other)] == 0) == same
     assert sum(v is None for v in verdicts) == judge.stats["unparsed"]
+
+
+def test_default_entailment_cache_lives_in_confroute_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONFROUTE_CACHE", str(tmp_path))
+    assert eq.default_entailment_cache() == tmp_path / "entailment.jsonl"
