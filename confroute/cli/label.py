@@ -50,7 +50,7 @@ def _backend(args: Any, role: str) -> tuple[str, Any]:
     """(model name, backend factory): the model loads only when something is left to sample."""
     import functools
 
-    from confroute.labelling.sampling import backend_name, make_backend
+    from confroute.labelling.backends import backend_name, make_backend
 
     spec, model = getattr(args, role), getattr(args, f"{role}_model")
     return backend_name(spec, model), functools.partial(

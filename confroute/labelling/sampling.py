@@ -3,7 +3,8 @@
 A backend answers each prompt N times and returns per-token log-probs (`Backend.generate`).
 Two implement it: `confroute.labelling.local.LocalBackend` (a transformers causal LM on this
 machine, GGUF included) and `confroute.labelling.http.HttpBackend` (any OpenAI-compatible
-endpoint, through `confroute.llm_client`). `make_backend` picks one from a model spec.
+endpoint, through `confroute.llm_client`). `confroute.labelling.backends.make_backend` picks
+one from a model spec.
 
 Log-probs are the model's own (temperature 1) log-probabilities of the sampled tokens where the
 backend can give them, so that sequence likelihoods do not depend on the sampling temperature.
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
-from confroute.errors import ConfigError, DataError
+from confroute.errors import ConfigError
 
 Finish = Literal["stop", "length"]
 """Why an answer ended: an end-of-answer token ("stop") or the token budget ("length")."""
@@ -113,44 +114,3 @@ def chat_messages(prompt: str, system: str | None) -> list[dict[str, str]]:
     if system is not None:
         messages.insert(0, {"role": "system", "content": system})
     return messages
-
-
-def is_url(spec: str) -> bool:
-    """Whether a model spec names an OpenAI-compatible endpoint (http:// or https://)."""
-    return spec.startswith(("http://", "https://"))
-
-
-def backend_name(spec: str, model: str | None = None) -> str:
-    """The name a backend's answers are stored under: `<url>#<model>` for an endpoint, else
-    the local model's name. Raises `ConfigError` for a URL without `model` or an empty spec."""
-    if is_url(spec):
-        if not model:
-            raise ConfigError(f"{spec} is an OpenAI-compatible URL: name the model served there "
-                              "(on the CLI: --edge-model / --cloud-model)")
-        return f"{spec}#{model}"
-    name = spec.removeprefix("local:")
-    if not name.strip():
-        raise DataError("empty model name; give 'smollm2', a Hugging Face name, a folder, "
-                        "or an http(s):// base URL")
-    return name
-
-
-def make_backend(spec: str, model: str | None = None, *,
-                 local: Mapping[str, Any] | None = None,
-                 endpoint: Mapping[str, Any] | None = None) -> Backend:
-    """The backend for a model spec: an `http(s)://` base URL (with `model`, the name served
-    there) gives an `HttpBackend`, whose `EndpointConfig` takes `endpoint` (api_key_env,
-    concurrency, timeout_s, max_retries); anything else (`smollm2`, a Hugging Face name or a
-    folder, optionally prefixed `local:`) gives a `LocalBackend` with `local` (gguf_file,
-    device, dtype, cache_dir, threads). The options of the other kind are ignored, so a CLI
-    can pass both. Raises `ConfigError`/`DataError` as `backend_name`, and those of the
-    backend's constructor (a local model that cannot be loaded)."""
-    name = backend_name(spec, model)
-    if is_url(spec):
-        from confroute.labelling.http import HttpBackend
-        from confroute.llm_client import EndpointConfig
-
-        return HttpBackend(EndpointConfig(base_url=spec, model=str(model), **(endpoint or {})))
-    from confroute.labelling.local import LocalBackend
-
-    return LocalBackend(name, **(local or {}))

@@ -14,6 +14,7 @@ import pytest
 from upstream import closed_port_url, echo_app, lm_answer, serve_in_thread
 
 from confroute.errors import ConfigError, DataError
+from confroute.labelling import backends
 from confroute.labelling import sampling as s
 from confroute.labelling.http import HttpBackend
 from confroute.labelling.local import LocalBackend
@@ -36,15 +37,15 @@ def test_sampling_config_rejects_bad_values(bad):
 
 
 def test_make_backend_picks_the_backend_by_spec(tiny_lm):
-    http = s.make_backend("http://127.0.0.1:9/v1", "m", local={"device": "cuda"},
+    http = backends.make_backend("http://127.0.0.1:9/v1", "m", local={"device": "cuda"},
                           endpoint={"concurrency": 3, "api_key_env": None})
     assert isinstance(http, HttpBackend) and http.endpoint.concurrency == 3
     assert http.endpoint.api_key_env is None and http.name == "m"
-    local = s.make_backend(f"local:{tiny_lm}", local={"threads": 1},
+    local = backends.make_backend(f"local:{tiny_lm}", local={"threads": 1},
                            endpoint={"concurrency": 3})
     assert isinstance(local, LocalBackend) and local.name == str(tiny_lm)
-    assert s.backend_name("http://h/v1", "m") == "http://h/v1#m"
-    assert s.backend_name(f"local:{tiny_lm}") == str(tiny_lm)
+    assert backends.backend_name("http://h/v1", "m") == "http://h/v1#m"
+    assert backends.backend_name(f"local:{tiny_lm}") == str(tiny_lm)
 
 
 @pytest.mark.parametrize(("spec", "model", "error", "match"), [
@@ -54,12 +55,12 @@ def test_make_backend_picks_the_backend_by_spec(tiny_lm):
 ])
 def test_make_backend_rejects_bad_specs(spec, model, error, match):
     with pytest.raises(error, match=match):
-        s.make_backend(spec, model)
+        backends.make_backend(spec, model)
 
 
 def test_make_backend_passes_endpoint_settings_through_their_checks():
     with pytest.raises(ConfigError, match="concurrency"):
-        s.make_backend("http://x/v1", "m", endpoint={"concurrency": 0})
+        backends.make_backend("http://x/v1", "m", endpoint={"concurrency": 0})
 
 
 def test_prompt_seed_is_stable_and_distinct():
