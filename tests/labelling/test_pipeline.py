@@ -143,8 +143,8 @@ def test_label_resumes_after_kill_9_without_loss_or_duplicates(tmp_path, prompts
     # relabelling with another rule does not sample again: the samples file is untouched
     mtime = samples.stat().st_mtime_ns
     relabel = subprocess.run(
-        _label_cmd(prompts, out, str(tiny_lm), "--label.edge_threshold", "0.5",
-                   "--label.edge_quantile", "0.5"),
+        _label_cmd(prompts, out, str(tiny_lm), "--label.rule", "edge_se",
+                   "--label.edge_threshold", "0.5", "--label.edge_quantile", "0.5"),
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert relabel.returncode == 0, relabel.stderr[-2000:]
     assert samples.stat().st_mtime_ns == mtime
