@@ -56,7 +56,7 @@ def main() -> None:
     import torch
 
     from confroute.config import ModelConfig
-    from confroute.export import export_onnx, quantize_int8
+    from confroute.export import calibration_feeds, export_onnx, quantize_int8
     from confroute.training.model import RouterModel
 
     torch.set_num_threads(args.threads)
@@ -65,9 +65,9 @@ def main() -> None:
     vocab = model.encoder.config.vocab_size
     tmp = Path(tempfile.mkdtemp())
     export_onnx(model, tmp / "model.onnx", 17)
-    # static int8 needs calibration inputs; random tokens suffice for a latency measurement
+    # static int8 is calibrated on real prompts, as `confroute export` does
     quantize_int8(tmp / "model.onnx", tmp / "model.int8.onnx",
-                  [inputs(8, 64, vocab, seed) for seed in range(4)])
+                  calibration_feeds(model, calibration_prompts()))
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     sessions = {name: ort.InferenceSession(str(tmp / file), options,
@@ -113,8 +113,6 @@ def main() -> None:
         print("| " + " | ".join(cells) + f" | {speedup:.2f}x |")
 
 
-if __name__ == "__main__":
-    main()
 
 
 def calibration_prompts(n: int = 64) -> list[str]:
@@ -164,3 +162,7 @@ def tfidf_latency(pipeline: object, repeats: int) -> dict:
     prompt = [" ".join(["what is the derivative of x squared plus seven"] * 6)]  # ~60 tokens
     t = timings(lambda: pipeline.predict_proba(prompt), repeats) * 1e3  # type: ignore[attr-defined]
     return {"p50 ms": float(np.percentile(t, 50))}
+
+
+if __name__ == "__main__":
+    main()
