@@ -16,6 +16,9 @@ import pandas as pd
 
 from confroute.errors import ConfrouteError
 
+if len(sys.argv) != 3 or not all(Path(a).is_dir() for a in sys.argv[1:]):
+    sys.exit(f"usage: python {sys.argv[0]} ARTIFACT_DIR RUN_DIR (two existing folders)\n"
+             + (__doc__ or ""))
 ART, RUN = Path(sys.argv[1]), Path(sys.argv[2])
 results = []
 
