@@ -135,3 +135,20 @@ def tiny_backend(tiny_lm: Path):
     from confroute.labelling.local import LocalBackend
 
     return LocalBackend(str(tiny_lm), threads=1)
+
+
+# --- chat shapes that the runtime and the proxy must both read --------------------------------
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+TOOL_TURN = [{"role": "user", "content": "What is the weather in Paris?"},
+             {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+                 "name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+             {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+             {"role": "user", "content": "And tomorrow?"}]
+
+
+@pytest.fixture(scope="module")
+def router(tiny_artifact: Path):
+    """The tiny artifact loaded as users load it, fp32 (exact scores across runs)."""
+    from confroute.runtime import Router
+
+    return Router.load(tiny_artifact, variant="fp32")

@@ -4,7 +4,6 @@ decision `decide` shared by the runtime, the CLI and the service."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,18 +12,9 @@ from confroute.errors import ConfigError, InputError
 from confroute.runtime import Router, decide
 from confroute.text import NoTextError, check_text, decode_utf8, prompt_text
 
+from conftest import IMAGE, TOOL_TURN
+
 CUT_EMOJI = "great phone \ud83d"  # an emoji cut in half by a UTF-16 (JavaScript) client
-IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
-TOOL_TURN = [{"role": "user", "content": "What is the weather in Paris?"},
-             {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
-                 "name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
-             {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
-             {"role": "user", "content": "And tomorrow?"}]
-
-
-@pytest.fixture(scope="module")
-def router(tiny_artifact: Path) -> Router:
-    return Router.load(tiny_artifact, variant="fp32")
 
 
 @pytest.mark.parametrize("prompt, message", [

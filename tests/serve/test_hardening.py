@@ -22,20 +22,11 @@ from confroute.errors import ConfigError
 from confroute.runtime import Router
 from confroute.serve import ServeSettings, UpstreamSettings, create_app
 
+from conftest import IMAGE, TOOL_TURN
+
 EDGE_KEY, CLOUD_KEY = "sk-edge-SECRET-1111", "sk-cloud-SECRET-2222"
 KEYS = {"CONFROUTE_EDGE_API_KEY": EDGE_KEY, "CONFROUTE_CLOUD_API_KEY": CLOUD_KEY}
 USER = [{"role": "user", "content": "What is 2 plus 2?"}]
-IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
-TOOL_TURN = [{"role": "user", "content": "What is the weather in Paris?"},
-             {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
-                 "name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
-             {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
-             {"role": "user", "content": "And tomorrow?"}]
-@pytest.fixture(scope="module")
-def router(tiny_artifact: Path) -> Router:
-    return Router.load(tiny_artifact, variant="fp32")
-
-
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[SimpleNamespace]:
     apps = {

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,11 +31,6 @@ LLAMA_CPP_LENGTH = {"error": {"code": 400, "message": "the request exceeds the a
                               "size, try increasing it", "type": "exceed_context_size_error"}}
 VLLM_LENGTH = {"object": "error", "message": "This model's maximum context length is 2048 tokens."
                " However, you requested 4096 tokens.", "type": "BadRequestError", "code": 400}
-
-
-@pytest.fixture(scope="module")
-def router(tiny_artifact: Path) -> Router:
-    return Router.load(tiny_artifact, variant="fp32")
 
 
 @pytest.fixture(scope="module")
