@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,13 @@ def test_bad_files(tmp_path):
                    "- {name: b, spec: smollm2, input_per_mtok: .nan, output_per_mtok: 1}\n")
     with pytest.raises(ConfigError, match=r"nan.yaml: entry 2 \('b'\): price input_per_mtok"):
         read_ladder(nan)
+
+
+def test_readme_ladder_example_is_a_valid_ladder():
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("**K models.**", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    models = parse_ladder(yaml.safe_load(block), "README")
+    assert [m.name for m in models] == ["smollm2", "qwen-7b", "gpt-4o"]
+    assert [m.is_url for m in models] == [False, True, True]
