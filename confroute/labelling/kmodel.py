@@ -141,7 +141,8 @@ def rate_from_stores(rows: Sequence[dict[str, Any]], out_dir: Path,
     report = {
         "rows": len(table), "models": list(frames), "table": str(path),
         "prices": str(prices_path), "category_from": category_from,
-        "rating": {"correctness": "1/0: the greedy answer against the gold answer",
+        "rating": {"correctness": "1/0: the greedy answer (the first sample without greedy "
+                                  "decoding) against the gold answer",
                    "judge": "(r - 1) / 9 for the judge's MT-Bench rating r in 1..10",
                    "se_confidence": "1 - SE_discrete / log(N samples), clipped to [0, 1] "
                                     "(semantic entropy, Kuhn et al. 2023)"},

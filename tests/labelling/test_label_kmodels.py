@@ -278,3 +278,25 @@ def test_help_describes_the_ladder_mode(capsys):
                    "OUT/prices.yaml", "(r - 1) / 9", "1 - SE / log N", "--judge_url",
                    "se:<name>", "--data.prices OUT/prices.yaml"):
         assert phrase in text, phrase
+
+
+def test_rate_model_takes_gold_first_then_se_confidence():
+    """Hand-made evidence: gold correctness of the greedy answer (the first sample's without
+    one), else 1 - SE_discrete / log N whatever the other SE variants say."""
+    from confroute.labelling.kmodel import rate_model
+
+    rows = [{"id": "g1", "answer": "4", "answer_type": "number"},
+            {"id": "g2", "answer": "4", "answer_type": "number"},
+            {"id": "s1"}, {"id": "s2"}, {"id": "s3"}]
+    frame = pd.DataFrame({
+        "correct_model": [1.0, None, None, None, None],  # g2: no greedy answer
+        "answers_model": [["4", "5"], ["5", "4"], ["a", "a"], ["a", "b", "a", "b"],
+                          ["a", "b", "c"]],
+        "samples_model": [["4", "5"], ["5", "4"], ["a", "a"], ["a", "b", "a", "b"],
+                          ["a", "b", "c"]],
+        "se_model_discrete": [0.7, 0.7, 0.0, math.log(2), math.log(3)],
+        "se_model": [9.0] * 5})
+    rated, report = rate_model(frame, rows, None, Path("unused.jsonl"))
+    assert rated["rating"].tolist() == pytest.approx([1.0, 0.0, 1.0, 0.5, 0.0])
+    assert list(rated["rating_kind"]) == ["correctness"] * 2 + ["se_confidence"] * 3
+    assert np.isnan(rated["judge_rating"]).all() and report == {}
