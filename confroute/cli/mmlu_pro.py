@@ -30,6 +30,7 @@ def add_arguments(parser: Any) -> None:
 
 
 def run(args: Any) -> int:
+    import numpy as np
     import pandas as pd
     import yaml
 
@@ -51,7 +52,7 @@ def run(args: Any) -> int:
          for m, p in zip(table.models, table.prices, strict=True)}, sort_keys=False))
     print(json.dumps({"table": str(out / "ratings.parquet"), "prices": str(out / "prices.yaml"),
                       "models": table.models, "rows": len(table),
-                      "splits": {s: int((table.splits == s).sum()) for s in ("train", "val",
+                      "splits": {s: int(np.sum(table.splits == s)) for s in ("train", "val",
                                                                              "test")},
                       "accuracy": dict(zip(table.models, table.ratings.mean(0).round(4).tolist(),
                                            strict=True)),
