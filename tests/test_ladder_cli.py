@@ -80,3 +80,13 @@ def test_calibrate_writes_thresholds_that_meet_the_cost(tiny_ladder_artifact: Pa
     code, out, _ = run_main(["calibrate", str(artifact), "--file", str(prompts),
                              "--shares", "[0.0, 0.0, 1.0]"], capsys, monkeypatch)
     assert json.loads(out)["achieved"]["shares"]["large"] == 1.0
+
+
+def test_export_cli_prints_the_ladder(tiny_ladder_run: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = run_main(["export", str(tiny_ladder_run), "--out", str(tmp_path / "a"),
+                             "--int8", "false"], capsys, monkeypatch)
+    printed = json.loads(out)
+    assert code == 0 and [m["name"] for m in printed["ladder"]["models"]] == LADDER
+    assert "threshold" not in printed and printed["parity"]["max_abs_logit_diff"] <= 1e-4

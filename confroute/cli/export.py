@@ -26,6 +26,7 @@ def run(args: Any) -> int:
     manifest = export(args.run_dir, args.out, build(ExportConfig, args))
     checks = manifest["metrics"]["export"]
     print(json.dumps({"artifact": args.out, "default_variant": manifest["onnx"]["default_variant"],
-                      "threshold": manifest["threshold"], "validation": manifest["metrics"]["val"],
-                      **checks}, indent=2))
+                      **({"ladder": manifest["ladder"]} if "ladder" in manifest
+                         else {"threshold": manifest["threshold"]}),
+                      "validation": manifest["metrics"]["val"], **checks}, indent=2))
     return 0
