@@ -100,15 +100,54 @@ class Threshold(_Part):
     default: Probability
 
 
+class LadderModel(_Part):
+    """One routed model: its name and list price (USD per million input / output tokens)."""
+
+    name: str = Field(min_length=1)
+    input_per_mtok: float = Field(ge=0.0, allow_inf_nan=False)
+    output_per_mtok: float = Field(ge=0.0, allow_inf_nan=False)
+
+
+class Ladder(_Part):
+    """A router for K models: output column k of the ONNX model is the logit of P(model k's
+    answer adequate); models cheapest first; the policy's threshold per model
+    (confroute.policy); `output_tokens` is the answer length assumed when pricing a prompt."""
+
+    models: list[LadderModel] = Field(min_length=2)
+    thresholds: list[Probability]
+    output_tokens: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_threshold_per_model(self) -> Ladder:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names repeat in {names}; each model once")
+        if len(self.thresholds) != len(names):
+            raise ValueError(f"{len(self.thresholds)} thresholds for {len(names)} models; one "
+                             "per model")
+        return self
+
+
 class Manifest(_Part):
-    """The schema of `router.json` (format_version 1); unknown fields are kept as they are."""
+    """The schema of `router.json` (format_version 1); unknown fields are kept as they are.
+
+    A two-model router has `threshold`; a router for K models has `ladder` instead.
+    """
 
     format_version: Literal[1]
     base_encoder: BaseEncoder | None = None
     preprocess: Preprocess
     onnx: Onnx
-    threshold: Threshold
+    threshold: Threshold | None = None
+    ladder: Ladder | None = None
     files: dict[FileName, Sha256]
+
+    @model_validator(mode="after")
+    def _threshold_or_ladder(self) -> Manifest:
+        if (self.threshold is None) == (self.ladder is None):
+            raise ValueError("a manifest needs either 'threshold' (two models) or 'ladder' "
+                             "(K models), not both and not neither")
+        return self
 
     @model_validator(mode="after")
     def _max_length_fits(self) -> Manifest:
@@ -124,6 +163,8 @@ class Manifest(_Part):
 _FIXES = {
     "threshold": "set one in [0, 1] with `confroute calibrate ARTIFACT --cloud-fraction F "
                  "--write` or `confroute export RUN_DIR --out ARTIFACT_DIR --threshold T`",
+    "ladder": "thresholds in [0, 1], one per model: `confroute calibrate ARTIFACT --target_cost "
+              "USD --write` (or --shares)",
     "files": f"the artifact was changed after export; {MAKE_IT}",
 }
 
@@ -197,7 +238,28 @@ def set_threshold(directory: str | Path, value: float, **provenance: Any) -> dic
     Returns the new manifest. Raises ArtifactError when the artifact or the value is invalid.
     """
     manifest = read_manifest(directory)
+    if manifest.get("ladder"):
+        raise ArtifactError(f"{directory} routes among {len(manifest['ladder']['models'])} "
+                            "models, with one threshold each; calibrate it with `confroute "
+                            "calibrate ARTIFACT --target_cost USD --write` (or --shares)")
     manifest["threshold"] = {"default": value, **provenance}
+    write_manifest(directory, manifest)
+    return manifest
+
+
+def set_thresholds(directory: str | Path, values: Sequence[float], **provenance: Any
+                   ) -> dict[str, Any]:
+    """Store one threshold per model (ladder order) in a K-model artifact; atomic.
+
+    Returns the new manifest. Raises ArtifactError when the artifact is not a K-model one or a
+    value is invalid (nothing is written then).
+    """
+    manifest = read_manifest(directory)
+    if not manifest.get("ladder"):
+        raise ArtifactError(f"{directory} routes between two models; set its threshold with "
+                            "`confroute calibrate ARTIFACT --cloud_fraction F --write`")
+    manifest["ladder"] = {**manifest["ladder"], "thresholds": [float(v) for v in values],
+                          "threshold_source": provenance}
     write_manifest(directory, manifest)
     return manifest
 

@@ -81,10 +81,30 @@ class DataConfig:
     """Use at most this many training rows (a fixed random subset); for quick runs."""
     turn: Literal["first", "last", "all"] = "last"
     """Which user turn of a conversation is scored (shared with the runtime via the manifest)."""
+    models: list[str] = dataclasses.field(default_factory=list)
+    """Routing among K >= 2 models: the rating columns of `source` (a K-model table, see
+    confroute/dataset/ratings.py), one per model; the router gets one head per model. Empty:
+    the two-model router (one label, P(cloud needed))."""
+    prices: str | None = None
+    """With `models`: a YAML/JSON file of each model's list price, `{model: {input_per_mtok,
+    output_per_mtok}}` (USD per million tokens); it orders the ladder, cheapest first."""
+    adequate_rating: float | None = None
+    """With `models`: a rating >= this counts as an adequate answer (target 1, else 0). None:
+    ratings must lie in [0, 1] (correctness, or a normalised judge score) and are the targets."""
 
     def __post_init__(self) -> None:
         _check_range("data.val_fraction", self.val_fraction, 0.0, 1.0, low_open=True,
                      high_open=True)
+        if self.models and len(self.models) < 2:
+            raise ConfigError(f"data.models must name at least 2 models to route between (or "
+                              f"none, for the two-model label); found {self.models}")
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError(f"data.models names a model twice: {self.models}")
+        if self.models and not self.prices:
+            raise ConfigError("data.models needs data.prices: a YAML/JSON file of each model's "
+                              "input_per_mtok and output_per_mtok (USD per million tokens)")
+        if self.adequate_rating is not None:
+            _check_range("data.adequate_rating", self.adequate_rating, None, None)
         if self.max_rows is not None and self.max_rows < 2:
             raise ConfigError(f"data.max_rows must be at least 2 or unset; found {self.max_rows}")
 

@@ -2,6 +2,7 @@
 
 Artifact directory:
   model.onnx          fp32, inputs per manifest, output `logit` [batch]; score = sigmoid(logit)
+                      (a router for K models: `logit` [batch, K], P(model k adequate))
   model.int8.onnx     static int8 (QDQ, calibrated on the validation prompts), optional
   tokenizer.json      the tokenizer the runtime uses (tokenizers library, no transformers)
   router.json         manifest: format, encoder, preprocessing, threshold, label rule, data
@@ -26,9 +27,10 @@ import torch
 from confroute import __version__
 from confroute.artifact import FORMAT_VERSION, MANIFEST, sha256_file, write_manifest
 from confroute.config import ExportConfig, RunConfig, load_yaml
-from confroute.dataset.schema import numeric_column
+from confroute.dataset.schema import numeric_column, target_column
 from confroute.errors import ArtifactError, ConfrouteError
-from confroute.runtime import Router
+from confroute.policy import calibrate_shares
+from confroute.runtime import LadderRouter, Router
 from confroute.stats import binary_auroc
 from confroute.training import encoders
 from confroute.training.model import RouterModel
@@ -69,7 +71,10 @@ def _build(stage: Path, run_dir: Path, run: tuple[RunConfig, dict[str, Any], Any
     shutil.copyfile(run_dir / "model" / "tokenizer.json", stage / "tokenizer.json")
     manifest = _manifest(model, run_cfg, metrics)
     files = ["model.onnx", "tokenizer.json"]
-    prompts, labels = val["prompt"].tolist(), val["label"].to_numpy(dtype=float)
+    prompts = val["prompt"].tolist()
+    columns = [target_column(m) for m in model.models] or ["label"]
+    labels = val[columns].to_numpy(dtype=float)
+    labels = labels[:, 0] if not model.models else labels
     if cfg.int8:
         quantize_int8(stage / "model.onnx", stage / "model.int8.onnx",
                       calibration_feeds(model, prompts))
@@ -79,19 +84,72 @@ def _build(stage: Path, run_dir: Path, run: tuple[RunConfig, dict[str, Any], Any
 
     fp32_router = Router.load(stage, variant="fp32")
     parity = check_parity(model, fp32_router, prompts[: cfg.parity_prompts], cfg.parity_tolerance)
-    fp32 = fp32_router.score(prompts)
-    checks: dict[str, Any] = {"parity": parity, "val_auroc_fp32": binary_auroc(labels >= 0.5, fp32)}
+    fp32 = _probabilities(fp32_router, prompts)
+    checks: dict[str, Any] = {"parity": parity, "val_auroc_fp32": macro_auroc(labels, fp32)}
     chosen = fp32
     if cfg.int8:
-        int8 = Router.load(stage, variant="int8").score(prompts)
+        int8 = _probabilities(Router.load(stage, variant="int8"), prompts)
         checks["int8"] = int8_drift(fp32, int8, labels, cfg.int8_auroc_tolerance)
         if checks["int8"]["accepted"]:
             manifest["onnx"]["default_variant"] = "int8"
             chosen = int8
     manifest["metrics"]["export"] = checks
-    manifest["threshold"] = _threshold(cfg.threshold, chosen, labels)
+    if model.models:
+        if cfg.threshold is not None:
+            raise ArtifactError("export.threshold is one threshold for two models; this run "
+                                f"routes among {len(model.models)}: leave it unset and calibrate "
+                                "with `confroute calibrate ARTIFACT --target_cost USD --write`")
+        manifest["ladder"] = _ladder(model.models, metrics, chosen, labels)
+    else:
+        manifest["threshold"] = _threshold(cfg.threshold, chosen, labels)
     write_manifest(stage, manifest)
     return manifest
+
+
+def _probabilities(router: Router, prompts: list[str]) -> np.ndarray:
+    """P(cloud needed) [n], or P(model k adequate) [n, K] for a router for K models."""
+    if isinstance(router, LadderRouter):
+        return router.adequacy(prompts)
+    return router.score(prompts)
+
+
+def macro_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Binary AUROC of `scores` for `labels >= 0.5`, both [n]; for [n, K] the mean over the
+    columns that hold both classes (as the training's macro val_auroc); NaN when none does."""
+    if labels.ndim == 1:
+        return binary_auroc(labels >= 0.5, scores)
+    values = [binary_auroc(labels[:, k] >= 0.5, scores[:, k]) for k in range(labels.shape[1])]
+    known = [v for v in values if not np.isnan(v)]
+    return float(np.mean(known)) if known else float("nan")
+
+
+def _ladder(models: list[str], metrics: dict[str, Any], probs: np.ndarray | None = None,
+            targets: np.ndarray | None = None) -> dict[str, Any]:
+    """The manifest's `ladder`: models with prices, and thresholds that send each model the
+    validation split's share of prompts whose cheapest adequate model it is (the top model when
+    none is), the K-model analogue of the two-model default; 0.5 each until `probs` [n, K] and
+    `targets` [n, K] are given."""
+    ladder = metrics.get("ladder") or {}
+    prices = ladder.get("prices") or {}
+    missing = [m for m in models if m not in prices]
+    if missing:
+        raise ArtifactError(f"the run has no price for model(s) {', '.join(missing)}; retrain "
+                            "with data.prices naming every model in data.models")
+    out = {"models": [{"name": m, **prices[m]} for m in models],
+           "thresholds": [0.5] * len(models),
+           "output_tokens": float(ladder.get("output_tokens") or 0.0),
+           "threshold_source": {"source": "placeholder until checks ran"}}
+    if probs is None or targets is None:
+        return out
+    adequate = targets >= 0.5
+    first = np.where(adequate.any(axis=1), adequate.argmax(axis=1), len(models) - 1)
+    shares = np.bincount(first, minlength=len(models)) / len(first)
+    thresholds = np.minimum(calibrate_shares(probs, shares.tolist()), 1.0)
+    out["thresholds"] = [float(t) for t in thresholds]
+    out["threshold_source"] = {"source": "validation shares of the cheapest adequate model",
+                               "shares": dict(zip(models, shares.round(4).tolist(),
+                                                  strict=True))}
+    return out
 
 
 def _read_run(run_dir: Path) -> tuple[RunConfig, dict[str, Any], Any, RouterModel]:
@@ -231,6 +289,9 @@ def check_parity(model: RouterModel, router: Router, prompts: list[str], toleran
     with torch.no_grad():
         torch_logits = model(**{k: torch.from_numpy(v) for k, v in encoded.items()}).numpy()
     onnx_logits = router.logits(prompts)
+    if torch_logits.shape != onnx_logits.shape:
+        raise ArtifactError(f"ONNX export does not match torch: logits of shape "
+                            f"{onnx_logits.shape}, torch {torch_logits.shape}")
     diff = float(np.max(np.abs(torch_logits - onnx_logits)))
     if not diff <= tolerance:
         raise ArtifactError(f"ONNX export does not match torch: max |logit diff| {diff:.3g} over "
@@ -240,8 +301,8 @@ def check_parity(model: RouterModel, router: Router, prompts: list[str], toleran
 
 def int8_drift(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray, tolerance: float
                ) -> dict[str, Any]:
-    positive = labels >= 0.5
-    auroc32, auroc8 = binary_auroc(positive, fp32), binary_auroc(positive, int8)
+    """int8 vs fp32 probabilities ([n], or [n, K] with macro AUROC) on the validation split."""
+    auroc32, auroc8 = macro_auroc(labels, fp32), macro_auroc(labels, int8)
     delta = np.abs(fp32 - int8)
     return {"val_auroc_int8": auroc8, "auroc_change": auroc8 - auroc32,
             "max_abs_score_diff": float(delta.max()), "mean_abs_score_diff": float(delta.mean()),
@@ -272,7 +333,8 @@ def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any]) -
         "onnx": {"inputs": list(model.input_names), "output": "logit", "score": "sigmoid(logit)",
                  "variants": {"fp32": "model.onnx", "int8": "model.int8.onnx"},
                  "default_variant": "fp32"},
-        "threshold": {"default": 0.5, "source": "placeholder until checks ran"},
+        **({"ladder": _ladder(model.models, metrics)} if model.models else
+           {"threshold": {"default": 0.5, "source": "placeholder until checks ran"}}),
         "label_rule": {"rule": report.get("label_rule"), "params": report.get("label_params")},
         "training_data": {"source": report.get("source"), "fingerprint":
                           metrics.get("data_fingerprint"), "rows": report.get("rows")},

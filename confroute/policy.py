@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -126,6 +127,9 @@ class Decision:
     probabilities: dict[str, float]
     thresholds: dict[str, float]
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
 
 @dataclasses.dataclass
 class Policy:
@@ -168,8 +172,9 @@ class Policy:
         index, cleared = choose(p[None, :], t)
         i = int(index[0])
         if cleared[0]:
+            below = "" if i == 0 else "; every cheaper model was below its threshold"
             reason = (f"cheapest model predicted adequate: P = {p[i]:.3f} >= threshold "
-                      f"{t[i]:.3f}" + ("" if i == 0 else "; every cheaper model was below its"))
+                      f"{t[i]:.3f}{below}")
         else:
             reason = (f"no model cleared its threshold; highest predicted adequacy "
                       f"P = {p[i]:.3f}")

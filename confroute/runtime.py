@@ -3,6 +3,12 @@
     router = Router.load("runs/demo/artifact")
     router.score(["What is 2 + 2?", "Prove the Riemann hypothesis."])  # P(cloud needed)
     router.route("What is 2 + 2?")  # Decision(score=0.08, route='edge', threshold=0.31)
+
+An artifact for K models loads as a `LadderRouter`:
+
+    router = Router.load("runs/ladder/artifact")
+    router.adequacy(["What is 2 + 2?"])  # [[0.93, 0.97, 0.99]]: P(model k adequate)
+    router.decide("What is 2 + 2?").model  # 'small', with the reason why
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from confroute.artifact import MAKE_IT, read_manifest, verify_files
+from confroute.dataset.ratings import Price, estimate_tokens
 from confroute.errors import ArtifactError, ConfigError, InputError
+from confroute.policy import Decision as LadderDecision
+from confroute.policy import Policy, calibrate_cost, calibrate_shares
 from confroute.text import TextEncoder, Turn, prompt_text
 
 Variant = Literal["auto", "fp32", "int8"]
@@ -58,7 +67,9 @@ class Router:
         self.batch_size = batch_size
         self._session = session
         self._encoder = encoder
-        self.threshold = float(manifest["threshold"]["default"])
+        self.outputs = 1
+        if manifest.get("threshold"):
+            self.threshold = float(manifest["threshold"]["default"])
 
     @classmethod
     def load(cls, directory: str | Path, variant: Variant = "auto", threads: int | None = None,
@@ -91,7 +102,10 @@ class Router:
                                 f"{MAKE_IT}") from exc
         encoder = TextEncoder.from_file(directory / pre["tokenizer"], pre["max_length"],
                                         pre["truncation_side"], onnx["inputs"])
-        return cls(directory, manifest, session, encoder, variant, batch_size)
+        kind = LadderRouter if manifest.get("ladder") else Router
+        if not issubclass(kind, cls):
+            raise ArtifactError(f"{directory} is a two-model artifact; load it with Router.load")
+        return kind(directory, manifest, session, encoder, variant, batch_size)
 
     @property
     def turn(self) -> Turn:
@@ -111,16 +125,22 @@ class Router:
         return [prompt_text(p, self.turn, i) for i, p in enumerate(prompts)]
 
     def logits(self, prompts: Sequence[Any] | str) -> np.ndarray:
-        """Raw head outputs, float32 array of shape (n_prompts,); raises InputError."""
+        """Raw head outputs, float32 array of shape (n_prompts,), or (n_prompts, K) for a
+        router for K models; raises InputError."""
         texts = self.texts(prompts)
-        out = np.empty(len(texts), dtype=np.float32)
+        out = np.empty((len(texts), self.outputs), dtype=np.float32)
         # Sorting by length keeps padding (and wasted compute) low inside each batch.
         order = np.argsort([len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             index = order[start:start + self.batch_size]
             feed = self._encoder([texts[i] for i in index])
-            out[index] = self._session.run(["logit"], feed)[0].reshape(-1)
-        return out
+            result = self._session.run(["logit"], feed)[0]
+            if result.size != len(index) * self.outputs:
+                raise ArtifactError(f"{self.directory}: the ONNX model returned shape "
+                                    f"{result.shape} for {len(index)} prompts; expected "
+                                    f"{self.outputs} output(s) each. {MAKE_IT}")
+            out[index] = result.reshape(len(index), self.outputs)
+        return out[:, 0] if self.outputs == 1 else out
 
     def score(self, prompts: Sequence[Any] | str) -> np.ndarray:
         """P(cloud model needed) per prompt, float64 array in [0, 1]."""
@@ -220,3 +240,85 @@ def check_threshold(value: Any) -> float:
             or not 0 <= float(value) <= 1):  # written so that NaN fails too
         raise InputError(f"threshold must be a number in [0, 1]; found {value!r}")
     return float(value)
+
+
+class LadderRouter(Router):
+    """A router for K models (cheapest first): predicts P(model k's answer adequate) for every
+    model and picks one with `confroute.policy`: the cheapest model whose probability clears its
+    threshold, else the best predicted one. Loaded by `Router.load` for a K-model artifact."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], session: Any,
+                 encoder: TextEncoder, variant: str, batch_size: int = 32):
+        super().__init__(directory, manifest, session, encoder, variant, batch_size)
+        ladder = manifest["ladder"]
+        self.models: list[str] = [m["name"] for m in ladder["models"]]
+        self.prices = [Price(float(m["input_per_mtok"]), float(m["output_per_mtok"]))
+                       for m in ladder["models"]]
+        self.output_tokens = float(ladder.get("output_tokens", 0.0))
+        self.outputs = len(self.models)
+        self.policy = Policy(list(self.models), np.asarray(ladder["thresholds"], dtype=float))
+
+    def adequacy(self, prompts: Sequence[Any] | str) -> np.ndarray:
+        """P(model k's answer adequate), float64 array of shape (n_prompts, K); InputError for
+        bad prompts."""
+        logits = self.logits(prompts).astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def score(self, prompts: Sequence[Any] | str) -> np.ndarray:
+        """P(a model above the cheapest is needed) = 1 - P(cheapest adequate), shape (n,): the
+        two-model score, so two-model tooling (evaluate, calibrate) can read a ladder too."""
+        return 1.0 - self.adequacy(prompts)[:, 0]
+
+    def costs(self, texts: Sequence[str]) -> np.ndarray:
+        """USD of answering each text with each model, (n, K): input tokens estimated as
+        ceil(chars / 4), output tokens as the artifact's `output_tokens`."""
+        tokens_in = estimate_tokens(texts)
+        tokens_out = np.full(len(texts), self.output_tokens)
+        return np.stack([p.cost(tokens_in, tokens_out) for p in self.prices], axis=1)
+
+    def decide(self, prompt: Any, thresholds: dict[str, float] | None = None,
+               model: str | None = None) -> LadderDecision:
+        """Route one prompt: the chosen model and why (see `decide_batch`)."""
+        return self.decide_batch([prompt], thresholds, model)[0]
+
+    def decide_batch(self, prompts: Sequence[Any], thresholds: dict[str, float] | None = None,
+                     model: str | None = None) -> list[LadderDecision]:
+        """One `policy.Decision` per prompt (model, reason, probabilities, thresholds).
+
+        `thresholds` overrides some models' thresholds (each in [0, 1]) for these prompts only;
+        `model` forces a model. Raises InputError for a bad prompt, an unknown model name or a
+        threshold outside [0, 1].
+        """
+        overrides = {name: check_threshold(v) for name, v in (thresholds or {}).items()}
+        probs = self.adequacy(prompts)
+        return [self.policy.decide(p, overrides, model) for p in probs]
+
+    def route(self, prompt: Any, threshold: float | None = None) -> Any:
+        """A ladder routes by `decide`; `threshold` (one number) does not apply to K models."""
+        raise InputError("this artifact routes among several models: use decide(prompt, "
+                         "thresholds={model: t}) rather than route(prompt, threshold)")
+
+    def route_batch(self, prompts: Sequence[Any], threshold: float | None = None) -> Any:
+        raise InputError("this artifact routes among several models: use decide_batch(prompts, "
+                         "thresholds={model: t}) rather than route_batch")
+
+    def calibrate_cost(self, prompts: Sequence[Any], target: float) -> np.ndarray:
+        """Thresholds [K] (one shared value below the top model) whose mean cost per prompt on
+        `prompts` is at most `target` USD, with the most quality (`policy.calibrate_cost`).
+        Raises ConfigError when even the cheapest model costs more, InputError for no prompts."""
+        texts = self._calibration_texts(prompts)
+        return calibrate_cost(self.adequacy(texts), self.costs(texts), target)
+
+    def calibrate_shares(self, prompts: Sequence[Any], shares: Sequence[float]) -> np.ndarray:
+        """Thresholds [K] sending about `shares[k]` of `prompts` to model k
+        (`policy.calibrate_shares`). Raises ConfigError for bad shares."""
+        return calibrate_shares(self.adequacy(self._calibration_texts(prompts)), shares)
+
+    def _calibration_texts(self, prompts: Sequence[Any]) -> list[str]:
+        if isinstance(prompts, Sequence) and not isinstance(prompts, str) and not prompts:
+            raise InputError("calibrate needs at least one prompt")
+        texts = self.texts(prompts)
+        if len(texts) < SMALL_SAMPLE:
+            warnings.warn(f"calibrated on only {len(texts)} prompts; use at least "
+                          f"{SMALL_SAMPLE} prompts of real traffic", stacklevel=3)
+        return texts

@@ -88,6 +88,74 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_run_dir: Path) 
     return out
 
 
+# --- a ladder of three models: a K-model ratings table, run and artifact ---
+
+LADDER = ["small", "medium", "large"]
+LADDER_PRICES = {"small": {"input_per_mtok": 0.1, "output_per_mtok": 0.2},
+                 "medium": {"input_per_mtok": 0.5, "output_per_mtok": 1.0},
+                 "large": {"input_per_mtok": 2.0, "output_per_mtok": 8.0}}
+
+
+def make_ladder_rows(n: int = 96) -> list[dict]:
+    """Three models' 0/1 ratings: easy prompts are answered by all, hard ones by `medium` on
+    every other one and by `large` on three in four, so the heads have something to learn."""
+    rows = []
+    for row in make_rows(n):
+        hard, i = row["label"] == 1.0, int(row["id"][3:])
+        rows.append({"id": row["id"], "prompt": row["prompt"], "category": "toy",
+                     "small": 0.0 if hard else 1.0, "medium": float(not hard or i % 4 == 1),
+                     "large": float(not (hard and i % 8 == 7)), "tokens_out": 100})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def ladder_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(ratings table, price file) of the three-model ladder, `large` listed first on purpose."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp("ladder_data")
+    table, prices = folder / "ratings.jsonl", folder / "prices.yaml"
+    table.write_text("".join(json.dumps(r) + "\n" for r in make_ladder_rows()))
+    prices.write_text(yaml.safe_dump({m: LADDER_PRICES[m] for m in reversed(LADDER)}))
+    return table, prices
+
+
+def ladder_config(encoder_dir: Path, files: tuple[Path, Path], **overrides: object):
+    values: dict[str, object] = {"data.models": ["large", "small", "medium"],
+                                 "data.prices": str(files[1])}
+    values.update(overrides)
+    return tiny_config(encoder_dir, files[0], **values)
+
+
+@pytest.fixture(scope="session")
+def tiny_ladder_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path,
+                    ladder_files: tuple[Path, Path]) -> Path:
+    from confroute.training.fit import fit
+
+    out = tmp_path_factory.mktemp("ladder_run")
+    fit(ladder_config(tiny_encoder_dir, ladder_files), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_ladder_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_ladder_run: Path
+                         ) -> Path:
+    """A three-model artifact (small -> medium -> large). Copy it before modifying it."""
+    from confroute.export import export
+
+    out = tmp_path_factory.mktemp("ladder_artifact")
+    export(tiny_ladder_run, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ladder_router(tiny_ladder_artifact: Path):
+    """The three-model artifact loaded as users load it, fp32."""
+    from confroute.runtime import Router
+
+    return Router.load(tiny_ladder_artifact, variant="fp32")
+
+
 # --- a tiny real causal LM (labelling, edge-LM encoders) and the upstream double ---
 
 # tests/serve/upstream.py: the one OpenAI-compatible server double (`from upstream import ...`)

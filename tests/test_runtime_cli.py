@@ -116,7 +116,7 @@ def test_bom_and_crlf_are_not_part_of_the_prompt(tiny_artifact: Path, files: dic
     (["route", "ART", "hi", "--threshold", "inf"], "found 'inf'"),
     (["route", "ART", "hi", "--threshold", "1.5"], "threshold must be a number in [0, 1]; "
                                                    "found 1.5"),
-    (["calibrate", "ART", "--cloud_fraction", "nan"], "cloud_fraction must be a number; "
+    (["calibrate", "ART", "--cloud_fraction", "nan"], "cloud_fraction must be a number or null; "
                                                       "found 'nan'"),
     (["calibrate", "ART", "--cloud_fraction", "1.5"], "found 1.5"),
     (["route", "ART", "--file", "DIR"], "is a directory, not a file"),

@@ -1,5 +1,7 @@
 """confroute calibrate: score sample prompts and print the threshold that routes
---cloud_fraction of them to the cloud. It holds only for traffic like these prompts."""
+--cloud_fraction of them to the cloud. With an artifact for K models: the thresholds (one per
+model) whose mean cost per prompt is at most --target_cost USD, or that send --shares of the
+prompts to each model. It holds only for traffic like these prompts."""
 
 from __future__ import annotations
 
@@ -16,18 +18,29 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("artifact", help="a directory written by `confroute export`")
     parser.add_argument("--file", type=str | None,
                         help="prompts (.txt one per line, or .jsonl); else stdin")
-    parser.add_argument("--cloud_fraction", type=float, required=True,
-                        help="target share of prompts sent to the cloud, in [0, 1]")
+    parser.add_argument("--cloud_fraction", type=float | None,
+                        help="two models: target share of prompts sent to the cloud, in [0, 1]")
+    parser.add_argument("--target_cost", type=float | None,
+                        help="K models: target mean cost per prompt, USD")
+    parser.add_argument("--shares", type=list[float] | None,
+                        help="K models: target share of prompts per model, cheapest first, "
+                        "summing to 1, e.g. '[0.5, 0.3, 0.2]'")
     parser.add_argument("--write", action="store_true",
                         help="store the threshold as the artifact's default")
 
 
 def run(args: Any) -> int:
     from confroute.artifact import set_threshold
-    from confroute.runtime import Router, check_fraction
+    from confroute.errors import ConfigError
+    from confroute.runtime import LadderRouter, Router, check_fraction
 
-    check_fraction(args.cloud_fraction)
     router = Router.load(args.artifact)
+    if isinstance(router, LadderRouter):
+        return _ladder(args, router)
+    if args.cloud_fraction is None:
+        raise ConfigError(f"{args.artifact} routes between two models: give --cloud_fraction F "
+                          "(--target_cost and --shares are for artifacts with K models)")
+    check_fraction(args.cloud_fraction)
     prompts = scored_texts(iter_prompts([], args.file), router.turn)
     calibration = router.calibration(prompts, args.cloud_fraction)
     threshold = calibration.threshold
@@ -40,5 +53,47 @@ def run(args: Any) -> int:
         set_threshold(args.artifact, threshold, source="calibrate",
                       cloud_fraction=args.cloud_fraction, prompts=len(prompts),
                       achieved_cloud_fraction=calibration.achieved)
+    print(json.dumps(result))
+    return 0
+
+
+def _ladder(args: Any, router: Any) -> int:
+    """Calibrate a K-model artifact to a target cost or target shares."""
+    import warnings
+
+    import numpy as np
+
+    from confroute.artifact import set_thresholds
+    from confroute.errors import ConfigError
+
+    if (args.target_cost is None) == (args.shares is None) or args.cloud_fraction is not None:
+        raise ConfigError(f"{args.artifact} routes among {', '.join(router.models)}: give "
+                          "exactly one of --target_cost USD or --shares '[...]'")
+    prompts = scored_texts(iter_prompts([], args.file), router.turn)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if args.target_cost is not None:
+            if not np.isfinite(args.target_cost) or args.target_cost < 0:
+                raise ConfigError(f"--target_cost must be a number >= 0 (USD per prompt); "
+                                  f"found {args.target_cost}")
+            thresholds = router.calibrate_cost(prompts, args.target_cost)
+            target: dict[str, Any] = {"target_cost": args.target_cost}
+        else:
+            thresholds = router.calibrate_shares(prompts, args.shares)
+            target = {"shares": dict(zip(router.models, args.shares, strict=False))}
+    for warning in caught:
+        print(f"confroute calibrate: warning: {warning.message}", file=sys.stderr)
+    thresholds = np.minimum(thresholds, 1.0)  # "never" is stored as 1.0
+    probs = router.adequacy(prompts)
+    chosen = router.policy.__class__(router.models, thresholds).route(probs)
+    costs = router.costs(prompts)
+    achieved = {"mean_cost": float(costs[np.arange(len(chosen)), chosen].mean()),
+                "shares": {m: float(np.mean(chosen == k)) for k, m in enumerate(router.models)}}
+    result = {"thresholds": dict(zip(router.models, thresholds.tolist(), strict=True)),
+              **target, "achieved": achieved, "prompts": len(prompts),
+              "written": bool(args.write)}
+    if args.write:
+        set_thresholds(args.artifact, thresholds.tolist(), source="calibrate", **target,
+                       prompts=len(prompts), achieved=achieved)
     print(json.dumps(result))
     return 0

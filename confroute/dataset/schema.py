@@ -33,26 +33,50 @@ BATTLE_COLUMNS = ("model_a", "model_b", "prompt", "winner_model_a", "winner_mode
 SPLITS = ("train", "val", "test")
 
 
+TARGET = "target:"
+"""K-model tables: column `target:<model>` holds P(model's answer adequate) in [0, 1]."""
+
+
+def target_column(model: str) -> str:
+    return TARGET + model
+
+
 @dataclasses.dataclass
 class LabelledPrompts:
-    """A canonical table plus a report of what loading did (drops, label counts, rule)."""
+    """A canonical table plus a report of what loading did (drops, label counts, rule).
+
+    For K-model routing (`models` non-empty, cheapest first) the frame also holds one
+    `target:<model>` column per model, and `label` is 1 - the cheapest model's target (the
+    two-model label "a model above the cheapest is needed"); `prices` holds their list prices.
+    """
 
     frame: Any  # pandas.DataFrame
     report: dict[str, Any]
+    models: list[str] = dataclasses.field(default_factory=list)
+    prices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def split(self, name: str) -> Any:
         return self.frame[self.frame["split"] == name].reset_index(drop=True)
 
+    @property
+    def label_columns(self) -> list[str]:
+        """The training targets: `label`, or one `target:<model>` column per model."""
+        return [target_column(m) for m in self.models] if self.models else ["label"]
+
     def fingerprint(self, split: str = "train") -> str:
-        """sha256 of the (id, prompt, label) rows of a split: names the exact training data."""
+        """sha256 of the (id, prompt, targets) rows of a split: names the exact training data."""
         digest = hashlib.sha256()
-        for row in self.split(split)[["id", "prompt", "label"]].itertuples(index=False):
-            digest.update(json.dumps([str(row[0]), row[1], round(float(row[2]), 6)]).encode())
+        columns = ["id", "prompt", *self.label_columns]
+        for row in self.split(split)[columns].itertuples(index=False):
+            digest.update(json.dumps([str(row[0]), row[1],
+                                      *(round(float(v), 6) for v in row[2:])]).encode())
         return digest.hexdigest()
 
 
 def load(cfg: DataConfig) -> LabelledPrompts:
     """Read `cfg.source`, label it, assign splits, and report every dropped row."""
+    if cfg.models:
+        return load_ratings(cfg)
     frame = read_table(cfg.source, cfg.hf_split)
     fmt = detect_format(frame) if cfg.format == "auto" else cfg.format
     report: dict[str, Any] = {"source": cfg.source, "format": fmt, "rows_read": len(frame),
@@ -79,6 +103,57 @@ def load(cfg: DataConfig) -> LabelledPrompts:
                         f"training and {report['rows']['val']} validation rows; need at least "
                         "2 and 1. Check the label rule (ties='drop' can remove most rows)")
     return LabelledPrompts(frame, report)
+
+
+def load_ratings(cfg: DataConfig) -> LabelledPrompts:
+    """A K-model table (`cfg.models` rating columns, `cfg.prices`) as training targets.
+
+    Targets are the ratings themselves when `cfg.adequate_rating` is None (they must then lie
+    in [0, 1]), else 1.0 where rating >= adequate_rating and 0.0 below. `category` becomes the
+    `source` column (what the per-source prior groups by). Raises DataError naming a missing
+    model column or price, NaN ratings, ratings outside [0, 1], or a file that cannot be read.
+    """
+    from confroute.dataset.builtin import builtin_path
+    from confroute.dataset.ratings import read_ratings
+
+    path = builtin_path(cfg.source) or Path(cfg.source)
+    table = read_ratings(path, cfg.prices or {}, cfg.models)
+    ratings = table.ratings
+    if cfg.adequate_rating is not None:
+        targets = (ratings >= cfg.adequate_rating).astype(float)
+    else:
+        bad = np.argwhere((ratings < 0) | (ratings > 1))
+        if bad.size:
+            row, col = (int(v) for v in bad[0])
+            raise DataError(f"{path}: ratings of model '{table.models[col]}' must be in [0, 1] "
+                            f"to be training targets; row {row} has {ratings[row, col]!r}. Set "
+                            "data.adequate_rating (a rating >= it counts as adequate)")
+        targets = ratings
+    pd = require("pandas", "train")
+    frame = pd.DataFrame({"id": table.ids, "prompt": [_prompt(p, cfg.turn, i) for i, p in
+                                                      enumerate(table.prompts)]})
+    frame["source"] = table.categories if table.categories is not None else "data"
+    if table.splits is not None:
+        frame["split"] = table.splits
+    for k, model in enumerate(table.models):
+        frame[target_column(model)] = targets[:, k]
+    frame["label"] = 1.0 - targets[:, 0]
+    report: dict[str, Any] = {
+        "source": cfg.source, "format": "ratings", "rows_read": len(frame), "dropped": {},
+        "models": table.models, "label_rule": "adequacy",
+        "label_params": {"adequate_rating": cfg.adequate_rating},
+        "label_counts": {m: round(float(targets[:, k].mean()), 4)
+                         for k, m in enumerate(table.models)},
+        "tokens": table.info.get("tokens")}
+    frame = _assign_splits(frame, cfg, report)
+    report["rows"] = {s: int((frame["split"] == s).sum()) for s in SPLITS}
+    if report["rows"]["train"] < 2 or report["rows"]["val"] < 1:
+        raise DataError(f"{cfg.source}: {report['rows']['train']} training and "
+                        f"{report['rows']['val']} validation rows; need at least 2 and 1")
+    prices = {m: {"input_per_mtok": p.input_per_mtok, "output_per_mtok": p.output_per_mtok}
+              for m, p in zip(table.models, table.prices, strict=True)}
+    report["output_tokens"] = float(np.mean(table.tokens_out)) if len(table) else 0.0
+    return LabelledPrompts(frame, report, list(table.models), prices)
 
 
 def read_table(source: str, hf_split: str = "train") -> Any:

@@ -19,15 +19,17 @@ from confroute.text import TextEncoder
 
 
 class PromptDataset(Dataset):
-    def __init__(self, prompts: Sequence[str], labels: Sequence[float]):
+    """Prompts and their targets: [n] (P(cloud needed)) or [n, K] (P(model k adequate))."""
+
+    def __init__(self, prompts: Sequence[str], labels: Any):
         self.prompts = list(prompts)
         self.labels = np.asarray(labels, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def __getitem__(self, index: int) -> tuple[str, float]:
-        return self.prompts[index], float(self.labels[index])
+    def __getitem__(self, index: int) -> tuple[str, np.ndarray]:
+        return self.prompts[index], self.labels[index]
 
 
 class Collate:
@@ -36,10 +38,10 @@ class Collate:
     def __init__(self, encoder: TextEncoder):
         self.encoder = encoder
 
-    def __call__(self, items: list[tuple[str, float]]) -> dict[str, torch.Tensor]:
+    def __call__(self, items: list[tuple[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         texts, labels = zip(*items, strict=True)
         batch = {k: torch.from_numpy(v) for k, v in self.encoder(texts).items()}
-        batch["labels"] = torch.tensor(labels, dtype=torch.float32)
+        batch["labels"] = torch.from_numpy(np.stack(labels).astype(np.float32))
         return batch
 
 
@@ -79,11 +81,19 @@ class LengthBucketBatchSampler(BatchSampler):
 
 class RouterDataModule(pl.LightningDataModule):
     def __init__(self, train: Any, val: Any, encoder: TextEncoder, batch_size: int = 32,
-                 num_workers: int = 0, bucket_by_length: bool = False, seed: int = 0):
-        """`train` / `val` are canonical frames (columns prompt, label)."""
+                 num_workers: int = 0, bucket_by_length: bool = False, seed: int = 0,
+                 label_columns: Sequence[str] = ("label",)):
+        """`train` / `val` are canonical frames (columns prompt and `label_columns`: `label`
+        for the two-model router, one `target:<model>` column per model for K models)."""
         super().__init__()
-        self.train_set = PromptDataset(train["prompt"].tolist(), train["label"].to_numpy())
-        self.val_set = PromptDataset(val["prompt"].tolist(), val["label"].to_numpy())
+        columns = list(label_columns)
+
+        def targets(frame: Any) -> np.ndarray:
+            values = frame[columns].to_numpy(dtype=np.float32)
+            return values[:, 0] if columns == ["label"] else values
+
+        self.train_set = PromptDataset(train["prompt"].tolist(), targets(train))
+        self.val_set = PromptDataset(val["prompt"].tolist(), targets(val))
         self.collate = Collate(encoder)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -94,7 +104,7 @@ class RouterDataModule(pl.LightningDataModule):
             # Validation metrics do not depend on row order: sorting by length pads least.
             order = np.argsort(encoder.lengths(self.val_set.prompts), kind="stable")
             self.val_set = PromptDataset([self.val_set.prompts[i] for i in order],
-                                         self.val_set.labels[order].tolist())
+                                         self.val_set.labels[order])
 
     def train_dataloader(self) -> DataLoader:
         if self.lengths is None:

@@ -41,18 +41,26 @@ MAXIMISED = frozenset({"val_auroc", "val_ap"})
 
 
 class RouterTask(pl.LightningModule):
-    """BCE on soft labels; AdamW with linear warm-up and decay; metrics as torchmetrics."""
+    """BCE on soft labels; AdamW with linear warm-up and decay; metrics as torchmetrics.
+
+    For K models the loss is the mean BCE over every (prompt, model) target, and val_auroc /
+    val_ap are the macro averages over the K heads (torchmetrics' multilabel metrics); ECE and
+    Brier score pool every (prompt, model) probability.
+    """
 
     def __init__(self, model: RouterModel, cfg: TrainConfig):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.schedule_steps = 0  # set by configure_optimizers, reported in metrics.json
         self.loss = nn.BCEWithLogitsLoss()
+        k = len(model.models)
+        classification = torchmetrics.classification
         self.val_metrics = torchmetrics.MetricCollection({
-            "auroc": torchmetrics.classification.BinaryAUROC(),
-            "ap": torchmetrics.classification.BinaryAveragePrecision(),
-            "ece": torchmetrics.classification.BinaryCalibrationError(n_bins=10),
+            "auroc": classification.MultilabelAUROC(k) if k else classification.BinaryAUROC(),
+            "ap": (classification.MultilabelAveragePrecision(k) if k
+                   else classification.BinaryAveragePrecision()),
         }, prefix="val_")
+        self.val_ece = classification.BinaryCalibrationError(n_bins=10)
         self.val_brier = torchmetrics.MeanSquaredError()
 
     def on_fit_start(self) -> None:
@@ -71,15 +79,18 @@ class RouterTask(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
         logits, labels = self(batch), batch["labels"]
         probs = torch.sigmoid(logits)
-        # AUROC/AP/ECE need binary targets: a soft label >= 0.5 counts as "cloud needed".
+        # AUROC/AP/ECE need binary targets: a soft label >= 0.5 counts as positive.
         self.val_metrics.update(probs, (labels >= 0.5).long())
+        self.val_ece.update(probs.reshape(-1), (labels >= 0.5).long().reshape(-1))
         self.val_brier.update(probs, labels)
         self.log("val_loss", self.loss(logits, labels), batch_size=len(labels), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
+        self.log("val_ece", self.val_ece.compute(), prog_bar=True, sync_dist=True)
         self.log("val_brier", self.val_brier.compute(), sync_dist=True)
         self.val_metrics.reset()
+        self.val_ece.reset()
         self.val_brier.reset()
 
     def configure_optimizers(self) -> Any:
@@ -132,14 +143,16 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = data or schema.load(cfg.data)
     train, val = data.split("train"), data.split("val")
-    if cfg.train.shuffle_labels:
-        rng = np.random.default_rng(cfg.train.seed + 1)
-        train = train.assign(label=rng.permutation(train["label"].to_numpy()))
-    model = RouterModel(cfg.model)
+    columns = data.label_columns
+    if cfg.train.shuffle_labels:  # rows of targets move together, so each row stays plausible
+        order = np.random.default_rng(cfg.train.seed + 1).permutation(len(train))
+        train = train.assign(**{c: train[c].to_numpy()[order] for c in [*columns, "label"]})
+    model = RouterModel(cfg.model, models=data.models)
     model.freeze_lower(cfg.train.freeze_layers)
     _freeze_unused(model)
     dm = RouterDataModule(train, val, model.text_encoder(), cfg.train.batch_size,
-                          cfg.train.num_workers, cfg.train.bucket_by_length, cfg.train.seed)
+                          cfg.train.num_workers, cfg.train.bucket_by_length, cfg.train.seed,
+                          columns)
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
                                               monitor="val_auroc", mode="max", save_top_k=1,
                                               save_weights_only=True)
@@ -168,7 +181,10 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
               round(time.time() - started, 1), "shuffled_labels": cfg.train.shuffle_labels,
               "data_fingerprint": data.fingerprint("train"), "data_report": data.report,
               # the per-source prior on the same rows: does the router beat knowing the source?
-              "val_prior": validation_prior(data.split("train"), val)}
+              "val_prior": _prior(data, val)}
+    if data.models:
+        result["ladder"] = {"models": data.models, "prices": data.prices,
+                            "output_tokens": data.report.get("output_tokens", 0.0)}
     if trainer.is_global_zero:
         _write_run(out, cfg, model.eval(), val, result)
     return FitResult(out, result, trainer.is_global_zero)
@@ -248,12 +264,28 @@ def validation_interval(cfg: TrainConfig, n_train: int, world_size: int) -> floa
     return interval
 
 
+def _prior(data: schema.LabelledPrompts, val: Any) -> dict[str, Any]:
+    """The per-source prior's validation AUROC: for K models, one prior per model's targets
+    (P(adequate)), and their mean, as the router's macro val_auroc."""
+    train = data.split("train")
+    if not data.models:
+        return validation_prior(train, val)
+    per_model = {}
+    for model, column in zip(data.models, data.label_columns, strict=True):
+        per_model[model] = validation_prior(train.assign(label=train[column]),
+                                            val.assign(label=val[column]))["val_auroc"]
+    known = [v for v in per_model.values() if v is not None]
+    return {"group_column": "source", "per_model": per_model,
+            "val_auroc": round(float(np.mean(known)), 4) if known else None}
+
+
 def _write_run(out: Path, cfg: RunConfig, model: RouterModel, val: Any,
                result: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
     model.save(out / "model")
+    columns = [c for c in val.columns if c in ("id", "prompt", "label")
+               or c.startswith(schema.TARGET)]
     with replacing(out / "val.parquet") as tmp:
-        val[["id", "prompt", "label"]].assign(id=val["id"].astype(str)).to_parquet(
-            tmp, index=False)
+        val[columns].assign(id=val["id"].astype(str)).to_parquet(tmp, index=False)
     write_json(out / "metrics.json", result, default=str)  # last: it marks the run complete

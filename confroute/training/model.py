@@ -1,15 +1,17 @@
-"""RouterModel: an encoder family, a pooling and a one-logit head. Knows nothing of training.
+"""RouterModel: an encoder family, a pooling and a head. Knows nothing of training.
 
 The same module is trained (confroute.training.fit) and exported (confroute.export), so there is one
 model definition. A saved model directory holds `router_model.json` (the ModelConfig),
 `model.safetensors` (all weights), `tokenizer.json` and `encoder/` (the encoder's HF config, or the
-static table's shape), so it reloads without the original encoder name being reachable. The
+static table's shape), so it reloads without the original encoder name being reachable; a router
+for K models also holds `ladder.json` (the models its heads predict, cheapest first). The
 families (truncated transformer, layer concatenation, model2vec static) are in encoders.py.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from confroute.text import TextEncoder
 from confroute.training import encoders
 
 MODEL_FILES = ("router_model.json", "model.safetensors", "tokenizer.json", "encoder/config.json")
+LADDER_FILE = "ladder.json"
 
 
 def resolve_encoder(name: str) -> str:
@@ -40,7 +43,11 @@ def resolve_encoder(name: str) -> str:
 
 
 class RouterModel(nn.Module):
-    """Encoder -> pooled prompt vector [batch, features] -> dropout -> head -> logit of P(cloud).
+    """Encoder -> pooled prompt vector [batch, features] -> dropout -> head -> logit(s).
+
+    Two-model router (`models` empty): one logit, of P(cloud model needed). Router for K models
+    (`models`, K >= 2 names, cheapest first): one encoder and K heads (one Linear with K
+    outputs, or an MLP with K outputs), logit k of P(model k's answer is adequate).
 
     Inputs are always (input_ids, attention_mask) [batch, seq] int64, whatever the family, so
     every family exports to the same ONNX signature. With `cfg.freeze_encoder` only the head
@@ -50,18 +57,23 @@ class RouterModel(nn.Module):
     input_names = ("input_ids", "attention_mask")
 
     def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None,
-                 tokenizer: Any | None = None):
+                 tokenizer: Any | None = None, models: Sequence[str] = ()):
         super().__init__()
         self.cfg = cfg
+        self.models = list(models)
+        if len(self.models) == 1 or len(set(self.models)) != len(self.models):
+            raise ConfigError(f"a router for K models needs K >= 2 distinct model names; found "
+                              f"{self.models}")
+        outputs = len(self.models) or 1
         if encoder is None or tokenizer is None:
             encoder, tokenizer = encoders.build(cfg, resolve_encoder(cfg.encoder))
         self.encoder: Any = encoder  # a transformers PreTrainedModel, or a StaticEncoder
         self.tokenizer = tokenizer  # tokenizers.Tokenizer (fast backend), not an nn.Module
         self.dropout = nn.Dropout(cfg.dropout)
         width = encoders.feature_size(encoder, cfg)
-        self.head: nn.Module = nn.Linear(width, 1) if cfg.head == "linear" else nn.Sequential(
-            nn.Linear(width, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.head_hidden, 1))
+        self.head: nn.Module = nn.Linear(width, outputs) if cfg.head == "linear" else \
+            nn.Sequential(nn.Linear(width, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+                          nn.Linear(cfg.head_hidden, outputs))
         if cfg.freeze_encoder:
             for param in self.encoder.parameters():
                 param.requires_grad = False
@@ -103,11 +115,13 @@ class RouterModel(nn.Module):
 
         Returns:
             float tensor of shape (batch,): the logit of P(cloud model needed), in nats
-            (log-odds); its sigmoid is the router's score in [0, 1]. This is the graph exported
-            to ONNX (confroute.export), whose output `logits` has the same shape.
+            (log-odds), whose sigmoid is the router's score in [0, 1]; for K models, shape
+            (batch, K): logit k of P(model k's answer adequate). This is the graph exported to
+            ONNX (confroute.export), whose output `logit` has the same shape.
         """
         pooled = self.embed(input_ids, attention_mask)
-        return self.head(self.dropout(pooled)).squeeze(-1)
+        logits = self.head(self.dropout(pooled))
+        return logits if self.models else logits.squeeze(-1)
 
     def freeze_lower(self, n_layers: int) -> None:
         """Freeze the embeddings and the lowest `n_layers` transformer layers; a number above the
@@ -134,6 +148,8 @@ class RouterModel(nn.Module):
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         with replacing(directory / "model.safetensors") as tmp:
             save_file(state, tmp)
+        if self.models:
+            write_json(directory / LADDER_FILE, {"models": self.models})
         write_json(directory / "router_model.json", to_dict(self.cfg))
         return directory
 
@@ -150,7 +166,10 @@ class RouterModel(nn.Module):
 
         cfg = from_dict(ModelConfig, json.loads((directory / "router_model.json").read_text()))
         encoder = encoders.from_saved(cfg, directory / "encoder")
-        model = cls(cfg, encoder, Tokenizer.from_file(str(directory / "tokenizer.json")))
+        models = []
+        if (directory / LADDER_FILE).is_file():
+            models = json.loads((directory / LADDER_FILE).read_text()).get("models", [])
+        model = cls(cfg, encoder, Tokenizer.from_file(str(directory / "tokenizer.json")), models)
         try:
             model.load_state_dict(load_file(directory / "model.safetensors"))
         except Exception as exc:  # safetensors raises SafetensorError for a truncated file
