@@ -115,7 +115,8 @@ class ServeSettings:
     score_workers: int | None = None
     """Scoring calls running at once (the rest queue); None = one per CPU core."""
     fallback: bool = True
-    """When the chosen upstream fails (connection error, timeout, 429 or 5xx), try the other."""
+    """When the chosen upstream fails (connection error, timeout, 429 or 5xx), try the other
+    (for a ladder: the next more expensive model's, and so on up the ladder)."""
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 120.0
     """Longest wait for the upstream's response to start, and between streamed chunks."""
@@ -228,6 +229,8 @@ def check_upstreams_config(raw: Any) -> None:
                               f"({shown_url(url)}); credentials never go in the config file: "
                               f"put the key in an environment variable named by "
                               f"{key}.api_key_env")
+        if url is not None:  # here, where the key is known (UpstreamSettings would not name it)
+            check_base_url(url, f"{key}.base_url")
 
 
 @dataclasses.dataclass(frozen=True)
