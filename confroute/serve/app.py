@@ -79,6 +79,7 @@ from confroute.serve.metrics import Metrics  # noqa: E402
 from confroute.serve.proxy import forward  # noqa: E402
 from confroute.serve.scoring import Scorer  # noqa: E402
 from confroute.serve.settings import (  # noqa: E402
+    ROUTES,
     ServeSettings,
     Upstream,
     check_two_model,
@@ -157,7 +158,7 @@ class Service:
                  environ: Mapping[str, str] | None = None):
         self.router = router
         self.settings = settings
-        self.upstreams = self._upstreams(environ)
+        self.upstreams = self._set_up_routing(environ)
         self.metrics = Metrics()
         self.scorer = Scorer(self._score_function(), self.metrics, settings.batch_max,
                              settings.score_workers or os.cpu_count() or 1)
@@ -167,7 +168,10 @@ class Service:
         self.model_sha256 = router.manifest["files"][model_file]
         self.metrics.info.labels(router.variant, router.turn, self.model_sha256).set(1)
 
-    def _upstreams(self, environ: Mapping[str, str] | None) -> dict[str, Upstream]:
+    def _set_up_routing(self, environ: Mapping[str, str] | None) -> dict[str, Upstream]:
+        """Check the settings against the artifact, set the routing defaults (here the
+        threshold) and return the configured upstreams; ConfigError for settings that do not fit.
+        """
         check_two_model(self.settings)
         s = self.settings
         self.threshold = self.router.threshold if s.threshold is None else s.threshold
@@ -286,7 +290,7 @@ class Service:
         try:
             reply, notes = await unless_disconnected(request, forward(
                 self.client(), self.upstreams, self._order(chosen), body,
-                self.settings.fallback, self.metrics, self._configure(chosen)))
+                self.settings.fallback, self.metrics, self._how_to_configure(chosen)))
         except Problem as problem:  # no upstream answered: still say how it was routed
             problem.headers.update(self._headers(decision, None, []))
             raise
@@ -323,10 +327,10 @@ class Service:
 
     def _order(self, chosen: str) -> list[str]:
         """The upstreams to try, in order: the chosen one, then (fallback) the other."""
-        return [chosen] + ([r for r in ("edge", "cloud") if r != chosen]
+        return [chosen] + ([r for r in ROUTES if r != chosen]
                            if self.settings.fallback else [])
 
-    def _configure(self, chosen: str) -> str:
+    def _how_to_configure(self, chosen: str) -> str:
         return (f"set CONFROUTE_{chosen.upper()}_BASE_URL and "
                 f"CONFROUTE_{chosen.upper()}_MODEL")
 
@@ -430,7 +434,9 @@ class LadderService(Service):
     router: LadderRouter
     route_keys = ladder.ROUTE_KEYS
 
-    def _upstreams(self, environ: Mapping[str, str] | None) -> dict[str, Upstream]:
+    def _set_up_routing(self, environ: Mapping[str, str] | None) -> dict[str, Upstream]:
+        """Check the settings against the ladder, set its policy (the artifact's thresholds with
+        the settings' replacing some) and return the configured upstreams."""
         self.ladder_models = list(self.router.models)
         upstreams = resolve_ladder(self.settings, self.ladder_models, environ)
         thresholds = np.array(self.router.policy.thresholds, dtype=float)
@@ -508,12 +514,11 @@ class LadderService(Service):
         """No text to score: the forced model, else the most expensive one."""
         thresholds, forced = overrides
         model = forced or self.ladder_models[-1]
-        named = self._thresholds() | thresholds
+        named = dict(zip(self.ladder_models, self.policy.thresholds.tolist(), strict=True))
         reason = "forced by the request" if forced else \
             f"{NO_TEXT_RULE.removesuffix(': cloud by rule')}: {model}, the top model, by rule"
         return ladder.as_json(Decision(model, self.ladder_models.index(model), reason, {},
-                                       {k: math.inf if v is None else v
-                                        for k, v in named.items()}))
+                                       named | thresholds))
 
     def _chosen(self, decision: dict[str, Any]) -> str:
         return str(decision["model"])
@@ -522,7 +527,7 @@ class LadderService(Service):
         """The chosen model, then each more expensive one (fallback goes up the ladder)."""
         return self.ladder_models[self.ladder_models.index(chosen):]
 
-    def _configure(self, chosen: str) -> str:
+    def _how_to_configure(self, chosen: str) -> str:
         return (f"this service has no upstreams: add an upstreams section to the --config "
                 f"file, one entry (base_url, model) per model of {', '.join(self.ladder_models)}")
 
