@@ -119,10 +119,10 @@ def calibrate_shares(probs: np.ndarray, shares: Sequence[float]) -> np.ndarray:
 
 @dataclasses.dataclass
 class Decision:
-    """One request's route: the model, its index in the ladder, and why."""
+    """One request's route: the model, its position in the ladder (0 = cheapest), and why."""
 
     model: str
-    index: int
+    model_index: int
     reason: str
     probabilities: dict[str, float]
     thresholds: dict[str, float]

@@ -34,12 +34,13 @@ def _set(path: str, value: Any) -> Any:
 
     def change(manifest: dict[str, Any]) -> None:
         node = manifest
-        for key in parents:
-            node = node[key]
+        for key in parents:  # a number indexes a list
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        index: Any = int(last) if isinstance(node, list) else last
         if value is _DELETE:
-            del node[last]
+            del node[index]
         else:
-            node[last] = value
+            node[index] = value
     return change
 
 

@@ -21,9 +21,14 @@ from confroute import __version__
 from confroute.errors import ConfrouteError
 
 # Subcommand modules, in the order --help lists them. A new command is a new module + a name here.
-COMMANDS = ["train", "export", "route", "calibrate", "datasets", "evaluate", "serve", "tune",
-            "label", "judge"]
+COMMANDS = ["train", "export", "route", "calibrate", "datasets", "mmlu-pro", "evaluate",
+            "evaluate-ladder", "serve", "tune", "label", "judge"]
 DESCRIPTION = "Decide per prompt whether an edge or a cloud LLM should answer it."
+
+
+def command_module(command: str) -> Any:
+    """The module of a subcommand (`evaluate-ladder` lives in `evaluate_ladder.py`)."""
+    return importlib.import_module(f"confroute.cli.{command.replace('-', '_')}")
 
 
 def build_parser(command: str) -> Any:
@@ -32,7 +37,7 @@ def build_parser(command: str) -> Any:
 
     # Field docstrings (the text under each dataclass field) become the flags' help.
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
-    module = importlib.import_module(f"confroute.cli.{command}")
+    module = command_module(command)
     parser = ArgumentParser(prog=f"confroute {command}", exit_on_error=False,
                             description=(module.__doc__ or "").split(":", 1)[-1].strip())
     module.add_arguments(parser)
@@ -41,8 +46,7 @@ def build_parser(command: str) -> Any:
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = [f"  {name.ljust(width)}  {importlib.import_module(f'confroute.cli.{name}').HELP}"
-             for name in COMMANDS]
+    lines = [f"  {name.ljust(width)}  {command_module(name).HELP}" for name in COMMANDS]
     return (f"usage: confroute [-h] [--version] COMMAND ...\n\n{DESCRIPTION}\n\ncommands:\n"
             + "\n".join(lines) + "\n\n`confroute COMMAND --help` lists a command's settings.\n")
 
@@ -74,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         parser = build_parser(command)
-        module = importlib.import_module(f"confroute.cli.{command}")
+        module = command_module(command)
         if hasattr(module, "before_parse"):  # e.g. train's --preset: defaults under the flags
             module.before_parse(parser, args[1:])
         namespace = parser.instantiate(parser.parse_args(args[1:]))

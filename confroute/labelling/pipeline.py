@@ -61,12 +61,12 @@ def store_meta(role: str, model: str, cfg: SamplingConfig) -> dict[str, Any]:
 def sample_to_store(rows: Sequence[dict[str, Any]], backend: Backend | Callable[[], Backend],
                     cfg: SamplingConfig,
                     store: JsonlStore, role: str = "edge", chunk: int | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, desc: str | None = None) -> dict[str, Any]:
     """Answer every prompt not yet in `store`; append each batch as soon as it is done.
 
     `backend` may be a factory, called only when something is left to sample (a finished run
-    relabels without loading a model). Returns counts: prompts done before, done now,
-    generated tokens, seconds.
+    relabels without loading a model). `desc` names the model on the progress bar (default:
+    `role`). Returns counts: prompts done before, done now, generated tokens, seconds.
     """
     tqdm = require("tqdm", "label").tqdm
     todo = [r for r in rows if store_key(role, r["id"]) not in store]
@@ -78,7 +78,7 @@ def sample_to_store(rows: Sequence[dict[str, Any]], backend: Backend | Callable[
     chunk = chunk or cfg.batch_size
     start, tokens_before = time.perf_counter(), getattr(engine, "generated_tokens", 0)
     bar = tqdm(total=len(rows), initial=before, disable=not progress, unit="prompt",
-               desc=f"sampling {role} ({engine.name})", smoothing=0.05)
+               desc=f"sampling {desc or role} ({engine.name})", smoothing=0.05)
     for first in range(0, len(todo), chunk):
         batch = todo[first:first + chunk]
         prompts = [model_input(r) for r in batch]
@@ -143,12 +143,15 @@ def split_of(prompt_id: str, val: float = SPLIT_VAL) -> str:
 
 
 def evidence_table(rows: Sequence[dict[str, Any]], stores: dict[str, JsonlStore],
-                   cfg: MeasureConfig) -> Any:
-    """One row per prompt answered by every role: prompt columns + `*_<role>` evidence."""
+                   cfg: MeasureConfig, equivalence: Any | None = None) -> Any:
+    """One row per prompt answered by every role: prompt columns + `*_<role>` evidence.
+
+    `equivalence` (default: made from `cfg.equivalence`) lets several calls share one NLI model.
+    """
     pd = require("pandas", "label")
     from confroute.labelling.equivalence import make_equivalence
 
-    equivalence = make_equivalence(cfg.equivalence)
+    equivalence = make_equivalence(cfg.equivalence) if equivalence is None else equivalence
     frame = pd.DataFrame(list(rows))
     frame["id"] = frame["id"].astype(str)
     for role, store in stores.items():

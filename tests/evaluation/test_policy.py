@@ -25,7 +25,7 @@ def test_cheapest_model_that_clears_else_the_best_predicted():
 def test_decide_explains_and_honours_overrides():
     pol = policy.Policy(MODELS, [0.6, 0.6, 0.0])
     d = pol.decide([0.5, 0.7, 0.9])
-    assert (d.model, d.index) == ("laptop", 1) and "cheaper model was below" in d.reason
+    assert (d.model, d.model_index) == ("laptop", 1) and "cheaper model was below" in d.reason
     assert pol.decide([0.5, 0.7, 0.9], thresholds={"phone": 0.4}).model == "phone"
     assert pol.decide([0.5, 0.7, 0.9], model="cloud").reason == "forced by the request"
     strict = policy.Policy(MODELS, [0.95, 0.95, 0.95])
