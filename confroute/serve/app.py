@@ -28,7 +28,7 @@ routes each prompt to the cheapest model whose predicted adequacy clears its thr
 best predicted model (`confroute.policy`):
   POST /v1/route             {"prompt": P} or {"prompts": [P, ...]}, optional "thresholds"
                              ({"small": 0.8}: some models' thresholds) and "model" (force one);
-                             each result: model, index, reason, probabilities, thresholds
+                             each result: model, model_index, reason, probabilities, thresholds
   POST /v1/chat/completions  forwarded to the chosen model's upstream with its model name; when
                              that upstream fails, to the next more expensive model's, and so on
                              up the ladder. Overrides: `confroute_thresholds` /

@@ -78,10 +78,11 @@ def parse_thresholds_header(text: str) -> dict[str, Any]:
 
 
 def as_json(decision: Decision) -> dict[str, Any]:
-    """The decision as JSON: model, index, reason, probabilities, thresholds. A threshold that
-    is not finite (a model calibrated to take no prompts) is null: nothing clears it."""
-    return {"model": decision.model, "index": decision.index, "reason": decision.reason,
-            "probabilities": dict(decision.probabilities),
+    """The decision as JSON: model, model_index, reason, probabilities, thresholds (the fields
+    of `policy.Decision`, as `confroute route` prints them). A threshold that is not finite (a
+    model calibrated to take no prompts) is null: nothing clears it."""
+    return {"model": decision.model, "model_index": decision.model_index,
+            "reason": decision.reason, "probabilities": dict(decision.probabilities),
             "thresholds": {k: v if math.isfinite(v) else None
                            for k, v in decision.thresholds.items()}}
 

@@ -146,8 +146,8 @@ def test_route_decides_as_the_runtime_does(client: TestClient,
     prompts = ["What is 2 plus 2?", conversation, QUESTION, "Spell the word number 9."]
     expected = [d.to_dict() for d in ladder_router.decide_batch(prompts)]
     results = client.post("/v1/route", json={"prompts": prompts}).json()["results"]
-    assert [(r["model"], r["index"], r["reason"]) for r in results] == \
-        [(e["model"], e["index"], e["reason"]) for e in expected]
+    assert [(r["model"], r["model_index"], r["reason"]) for r in results] == \
+        [(e["model"], e["model_index"], e["reason"]) for e in expected]
     for result, want in zip(results, expected, strict=True):
         assert result["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
         assert result["thresholds"] == pytest.approx(want["thresholds"])
