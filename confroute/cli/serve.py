@@ -1,11 +1,22 @@
-"""confroute serve: serve a router artifact over HTTP: POST /v1/route, POST
-/v1/chat/completions (scored, then forwarded to the edge or cloud upstream, with fallback),
-GET /health, GET /metrics. The flags are ServeSettings' fields; --config reads them from YAML.
+"""confroute serve: serve a router artifact over HTTP.
+POST /v1/route; POST /v1/chat/completions (scored, then forwarded to the chosen model's
+upstream, with fallback); GET /v1/models, /health, /metrics. The flags are ServeSettings'
+fields; --config reads them from YAML.
 
-Upstreams and secrets come from the environment:
+Two-model (edge/cloud) artifact: the upstreams and secrets come from the environment:
   CONFROUTE_EDGE_BASE_URL, CONFROUTE_EDGE_MODEL, CONFROUTE_EDGE_API_KEY
   CONFROUTE_CLOUD_BASE_URL, CONFROUTE_CLOUD_MODEL, CONFROUTE_CLOUD_API_KEY
   CONFROUTE_TOKEN: when set, clients must send 'Authorization: Bearer <token>'
+
+K-model (ladder) artifact: one upstream per model in the --config file, keyed by the
+artifact's model names (`confroute route ARTIFACT hi` shows them); each API key comes from the
+environment variable its api_key_env names (default CONFROUTE_<MODEL>_API_KEY), never from the
+file. The top (most expensive) model needs an upstream; a request falls back up the ladder:
+  upstreams:
+    small:  {base_url: "http://127.0.0.1:8080/v1", model: qwen2.5-1.5b-instruct}
+    medium: {base_url: "http://10.0.0.5:8000/v1", model: llama-3.1-8b, api_key_env: VLLM_KEY}
+    large:  {base_url: "https://api.openai.com/v1", model: gpt-4o, api_key_env: OPENAI_API_KEY}
+  thresholds: {small: 0.8}      # optional: replaces the artifact's threshold for `small`
 """
 
 from __future__ import annotations
@@ -21,8 +32,13 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
 def add_arguments(parser: Any) -> None:
+    from argparse import RawDescriptionHelpFormatter
+
     from confroute.serve.settings import ServeSettings
 
+    # Keep the description's lines (the example config) as written; flags wrap as usual.
+    parser.formatter_class = type("ServeHelp", (parser.formatter_class,
+                                                RawDescriptionHelpFormatter), {})
     parser.add_argument("--config", action="config",
                         help="YAML file of serve settings (the keys below, e.g. port: 0)")
     parser.add_argument("artifact", help="a directory written by `confroute export`")
@@ -30,6 +46,29 @@ def add_arguments(parser: Any) -> None:
     parser.add_class_arguments(ServeSettings, skip={"token"}, sub_configs=True)
     parser.add_argument("--access_log", type=bool, default=True, help="log every request")
     parser.add_argument("--log_level", type=LogLevel, default="info", help="log level")
+
+
+def before_parse(parser: Any, argv: list[str]) -> None:
+    """Check each --config file's `upstreams` section before the generic type check, which
+    would name neither the entry nor the fix (an API key written into the file, above all)."""
+    import yaml
+
+    from confroute.errors import ConfigError
+    from confroute.serve.settings import check_upstreams_config
+
+    files = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"]
+    files += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    for name in files:
+        try:
+            with open(name, encoding="utf-8") as handle:
+                values = yaml.safe_load(handle)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # the parser reports a missing or malformed file itself
+        if isinstance(values, dict):
+            try:
+                check_upstreams_config(values.get("upstreams"))
+            except ConfigError as exc:
+                raise ConfigError(f"config file {name}: {exc}") from exc
 
 
 def settings_from_args(args: Any) -> Any:

@@ -1,6 +1,10 @@
-"""Forwarding a chat completion to an upstream, with fallback to the other one.
+"""Forwarding a chat completion to an upstream, with fallback to the next one.
 
-Fallback classes: an upstream has failed, and the other one is tried, when it
+The app hands `forward` the upstreams to try, in order: for a two-model artifact the chosen one
+then the other; for a K-model ladder the chosen model then each more expensive one, cheapest
+first (a cheaper model would answer worse than the one the router asked for).
+
+Fallback classes: an upstream has failed, and the next one is tried, when it
   - cannot be reached, or times out before its response starts;
   - answers 429 (rate-limited) or 5xx;
   - answers 400/413/422 saying the prompt does not fit its context window (OpenAI's code
@@ -22,14 +26,14 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from confroute.llm_client import redact
 from confroute.serve.metrics import Metrics
-from confroute.serve.settings import ROUTES, Upstream
+from confroute.serve.settings import Upstream
 from confroute.serve.wire import Problem
 
 log = logging.getLogger("confroute.serve")
@@ -71,15 +75,16 @@ class Reply:
     """Releases the upstream connection of a stream, also if the client never reads it."""
 
 
-async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream], chosen: str,
-                  body: dict[str, Any], fallback: bool, metrics: Metrics
-                  ) -> tuple[Reply, list[str]]:
-    """Send `body` to the chosen upstream (then the other one, if `fallback`).
+async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream],
+                  order: Sequence[str], body: dict[str, Any], fallback: bool, metrics: Metrics,
+                  configure: str = "") -> tuple[Reply, list[str]]:
+    """Send `body` to the first configured upstream in `order`; if it fails and `fallback` is
+    on, to the next configured one, and so on. Unconfigured names are skipped (and noted).
 
     Returns the reply and notes on the upstreams that were skipped or failed, in order. Raises
-    Problem (429, 502, 503, 504) when no upstream answered; see the module docstring.
+    Problem (429, 502, 503, 504) when no upstream answered; see the module docstring. The 503
+    for "nothing configured" ends with `configure`, the way to configure one.
     """
-    order = [chosen] + ([r for r in ROUTES if r != chosen] if fallback else [])
     notes: list[str] = []
     failures: list[UpstreamFailure] = []
     for name in order:
@@ -94,9 +99,11 @@ async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream], 
             log.warning("upstream %s failed: %s", name, failure.detail)
             notes.append(f"{name} upstream failed: {failure.detail}")
             failures.append(failure)
+            if not fallback:
+                break
     if not failures:
-        raise Problem(503, f"no upstream to answer: {'; '.join(notes)}; set "
-                      f"CONFROUTE_{chosen.upper()}_BASE_URL and CONFROUTE_{chosen.upper()}_MODEL"
+        raise Problem(503, f"no upstream to answer: {'; '.join(notes)}"
+                      + (f"; {configure}" if configure else "")
                       + ("" if fallback else " (fallback is off)"), "upstream_not_configured",
                       "server_error")
     refused = [f.reply for f in failures if f.reply is not None]
@@ -121,7 +128,7 @@ def _no_answer(failures: list[UpstreamFailure], notes: list[str]) -> Problem:
 
 async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, Any],
                metrics: Metrics) -> Reply:
-    """One upstream call; raises UpstreamFailure when the other upstream should be tried."""
+    """One upstream call; raises UpstreamFailure when the next upstream should be tried."""
     streaming = bool(body.get("stream"))
     payload = {**body, "model": upstream.model}
     headers = {"content-type": "application/json",

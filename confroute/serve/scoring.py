@@ -1,7 +1,8 @@
 """Scoring off the event loop, optionally with micro-batching of concurrent requests.
 
-`Router.score` is CPU-bound (tokenise + onnxruntime), so it runs in worker threads and the event
-loop keeps accepting connections and streaming proxied responses. At most `workers` scoring calls
+Scoring (`Router.score`, or `LadderRouter.adequacy` for a K-model artifact) is CPU-bound
+(tokenise + onnxruntime), so it runs in worker threads and the event loop keeps accepting
+connections and streaming proxied responses. At most `workers` scoring calls
 run at once (the rest wait in line, first come first served), so each call gets a core instead
 of all of them sharing every core.
 
@@ -18,23 +19,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import numpy as np
 
-from confroute.runtime import Router
 from confroute.serve.metrics import Metrics
 
 Job = tuple[list[str], "asyncio.Future[np.ndarray]"]
 
 
 class Scorer:
-    """Awaitable `Router.score` for validated texts."""
+    """Awaitable scoring of validated texts: `score(texts)` returns one row per text (a float,
+    or a row of K adequacies for a ladder), from `function` run in worker threads."""
 
-    def __init__(self, router: Router, metrics: Metrics, batch_max: int = 1, workers: int = 1):
-        self.router = router
+    def __init__(self, function: Callable[[list[str]], np.ndarray], metrics: Metrics,
+                 batch_max: int = 1, workers: int = 1):
+        self.function = function
         self.metrics = metrics
         self.batch_max = batch_max
         self.workers = workers
@@ -103,7 +106,7 @@ class Scorer:
 
     async def _run(self, texts: list[str]) -> Any:
         started = time.perf_counter()
-        scores = await anyio.to_thread.run_sync(self.router.score, texts, limiter=self._limiter)
+        scores = await anyio.to_thread.run_sync(self.function, texts, limiter=self._limiter)
         self.metrics.scoring.observe(time.perf_counter() - started)
         self.metrics.batch.observe(len(texts))
         return scores

@@ -1,13 +1,17 @@
-"""Typed settings for `confroute serve`: limits, fallback, and the two upstreams.
+"""Typed settings for `confroute serve`: limits, fallback, and the upstreams.
 
-Upstream URLs, model names and API keys come from the environment so that no secret is ever
-written to a config file or shown on a command line (`ps` shows argv to every user):
+A two-model artifact (edge/cloud) takes its upstream URLs, model names and API keys from the
+environment, so that no secret is ever written to a config file or shown on a command line (`ps`
+shows argv to every user):
 
     CONFROUTE_EDGE_BASE_URL   CONFROUTE_EDGE_MODEL   CONFROUTE_EDGE_API_KEY
     CONFROUTE_CLOUD_BASE_URL  CONFROUTE_CLOUD_MODEL  CONFROUTE_CLOUD_API_KEY
     CONFROUTE_TOKEN           (optional: clients must send `Authorization: Bearer <token>`)
 
-A YAML file (`confroute serve --config`) may set everything else, and the base URLs and models.
+A K-model (ladder) artifact takes one upstream per model from the `upstreams:` section of the
+YAML file (`confroute serve --config`), keyed by the artifact's model names; each API key comes
+from the environment variable its `api_key_env` names (default CONFROUTE_<NAME>_API_KEY), never
+from the file. The YAML file may set everything else too (and the two-model base URLs and models).
 """
 
 from __future__ import annotations
@@ -17,20 +21,52 @@ import ipaddress
 import math
 import numbers
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from confroute.config import from_dict
 from confroute.errors import ConfigError
+from confroute.llm_client import redact
 
 RouteName = Literal["edge", "cloud"]
 ROUTES: tuple[RouteName, RouteName] = ("edge", "cloud")
 TOKEN_ENV = "CONFROUTE_TOKEN"
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SECRET_FIELDS = {"api_key", "key", "token", "secret", "password", "authorization", "headers"}
+"""Upstream keys people write when they mean to put a key in the file (refused, with the fix)."""
+
+
 def env_name(route: str, field: str) -> str:
-    """`env_name("edge", "base_url")` -> "CONFROUTE_EDGE_BASE_URL"."""
-    return f"CONFROUTE_{route.upper()}_{field.upper()}"
+    """`env_name("edge", "base_url")` -> "CONFROUTE_EDGE_BASE_URL"; a ladder model's name has
+    every run of characters other than letters and digits written as "_" ("gpt-4o" -> GPT_4O)."""
+    return f"CONFROUTE_{re.sub(r'[^A-Za-z0-9]+', '_', route).strip('_').upper()}_{field.upper()}"
+
+
+def check_base_url(url: Any, key: str = "upstream base_url") -> None:
+    """ConfigError unless `url` is an http(s) URL with a host (and a port, if any, that is one).
+
+    The URL found is shown with any user:password part and key-shaped text replaced by ***.
+    """
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        ok = (parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+              and not any(c.isspace() for c in url) and (parts.port is None or parts.port > 0))
+    except ValueError:  # a port that is not a number, a bad IPv6 literal
+        ok = False
+    if not ok:
+        raise ConfigError(f"{key} must be an http(s) URL such as http://127.0.0.1:8080/v1; "
+                          f"found {shown_url(url)}")
+
+
+def shown_url(url: Any) -> str:
+    """`url` fit for an error message: user:password@ and key-shaped text as ***."""
+    if not isinstance(url, str):
+        return repr(url)
+    return repr(redact(re.sub(r"(//)[^/@]*@", r"\1***@", url)))
 
 
 @dataclasses.dataclass
@@ -45,9 +81,8 @@ class UpstreamSettings:
     """Environment variable holding this upstream's API key (default CONFROUTE_<ROUTE>_API_KEY)."""
 
     def __post_init__(self) -> None:
-        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"upstream base_url must be an http(s) URL such as "
-                              f"http://127.0.0.1:8080/v1; found {self.base_url!r}")
+        if self.base_url is not None:
+            check_base_url(self.base_url)
 
 
 @dataclasses.dataclass
@@ -80,7 +115,8 @@ class ServeSettings:
     score_workers: int | None = None
     """Scoring calls running at once (the rest queue); None = one per CPU core."""
     fallback: bool = True
-    """When the chosen upstream fails (connection error, timeout, 429 or 5xx), try the other."""
+    """When the chosen upstream fails (connection error, timeout, 429 or 5xx), try the other
+    (for a ladder: the next more expensive model's, and so on up the ladder)."""
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 120.0
     """Longest wait for the upstream's response to start, and between streamed chunks."""
@@ -88,11 +124,26 @@ class ServeSettings:
     """Browser origins allowed to call the service (CORS), e.g. ["http://localhost:3000"], or
     ["*"] for any; empty (the default) = CORS off, so no web page can call it from a browser."""
     edge: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
+    """Two-model artifacts: the edge upstream (default from CONFROUTE_EDGE_*)."""
     cloud: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
+    """Two-model artifacts: the cloud upstream (default from CONFROUTE_CLOUD_*)."""
+    upstreams: dict[str, UpstreamSettings] = dataclasses.field(default_factory=dict)
+    """K-model (ladder) artifacts: one upstream per model, keyed by the artifact's model names,
+    e.g. {small: {base_url: http://127.0.0.1:8080/v1, model: qwen2.5-1.5b}}. API keys come
+    only from the environment variable each one's api_key_env names (default
+    CONFROUTE_<NAME>_API_KEY), never from the file. The most expensive model must have one; a
+    cheaper model without one passes its requests up the ladder. Empty: /v1/route only."""
+    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+    """K-model artifacts: thresholds replacing the artifact's for some models, e.g.
+    {small: 0.8} (a request may override them again); two-model artifacts use `threshold`."""
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
             _check_number("threshold", self.threshold, 0.0, 1.0)
+        for name, value in self.thresholds.items():
+            _check_number(f"thresholds.{name}", value, 0.0, 1.0)
+        for name, upstream in self.upstreams.items():
+            _check_ladder_upstream(name, upstream)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in [0, 65535] (0 = any free port); found {self.port}")
         for name in ("max_body_bytes", "max_prompt_chars", "max_prompts", "batch_max",
@@ -124,11 +175,70 @@ def _check_number(name: str, value: Any, low: float, high: float, low_open: bool
     raise ConfigError(f"{name} must be a finite number in {bound}; found {value!r}")
 
 
+def _check_ladder_upstream(name: Any, upstream: Any) -> None:
+    key = f"upstreams.{name}"
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"upstreams keys must be the artifact's model names; found {name!r}")
+    if not isinstance(upstream, UpstreamSettings):
+        raise ConfigError(f"{key} must be an upstream (base_url, model, api_key_env); found "
+                          f"{type(upstream).__name__}")
+    if upstream.base_url is None:
+        raise ConfigError(f"{key}.base_url is missing; set it to the upstream's API root, "
+                          "e.g. http://127.0.0.1:8080/v1")
+    check_base_url(upstream.base_url, f"{key}.base_url")
+    if not isinstance(upstream.model, str) or not upstream.model.strip():
+        raise ConfigError(f"{key}.model is missing; set it to the model name the upstream "
+                          "expects in each request (e.g. the name vLLM or llama.cpp serves)")
+    if upstream.api_key_env is not None and not ENV_NAME.fullmatch(upstream.api_key_env):
+        # never echo the value: it may be the key itself, pasted in the wrong place
+        raise ConfigError(f"{key}.api_key_env must be the NAME of an environment variable "
+                          "holding the key (letters, digits and _), e.g. OPENAI_API_KEY; the key "
+                          "itself never goes in the config file")
+
+
+def check_upstreams_config(raw: Any) -> None:
+    """Check the `upstreams` section as written in a YAML file or dict, before it is typed.
+
+    Names the key and the fix for what the generic type check reports vaguely: an entry that is
+    not a mapping, an unknown field, and above all an API key written into the file.
+    """
+    if raw is None:
+        return
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"upstreams must be a mapping of the artifact's model names to "
+                          f"upstreams ({{small: {{base_url: ..., model: ...}}, ...}}); found "
+                          f"{type(raw).__name__}")
+    fields = [f.name for f in dataclasses.fields(UpstreamSettings)]
+    for name, entry in raw.items():
+        key = f"upstreams.{name}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{key} must be a mapping with base_url, model and optionally "
+                              f"api_key_env; found {type(entry).__name__}")
+        for field in entry:
+            if str(field).lower() in SECRET_FIELDS:
+                raise ConfigError(f"{key}.{field}: API keys are never read from the config "
+                                  f"file; export the key in an environment variable and name "
+                                  f"that variable in {key}.api_key_env (default "
+                                  f"{env_name(str(name), 'api_key')})")
+            if field not in fields:
+                raise ConfigError(f"unknown setting {key}.{field}; an upstream takes "
+                                  f"{', '.join(fields)}")
+        url = entry.get("base_url")
+        if isinstance(url, str) and re.search(r"//[^/@]*@", url):
+            raise ConfigError(f"{key}.base_url holds a user name or password "
+                              f"({shown_url(url)}); credentials never go in the config file: "
+                              f"put the key in an environment variable named by "
+                              f"{key}.api_key_env")
+        if url is not None:  # here, where the key is known (UpstreamSettings would not name it)
+            check_base_url(url, f"{key}.base_url")
+
+
 @dataclasses.dataclass(frozen=True)
 class Upstream:
     """A configured upstream, resolved from settings and environment. The key never prints."""
 
-    name: RouteName
+    name: str
+    """The route (edge, cloud) or the ladder model it serves."""
     base_url: str
     model: str
     api_key: str = dataclasses.field(default="", repr=False)
@@ -143,6 +253,7 @@ def load_settings(values: Mapping[str, Any] | None = None,
     """Settings from a dict (e.g. parsed YAML), with upstream URLs/models filled from the env."""
     environ = os.environ if environ is None else environ
     values = dict(values or {})
+    check_upstreams_config(values.get("upstreams"))
     for route in ROUTES:
         upstream = dict(values.get(route) or {})
         for field in ("base_url", "model"):
@@ -168,6 +279,66 @@ def resolve_upstreams(settings: ServeSettings, environ: Mapping[str, str] | None
                               f"{env_name(route, 'model')} (or {route}.model in the config)")
         key = environ.get(cfg.api_key_env or env_name(route, "api_key"), "")
         found[route] = Upstream(route, cfg.base_url, cfg.model, key)
+    return found
+
+
+def check_two_model(settings: ServeSettings) -> None:
+    """ConfigError if ladder-only settings are set for a two-model (edge/cloud) artifact."""
+    for name in ("upstreams", "thresholds"):
+        if getattr(settings, name):
+            raise ConfigError(f"{name} is for K-model (ladder) artifacts, but this artifact "
+                              f"routes between two models (edge and cloud): remove {name} and "
+                              "set edge/cloud (CONFROUTE_EDGE_BASE_URL, CONFROUTE_CLOUD_BASE_URL"
+                              " ...) and threshold instead")
+
+
+def resolve_ladder(settings: ServeSettings, models: Sequence[str],
+                   environ: Mapping[str, str] | None = None) -> dict[str, Upstream]:
+    """The ladder's upstreams by model name (cheapest first), checked against its `models`.
+
+    Raises ConfigError naming the setting and the fix: an upstream or threshold for a model the
+    artifact does not have; upstreams configured, but none for the most expensive model (the
+    one every request can fall back to); two-model settings (edge, cloud, threshold); an
+    api_key_env naming a variable that is not set.
+    """
+    environ = os.environ if environ is None else environ
+    listed = ", ".join(models)
+    for name in ("edge", "cloud"):
+        if getattr(settings, name).base_url is not None:
+            raise ConfigError(f"the {name} upstream is set ({name}.base_url, or "
+                              f"{env_name(name, 'base_url')}), but this artifact routes among "
+                              f"{len(models)} models ({listed}): configure upstreams.<model> "
+                              f"in the --config file instead, and unset "
+                              f"{env_name(name, 'base_url')}")
+    if settings.threshold is not None:
+        raise ConfigError(f"threshold is the two-model threshold; this artifact routes among "
+                          f"{listed}: set per-model thresholds instead, e.g. thresholds: "
+                          f"{{{models[0]}: 0.8}}")
+    for section in ("upstreams", "thresholds"):
+        for name in getattr(settings, section):
+            if name not in models:
+                raise ConfigError(f"{section}.{name}: the artifact has no model {name!r}; its "
+                                  f"models are {listed} (cheapest first): use one of those "
+                                  "names or remove the entry")
+    top = models[-1]
+    if settings.upstreams and top not in settings.upstreams:
+        raise ConfigError(f"upstreams has no entry for {top!r}, the artifact's most expensive "
+                          f"model: requests fall back up the ladder to it, so it needs one; add "
+                          f"upstreams.{top} with base_url and model")
+    found: dict[str, Upstream] = {}
+    for name in models:  # cheapest first
+        cfg = settings.upstreams.get(name)
+        if cfg is None:
+            continue
+        _check_ladder_upstream(name, cfg)  # again: the settings may have changed since
+        assert cfg.base_url is not None and cfg.model is not None  # (for mypy: just checked)
+        variable = cfg.api_key_env or env_name(name, "api_key")
+        key = environ.get(variable, "")
+        if cfg.api_key_env and not key:
+            raise ConfigError(f"upstreams.{name}.api_key_env names {variable}, which is not set "
+                              f"(or empty); export {variable}=<key>, or remove api_key_env for an"
+                              f" upstream that needs no key")
+        found[name] = Upstream(name, cfg.base_url, cfg.model, key)
     return found
 
 

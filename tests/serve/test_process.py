@@ -143,3 +143,62 @@ def test_cli_errors_are_one_line(tmp_path: Path, tiny_artifact: Path) -> None:
                           "--host", "203.0.113.7", "--port", "0"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "cannot listen on 203.0.113.7" in out.stderr
+
+
+def test_a_ladder_from_one_config_file(tiny_ladder_artifact: Path, tmp_path: Path) -> None:
+    """Three models' upstreams from one YAML file, keys from the environment; the small model's
+    upstream fails, so the request goes up the ladder, in a real `confroute serve` process."""
+    keys = {"small": "sk-small-SECRET-7777", "medium": "sk-medium-SECRET-8888",
+            "large": "sk-large-SECRET-9999"}
+    apps = {"small": echo_app("small", fail_status=503),
+            "medium": echo_app("medium", api_key=keys["medium"]),
+            "large": echo_app("large", api_key=keys["large"])}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFROUTE_")}
+    env |= {"HF_HUB_OFFLINE": "1", "CONFROUTE_SMALL_API_KEY": keys["small"],
+            "CONFROUTE_MEDIUM_API_KEY": keys["medium"], "BIG_KEY": keys["large"]}
+    with contextlib.ExitStack() as stack:
+        urls = {m: stack.enter_context(serve_in_thread(app)) + "/v1" for m, app in apps.items()}
+        config = tmp_path / "serve.yaml"
+        config.write_text(
+            "upstreams:\n"
+            + "".join(f"  {m}: {{base_url: '{urls[m]}', model: {m}-model}}\n"
+                      for m in ("small", "medium"))
+            + f"  large: {{base_url: '{urls['large']}', model: large-model, "
+              "api_key_env: BIG_KEY}\n")
+        proc = subprocess.Popen([sys.executable, "-m", "confroute", "serve",
+                                 str(tiny_ladder_artifact), "--config", str(config), "--port",
+                                 "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            url = read_address(proc)
+            wait_healthy(url)
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            raw = client.chat.completions.with_raw_response.create(
+                model="auto", messages=QUESTION, stream=True,
+                extra_headers={"x-confroute-thresholds": "small=0"})
+            text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+            assert text == f"medium says: {QUESTION[0]['content']}"
+            assert (raw.headers["x-confroute-decision"], raw.headers["x-confroute-route"]) == \
+                ("small", "medium")
+            assert raw.headers["x-confroute-reason"].startswith(
+                "fallback: small upstream failed: HTTP 503")
+            answer = client.chat.completions.create(
+                model="auto", messages=QUESTION,
+                extra_body={"confroute_force_model": "large"})
+            assert answer.model == "large-model"
+            route = httpx.post(f"{url}/v1/route", json={"prompt": "hi", "model": "medium"})
+            assert route.json()["model"] == "medium"
+            assert [m.id for m in client.models.list()] == ["confroute", "small", "medium",
+                                                            "large"]
+        finally:
+            proc.terminate()
+            try:
+                log = proc.communicate(timeout=30)[1]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                log = proc.communicate()[1]
+    assert apps["small"].state.seen[-1]["authorization"] == f"Bearer {keys['small']}"
+    assert apps["large"].state.seen[-1]["authorization"] == f"Bearer {keys['large']}"
+    assert "routed=small answered=medium" in log
+    for secret in keys.values():
+        assert secret not in log

@@ -50,6 +50,8 @@ def upstreams() -> Iterator[SimpleNamespace]:
             "message": f"auth failed for key {EDGE_KEY} (also tried sk-proj-abcdef123456 with "
                        "Authorization: Bearer tok-xyz-987654)"}}),
         "html": echo_app("html", fail_status=502, fail_body="<html>Bad  Gateway</html>"),
+        "unicode": echo_app("unicode", fail_status=503, fail_body={"error": {
+            "message": "überlastet → später\u0001"}}),
         "slow": echo_app("slow", delay_s=10.0),
     }
     with contextlib.ExitStack() as stack:
@@ -183,3 +185,13 @@ def test_upstream_error_messages_are_kept_and_redacted(
     assert message in text, text
     for secret in (EDGE_KEY, "sk-proj-abcdef123456", "tok-xyz-987654"):
         assert secret not in reply.text
+
+
+def test_a_fallback_reason_with_any_characters_is_a_valid_header(
+        router: Router, upstreams: SimpleNamespace) -> None:
+    # HTTP headers carry Latin-1 at most: the upstream's words are escaped, not a 500
+    reply = chat(router, upstreams, "unicode", "cloud", EDGE)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-confroute-route"] == "cloud"
+    assert reply.headers["x-confroute-reason"].startswith(
+        "fallback: edge upstream failed: HTTP 503: \\xfcberlastet \\u2192 sp\\xe4ter ;")

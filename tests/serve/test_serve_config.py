@@ -1,0 +1,221 @@
+"""The serve config file for a K-model (ladder) artifact: `upstreams:` keyed by the artifact's
+model names, API keys only from the environment, and a clear error naming the key and the fix
+for every mistake, whether the settings come from YAML, a dict or the command line."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from confroute.errors import ConfigError
+from confroute.runtime import LadderRouter
+from confroute.serve import ServeSettings, UpstreamSettings, create_app, load_settings
+
+SECRET = "sk-live-SECRET-abcdef123456"
+CONFIG = """\
+port: 0
+upstreams:
+  small: {base_url: "http://127.0.0.1:8080/v1", model: qwen2.5-1.5b}
+  medium: {base_url: "http://[::1]:8000/v1/", model: llama-8b}
+  large: {base_url: "https://api.example.com/v1", model: big-model, api_key_env: BIG_KEY}
+thresholds: {small: 0.8}
+"""
+URL = "http://127.0.0.1:9/v1"
+
+
+def ladder_values(**entries: Any) -> dict[str, Any]:
+    """A settings dict whose upstreams are small/medium/large, with `entries` replacing some."""
+    upstreams = {m: {"base_url": URL, "model": f"{m}-model"} for m in ("small", "medium", "large")}
+    upstreams.update(entries)
+    return {"upstreams": {k: v for k, v in upstreams.items() if v is not None}}
+
+
+def test_a_config_file_sets_the_upstreams_and_thresholds() -> None:
+    settings = load_settings(yaml.safe_load(CONFIG), environ={})
+    assert settings.upstreams == {
+        "small": UpstreamSettings("http://127.0.0.1:8080/v1", "qwen2.5-1.5b"),
+        "medium": UpstreamSettings("http://[::1]:8000/v1/", "llama-8b"),
+        "large": UpstreamSettings("https://api.example.com/v1", "big-model", "BIG_KEY")}
+    assert settings.thresholds == {"small": 0.8} and settings.port == 0
+
+
+@pytest.mark.parametrize("values, message", [
+    (ladder_values(small={"base_url": URL, "model": "m", "api_key": SECRET}),
+     "upstreams.small.api_key: API keys are never read from the config file; export the key in "
+     "an environment variable and name that variable in upstreams.small.api_key_env (default "
+     "CONFROUTE_SMALL_API_KEY)"),
+    (ladder_values(large={"base_url": URL, "model": "m", "token": SECRET}),
+     "upstreams.large.token: API keys are never read from the config file"),
+    (ladder_values(small={"base_url": f"http://user:{SECRET}@127.0.0.1/v1", "model": "m"}),
+     "upstreams.small.base_url holds a user name or password ('http://***@127.0.0.1/v1'); "
+     "credentials never go in the config file"),
+    (ladder_values(small={"url": URL, "model": "m"}),
+     "unknown setting upstreams.small.url; an upstream takes base_url, model, api_key_env"),
+    (ladder_values(small=URL), "upstreams.small must be a mapping with base_url, model and "
+     "optionally api_key_env; found str"),
+    ({"upstreams": ["small", "large"]}, "upstreams must be a mapping of the artifact's model "
+     "names to upstreams"),
+    (ladder_values(small={"model": "m"}), "upstreams.small.base_url is missing; set it to the "
+     "upstream's API root, e.g. http://127.0.0.1:8080/v1"),
+    (ladder_values(medium={"base_url": URL}), "upstreams.medium.model is missing"),
+    (ladder_values(medium={"base_url": URL, "model": " "}), "upstreams.medium.model is missing"),
+    (ladder_values(small={"base_url": "ftp://127.0.0.1/v1", "model": "m"}),
+     "upstreams.small.base_url must be an http(s) URL such as http://127.0.0.1:8080/v1; found "
+     "'ftp://127.0.0.1/v1'"),
+    (ladder_values(small={"base_url": "http://", "model": "m"}),
+     "upstreams.small.base_url must be an http(s) URL"),
+    (ladder_values(small={"base_url": "http://127.0.0.1:port/v1", "model": "m"}),
+     "upstreams.small.base_url must be an http(s) URL"),
+    (ladder_values(small={"base_url": "127.0.0.1:8080/v1", "model": "m"}),
+     "upstreams.small.base_url must be an http(s) URL"),
+    (ladder_values(small={"base_url": "http://my host/v1", "model": "m"}),
+     "upstreams.small.base_url must be an http(s) URL"),
+    (ladder_values(small={"base_url": URL, "model": "m", "api_key_env": SECRET}),
+     "upstreams.small.api_key_env must be the NAME of an environment variable holding the key"),
+    ({**ladder_values(), "thresholds": {"small": 1.5}},
+     "thresholds.small must be a finite number in [0.0, 1.0]; found 1.5"),
+    ({**ladder_values(), "thresholds": {"small": float("nan")}}, "thresholds.small must be"),
+])
+def test_bad_upstreams_are_refused_naming_the_key(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(values, environ={})
+    assert message in str(error.value), str(error.value)
+    assert SECRET not in str(error.value)
+
+
+@pytest.mark.parametrize("values, environ, message", [
+    (ladder_values(huge={"base_url": URL, "model": "m"}), {},
+     "upstreams.huge: the artifact has no model 'huge'; its models are small, medium, large "
+     "(cheapest first): use one of those names or remove the entry"),
+    (ladder_values(large=None), {},
+     "upstreams has no entry for 'large', the artifact's most expensive model: requests fall "
+     "back up the ladder to it, so it needs one; add upstreams.large with base_url and model"),
+    ({"upstreams": {"small": {"base_url": URL, "model": "m"}}}, {},
+     "upstreams has no entry for 'large'"),
+    ({**ladder_values(), "thresholds": {"huge": 0.5}}, {},
+     "thresholds.huge: the artifact has no model 'huge'"),
+    ({**ladder_values(), "threshold": 0.5}, {},
+     "threshold is the two-model threshold; this artifact routes among small, medium, large: "
+     "set per-model thresholds instead, e.g. thresholds: {small: 0.8}"),
+    (ladder_values(), {"CONFROUTE_EDGE_BASE_URL": URL, "CONFROUTE_EDGE_MODEL": "m"},
+     "the edge upstream is set (edge.base_url, or CONFROUTE_EDGE_BASE_URL), but this artifact "
+     "routes among 3 models (small, medium, large): configure upstreams.<model> in the --config "
+     "file instead, and unset CONFROUTE_EDGE_BASE_URL"),
+    (ladder_values(large={"base_url": URL, "model": "m", "api_key_env": "BIG_KEY"}), {},
+     "upstreams.large.api_key_env names BIG_KEY, which is not set (or empty); export "
+     "BIG_KEY=<key>, or remove api_key_env for an upstream that needs no key"),
+    (ladder_values(large={"base_url": URL, "model": "m", "api_key_env": "BIG_KEY"}),
+     {"BIG_KEY": ""}, "upstreams.large.api_key_env names BIG_KEY, which is not set"),
+])
+def test_settings_that_do_not_fit_the_artifact_are_refused(
+        ladder_router: LadderRouter, values: dict, environ: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        create_app(ladder_router, load_settings(values, environ=environ), environ=environ)
+    assert message in str(error.value), str(error.value)
+
+
+def test_keys_come_from_the_environment_only(ladder_router: LadderRouter) -> None:
+    values = ladder_values(large={"base_url": URL, "model": "m", "api_key_env": "BIG_KEY"})
+    environ = {"CONFROUTE_SMALL_API_KEY": SECRET, "BIG_KEY": SECRET + "-big"}
+    app = create_app(ladder_router, load_settings(values, environ=environ), environ=environ)
+    upstreams = app.state.service.upstreams
+    assert {name: u.api_key for name, u in upstreams.items()} == \
+        {"small": SECRET, "medium": "", "large": SECRET + "-big"}
+    assert SECRET not in repr(upstreams)
+
+
+@pytest.fixture()
+def serve_logger() -> Iterator[None]:
+    """`confroute serve` sets up its log handler before it fails: put the logger back."""
+    logger = logging.getLogger("confroute")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers, logger.propagate, logger.level = saved
+
+
+def test_the_cli_reads_upstreams_from_the_config_file(tiny_ladder_artifact: Path,
+                                                      tmp_path: Path) -> None:
+    from confroute.cli import build_parser
+    from confroute.cli.serve import before_parse, settings_from_args
+
+    config = tmp_path / "serve.yaml"
+    config.write_text(CONFIG)
+    parser = build_parser("serve")
+    argv = [str(tiny_ladder_artifact), "--config", str(config), "--thresholds",
+            "{medium: 0.4}", "--fallback", "false"]
+    before_parse(parser, argv)
+    settings = settings_from_args(parser.instantiate(parser.parse_args(argv)))
+    assert settings.upstreams["large"] == UpstreamSettings("https://api.example.com/v1",
+                                                           "big-model", "BIG_KEY")
+    assert (settings.thresholds, settings.fallback) == ({"medium": 0.4}, False)
+
+
+@pytest.mark.parametrize("text, artifact, message", [
+    (f"upstreams:\n  small: {{base_url: '{URL}', model: m, api_key: {SECRET}}}\n", False,
+     "upstreams.small.api_key: API keys are never read from the config file"),
+    (f"upstreams:\n  small: {{base_url: 'http://u:{SECRET}@h/v1', model: m}}\n", False,
+     "upstreams.small.base_url holds a user name or password"),
+    ("upstreams:\n  small: {base_url: 'ftp://h/v1', model: m}\n", False,
+     "upstreams.small.base_url must be an http(s) URL"),
+    (f"upstreams:\n  large: {{base_url: '{URL}', model: m}}\n  huge: {{base_url: '{URL}', "
+     "model: m}\n", True, "upstreams.huge: the artifact has no model 'huge'"),
+    (f"upstreams:\n  small: {{base_url: '{URL}', model: m}}\n", True,
+     "upstreams has no entry for 'large'"),
+])
+@pytest.mark.parametrize("form", ["--config", "--config="])
+@pytest.mark.usefixtures("serve_logger")
+def test_a_bad_config_file_is_one_line_naming_the_key(
+        tiny_ladder_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        text: str, artifact: bool, message: str, form: str) -> None:
+    from confroute.cli import main
+
+    config = tmp_path / "serve.yaml"
+    config.write_text(text)
+    flags = [f"--config={config}"] if form.endswith("=") else ["--config", str(config)]
+    assert main(["serve", str(tiny_ladder_artifact), *flags, "--port", "0"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("confroute serve: error: ") and "\n" not in err, err
+    assert message in err, err
+    if not artifact:  # found in the file, before the artifact is loaded
+        assert f"config file {config}: " in err
+    assert SECRET not in err and "listening" not in captured.out
+
+
+def test_help_shows_a_ladder_config_that_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    from confroute.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "api_key_env" in out and "--upstreams" in out and "--thresholds" in out
+    lines = out[out.index("  upstreams:\n"):].splitlines()
+    example = "\n".join(line[2:] for line in lines[:lines.index("")])
+    settings = load_settings(yaml.safe_load(example), environ={})
+    assert list(settings.upstreams) == ["small", "medium", "large"]
+    assert settings.upstreams["large"].api_key_env == "OPENAI_API_KEY"
+    assert settings.thresholds == {"small": 0.8}
+
+
+def test_the_readme_example_loads() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL)
+    examples = [b for b in blocks if b.startswith("# serve.yaml")]
+    assert len(examples) == 1, "the README's serve section has one serve.yaml example"
+    settings = load_settings(yaml.safe_load(examples[0]), environ={})
+    assert len(settings.upstreams) >= 3
+    assert all(u.base_url and u.model for u in settings.upstreams.values())
+
+
+def test_settings_objects_check_their_upstreams_too() -> None:
+    with pytest.raises(ConfigError, match="upstreams.small.base_url is missing"):
+        ServeSettings(upstreams={"small": UpstreamSettings(model="m")})
+    with pytest.raises(ConfigError, match="upstreams.small must be an upstream"):
+        ServeSettings(upstreams={"small": {"base_url": URL}})  # type: ignore[dict-item]
