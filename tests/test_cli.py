@@ -103,7 +103,7 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
     (["route", "{art}", "hi", "--variant", "int4"], None,
      "variant must be one of 'auto', 'fp32', 'int8'; found 'int4'"),
     (["calibrate", "{art}", "--cloud_fraction", "1.5"], "a\nb\n", "cloud_fraction must be in"),
-    (["calibrate", "{art}"], "a\n", "required: cloud_fraction"),
+    (["calibrate", "{art}"], "a\n", "routes between two models: give --cloud_fraction F"),
     (["export", "{tmp}", "--out", "{tmp}/a"], None, "not a complete training run"),
     (["export", "{tmp}", "--out", "{tmp}/a", "--threshold", "nan"], None, "threshold"),
     (["train", "--out", "{tmp}/r", "--train.bogus", "1"], None, "unrecognized arguments"),
