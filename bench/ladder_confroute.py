@@ -5,7 +5,7 @@ For each pair / ladder (K = 2 or 3 models):
 
 1. Its table: `mmlu_pro.load` (the questions every model of the group answered) split by
    `mmlu_pro.split` with the bench's seed and test fraction, so its test questions are those
-   every other scorer is evaluated on; `val_fraction` of the questions (by the same hash, so a
+   every other scorer is evaluated on; `--confroute-val-fraction` of the questions (same hash: a
    slice of the training questions the other scorers train on) are held out for Lightning's
    early stopping and best checkpoint.
 2. The train and val rows, never a test row, are written as a K-model ratings table (parquet:
@@ -53,7 +53,6 @@ class Settings:
     epochs: int | None = None
     """max_epochs; None: the preset's own."""
     max_steps: int = -1
-    val_fraction: float = 0.1
     seed: int = 0
     cache: Path = Path("bench/.cache")
     keep_runs: Path | None = None

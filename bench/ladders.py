@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                            axis=1)}
     product = lc.ProductRouters(lc.Settings(
         args.confroute, args.confroute_encoder, args.confroute_epochs,
-        val_fraction=args.confroute_val_fraction, seed=args.seed, cache=args.cache,
-        keep_runs=args.keep_runs), data.table, _log)
+        seed=args.seed, cache=args.cache, keep_runs=args.keep_runs), data.table, _log)
     for preset in args.confroute:
         routers[f"confroute {preset}"] = functools.partial(product.adequacy, preset)
     results = {"pairs": [pair_result(args, data, routers, p) for p in PAIRS],
