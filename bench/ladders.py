@@ -51,19 +51,13 @@ import ladder_report  # noqa: E402
 import ladder_router as lr  # noqa: E402
 
 from confroute.dataset import mmlu_pro  # noqa: E402
-from confroute.dataset.ratings import Ratings  # noqa: E402
+from confroute.dataset.ratings import Ratings, parse_prices  # noqa: E402
 from confroute.evaluation import ladder, metrics, priors  # noqa: E402
 
-# USD per million tokens (input, output): providers' public list prices in 2024, as recalled; this
-# machine has no internet to re-check them. Llama-2 by Together AI's serverless size tiers
-# (<= 8B $0.20, <= 21B $0.30, <= 80B $0.90); Llama-3.1 Instruct Turbo, Mistral-7B-Instruct and
-# Mixtral-8x7B-Instruct at Together AI; Phi-3-mini-4k-instruct on Azure AI serverless; Gemini 1.5
-# Pro-002 on Google AI (prompts <= 128k tokens, October 2024).
-PRICES = {"Llama-2-7b-hf": (0.20, 0.20), "Llama-2-13b-hf": (0.30, 0.30),
-          "Llama-2-70b-hf": (0.90, 0.90), "Meta-Llama-3.1-8B-Instruct": (0.18, 0.18),
-          "Meta-Llama-3.1-70B-Instruct": (0.88, 0.88), "Phi-3-mini-4k-instruct": (0.13, 0.52),
-          "gemini-1.5-pro-002": (1.25, 5.00), "Mistral-7B-Instruct-v0.2": (0.20, 0.20),
-          "Mixtral-8x7B-Instruct-v0.1": (0.60, 0.60)}
+# USD per million tokens (input, output), declared once in examples/mmlu_pro_prices.yaml (its
+# comment says where each price is from) and read here, as `confroute mmlu-pro --prices` reads it.
+PRICES = {m: (p.input_per_mtok, p.output_per_mtok)
+          for m, p in parse_prices(ROOT / "examples" / "mmlu_pro_prices.yaml").items()}
 PRICE_SOURCE = ("Together AI (Llama-2 size tiers, Llama-3.1 Turbo, Mistral, Mixtral), Azure AI "
                 "(Phi-3-mini), Google AI (Gemini 1.5 Pro-002): 2024 public list prices as "
                 "recalled, not re-checked offline")
