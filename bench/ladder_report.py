@@ -27,7 +27,7 @@ def write(args: argparse.Namespace, results: dict[str, Any], prices: dict[str, t
         plot(result, args.out / "plots" / f"ladder-{_slug(result['ladder'][0])}.png")
     text = "\n".join([_header(args, date, seconds, info, prices, price_source),
                       _pairs(results["pairs"]), _ladders(results["ladders"]),
-                      _transfer(results["transfer"])])
+                      _transfer(results["transfer"]), _confroute(results.get("confroute", []))])
     (args.out / "ladders.md").write_text(text)
 
 
@@ -48,27 +48,35 @@ POLICY_NOTE = ("Policies: threshold = the cheapest model whose predicted P(corre
                "questions by P(cloud) - P(edge)). Each row sweeps its policy's parameter.")
 
 
-ROUTERS = ("heads", "irt")
+REFERENCES = ("prior", "random", "oracle")
 ROUTER_NOTE = ("Routers: heads = one logistic head per model on the frozen features; irt = one "
                "shared head over every model's outcomes in the file, P(m correct) = "
-               "sigmoid(w . x + b_m) (one-parameter IRT with text difficulty).")
+               "sigmoid(w . x + b_m) (one-parameter IRT with text difficulty); confroute PRESET = "
+               "the product's router (one encoder, one head per model of the pair or ladder) "
+               "trained with `confroute.training.fit` on that group's training questions, "
+               "exported and loaded with `Router.load` (training facts at the end).")
+
+
+def routers(result: dict[str, Any]) -> list[str]:
+    """The scorers of a pair or ladder result that are routers (not the references)."""
+    return [k for k in result["threshold"] if k not in REFERENCES]
 
 
 def _pairs(rows: list[dict[str, Any]]) -> str:
     lines = ["(a) Pairs. Goal: router APGR above the per-category prior's (same policy, same "
              "test questions); random routing has APGR 0.500. " + POLICY_NOTE + " "
-             + ROUTER_NOTE, "",
-             "| edge -> cloud | policy | test q. | accuracy edge / cloud | heads APGR | irt APGR "
-             "| prior APGR | heads - prior | irt - prior | oracle APGR |", "|---" * 10 + "|"]
+             + ROUTER_NOTE, "", "| edge -> cloud | policy | scorer | APGR | - prior APGR |",
+             "|---" * 5 + "|"]
     for r in rows:
+        lines.append(f"| {r['pair'][0]} -> {r['pair'][1]} ({r['test_questions']} test q.; "
+                     f"accuracy {r['accuracy'][0]:.3f} / {r['accuracy'][1]:.3f}; oracle APGR "
+                     f"{r['oracle']['apgr']:.3f}) | | | | |")
         for policy in ("threshold", "utility"):
             res = r[policy]
-            cells = [_cell(res[k]["apgr"], res[k]["ci"].get("apgr")) for k in (*ROUTERS, "prior")]
-            cells += [_gap(res[k]["minus_prior"]) for k in ROUTERS]
-            lines.append(f"| {r['pair'][0]} -> {r['pair'][1]} | {policy} | "
-                         f"{r['test_questions']} | {r['accuracy'][0]:.3f} / "
-                         f"{r['accuracy'][1]:.3f} | " + " | ".join(cells)
-                         + f" | {r['oracle']['apgr']:.3f} |")
+            for name in (*routers(r), "prior"):
+                gap = _gap(res[name]["minus_prior"]) if name != "prior" else ""
+                lines.append(f"| | {policy} | {name} | "
+                             f"{_cell(res[name]['apgr'], res[name]['ci'].get('apgr'))} | {gap} |")
     return "\n".join(lines) + "\n"
 
 
@@ -86,7 +94,7 @@ def _ladders(rows: list[dict[str, Any]]) -> str:
                      f"and cost share alone: {models}) | | | | | |")
         for policy in ("threshold", "utility"):
             res = r[policy]
-            for name in (*ROUTERS, "prior", "random", "oracle"):
+            for name in (*routers(r), *REFERENCES):
                 ci = res[name].get("ci", {})
                 gap = ci.get("area_minus_reference")
                 lines.append(
@@ -119,6 +127,22 @@ def _transfer(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _confroute(runs: list[dict[str, Any]]) -> str:
+    if not runs:
+        return ""
+    lines = ["confroute routers as trained here (val = the held-out slice of the training "
+             "questions; macro AUROC over the K heads; the category prior's on the same val "
+             "questions; variant = the one `Router.load` picked):", "",
+             "| preset | models | train / val q. | epochs (best step / steps) | val AUROC | "
+             "prior val AUROC | variant | seconds |", "|---" * 8 + "|"]
+    for r in runs:
+        lines.append(f"| {r['preset']} | {' -> '.join(r['models'])} | {r['train_rows']} / "
+                     f"{r['val_rows']} | {r['epochs']} ({r['best_step']} / {r['global_steps']}) "
+                     f"| {r['val_auroc']:.3f} | {r['val_prior_auroc']:.3f} | {r['variant']} | "
+                     f"{r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(result: dict[str, Any], path: Path) -> Path:
     """Accuracy vs cost share of the best model: router and prior under both policies, oracle,
     each model alone."""
@@ -131,8 +155,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     best_cost = result["threshold"]["heads"]["curve"]["cost"][-1] / \
         result["cost_share_of_best"][-1] * result["cost_share_of_best"][best]
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    product = [("utility", name, "-") for name in routers(result) if name.startswith("confroute")]
     for policy, name, style in (("threshold", "heads", "-"), ("utility", "heads", "-"),
-                                ("utility", "irt", "-"), ("threshold", "prior", "--"),
+                                ("utility", "irt", "-"), *product, ("threshold", "prior", "--"),
                                 ("utility", "prior", "--"), ("utility", "oracle", ":")):
         res = result[policy][name]
         ax.plot(np.array(res["curve"]["cost"]) / best_cost * 100, res["curve"]["quality"], style,

@@ -5,10 +5,15 @@ correctness of 23 models, 5-shot chain of thought. Questions are split by a fixe
 (confroute.dataset.mmlu_pro.split; 30% test); every router and prior is fitted on the training
 questions only and scored on the test questions.
 
-Router (bench/ladder_router.py): one frozen encoder, one logistic head per model predicting
-P(model correct); the policy (confroute.policy) sends a question to the cheapest model whose
-predicted P clears a shared threshold, else to the top model; sweeping it traces the curve
-(confroute.evaluation.ladder). References on the same test questions: per-category prior
+Routers, each predicting P(model correct) per question: `heads` and `irt`
+(bench/ladder_router.py: scikit-learn logistic heads on frozen TF-IDF or MiniLM features), and
+`confroute micro` (bench/ladder_confroute.py: the product's own router, one encoder with K heads
+trained per pair or ladder with `confroute.training.fit` on the group's training questions,
+exported, loaded with `Router.load` and scored with `.adequacy`; `--confroute micro,default`
+adds the fine-tuned MiniLM-first-layer default). The policy (confroute.policy) sends a question to
+the cheapest model whose predicted P clears a shared threshold, else to the top model; sweeping it
+traces the curve (confroute.evaluation.ladder). References on the same test questions: per-category
+prior
 (P(model correct | MMLU-Pro category) from the training questions, smoothed toward the global
 rate, through the same policy), random, oracle and each model alone.
 
@@ -16,19 +21,22 @@ rate, through the same policy), random, oracle and each model alone.
 (b) ladders: normalised area (0 = cheapest alone, 1 = best alone) and the cost at which 95% of the
     best model's accuracy is reached, as a share of its cost, with bootstrap CIs.
 (c) transfer: a model-identity head trained on the other models' outcomes scores a held-out pair
-    from its names only, or after a few hundred of its labels, vs a head trained on that pair.
+    from its names only, or after a few hundred of its labels, vs a head trained on that pair
+    (scikit-learn heads only; a confroute router trained on other models is not measured).
 
-    python bench/ladders.py --quick   # CI size: 3,000 questions, TF-IDF features, 100 resamples
-    python bench/ladders.py           # full: all questions, MiniLM features, 1000 resamples
+    python bench/ladders.py --quick   # CI size: 3,000 questions, TF-IDF, 100 resamples, 1 epoch
+    python bench/ladders.py --features tfidf   # the README's run: all questions, 1000 resamples
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +46,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import ladder_confroute as lc  # noqa: E402
 import ladder_report  # noqa: E402
 import ladder_router as lr  # noqa: E402
 
 from confroute.dataset import mmlu_pro  # noqa: E402
+from confroute.dataset.ratings import Ratings, parse_prices  # noqa: E402
 from confroute.evaluation import ladder, metrics, priors  # noqa: E402
 
-# USD per million tokens (input, output): providers' public list prices in 2024, as recalled; this
-# machine has no internet to re-check them. Llama-2 by Together AI's serverless size tiers
-# (<= 8B $0.20, <= 21B $0.30, <= 80B $0.90); Llama-3.1 Instruct Turbo, Mistral-7B-Instruct and
-# Mixtral-8x7B-Instruct at Together AI; Phi-3-mini-4k-instruct on Azure AI serverless; Gemini 1.5
-# Pro-002 on Google AI (prompts <= 128k tokens, October 2024).
-PRICES = {"Llama-2-7b-hf": (0.20, 0.20), "Llama-2-13b-hf": (0.30, 0.30),
-          "Llama-2-70b-hf": (0.90, 0.90), "Meta-Llama-3.1-8B-Instruct": (0.18, 0.18),
-          "Meta-Llama-3.1-70B-Instruct": (0.88, 0.88), "Phi-3-mini-4k-instruct": (0.13, 0.52),
-          "gemini-1.5-pro-002": (1.25, 5.00), "Mistral-7B-Instruct-v0.2": (0.20, 0.20),
-          "Mixtral-8x7B-Instruct-v0.1": (0.60, 0.60)}
+# USD per million tokens (input, output), declared once in examples/mmlu_pro_prices.yaml (its
+# comment says where each price is from) and read here, as `confroute mmlu-pro --prices` reads it.
+PRICES = {m: (p.input_per_mtok, p.output_per_mtok)
+          for m, p in parse_prices(ROOT / "examples" / "mmlu_pro_prices.yaml").items()}
 PRICE_SOURCE = ("Together AI (Llama-2 size tiers, Llama-3.1 Turbo, Mistral, Mixtral), Azure AI "
                 "(Phi-3-mini), Google AI (Gemini 1.5 Pro-002): 2024 public list prices as "
                 "recalled, not re-checked offline")
@@ -64,8 +68,10 @@ LADDERS = (("Llama-2-7b-hf", "Llama-2-13b-hf", "Llama-2-70b-hf"),
            ("Phi-3-mini-4k-instruct", "Meta-Llama-3.1-70B-Instruct", "gemini-1.5-pro-002"))
 MODELS = sorted({m for group in (*PAIRS, *LADDERS) for m in group})
 CURVE_POINTS = 201
-QUICK = {"max_rows": 3000, "features": "tfidf", "bootstrap": 100, "random_seeds": 5}
-FULL = {"max_rows": None, "features": "minilm", "bootstrap": 1000, "random_seeds": 20}
+QUICK = {"max_rows": 3000, "features": "tfidf", "bootstrap": 100, "random_seeds": 5,
+         "confroute_epochs": 1}
+FULL = {"max_rows": None, "features": "minilm", "bootstrap": 1000, "random_seeds": 20,
+        "confroute_epochs": None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,10 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"{len(heads)} heads fitted ({time.time() - started:.0f} s)")
     irt = data.fit_shared(list(data.outcomes))
     _log(f"IRT head fitted on {len(data.outcomes)} models ({time.time() - started:.0f} s)")
-    routers = {"heads": lambda m, x: lr.proba(heads[m], x), "irt": lambda m, x: irt.proba(x, m)}
+    routers: dict[str, Callable[[tuple[str, ...], np.ndarray], np.ndarray]] = {
+        "heads": lambda group, ids: np.stack([lr.proba(heads[m], data.features(ids))
+                                              for m in group], axis=1),
+        "irt": lambda group, ids: np.stack([irt.proba(data.features(ids), m) for m in group],
+                                           axis=1)}
+    product = lc.ProductRouters(lc.Settings(
+        args.confroute, args.confroute_encoder, args.confroute_epochs,
+        seed=args.seed, cache=args.cache, keep_runs=args.keep_runs), data.table, _log)
+    for preset in args.confroute:
+        routers[f"confroute {preset}"] = functools.partial(product.adequacy, preset)
     results = {"pairs": [pair_result(args, data, routers, p) for p in PAIRS],
                "ladders": [ladder_result(args, data, routers, lad) for lad in LADDERS],
-               "transfer": [transfer_result(args, data, heads, p) for p in PAIRS]}
+               "transfer": [transfer_result(args, data, heads, p) for p in PAIRS],
+               "confroute": product.info}
     ladder_report.write(args, results, {m: PRICES[m] for m in MODELS}, PRICE_SOURCE,
                         data.info, time.time() - started)
     _log(f"done in {time.time() - started:.0f} s; wrote {args.out / 'ladders.md'}")
@@ -101,6 +117,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--random-seeds", type=int)
     parser.add_argument("--few-labels", type=int, default=300,
                         help="labels of the new pair's edge model in the few-shot transfer")
+    parser.add_argument("--confroute", type=_presets, default=["micro"],
+                        help="confroute presets trained per pair and ladder, comma-separated, "
+                             f"from {', '.join(lc.PRESETS)}; 'none' for none")
+    parser.add_argument("--confroute-encoder", default="minilm",
+                        help="encoder the confroute routers distil (micro) or fine-tune (default)")
+    parser.add_argument("--confroute-epochs", type=int, help="max_epochs (full: the preset's)")
+    parser.add_argument("--confroute-val-fraction", type=float, default=0.1,
+                        help="share of the questions (training questions only, by the split's "
+                             "hash) held out as the confroute routers' validation split")
+    parser.add_argument("--keep-runs", type=Path,
+                        help="keep the confroute runs and artifacts here (default: discarded)")
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=ROOT / "bench/.cache")
@@ -112,6 +139,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.command = "python bench/ladders.py " + " ".join(
         map(shlex.quote, sys.argv[1:] if argv is None else argv))
     return args
+
+
+def _presets(text: str) -> list[str]:
+    names = [] if text.strip() in ("", "none") else [t.strip() for t in text.split(",")]
+    unknown = [n for n in names if n not in lc.PRESETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown preset(s) {unknown}; choose from {lc.PRESETS}")
+    return names
 
 
 class Universe:
@@ -135,14 +170,33 @@ class Universe:
         if args.max_rows and args.max_rows < len(keep):
             keep = np.sort(np.random.default_rng(args.seed).permutation(len(keep))[:args.max_rows])
         self.ids, self.split = all_ids[keep], split[keep]
+        self.texts = [texts[i] for i in keep]
         self.categories = questions["category"].astype(str).to_numpy()[keep]
         qid = questions["question_id"].to_numpy()[keep]
         self.outcomes = {str(m): outcomes.loc[qid, m].astype("float64").to_numpy()
                          for m in outcomes.columns}
-        self.seed = args.seed
+        self.seed, self.root, self.test_fraction = args.seed, root, args.test_fraction
+        self.val_fraction = args.confroute_val_fraction
+        self.tables: dict[tuple[str, ...], Ratings] = {}
         self.info = {"questions": len(self.ids), "features": args.features,
                      "split": f"sha256 of seed {args.seed} and question id; test fraction "
                               f"{args.test_fraction}", "max_rows": args.max_rows}
+
+    def table(self, models: tuple[str, ...]) -> Ratings:
+        """The group's ratings table on this universe's questions (list prices, cheapest first),
+        split by the same seed: its test questions are `rows("test", *models)`, and
+        `val_fraction` of the questions (training ones) are its val split."""
+        if models not in self.tables:
+            table = mmlu_pro.split(mmlu_pro.load(models, {m: {
+                "input_per_mtok": PRICES[m][0], "output_per_mtok": PRICES[m][1]}
+                for m in models}, self.root), self.seed, self.test_fraction, self.val_fraction)
+            table = table.subset(np.flatnonzero(np.isin(table.ids, self.ids)))
+            test = table.ids[table.splits == "test"]
+            if set(test) != set(self.ids[self.rows("test", *models)]):
+                raise AssertionError(f"{models}: the table's test questions differ from the "
+                                     "bench's")
+            self.tables[models] = table
+        return self.tables[models]
 
     def rows(self, split: str, *models: str) -> np.ndarray:
         known = np.all([np.isfinite(self.outcomes[m]) for m in models], axis=0)
@@ -169,8 +223,7 @@ def pair_result(args, data: Universe, routers: dict, pair: tuple[str, str]) -> d
     edge, cloud = pair
     rows = data.rows("test", edge, cloud)
     qe, qc = data.outcomes[edge][rows], data.outcomes[cloud][rows]
-    x = data.features(data.ids[rows])
-    p = {name: [fn(m, x) for m in pair] for name, fn in routers.items()}
+    p = {name: list(fn(pair, data.ids[rows]).T) for name, fn in routers.items()}
     p["prior"] = [data.prior(m, rows) for m in pair]
     out = {"pair": list(pair), "test_questions": len(rows), "accuracy": [qe.mean(), qc.mean()],
            "oracle": metrics.summary(metrics.sweep(metrics.oracle_scores(qe, qc), qe, qc),
@@ -195,9 +248,8 @@ def ladder_result(args, data: Universe, routers: dict, models: tuple[str, ...]
     """Quality-vs-cost curves of the routers and references on one ladder's test questions."""
     rows = data.rows("test", *models)
     quality = np.stack([data.outcomes[m][rows] for m in models], axis=1)
-    costs = _costs(models, args.mmlu_pro_dir, data.ids[rows])
-    x = data.features(data.ids[rows])
-    probs = {name: np.stack([fn(m, x) for m in models], axis=1) for name, fn in routers.items()}
+    costs = _costs(data.table(models), models, data.ids[rows])
+    probs = {name: fn(models, data.ids[rows]) for name, fn in routers.items()}
     probs["prior"] = np.stack([data.prior(m, rows) for m in models], axis=1)
     probs["oracle"] = ladder.oracle_probs(quality)
     out: dict[str, Any] = {"ladder": list(models), "test_questions": len(rows),
@@ -258,10 +310,9 @@ def transfer_result(args, data: Universe, heads: dict, pair: tuple[str, str]) ->
     return out
 
 
-def _costs(models: tuple[str, ...], root: Path, ids: np.ndarray) -> np.ndarray:
-    """USD per question [n, K] from the list prices and the table's token counts."""
-    table = mmlu_pro.load(models, {m: {"input_per_mtok": PRICES[m][0],
-                                       "output_per_mtok": PRICES[m][1]} for m in models}, root)
+def _costs(table: Ratings, models: tuple[str, ...], ids: np.ndarray) -> np.ndarray:
+    """USD per question [n, K] from the list prices and the table's token counts, columns in the
+    order of `models`."""
     position = {i: r for r, i in enumerate(table.ids)}
     order = [table.models.index(m) for m in models]
     return table.costs()[[position[i] for i in ids]][:, order]

@@ -110,11 +110,14 @@ class LadderModel(_Part):
 
 class Ladder(_Part):
     """A router for K models: output column k of the ONNX model is the logit of P(model k's
-    answer adequate); models cheapest first; the policy's threshold per model
-    (confroute.policy); `output_tokens` is the answer length assumed when pricing a prompt."""
+    answer adequate); models cheapest first; the policy (confroute.policy): its `rule`, a
+    threshold per model (threshold rule) and `lambda_per_usd` (utility rule); `output_tokens`
+    is the answer length assumed when pricing a prompt."""
 
     models: list[LadderModel] = Field(min_length=2)
     thresholds: list[Probability]
+    rule: Literal["threshold", "utility"] = "threshold"
+    lambda_per_usd: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     output_tokens: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
@@ -249,17 +252,29 @@ def set_threshold(directory: str | Path, value: float, **provenance: Any) -> dic
 
 def set_thresholds(directory: str | Path, values: Sequence[float], **provenance: Any
                    ) -> dict[str, Any]:
-    """Store one threshold per model (ladder order) in a K-model artifact; atomic.
+    """Store one threshold per model (ladder order) in a K-model artifact and select the
+    threshold rule; atomic. Returns the new manifest. Raises ArtifactError when the artifact is
+    not a K-model one or a value is invalid (nothing is written then)."""
+    return set_ladder_policy(directory, "threshold", thresholds=values, **provenance)
 
-    Returns the new manifest. Raises ArtifactError when the artifact is not a K-model one or a
-    value is invalid (nothing is written then).
+
+def set_ladder_policy(directory: str | Path, rule: str, thresholds: Sequence[float] | None = None,
+                      lambda_per_usd: float | None = None, **provenance: Any) -> dict[str, Any]:
+    """Store a K-model artifact's routing rule with its thresholds or lambda (USD^-1); atomic.
+
+    Values not given are kept. Returns the new manifest. Raises ArtifactError when the artifact
+    is not a K-model one or a value is invalid (nothing is written then).
     """
     manifest = read_manifest(directory)
     if not manifest.get("ladder"):
         raise ArtifactError(f"{directory} routes between two models; set its threshold with "
                             "`confroute calibrate ARTIFACT --cloud_fraction F --write`")
-    manifest["ladder"] = {**manifest["ladder"], "thresholds": [float(v) for v in values],
-                          "threshold_source": provenance}
+    ladder = {**manifest["ladder"], "rule": rule, "threshold_source": provenance}
+    if thresholds is not None:
+        ladder["thresholds"] = [float(v) for v in thresholds]
+    if lambda_per_usd is not None:
+        ladder["lambda_per_usd"] = float(lambda_per_usd)
+    manifest["ladder"] = ladder
     write_manifest(directory, manifest)
     return manifest
 

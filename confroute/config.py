@@ -387,6 +387,12 @@ class ExportConfig:
     parity_prompts: int = 64
     int8_auroc_tolerance: float = 0.01
     """int8 is the default variant only when its validation AUROC is within this of fp32's."""
+    ladder_rule: Literal["threshold", "utility"] = "utility"
+    """K models: the routing rule the artifact starts with. `utility` (the highest P - lambda x
+    cost) traced a larger quality-vs-cost area than `threshold` (the cheapest model predicted
+    adequate) on every MMLU-Pro pair and ladder of bench/ladders.py (Llama-2 7B -> 13B -> 70B:
+    0.667 vs 0.430 with the micro router); both are calibrated on the validation prompts to the
+    cost of sending each to its cheapest adequate model."""
 
     def __post_init__(self) -> None:
         if self.threshold is not None:

@@ -27,9 +27,10 @@ import torch
 from confroute import __version__
 from confroute.artifact import FORMAT_VERSION, MANIFEST, sha256_file, write_manifest
 from confroute.config import ExportConfig, RunConfig, load_yaml
+from confroute.dataset.ratings import estimate_tokens
 from confroute.dataset.schema import numeric_column, target_column
 from confroute.errors import ArtifactError, ConfrouteError
-from confroute.policy import calibrate_shares
+from confroute.policy import calibrate_lambda, calibrate_shares
 from confroute.runtime import LadderRouter, Router
 from confroute.stats import binary_auroc
 from confroute.training import encoders
@@ -99,7 +100,8 @@ def _build(stage: Path, run_dir: Path, run: tuple[RunConfig, dict[str, Any], Any
             raise ArtifactError("export.threshold is one threshold for two models; this run "
                                 f"routes among {len(model.models)}: leave it unset and calibrate "
                                 "with `confroute calibrate ARTIFACT --target_cost USD --write`")
-        manifest["ladder"] = _ladder(model.models, metrics, chosen, labels)
+        manifest["ladder"] = _ladder(model.models, metrics, chosen, labels, cfg.ladder_rule,
+                                     prompts)
     else:
         manifest["threshold"] = _threshold(cfg.threshold, chosen, labels)
     write_manifest(stage, manifest)
@@ -124,11 +126,13 @@ def macro_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def _ladder(models: list[str], metrics: dict[str, Any], probs: np.ndarray | None = None,
-            targets: np.ndarray | None = None) -> dict[str, Any]:
-    """The manifest's `ladder`: models with prices, and thresholds that send each model the
-    validation split's share of prompts whose cheapest adequate model it is (the top model when
-    none is), the K-model analogue of the two-model default; 0.5 each until `probs` [n, K] and
-    `targets` [n, K] are given."""
+            targets: np.ndarray | None = None, rule: str = "threshold",
+            prompts: Sequence[str] = ()) -> dict[str, Any]:
+    """The manifest's `ladder`: models with prices, the rule, and its parameters calibrated on
+    the validation prompts to the K-model analogue of the two-model default: thresholds that send
+    each model the share of prompts whose cheapest adequate model it is (the top model when none
+    is), and the lambda whose mean cost equals that assignment's. Placeholders (0.5 each, lambda
+    0) until `probs` [n, K] and `targets` [n, K] are given."""
     ladder = metrics.get("ladder") or {}
     prices = ladder.get("prices") or {}
     missing = [m for m in models if m not in prices]
@@ -146,9 +150,19 @@ def _ladder(models: list[str], metrics: dict[str, Any], probs: np.ndarray | None
     shares = np.bincount(first, minlength=len(models)) / len(first)
     thresholds = np.minimum(calibrate_shares(probs, shares.tolist()), 1.0)
     out["thresholds"] = [float(t) for t in thresholds]
-    out["threshold_source"] = {"source": "validation shares of the cheapest adequate model",
-                               "shares": dict(zip(models, shares.round(4).tolist(),
-                                                  strict=True))}
+    source: dict[str, Any] = {"source": "validation shares of the cheapest adequate model",
+                              "shares": dict(zip(models, shares.round(4).tolist(),
+                                                 strict=True))}
+    if rule == "utility":
+        tokens_in = estimate_tokens(prompts)
+        costs = np.stack([(tokens_in * prices[m]["input_per_mtok"] + out["output_tokens"]
+                           * prices[m]["output_per_mtok"]) / 1e6 for m in models], axis=1)
+        target = float(costs[np.arange(len(first)), first].mean())
+        out["lambda_per_usd"] = calibrate_lambda(probs, costs, target)
+        source = {"source": "validation cost of the cheapest adequate model", "target_cost":
+                  target, "shares": source["shares"]}
+    out["rule"] = rule
+    out["threshold_source"] = source
     return out
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -131,12 +131,55 @@ class Decision:
         return dataclasses.asdict(self)
 
 
+Rule = Literal["threshold", "utility"]
+"""`threshold`: the cheapest model predicted adequate (`choose`); `utility`: the highest
+P - lambda x cost (`choose_utility`)."""
+
+
+def calibrate_lambda(probs: np.ndarray, costs: np.ndarray, target: float) -> float:
+    """The smallest lambda >= 0 (adequacy per USD) whose utility routing of `probs` [n, K] with
+    `costs` [n, K] (USD) costs at most `target` USD per prompt on average, i.e. the most quality
+    within the budget. Mean cost can only fall as lambda grows; found by bisection to a relative
+    1e-9. Raises ConfigError when even the cheapest model costs more than `target`."""
+    probs = _probs(probs)
+    costs = np.asarray(costs, dtype=float)
+    if costs.shape != probs.shape:
+        raise ConfigError(f"costs must be [n, K] like probs {probs.shape}; found {costs.shape}")
+
+    def mean_cost(lam: float) -> float:
+        index = choose_utility(probs, costs, lam)
+        return float(costs[np.arange(len(index)), index].mean())
+
+    cheapest = float(costs.min(axis=1).mean())
+    if cheapest > target + 1e-15:
+        raise ConfigError(f"target cost {target:.6g} USD per prompt is below the cheapest "
+                          f"model's ({cheapest:.6g}); raise it")
+    if mean_cost(0.0) <= target:
+        return 0.0
+    hi = 1.0 / max(float(costs.mean()), 1e-12)
+    for _ in range(200):  # the gap in P is at most 1, so lambda above 1 / min cost gap suffices
+        if mean_cost(hi) <= target:
+            break
+        hi *= 2
+    lo = 0.0
+    for _ in range(200):
+        if hi - lo <= 1e-9 * hi:
+            break
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if mean_cost(mid) <= target else (mid, hi)
+    return hi
+
+
 @dataclasses.dataclass
 class Policy:
-    """Named models (cheapest first) and their thresholds; routes one request or many."""
+    """Named models (cheapest first) and how to pick one: the `threshold` rule with one threshold
+    per model, or the `utility` rule with `lambda_per_usd`; routes one request or many."""
 
     models: list[str]
     thresholds: np.ndarray
+    rule: Rule = "threshold"
+    lambda_per_usd: float = 0.0
+    """utility rule: adequacy given up per USD saved (0: the best predicted model)."""
 
     def __post_init__(self) -> None:
         self.thresholds = np.asarray(self.thresholds, dtype=float)
@@ -144,18 +187,37 @@ class Policy:
             raise ConfigError(f"a policy needs >= 2 models and one threshold each; found "
                               f"{len(self.models)} model(s), thresholds "
                               f"{self.thresholds.tolist()}")
+        if self.rule not in ("threshold", "utility"):
+            raise ConfigError(f"unknown rule '{self.rule}'; choose threshold or utility")
+        if not (np.isfinite(self.lambda_per_usd) and self.lambda_per_usd >= 0):
+            raise ConfigError(f"lambda_per_usd must be a number >= 0; found "
+                              f"{self.lambda_per_usd}")
 
-    def route(self, probs: np.ndarray) -> np.ndarray:
-        """Chosen model index for each row of `probs` [n, K]."""
+    def route(self, probs: np.ndarray, costs: np.ndarray | None = None) -> np.ndarray:
+        """Chosen model index for each row of `probs` [n, K] (`costs` [n, K] USD: utility)."""
+        if self.rule == "utility":
+            if costs is None:
+                raise InputError("the utility rule needs each prompt's costs [n, K]")
+            return choose_utility(probs, costs, self.lambda_per_usd)
         return choose(probs, self.thresholds)[0]
 
     def decide(self, probs: Sequence[float], thresholds: Mapping[str, float] | None = None,
-               model: str | None = None) -> Decision:
+               model: str | None = None, costs: Sequence[float] | None = None,
+               lambda_per_usd: float | None = None) -> Decision:
         """Route one request with predicted adequacies `probs` [K]; `thresholds` overrides some
-        models' thresholds for this request only, `model` forces a model."""
+        models' thresholds (threshold rule) or `lambda_per_usd` the lambda (utility rule) for this
+        request only, `model` forces a model. The utility rule needs the request's `costs` [K]
+        (USD). Raises InputError for an unknown model, an override of the other rule, or
+        missing costs."""
         p = _probs(np.asarray(probs, dtype=float)[None, :])[0]
         if len(p) != len(self.models):
             raise InputError(f"{len(p)} probabilities for {len(self.models)} models")
+        if self.rule == "utility" and thresholds:
+            raise InputError("this router uses the utility rule (P - lambda x cost): override "
+                             "lambda_per_usd, not thresholds")
+        if self.rule == "threshold" and lambda_per_usd is not None:
+            raise InputError("this router uses the threshold rule: override thresholds, not "
+                             "lambda_per_usd")
         t = self.thresholds.copy()
         for name, value in (thresholds or {}).items():
             if name not in self.models:
@@ -169,6 +231,8 @@ class Policy:
                 raise InputError(f"unknown model '{model}'; models: {', '.join(self.models)}")
             return Decision(model, self.models.index(model), "forced by the request",
                             named_p, named_t)
+        if self.rule == "utility":
+            return self._utility(p, costs, lambda_per_usd, named_p, named_t)
         index, cleared = choose(p[None, :], t)
         i = int(index[0])
         if cleared[0]:
@@ -178,6 +242,20 @@ class Policy:
         else:
             reason = (f"no model cleared its threshold; highest predicted adequacy "
                       f"P = {p[i]:.3f}")
+        return Decision(self.models[i], i, reason, named_p, named_t)
+
+    def _utility(self, p: np.ndarray, costs: Sequence[float] | None, lam: float | None,
+                 named_p: dict[str, float], named_t: dict[str, float]) -> Decision:
+        if costs is None or np.shape(costs) != p.shape:
+            raise InputError(f"the utility rule needs the request's cost for each of the "
+                             f"{len(p)} models")
+        lam = self.lambda_per_usd if lam is None else float(lam)
+        if not (np.isfinite(lam) and lam >= 0):
+            raise InputError(f"lambda_per_usd must be a number >= 0; found {lam}")
+        c = np.asarray(costs, dtype=float)
+        i = int(choose_utility(p[None, :], c[None, :], lam)[0])
+        reason = (f"highest P - lambda x cost: P = {p[i]:.3f}, cost {c[i]:.3g} USD, lambda "
+                  f"{lam:.4g} per USD")
         return Decision(self.models[i], i, reason, named_p, named_t)
 
 

@@ -26,7 +26,7 @@ from confroute.artifact import MAKE_IT, read_manifest, verify_files
 from confroute.dataset.ratings import Price, estimate_tokens
 from confroute.errors import ArtifactError, ConfigError, InputError
 from confroute.policy import Decision as LadderDecision
-from confroute.policy import Policy, calibrate_cost, calibrate_shares
+from confroute.policy import Policy, calibrate_cost, calibrate_lambda, calibrate_shares
 from confroute.text import TextEncoder, Turn, prompt_text
 
 Variant = Literal["auto", "fp32", "int8"]
@@ -256,7 +256,9 @@ class LadderRouter(Router):
                        for m in ladder["models"]]
         self.output_tokens = float(ladder.get("output_tokens", 0.0))
         self.outputs = len(self.models)
-        self.policy = Policy(list(self.models), np.asarray(ladder["thresholds"], dtype=float))
+        self.policy = Policy(list(self.models), np.asarray(ladder["thresholds"], dtype=float),
+                             ladder.get("rule", "threshold"),
+                             float(ladder.get("lambda_per_usd", 0.0)))
 
     def adequacy(self, prompts: Sequence[Any] | str) -> np.ndarray:
         """P(model k's answer adequate), float64 array of shape (n_prompts, K); InputError for
@@ -277,21 +279,31 @@ class LadderRouter(Router):
         return np.stack([p.cost(tokens_in, tokens_out) for p in self.prices], axis=1)
 
     def decide(self, prompt: Any, thresholds: dict[str, float] | None = None,
-               model: str | None = None) -> LadderDecision:
+               model: str | None = None, lambda_per_usd: float | None = None) -> LadderDecision:
         """Route one prompt: the chosen model and why (see `decide_batch`)."""
-        return self.decide_batch([prompt], thresholds, model)[0]
+        return self.decide_batch([prompt], thresholds, model, lambda_per_usd)[0]
 
     def decide_batch(self, prompts: Sequence[Any], thresholds: dict[str, float] | None = None,
-                     model: str | None = None) -> list[LadderDecision]:
+                     model: str | None = None, lambda_per_usd: float | None = None
+                     ) -> list[LadderDecision]:
         """One `policy.Decision` per prompt (model, reason, probabilities, thresholds).
 
-        `thresholds` overrides some models' thresholds (each in [0, 1]) for these prompts only;
-        `model` forces a model. Raises InputError for a bad prompt, an unknown model name or a
-        threshold outside [0, 1].
+        Overrides for these prompts only: `thresholds` some models' thresholds (each in [0, 1];
+        threshold rule), `lambda_per_usd` the lambda (utility rule), `model` forces a model.
+        Raises InputError for a bad prompt, an unknown model name, a value out of range or an
+        override of the rule the artifact does not use.
         """
         overrides = {name: check_threshold(v) for name, v in (thresholds or {}).items()}
-        probs = self.adequacy(prompts)
-        return [self.policy.decide(p, overrides, model) for p in probs]
+        texts = self.texts(prompts)
+        probs = self.adequacy(texts)
+        costs = self.costs(texts)
+        return [self.policy.decide(p, overrides, model, c, lambda_per_usd)
+                for p, c in zip(probs, costs, strict=True)]
+
+    def choose(self, prompts: Sequence[Any]) -> np.ndarray:
+        """The chosen model's index for each prompt [n] under the artifact's policy."""
+        texts = self.texts(prompts)
+        return self.policy.route(self.adequacy(texts), self.costs(texts))
 
     def route(self, prompt: Any, threshold: float | None = None) -> Any:
         """A ladder routes by `decide`; `threshold` (one number) does not apply to K models."""
@@ -308,6 +320,13 @@ class LadderRouter(Router):
         Raises ConfigError when even the cheapest model costs more, InputError for no prompts."""
         texts = self._calibration_texts(prompts)
         return calibrate_cost(self.adequacy(texts), self.costs(texts), target)
+
+    def calibrate_lambda(self, prompts: Sequence[Any], target: float) -> float:
+        """The utility rule's lambda (per USD) whose mean cost per prompt on `prompts` is at most
+        `target` USD, with the most quality (`policy.calibrate_lambda`). Raises ConfigError when
+        even the cheapest model costs more, InputError for no prompts."""
+        texts = self._calibration_texts(prompts)
+        return calibrate_lambda(self.adequacy(texts), self.costs(texts), target)
 
     def calibrate_shares(self, prompts: Sequence[Any], shares: Sequence[float]) -> np.ndarray:
         """Thresholds [K] sending about `shares[k]` of `prompts` to model k

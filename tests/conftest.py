@@ -140,10 +140,24 @@ def tiny_ladder_run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: 
 @pytest.fixture(scope="session")
 def tiny_ladder_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_ladder_run: Path
                          ) -> Path:
-    """A three-model artifact (small -> medium -> large). Copy it before modifying it."""
+    """A three-model artifact (small -> medium -> large) routing by the threshold rule (the
+    tests of per-model thresholds use it). Copy it before modifying it."""
+    from confroute.config import ExportConfig
     from confroute.export import export
 
     out = tmp_path_factory.mktemp("ladder_artifact")
+    export(tiny_ladder_run, out, ExportConfig(ladder_rule="threshold"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def utility_ladder_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_ladder_run: Path
+                            ) -> Path:
+    """The same run exported with the default settings: the utility rule. Copy it before
+    modifying it."""
+    from confroute.export import export
+
+    out = tmp_path_factory.mktemp("utility_artifact")
     export(tiny_ladder_run, out)
     return out
 

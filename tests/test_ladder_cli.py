@@ -90,3 +90,38 @@ def test_export_cli_prints_the_ladder(tiny_ladder_run: Path, tmp_path: Path,
     printed = json.loads(out)
     assert code == 0 and [m["name"] for m in printed["ladder"]["models"]] == LADDER
     assert "threshold" not in printed and printed["parity"]["max_abs_logit_diff"] <= 1e-4
+
+
+def test_calibrate_and_route_with_the_utility_rule(tiny_ladder_artifact: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from confroute.runtime import Router
+
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_ladder_artifact, artifact)  # exported with the threshold rule
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(r["prompt"] + "\n" for r in make_ladder_rows(120)))
+    texts = prompts.read_text().splitlines()
+    budget = float(Router.load(artifact).costs(texts)[:, 1].mean())
+    code, out, _ = run_main(["calibrate", str(artifact), "--file", str(prompts), "--rule",
+                             "utility", "--target_cost", str(budget), "--write"],
+                            capsys, monkeypatch)
+    result = json.loads(out)
+    assert code == 0 and result["rule"] == "utility" and result["lambda_per_usd"] >= 0
+    assert result["achieved"]["mean_cost"] <= budget
+    router = Router.load(artifact)
+    assert router.policy.rule == "utility"
+    assert router.policy.lambda_per_usd == result["lambda_per_usd"]
+    code, out, _ = run_main(["route", str(artifact), "hi", "--lambda_per_usd", "1e12"], capsys,
+                            monkeypatch)
+    assert json.loads(out)["model"] == "small" and "lambda" in json.loads(out)["reason"]
+    code, _, err = run_main(["route", str(artifact), "hi", "--thresholds", "{small: 0.1}"],
+                            capsys, monkeypatch)
+    assert code == 2 and "override lambda_per_usd, not thresholds" in err
+    code, _, err = run_main(["calibrate", str(artifact), "--file", str(prompts), "--shares",
+                             "[0.2, 0.3, 0.5]"], capsys, monkeypatch)
+    assert code == 2 and "--shares sets thresholds" in err
+    code, out, _ = run_main(["calibrate", str(artifact), "--file", str(prompts), "--rule",
+                             "threshold", "--shares", "[0.2, 0.3, 0.5]", "--write"], capsys,
+                            monkeypatch)
+    assert code == 0 and Router.load(artifact).policy.rule == "threshold"

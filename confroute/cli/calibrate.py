@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from confroute.cli._prompts import iter_prompts, scored_texts
 
@@ -22,6 +22,10 @@ def add_arguments(parser: Any) -> None:
                         help="two models: target share of prompts sent to the cloud, in [0, 1]")
     parser.add_argument("--target_cost", type=float | None,
                         help="K models: target mean cost per prompt, USD")
+    parser.add_argument("--rule", type=Literal["threshold", "utility"] | None,
+                        help="K models: the routing rule to calibrate and store (default: the "
+                        "artifact's): threshold (cheapest model predicted adequate) or utility "
+                        "(highest P - lambda x cost)")
     parser.add_argument("--shares", type=list[float] | None,
                         help="K models: target share of prompts per model, cheapest first, "
                         "summing to 1, e.g. '[0.5, 0.3, 0.2]'")
@@ -58,42 +62,53 @@ def run(args: Any) -> int:
 
 
 def _ladder(args: Any, router: Any) -> int:
-    """Calibrate a K-model artifact to a target cost or target shares."""
+    """Calibrate a K-model artifact to a target cost (either rule) or target shares
+    (threshold rule)."""
+    import dataclasses
     import warnings
 
     import numpy as np
 
-    from confroute.artifact import set_thresholds
+    from confroute.artifact import set_ladder_policy
     from confroute.errors import ConfigError
 
+    rule = args.rule or router.policy.rule
     if (args.target_cost is None) == (args.shares is None) or args.cloud_fraction is not None:
         raise ConfigError(f"{args.artifact} routes among {', '.join(router.models)}: give "
                           "exactly one of --target_cost USD or --shares '[...]'")
+    if rule == "utility" and args.shares is not None:
+        raise ConfigError("--shares sets thresholds (the threshold rule); the utility rule is "
+                          "calibrated to a cost: give --target_cost USD, or --rule threshold")
     prompts = scored_texts(iter_prompts([], args.file), router.turn)
+    policy = dataclasses.replace(router.policy, rule=rule)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.target_cost is not None:
             if not np.isfinite(args.target_cost) or args.target_cost < 0:
                 raise ConfigError(f"--target_cost must be a number >= 0 (USD per prompt); "
                                   f"found {args.target_cost}")
-            thresholds = router.calibrate_cost(prompts, args.target_cost)
             target: dict[str, Any] = {"target_cost": args.target_cost}
+            if rule == "utility":
+                policy.lambda_per_usd = router.calibrate_lambda(prompts, args.target_cost)
+            else:
+                policy.thresholds = router.calibrate_cost(prompts, args.target_cost)
         else:
-            thresholds = router.calibrate_shares(prompts, args.shares)
+            policy.thresholds = router.calibrate_shares(prompts, args.shares)
             target = {"shares": dict(zip(router.models, args.shares, strict=False))}
     for warning in caught:
         print(f"confroute calibrate: warning: {warning.message}", file=sys.stderr)
-    thresholds = np.minimum(thresholds, 1.0)  # "never" is stored as 1.0
-    probs = router.adequacy(prompts)
-    chosen = router.policy.__class__(router.models, thresholds).route(probs)
+    policy.thresholds = np.minimum(policy.thresholds, 1.0)  # "never" is stored as 1.0
     costs = router.costs(prompts)
+    chosen = policy.route(router.adequacy(prompts), costs)
     achieved = {"mean_cost": float(costs[np.arange(len(chosen)), chosen].mean()),
                 "shares": {m: float(np.mean(chosen == k)) for k, m in enumerate(router.models)}}
-    result = {"thresholds": dict(zip(router.models, thresholds.tolist(), strict=True)),
-              **target, "achieved": achieved, "prompts": len(prompts),
-              "written": bool(args.write)}
+    settings = ({"lambda_per_usd": policy.lambda_per_usd} if rule == "utility" else
+                {"thresholds": dict(zip(router.models, policy.thresholds.tolist(), strict=True))})
+    result = {"rule": rule, **settings, **target, "achieved": achieved,
+              "prompts": len(prompts), "written": bool(args.write)}
     if args.write:
-        set_thresholds(args.artifact, thresholds.tolist(), source="calibrate", **target,
-                       prompts=len(prompts), achieved=achieved)
+        set_ladder_policy(args.artifact, rule, policy.thresholds.tolist(),
+                          policy.lambda_per_usd, source="calibrate", **target,
+                          prompts=len(prompts), achieved=achieved)
     print(json.dumps(result))
     return 0

@@ -36,7 +36,8 @@ def run(args: Any) -> int:
     gap = curves["router"].get("ci", {}).get("area_minus_reference")
     if gap:
         print(f"router area - prior area, 95% CI [{gap['low']:+.3f}, {gap['high']:+.3f}]")
-    print(f"artifact thresholds: quality {point['mean_quality']:.3f} at "
+    print(f"the artifact's {point['rule']} rule as calibrated: quality "
+          f"{point['mean_quality']:.3f} at "
           f"{100 * point['cost_share_of_best']:.1f}% of the best model's cost")
     print(f"wrote {request.out / 'report.json'}, report.md, curve.png")
     return 0

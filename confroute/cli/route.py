@@ -24,6 +24,8 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--thresholds", type=dict[str, float] | None,
                         help="K models: override some models' thresholds, e.g. "
                         "'{small: 0.7, medium: 0.5}'")
+    parser.add_argument("--lambda_per_usd", type=float | None,
+                        help="K models, utility rule: override lambda (adequacy per USD)")
     parser.add_argument("--model", type=str | None,
                         help="K models: force this model (the decision still lists the "
                         "probabilities)")
@@ -41,13 +43,15 @@ def run(args: Any) -> int:
     if isinstance(router, LadderRouter) and threshold is not None:
         raise InputError(f"{args.artifact} routes among {len(router.models)} models "
                          f"({', '.join(router.models)}): use --thresholds '{{model: t}}'")
-    if not ladder and (args.thresholds or args.model):
+    if not ladder and (args.thresholds or args.model or args.lambda_per_usd is not None):
         raise InputError(f"{args.artifact} routes between two models: use --threshold T "
-                         "(--thresholds and --model are for artifacts with K models)")
+                         "(--thresholds, --lambda_per_usd and --model are for artifacts with K "
+                         "models)")
     index = 0
     for chunk in chunks(iter_prompts(args.prompts, args.file)):
         texts = scored_texts(chunk, router.turn)
-        decisions = (router.decide_batch(texts, args.thresholds, args.model)
+        decisions = (router.decide_batch(texts, args.thresholds, args.model,
+                                         args.lambda_per_usd)
                      if isinstance(router, LadderRouter) else router.route_batch(texts, threshold))
         for decision in decisions:
             print(json.dumps({"index": index, **decision.to_dict()}), flush=False)

@@ -38,8 +38,9 @@ class LadderEvaluateRequest:
     """Folder for report.json, report.md and curve.png (created)."""
     split: str | None = "test"
     """Evaluate the rows of this split (None: every row); the prior is fitted on `train` rows."""
-    policy: Literal["threshold", "utility"] = "threshold"
-    """The swept policy: `threshold` (the artifact's) or `utility` (argmax P - lambda x cost)."""
+    policy: Literal["threshold", "utility"] | None = None
+    """The swept rule: `threshold` (the cheapest model predicted adequate, a shared threshold
+    swept) or `utility` (argmax P - lambda x cost, lambda swept); None: the artifact's rule."""
     quality_share: float = ladder.DEFAULT_QUALITY_SHARE
     """Report the cost at which this share of the best model's mean quality is reached."""
     bootstrap: int = 1000
@@ -73,6 +74,7 @@ def evaluate_ladder(request: LadderEvaluateRequest) -> dict[str, Any]:
     if table.models != router.models:
         raise DataError(f"the table's price order {table.models} differs from the artifact's "
                         f"ladder {router.models}")
+    rule = request.policy or router.policy.rule
     rows, train = _rows(table, request.split)
     test = table.subset(rows)
     probs = router.adequacy(test.prompts)
@@ -80,26 +82,27 @@ def evaluate_ladder(request: LadderEvaluateRequest) -> dict[str, Any]:
     references = {"prior": _prior(table, train, rows), "oracle": ladder.oracle_probs(quality)}
     result: dict[str, Any] = {
         "router": str(request.router), "ratings": str(request.ratings), "split": request.split,
-        "prompts": len(rows), "models": router.models, "policy": request.policy,
+        "prompts": len(rows), "models": router.models, "policy": rule,
         "quality_share": request.quality_share, "prices_per_mtok": prices,
         "tokens": table.info.get("tokens"),
         "model_quality": quality.mean(0).tolist(), "model_cost": costs.mean(0).tolist()}
     curves = {"router": probs, **references}
     scored: dict[str, Any] = {}
     for name, p in curves.items():
-        c = ladder.curve(p, quality, costs, policy=request.policy)
+        c = ladder.curve(p, quality, costs, policy=rule)
         scored[name] = {**ladder.summary(c, request.quality_share),
                         "curve": {"cost": c.cost.tolist(), "quality": c.quality.tolist()}}
     if request.bootstrap:
         scored["router"]["ci"] = ladder.bootstrap(
             probs, quality, costs, request.bootstrap, request.seed, request.quality_share,
-            reference=references["prior"], policy=request.policy)
+            reference=references["prior"], policy=rule)
     scored["random"] = ladder.random_reference(quality, costs, request.random_seeds,
-                                               request.quality_share, request.policy)
+                                               request.quality_share, rule)
     result["curves"] = scored
-    chosen = router.policy.route(probs)
+    chosen = router.policy.route(probs, costs)
     at = np.arange(len(rows))
     result["operating_point"] = {
+        "rule": router.policy.rule, "lambda_per_usd": router.policy.lambda_per_usd,
         "thresholds": dict(zip(router.models, router.policy.thresholds.tolist(), strict=True)),
         "mean_quality": float(quality[at, chosen].mean()),
         "mean_cost_usd": float(costs[at, chosen].mean()),
@@ -171,7 +174,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", f"router area - prior area: [{gap['low']:+.3f}, {gap['high']:+.3f}] "
                       "(95% paired bootstrap CI)"]
     point = result["operating_point"]
-    lines += ["", f"The artifact's thresholds: quality {point['mean_quality']:.3f} at "
+    lines += ["", f"The artifact's {point['rule']} rule as calibrated: quality "
+                  f"{point['mean_quality']:.3f} at "
                   f"{100 * point['cost_share_of_best']:.1f}% of the best model's cost; shares "
               + ", ".join(f"{m} {100 * s:.1f}%" for m, s in point["shares"].items()), ""]
     return "\n".join(lines)

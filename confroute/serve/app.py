@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -71,8 +72,8 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from confroute.errors import InputError  # noqa: E402
-from confroute.policy import Decision, Policy  # noqa: E402
+from confroute.errors import ConfigError, InputError  # noqa: E402
+from confroute.policy import Decision  # noqa: E402
 from confroute.runtime import LadderRouter, Router, check_threshold, decide  # noqa: E402
 from confroute.serve import ladder  # noqa: E402
 from confroute.serve.metrics import Metrics  # noqa: E402
@@ -440,9 +441,14 @@ class LadderService(Service):
         self.ladder_models = list(self.router.models)
         upstreams = resolve_ladder(self.settings, self.ladder_models, environ)
         thresholds = np.array(self.router.policy.thresholds, dtype=float)
+        if self.settings.thresholds and self.router.policy.rule == "utility":
+            raise ConfigError(f"thresholds in the serve settings apply to the threshold rule; "
+                              f"{self.router.directory} routes by the utility rule (P - lambda x "
+                              "cost): remove them, or store the threshold rule with `confroute "
+                              "calibrate ARTIFACT --rule threshold --target_cost USD --write`")
         for name, value in self.settings.thresholds.items():
             thresholds[self.ladder_models.index(name)] = value
-        self.policy = Policy(list(self.ladder_models), thresholds)
+        self.policy = dataclasses.replace(self.router.policy, thresholds=thresholds)
         missing = [m for m in self.ladder_models if m not in upstreams]
         if upstreams and missing:
             log.warning("no upstream for %s: requests routed there go up the ladder",
@@ -450,7 +456,13 @@ class LadderService(Service):
         return upstreams
 
     def _score_function(self) -> Callable[[list[str]], Any]:
-        return self.router.adequacy
+        """Rows of [P(model k adequate) for k, then USD of the prompt on model k for k]: the
+        utility rule weighs both, and costs depend on each prompt's length."""
+        def score(texts: list[str]) -> np.ndarray:
+            return np.concatenate([self.router.adequacy(texts), self.router.costs(texts)],
+                                  axis=1)
+
+        return score
 
     def _describe(self) -> str:
         return "thresholds " + ladder.named_values(self._thresholds())
@@ -480,8 +492,17 @@ class LadderService(Service):
                 + ", ".join(self.ladder_models))
 
     def _route_overrides(self, body: dict[str, Any]) -> tuple[dict[str, float], str | None]:
-        return ladder.overrides(self.ladder_models, body.get("thresholds"), body.get("model"),
-                                "thresholds", "model")
+        return self._for_rule(ladder.overrides(self.ladder_models, body.get("thresholds"),
+                                               body.get("model"), "thresholds", "model"))
+
+    def _for_rule(self, overrides: tuple[dict[str, float], str | None]
+                  ) -> tuple[dict[str, float], str | None]:
+        """Threshold overrides are a 422 for an artifact that routes by the utility rule."""
+        if overrides[0] and self.policy.rule == "utility":
+            raise Problem(422, "this artifact routes by the utility rule (P - lambda x cost), "
+                          "which has no thresholds to override; force a model instead",
+                          "invalid_threshold")
+        return overrides
 
     def _chat_overrides(self, body: dict[str, Any], request: Request
                         ) -> tuple[dict[str, float], str | None]:
@@ -499,12 +520,14 @@ class LadderService(Service):
             thresholds_from = ladder.THRESHOLDS_HEADER
         if (header := request.headers.get(ladder.FORCE_HEADER)) is not None:
             model, model_from = header.strip(), ladder.FORCE_HEADER
-        return ladder.overrides(self.ladder_models, thresholds, model, thresholds_from, model_from)
+        return self._for_rule(ladder.overrides(self.ladder_models, thresholds, model,
+                                               thresholds_from, model_from))
 
     def _decide(self, score: Any, overrides: tuple[dict[str, float], str | None],
                 endpoint: str) -> dict[str, Any]:
+        k = len(self.ladder_models)
         try:
-            decision = self.policy.decide(score, *overrides)
+            decision = self.policy.decide(score[:k], *overrides, costs=score[k:])
         except InputError as exc:  # overrides were checked: this is the router's output
             raise RuntimeError(f"the policy refused the router's output: {exc}") from exc
         self.metrics.routes.labels(endpoint, decision.model).inc()

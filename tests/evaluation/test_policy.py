@@ -73,3 +73,41 @@ def test_bad_probabilities_are_named():
         policy.choose(np.array([[np.nan, 1.0]]), [0.5, 0.5])
     with pytest.raises(ConfigError, match="one threshold per model"):
         policy.choose(np.ones((2, 2)), [0.5])
+
+
+def test_utility_rule_weighs_probability_against_cost():
+    probs = np.array([[0.30, 0.60, 0.90], [0.80, 0.82, 0.85]])
+    costs = np.array([[1.0, 2.0, 10.0], [1.0, 2.0, 10.0]])
+    pol = policy.Policy(MODELS, [0.5, 0.5, 0.0], "utility", 0.01)
+    # 0.9 - 0.1 beats 0.6 - 0.02; then 0.82 - 0.02 beats 0.80 - 0.01 and 0.85 - 0.1
+    assert pol.route(probs, costs).tolist() == [2, 1]
+    d = pol.decide(probs[0], costs=costs[0])
+    assert d.model == "cloud" and "lambda 0.01 per USD" in d.reason
+    assert pol.decide(probs[0], costs=costs[0], lambda_per_usd=1.0).model == "phone"
+    with pytest.raises(InputError, match="needs the request's cost"):
+        pol.decide(probs[0])
+    with pytest.raises(InputError, match="override lambda_per_usd, not thresholds"):
+        pol.decide(probs[0], thresholds={"phone": 0.1}, costs=costs[0])
+    with pytest.raises(InputError, match="threshold rule: override thresholds"):
+        policy.Policy(MODELS, [0.5, 0.5, 0.0]).decide(probs[0], lambda_per_usd=1.0)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ConfigError, match="lambda_per_usd must be a number >= 0"):
+            policy.Policy(MODELS, [0.5, 0.5, 0.0], "utility", bad)
+
+
+def test_calibrate_lambda_is_the_smallest_that_fits_the_budget():
+    rng = np.random.default_rng(0)
+    probs = rng.random((400, 3))
+    costs = np.tile([1.0, 3.0, 10.0], (400, 1)) * rng.uniform(0.5, 2, (400, 1))
+
+    def mean_cost(lam: float) -> float:
+        chosen = policy.choose_utility(probs, costs, lam)
+        return float(costs[np.arange(400), chosen].mean())
+
+    assert mean_cost(0.0) > 4.0
+    for target in (2.0, 3.0, 4.0):
+        lam = policy.calibrate_lambda(probs, costs, target)
+        assert mean_cost(lam) <= target and mean_cost(lam * (1 - 1e-6)) > target
+    assert policy.calibrate_lambda(probs, costs, 100.0) == 0.0  # the best model fits
+    with pytest.raises(ConfigError, match="below the cheapest"):
+        policy.calibrate_lambda(probs, costs, 0.1)

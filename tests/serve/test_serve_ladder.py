@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -533,3 +534,23 @@ def test_a_two_model_artifact_refuses_ladder_settings(router: Router,
         create_app(router, ServeSettings(upstreams={"edge": upstream}), environ={})
     with pytest.raises(ConfigError, match="thresholds is for K-model"):
         create_app(router, ServeSettings(thresholds={"edge": 0.5}), environ={})
+
+
+def test_a_utility_artifact_routes_by_probability_and_cost(utility_ladder_artifact: Path,
+                                                           upstreams: SimpleNamespace) -> None:
+    router = Router.load(utility_ladder_artifact, variant="fp32")
+    assert isinstance(router, LadderRouter) and router.policy.rule == "utility"
+    prompts = ["What is 2 plus 2?", QUESTION, "Spell the word number 9."]
+    expected = [d.to_dict() for d in router.decide_batch(prompts)]
+    with TestClient(make_app(router, upstreams)) as client:
+        results = client.post("/v1/route", json={"prompts": prompts}).json()["results"]
+        assert [(r["model"], r["reason"]) for r in results] == \
+            [(e["model"], e["reason"]) for e in expected]
+        bad = client.post("/v1/route", json={"prompt": QUESTION, "thresholds": {"small": 0}})
+        assert bad.status_code == 422 and "utility rule" in bad.json()["error"]["message"]
+        chat = client.post("/v1/chat/completions", json={
+            "model": "confroute", "messages": [{"role": "user", "content": QUESTION}]})
+        assert chat.status_code == 200
+        assert chat.headers["x-confroute-decision"] == expected[1]["model"]
+    with pytest.raises(ConfigError, match="utility rule"):
+        make_app(router, upstreams, thresholds={"small": 0.5})

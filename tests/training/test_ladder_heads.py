@@ -149,3 +149,51 @@ def test_export_refuses_one_threshold_for_k_models(tiny_ladder_run: Path, tmp_pa
     with pytest.raises(ArtifactError, match="export.threshold is one threshold"):
         export(tiny_ladder_run, tmp_path / "art", ExportConfig(threshold=0.4, int8=False))
     assert not (tmp_path / "art" / "router.json").exists()
+
+
+def test_export_defaults_to_the_utility_rule_calibrated_to_the_oracle_cost(
+        utility_ladder_artifact: Path, tiny_ladder_run: Path) -> None:
+    import pandas as pd
+
+    from confroute.policy import choose_utility
+
+    router = Router.load(utility_ladder_artifact, variant="fp32")
+    assert isinstance(router, LadderRouter) and router.policy.rule == "utility"
+    manifest = json.loads((utility_ladder_artifact / "router.json").read_text())
+    source = manifest["ladder"]["threshold_source"]
+    assert source["source"] == "validation cost of the cheapest adequate model"
+    # lambda is the smallest whose mean cost on the validation prompts fits the target
+    val = pd.read_parquet(tiny_ladder_run / "val.parquet")
+    prompts = val["prompt"].tolist()
+    router = Router.load(utility_ladder_artifact, variant=manifest["onnx"]["default_variant"])
+    probs, costs = router.adequacy(prompts), router.costs(prompts)
+
+    def mean_cost(lam: float) -> float:
+        chosen = choose_utility(probs, costs, lam)
+        return float(costs[np.arange(len(chosen)), chosen].mean())
+
+    lam = router.policy.lambda_per_usd
+    assert mean_cost(lam) <= source["target_cost"] * (1 + 1e-9)
+    if lam > 0:
+        assert mean_cost(lam * 0.99) > source["target_cost"]
+
+
+def test_utility_decisions_weigh_probability_against_cost(utility_ladder_artifact: Path
+                                                          ) -> None:
+    from confroute.errors import InputError
+
+    router = Router.load(utility_ladder_artifact, variant="fp32")
+    assert isinstance(router, LadderRouter)
+    prompts = [r["prompt"] for r in make_ladder_rows(12)]
+    probs, costs = router.adequacy(prompts), router.costs(prompts)
+    for lam in (0.0, router.policy.lambda_per_usd, 1e9):
+        decisions = router.decide_batch(prompts, lambda_per_usd=lam)
+        expected = np.argmax(probs - lam * costs, axis=1)
+        assert [d.model_index for d in decisions] == expected.tolist()
+        assert all("lambda" in d.reason for d in decisions)
+    assert {d.model for d in router.decide_batch(prompts, lambda_per_usd=1e9)} == {"small"}
+    assert router.choose(prompts).tolist() == [d.model_index for d in router.decide_batch(prompts)]
+    with pytest.raises(InputError, match="override lambda_per_usd, not thresholds"):
+        router.decide_batch(prompts, {"small": 0.5})
+    with pytest.raises(InputError, match="lambda_per_usd must be a number >= 0"):
+        router.decide_batch(prompts, lambda_per_usd=-1.0)
