@@ -106,7 +106,7 @@ EXPOSED_HEADERS = [f"x-confroute-{h}" for h in ("route", "model", "decision", "s
                                                  "threshold", "reason", "probabilities",
                                                  "thresholds")]
 REQUEST_HEADERS = ["authorization", "content-type", THRESHOLD_HEADER, ladder.THRESHOLDS_HEADER,
-                   ladder.FORCE_HEADER]
+                   ladder.FORCE_HEADER, ladder.LAMBDA_HEADER]
 ROUTER_MODEL = "confroute"
 """The model id /v1/models lists for the router itself."""
 NO_TEXT_RULE = "no text to score (user turns hold only images, audio or files): cloud by rule"
@@ -265,12 +265,12 @@ class Service:
 
     def _chat_overrides(self, body: dict[str, Any], request: Request) -> Any:
         """The routing overrides of a chat request, popped from its body (not forwarded)."""
-        for name in (ladder.THRESHOLDS_FIELD, ladder.FORCE_FIELD):
+        for name in (ladder.THRESHOLDS_FIELD, ladder.FORCE_FIELD, ladder.LAMBDA_FIELD):
             if name in body:
                 raise Problem(422, f"{name} is for K-model (ladder) artifacts; this one routes "
                               f"between edge and cloud: send {THRESHOLD_FIELD} instead",
                               "unknown_field")
-        for name in (ladder.THRESHOLDS_HEADER, ladder.FORCE_HEADER):
+        for name in (ladder.THRESHOLDS_HEADER, ladder.FORCE_HEADER, ladder.LAMBDA_HEADER):
             if name in request.headers:
                 raise Problem(422, f"header {name} is for K-model (ladder) artifacts; this one "
                               f"routes between edge and cloud: send {THRESHOLD_HEADER} instead",
@@ -487,25 +487,29 @@ class LadderService(Service):
                 for name in [ROUTER_MODEL, *self.ladder_models]]
 
     def _route_fields(self) -> str:
-        return ("'prompt' or 'prompts', and optionally 'thresholds' ({model: threshold}) and "
-                "'model' (force a model); this artifact routes among "
-                + ", ".join(self.ladder_models))
+        return ("'prompt' or 'prompts', and optionally 'model' (force a model) and, for the "
+                "artifact's rule, 'thresholds' ({model: threshold}) or 'lambda_per_usd'; this "
+                "artifact routes among " + ", ".join(self.ladder_models))
 
-    def _route_overrides(self, body: dict[str, Any]) -> tuple[dict[str, float], str | None]:
-        return self._for_rule(ladder.overrides(self.ladder_models, body.get("thresholds"),
-                                               body.get("model"), "thresholds", "model"))
+    def _route_overrides(self, body: dict[str, Any]) -> ladder.Overrides:
+        return self._for_rule(ladder.overrides(
+            self.ladder_models, body.get("thresholds"), body.get("model"), "thresholds",
+            "model"), ladder.check_lambda(body.get("lambda_per_usd"), "lambda_per_usd"))
 
-    def _for_rule(self, overrides: tuple[dict[str, float], str | None]
-                  ) -> tuple[dict[str, float], str | None]:
-        """Threshold overrides are a 422 for an artifact that routes by the utility rule."""
+    def _for_rule(self, overrides: tuple[dict[str, float], str | None],
+                  lambda_per_usd: float | None) -> ladder.Overrides:
+        """Overrides of the other rule (thresholds for the utility rule, lambda for the threshold
+        rule) are a 422."""
         if overrides[0] and self.policy.rule == "utility":
             raise Problem(422, "this artifact routes by the utility rule (P - lambda x cost), "
-                          "which has no thresholds to override; force a model instead",
-                          "invalid_threshold")
-        return overrides
+                          "which has no thresholds to override; send lambda_per_usd or force a "
+                          "model", "invalid_threshold")
+        if lambda_per_usd is not None and self.policy.rule == "threshold":
+            raise Problem(422, "this artifact routes by the threshold rule, which has no lambda "
+                          "to override; send thresholds or force a model", "invalid_threshold")
+        return ladder.Overrides(*overrides, lambda_per_usd)
 
-    def _chat_overrides(self, body: dict[str, Any], request: Request
-                        ) -> tuple[dict[str, float], str | None]:
+    def _chat_overrides(self, body: dict[str, Any], request: Request) -> ladder.Overrides:
         if THRESHOLD_FIELD in body or THRESHOLD_HEADER in request.headers:
             raise Problem(422, f"one threshold ({THRESHOLD_FIELD} or {THRESHOLD_HEADER}) is for "
                           f"two-model artifacts; this one routes among "
@@ -514,28 +518,34 @@ class LadderService(Service):
                           f"({self.ladder_models[0]}=0.8)", "invalid_threshold")
         thresholds = body.pop(ladder.THRESHOLDS_FIELD, None)
         model = body.pop(ladder.FORCE_FIELD, None)
-        thresholds_from, model_from = ladder.THRESHOLDS_FIELD, ladder.FORCE_FIELD
+        lam = body.pop(ladder.LAMBDA_FIELD, None)
+        thresholds_from, model_from, lam_from = (ladder.THRESHOLDS_FIELD, ladder.FORCE_FIELD,
+                                                 ladder.LAMBDA_FIELD)
         if (header := request.headers.get(ladder.THRESHOLDS_HEADER)) is not None:
             thresholds = ladder.parse_thresholds_header(header)
             thresholds_from = ladder.THRESHOLDS_HEADER
         if (header := request.headers.get(ladder.FORCE_HEADER)) is not None:
             model, model_from = header.strip(), ladder.FORCE_HEADER
+        if (header := request.headers.get(ladder.LAMBDA_HEADER)) is not None:
+            lam, lam_from = header.strip(), ladder.LAMBDA_HEADER
         return self._for_rule(ladder.overrides(self.ladder_models, thresholds, model,
-                                               thresholds_from, model_from))
+                                               thresholds_from, model_from),
+                              ladder.check_lambda(lam, lam_from))
 
-    def _decide(self, score: Any, overrides: tuple[dict[str, float], str | None],
-                endpoint: str) -> dict[str, Any]:
+    def _decide(self, score: Any, overrides: ladder.Overrides, endpoint: str) -> dict[str, Any]:
         k = len(self.ladder_models)
         try:
-            decision = self.policy.decide(score[:k], *overrides, costs=score[k:])
+            decision = self.policy.decide(score[:k], overrides.thresholds, overrides.model,
+                                          costs=score[k:],
+                                          lambda_per_usd=overrides.lambda_per_usd)
         except InputError as exc:  # overrides were checked: this is the router's output
             raise RuntimeError(f"the policy refused the router's output: {exc}") from exc
         self.metrics.routes.labels(endpoint, decision.model).inc()
         return ladder.as_json(decision)
 
-    def _no_text(self, overrides: tuple[dict[str, float], str | None]) -> dict[str, Any]:
+    def _no_text(self, overrides: ladder.Overrides) -> dict[str, Any]:
         """No text to score: the forced model, else the most expensive one."""
-        thresholds, forced = overrides
+        thresholds, forced = overrides.thresholds, overrides.model
         model = forced or self.ladder_models[-1]
         named = dict(zip(self.ladder_models, self.policy.thresholds.tolist(), strict=True))
         reason = "forced by the request" if forced else \

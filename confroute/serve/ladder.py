@@ -1,21 +1,27 @@
 """The K-model (ladder) side of the service: per-request overrides, decisions as JSON, headers.
 
-A request may override some models' thresholds and force a model:
+A request may force a model and override the artifact's rule: some models' thresholds (the
+threshold rule) or lambda (the utility rule):
 
     /v1/route             {"prompt": P, "thresholds": {"small": 0.8}, "model": "large"}
-    /v1/chat/completions  body fields `confroute_thresholds` ({"small": 0.8}) and
-                          `confroute_force_model` ("large"), or the headers
-                          `x-confroute-thresholds: small=0.8,medium=0.6` and
-                          `x-confroute-force-model: large` (a header wins over its body field)
+                          {"prompt": P, "lambda_per_usd": 500}
+    /v1/chat/completions  body fields `confroute_thresholds` ({"small": 0.8}),
+                          `confroute_lambda_per_usd` (500) and `confroute_force_model`
+                          ("large"), or the headers `x-confroute-thresholds: small=0.8,medium=0.6`,
+                          `x-confroute-lambda: 500` and `x-confroute-force-model: large` (a header
+                          wins over its body field)
 
-Unknown model names and thresholds outside [0, 1] are a 422 naming the model and the value.
+Unknown model names, thresholds outside [0, 1], a lambda that is not a number >= 0, and an
+override of the rule the artifact does not use are a 422 naming the value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from confroute.errors import InputError
 from confroute.policy import Decision
@@ -24,9 +30,33 @@ from confroute.serve.wire import Problem
 
 THRESHOLDS_HEADER = "x-confroute-thresholds"
 FORCE_HEADER = "x-confroute-force-model"
+LAMBDA_HEADER = "x-confroute-lambda"
 THRESHOLDS_FIELD = "confroute_thresholds"
 FORCE_FIELD = "confroute_force_model"
-ROUTE_KEYS = {"prompt", "prompts", "thresholds", "model"}
+LAMBDA_FIELD = "confroute_lambda_per_usd"
+ROUTE_KEYS = {"prompt", "prompts", "thresholds", "model", "lambda_per_usd"}
+
+
+class Overrides(NamedTuple):
+    """One request's overrides: thresholds by model, a forced model, lambda (per USD)."""
+
+    thresholds: dict[str, float]
+    model: str | None
+    lambda_per_usd: float | None
+
+
+def check_lambda(value: Any, name: str) -> float | None:
+    """A lambda override (a number >= 0, or text holding one from a header), else Problem 422."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # text that is no number is named below
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not (math.isfinite(float(value)) and float(value) >= 0):
+        raise Problem(422, f"{name} must be a number >= 0 (adequacy per USD); found {value!r}",
+                      "invalid_lambda")
+    return float(value)
 
 
 def overrides(models: Sequence[str], thresholds: Any, model: Any, thresholds_name: str,

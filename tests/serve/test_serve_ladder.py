@@ -195,8 +195,8 @@ def test_server_thresholds_replace_the_artifacts(ladder_router: LadderRouter,
 
 @pytest.mark.parametrize("raw, code, message", [
     (b'{"prompt": "a", "threshold": 0.5}', "unknown_field",
-     "'thresholds' ({model: threshold}) and 'model' (force a model); this artifact routes "
-     "among small, medium, large"),
+     "'model' (force a model) and, for the artifact's rule, 'thresholds' ({model: threshold}) "
+     "or 'lambda_per_usd'; this artifact routes among small, medium, large"),
     (b'{"prompt": "a", "thresholds": {"huge": 0.5}}', "unknown_model",
      "thresholds: unknown model 'huge'; this service routes among small, medium, large"),
     (b'{"prompt": "a", "thresholds": {"small": 1.5}}', "invalid_threshold",
@@ -548,9 +548,31 @@ def test_a_utility_artifact_routes_by_probability_and_cost(utility_ladder_artifa
             [(e["model"], e["reason"]) for e in expected]
         bad = client.post("/v1/route", json={"prompt": QUESTION, "thresholds": {"small": 0}})
         assert bad.status_code == 422 and "utility rule" in bad.json()["error"]["message"]
+        cheap = client.post("/v1/route", json={"prompt": QUESTION, "lambda_per_usd": 1e12})
+        assert cheap.json()["model"] == "small" and "lambda 1e+12" in cheap.json()["reason"]
+        for value in (-1, "x", True):
+            bad = client.post("/v1/route", json={"prompt": QUESTION, "lambda_per_usd": value})
+            assert bad.status_code == 422 and "lambda_per_usd must be a number >= 0" in \
+                bad.json()["error"]["message"]
+        for extra in ({"json": {"confroute_lambda_per_usd": 1e12}},
+                      {"headers": {"x-confroute-lambda": "1e12"}}):
+            body = {"model": "confroute", "messages": [{"role": "user", "content": QUESTION}]}
+            body |= extra.get("json", {})
+            forced = client.post("/v1/chat/completions", json=body,
+                                 headers=extra.get("headers", {}))
+            assert forced.status_code == 200, forced.text
+            assert forced.headers["x-confroute-decision"] == "small"
         chat = client.post("/v1/chat/completions", json={
             "model": "confroute", "messages": [{"role": "user", "content": QUESTION}]})
         assert chat.status_code == 200
         assert chat.headers["x-confroute-decision"] == expected[1]["model"]
     with pytest.raises(ConfigError, match="utility rule"):
         make_app(router, upstreams, thresholds={"small": 0.5})
+
+
+def test_a_lambda_override_is_refused_by_the_threshold_rule(client: TestClient) -> None:
+    bad = client.post("/v1/route", json={"prompt": QUESTION, "lambda_per_usd": 5})
+    assert bad.status_code == 422 and "threshold rule" in bad.json()["error"]["message"]
+    chat = client.post("/v1/chat/completions", headers={"x-confroute-lambda": "5"}, json={
+        "model": "confroute", "messages": [{"role": "user", "content": QUESTION}]})
+    assert chat.status_code == 422
