@@ -162,7 +162,7 @@ def _train_config(argv: list[str]):
 
 def test_preset_applies_before_the_users_flags(tmp_path: Path, capsys) -> None:
     cfg = _train_config(["--out", "x", "--preset", "micro", "--train.max_epochs", "1"])
-    assert cfg.model.family == "static" and cfg.model.freeze_encoder
+    assert cfg.model.family == "static" and not cfg.model.freeze_encoder
     assert cfg.train.max_epochs == 1  # the user's flag wins over the preset's 5
     (tmp_path / "run.yaml").write_text("train:\n  max_epochs: 2\n")
     cfg = _train_config(["--out", "x", "--preset=micro", "--config", str(tmp_path / "run.yaml")])
