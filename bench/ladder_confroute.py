@@ -12,7 +12,7 @@ For each pair / ladder (K = 2 or 3 models):
    `id, prompt, category, split, tokens_in, tokens_out`, one 0/1 column per model) and a price
    YAML, what `confroute train --data.source TABLE --data.models [...] --data.prices YAML` reads.
 3. `confroute.training.fit.fit` trains one encoder with K heads (Lightning), under a preset:
-   `micro` (model2vec static table distilled from MiniLM, frozen, linear heads; the preset's 5
+   `micro` (model2vec static table distilled from MiniLM and fine-tuned, linear heads; its 5
    epochs) or `default` (RunConfig's defaults: MiniLM's first layer, fine-tuned; 3 epochs).
 4. `confroute.export.export` writes the artifact (ONNX fp32 + static int8), `Router.load` loads
    it with its default variant (a `LadderRouter`), and `.adequacy` scores the test prompts:

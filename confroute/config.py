@@ -391,8 +391,8 @@ class ExportConfig:
     """K models: the routing rule the artifact starts with. With the micro router on MMLU-Pro
     (bench/results/ladders.md), `utility` (the highest P - lambda x cost) traced a much larger
     quality-vs-cost area than `threshold` (the cheapest model predicted adequate) on both
-    ladders (Llama-2 7B -> 13B -> 70B: 0.677 vs 0.429; Phi-3-mini -> Llama-3.1-70B -> Gemini:
-    0.806 vs 0.757) and an APGR within 0.001 of it or above on the three pairs. Either is
+    ladders (Llama-2 7B -> 13B -> 70B: 0.699 vs 0.424; Phi-3-mini -> Llama-3.1-70B -> Gemini:
+    0.805 vs 0.735) and an APGR within 0.002 of it or above on the three pairs. Either is
     calibrated on the validation prompts to the cost of sending each to its cheapest adequate
     model."""
 
