@@ -166,8 +166,9 @@ class Manifest(_Part):
 _FIXES = {
     "threshold": "set one in [0, 1] with `confroute calibrate ARTIFACT --cloud-fraction F "
                  "--write` or `confroute export RUN_DIR --out ARTIFACT_DIR --threshold T`",
-    "ladder": "thresholds in [0, 1], one per model: `confroute calibrate ARTIFACT --target_cost "
-              "USD --write` (or --shares)",
+    "ladder": "re-export the run (`confroute export RUN_DIR --out ARTIFACT_DIR`); the rule, "
+              "its thresholds (in [0, 1], one per model) or lambda can be reset with `confroute "
+              "calibrate ARTIFACT --target_cost USD --write`",
     "files": f"the artifact was changed after export; {MAKE_IT}",
 }
 

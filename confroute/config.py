@@ -100,6 +100,12 @@ class DataConfig:
                               f"none, for the two-model label); found {self.models}")
         if len(set(self.models)) != len(self.models):
             raise ConfigError(f"data.models names a model twice: {self.models}")
+        if (self.prices or self.adequate_rating is not None) and not self.models:
+            raise ConfigError("data.prices and data.adequate_rating apply to a K-model table: "
+                              "name its model columns with data.models")
+        if self.models and self.label != LabelConfig():
+            raise ConfigError("data.label settings make two-model labels; with data.models the "
+                              "targets are the models' ratings (data.adequate_rating)")
         if self.models and not self.prices:
             raise ConfigError("data.models needs data.prices: a YAML/JSON file of each model's "
                               "input_per_mtok and output_per_mtok (USD per million tokens)")

@@ -286,7 +286,27 @@ def quantize_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) 
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
                         reduce_range=False, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=output_layers(pre))
+
+
+def output_layers(path: Path) -> list[str]:
+    """Names of the MatMul/Gemm nodes that produce the graph's outputs (the head's last layer),
+    found by walking back from each output. They stay fp32: quantising the logit itself to
+    uint8 left a few hundred distinct scores (steps of 0.015 in logit), so prompts tied and
+    calibrated thresholds could not fall between them."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    found = []
+    for output in graph.output:
+        node = producer.get(output.name)
+        while node is not None and node.op_type not in ("MatMul", "Gemm"):
+            node = producer.get(node.input[0]) if node.input else None
+        if node is not None:
+            found.append(node.name)
+    return found
 
 
 def calibration_feeds(model: RouterModel, prompts: Sequence[str], batch_size: int = 16

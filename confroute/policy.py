@@ -69,6 +69,7 @@ def calibrate_cost(probs: np.ndarray, costs: np.ndarray, target: float) -> np.nd
     costs = np.asarray(costs, dtype=float)
     if costs.shape != probs.shape:
         raise ConfigError(f"costs must be [n, K] like probs {probs.shape}; found {costs.shape}")
+    target = _target_cost(target)
     k = probs.shape[1]
 
     def mean_cost(t: float) -> float:
@@ -100,8 +101,13 @@ def calibrate_shares(probs: np.ndarray, shares: Sequence[float]) -> np.ndarray:
     """
     probs = _probs(probs)
     n, k = probs.shape
-    target = np.asarray(shares, dtype=float)
-    if target.shape != (k,) or (target < 0).any() or abs(target.sum() - 1) > 1e-6:
+    try:
+        target = np.asarray(shares, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"shares must be {k} numbers >= 0 summing to 1; found {shares!r}") \
+            from exc
+    if target.shape != (k,) or not np.isfinite(target).all() or (target < 0).any() \
+            or not abs(target.sum() - 1) <= 1e-6:
         raise ConfigError(f"shares must be {k} numbers >= 0 summing to 1; found "
                           f"{target.tolist()}")
     thresholds = np.zeros(k)
@@ -145,6 +151,8 @@ def calibrate_lambda(probs: np.ndarray, costs: np.ndarray, target: float) -> flo
     costs = np.asarray(costs, dtype=float)
     if costs.shape != probs.shape:
         raise ConfigError(f"costs must be [n, K] like probs {probs.shape}; found {costs.shape}")
+
+    target = _target_cost(target)
 
     def mean_cost(lam: float) -> float:
         index = choose_utility(probs, costs, lam)
@@ -218,6 +226,9 @@ class Policy:
         if self.rule == "threshold" and lambda_per_usd is not None:
             raise InputError("this router uses the threshold rule: override thresholds, not "
                              "lambda_per_usd")
+        if thresholds is not None and not isinstance(thresholds, Mapping):
+            raise InputError(f"thresholds must map model names to thresholds, e.g. "
+                             f"{{'{self.models[0]}': 0.8}}; found {type(thresholds).__name__}")
         t = self.thresholds.copy()
         for name, value in (thresholds or {}).items():
             if name not in self.models:
@@ -249,7 +260,10 @@ class Policy:
         if costs is None or np.shape(costs) != p.shape:
             raise InputError(f"the utility rule needs the request's cost for each of the "
                              f"{len(p)} models")
-        lam = self.lambda_per_usd if lam is None else float(lam)
+        if lam is None:
+            lam = self.lambda_per_usd
+        elif isinstance(lam, bool) or not isinstance(lam, int | float | np.floating | np.integer):
+            raise InputError(f"lambda_per_usd must be a number >= 0; found {lam!r}")
         if not (np.isfinite(lam) and lam >= 0):
             raise InputError(f"lambda_per_usd must be a number >= 0; found {lam}")
         c = np.asarray(costs, dtype=float)
@@ -257,6 +271,15 @@ class Policy:
         reason = (f"highest P - lambda x cost: P = {p[i]:.3f}, cost {c[i]:.3g} USD, lambda "
                   f"{lam:.4g} per USD")
         return Decision(self.models[i], i, reason, named_p, named_t)
+
+
+def _target_cost(target: Any) -> float:
+    """`target` as a finite float >= 0 (USD per prompt), or ConfigError."""
+    if isinstance(target, bool) or not isinstance(target, int | float | np.floating | np.integer) \
+            or not (np.isfinite(target) and target >= 0):
+        raise ConfigError(f"the target cost must be a number >= 0 (USD per prompt); found "
+                          f"{target!r}")
+    return float(target)
 
 
 def _probs(probs: np.ndarray) -> np.ndarray:

@@ -244,8 +244,10 @@ def check_threshold(value: Any) -> float:
 
 class LadderRouter(Router):
     """A router for K models (cheapest first): predicts P(model k's answer adequate) for every
-    model and picks one with `confroute.policy`: the cheapest model whose probability clears its
-    threshold, else the best predicted one. Loaded by `Router.load` for a K-model artifact."""
+    model and picks one with `confroute.policy` by the artifact's rule: `utility` (the export
+    default: the highest P - lambda x cost) or `threshold` (the cheapest model whose probability
+    clears its threshold, else the best predicted one). Loaded by `Router.load` for a K-model
+    artifact."""
 
     def __init__(self, directory: Path, manifest: dict[str, Any], session: Any,
                  encoder: TextEncoder, variant: str, batch_size: int = 32):
@@ -293,6 +295,9 @@ class LadderRouter(Router):
         Raises InputError for a bad prompt, an unknown model name, a value out of range or an
         override of the rule the artifact does not use.
         """
+        if thresholds is not None and not isinstance(thresholds, dict):
+            raise InputError(f"thresholds must map model names to thresholds, e.g. "
+                             f"{{'{self.models[0]}': 0.8}}; found {type(thresholds).__name__}")
         overrides = {name: check_threshold(v) for name, v in (thresholds or {}).items()}
         texts = self.texts(prompts)
         probs = self.adequacy(texts)

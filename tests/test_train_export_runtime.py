@@ -240,3 +240,19 @@ def test_a_failed_export_leaves_the_existing_artifact_as_it_was(
     manifest = exporting.export(tiny_run_dir, art)  # a good export replaces it
     assert json.loads((art / "router.json").read_text()) == manifest
     Router.load(art)
+
+
+def test_int8_keeps_the_head_in_fp32(tiny_artifact: Path) -> None:
+    """Quantising the logit itself left a coarse grid of scores (ties); the head's last layer
+    stays fp32 while the encoder's MatMuls are int8."""
+    import onnx
+
+    from confroute.export import output_layers
+
+    (head,) = output_layers(tiny_artifact / "model.onnx")
+    graph = onnx.load(str(tiny_artifact / "model.int8.onnx")).graph
+    initializers = {i.name: i for i in graph.initializer}
+    node = next(n for n in graph.node if n.name == head)
+    weight = initializers[node.input[1]]
+    assert weight.data_type == onnx.TensorProto.FLOAT  # not fed by a DequantizeLinear
+    assert any(n.op_type == "DequantizeLinear" for n in graph.node)  # the encoder is int8

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from confroute import __version__
-from confroute.errors import ConfrouteError
+from confroute.errors import ConfigError, ConfrouteError
 
 # Subcommand modules, in the order --help lists them. A new command is a new module + a name here.
 COMMANDS = ["train", "export", "route", "calibrate", "datasets", "mmlu-pro", "evaluate",
@@ -79,9 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser(command)
         module = command_module(command)
-        if hasattr(module, "before_parse"):  # e.g. train's --preset: defaults under the flags
-            module.before_parse(parser, args[1:])
-        namespace = parser.instantiate(parser.parse_args(args[1:]))
+        try:
+            if hasattr(module, "before_parse"):  # e.g. train's --preset: defaults under flags
+                module.before_parse(parser, args[1:])
+            namespace = parser.instantiate(parser.parse_args(args[1:]))
+        except UnicodeDecodeError as exc:  # a --config file that is not UTF-8 text
+            raise ConfigError(f"a settings file (--config) is not UTF-8 text ({exc.reason} at "
+                              f"byte {exc.start}); save it as UTF-8") from exc
         return int(module.run(namespace) or 0)
     except ArgumentError as exc:
         print(f"confroute {command}: error: {_config_named(one_line(str(exc)), args)}",

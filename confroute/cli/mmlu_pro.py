@@ -35,11 +35,15 @@ def run(args: Any) -> int:
     import yaml
 
     from confroute.dataset import mmlu_pro, tables
+    from confroute.errors import DataError
     from confroute.files import write_text
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; give a folder for ratings.parquet and "
+                        "prices.yaml")
     table = mmlu_pro.split(mmlu_pro.load(args.models, args.prices, args.dir), args.seed,
                            args.test_fraction, args.val_fraction, args.routellm_mmlu)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame({"id": table.ids, "prompt": table.prompts, "category": table.categories,
                           "src": table.src, "split": table.splits,

@@ -41,8 +41,11 @@ def run(args: Any) -> int:
     router = Router.load(args.artifact, variant=args.variant)
     ladder = isinstance(router, LadderRouter)
     if isinstance(router, LadderRouter) and threshold is not None:
+        hint = ("--lambda_per_usd L" if router.policy.rule == "utility"
+                else "--thresholds '{model: t}'")
         raise InputError(f"{args.artifact} routes among {len(router.models)} models "
-                         f"({', '.join(router.models)}): use --thresholds '{{model: t}}'")
+                         f"({', '.join(router.models)}) by the {router.policy.rule} rule: use "
+                         f"{hint}")
     if not ladder and (args.thresholds or args.model or args.lambda_per_usd is not None):
         raise InputError(f"{args.artifact} routes between two models: use --threshold T "
                          "(--thresholds, --lambda_per_usd and --model are for artifacts with K "

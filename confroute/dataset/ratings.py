@@ -84,6 +84,13 @@ class Ratings:
                              ("splits", self.splits), ("src", self.src)):
             if values is not None and len(values) != n:
                 raise DataError(f"{name} has {len(values)} rows, ratings have {n}")
+        for name, tokens in (("tokens_in", self.tokens_in), ("tokens_out", self.tokens_out)):
+            values = np.asarray(tokens, dtype=float)
+            wrong = ~(np.isfinite(values) & (values >= 0))
+            if wrong.any():
+                row = int(np.flatnonzero(wrong)[0])
+                raise DataError(f"{name} must be token counts >= 0; prompt {self.ids[row]} has "
+                                f"{float(values[row])} ({int(wrong.sum())} such prompt(s))")
         bad = ~np.isfinite(self.ratings)
         if bad.any():
             row, col = (int(v[0]) for v in np.nonzero(bad))
@@ -144,13 +151,19 @@ def parse_prices(prices: Mapping[str, Any] | str | Path) -> dict[str, Price]:
         if not path.is_file():
             raise DataError(f"price file {path} does not exist; give a YAML or JSON mapping of "
                             "model -> {input_per_mtok, output_per_mtok}")
-        text = path.read_text()
-        if path.suffix.lower() == ".json":
-            prices = json.loads(text)
-        else:
-            import yaml
+        import yaml
 
-            prices = yaml.safe_load(text)
+        try:
+            text = path.read_text(encoding="utf-8")
+            prices = json.loads(text) if path.suffix.lower() == ".json" else \
+                yaml.safe_load(text)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"price file {path} is not UTF-8 text ({exc.reason} at byte "
+                            f"{exc.start}); save it as UTF-8") from exc
+        except (ValueError, yaml.YAMLError) as exc:
+            raise DataError(f"price file {path} is not valid "
+                            f"{'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
+                            f"{' '.join(str(exc).split())}") from exc
     if not isinstance(prices, Mapping) or not prices:
         raise DataError("prices must be a non-empty mapping of model -> {input_per_mtok, "
                         f"output_per_mtok}}; found {type(prices).__name__}")

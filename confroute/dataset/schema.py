@@ -126,7 +126,8 @@ def load_ratings(cfg: DataConfig) -> LabelledPrompts:
         if bad.size:
             row, col = (int(v) for v in bad[0])
             raise DataError(f"{path}: ratings of model '{table.models[col]}' must be in [0, 1] "
-                            f"to be training targets; row {row} has {ratings[row, col]!r}. Set "
+                            f"to be training targets; row {row} has {float(ratings[row, col])}. "
+                            "Set "
                             "data.adequate_rating (a rating >= it counts as adequate)")
         targets = ratings
     pd = require("pandas", "train")
@@ -146,6 +147,14 @@ def load_ratings(cfg: DataConfig) -> LabelledPrompts:
                          for k, m in enumerate(table.models)},
         "tokens": table.info.get("tokens")}
     frame = _assign_splits(frame, cfg, report)
+    train = frame[frame["split"] == "train"]
+    for model in table.models:
+        values = train[target_column(model)].to_numpy()
+        if len(values) and (values == values[0]).all():
+            raise DataError(f"{cfg.source}: every training target of model '{model}' is "
+                            f"{float(values[0])}, so its head has nothing to learn; check "
+                            "data.adequate_rating (a rating >= it counts as adequate) or drop "
+                            "the model")
     report["rows"] = {s: int((frame["split"] == s).sum()) for s in SPLITS}
     if report["rows"]["train"] < 2 or report["rows"]["val"] < 1:
         raise DataError(f"{cfg.source}: {report['rows']['train']} training and "

@@ -36,8 +36,8 @@ class LadderEvaluateRequest:
     `tokens_out` (see confroute/dataset/ratings.py)."""
     out: Path
     """Folder for report.json, report.md and curve.png (created)."""
-    split: str | None = "test"
-    """Evaluate the rows of this split (None: every row); the prior is fitted on `train` rows."""
+    split: str = "test"
+    """Evaluate the rows of this split; the prior is fitted on the table's `train` rows."""
     policy: Literal["threshold", "utility"] | None = None
     """The swept rule: `threshold` (the cheapest model predicted adequate, a shared threshold
     swept) or `utility` (argmax P - lambda x cost, lambda swept); None: the artifact's rule."""
@@ -70,7 +70,10 @@ def evaluate_ladder(request: LadderEvaluateRequest) -> dict[str, Any]:
                         "`confroute evaluate`")
     prices = {m: dataclasses.asdict(p) for m, p in zip(router.models, router.prices,
                                                        strict=True)}
+    if request.out.exists() and not request.out.is_dir():
+        raise DataError(f"--out {request.out} is a file; give a folder for the report")
     table = read_ratings(request.ratings, prices, router.models)
+    table.ratings = _quality(table, router.manifest)
     if table.models != router.models:
         raise DataError(f"the table's price order {table.models} differs from the artifact's "
                         f"ladder {router.models}")
@@ -117,23 +120,37 @@ def evaluate_ladder(request: LadderEvaluateRequest) -> dict[str, Any]:
     return result
 
 
-def _rows(table: Ratings, split: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _rows(table: Ratings, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(evaluated rows, training rows of the prior)."""
-    if split is None:
-        evaluated = np.arange(len(table))
-    elif table.splits is None:
-        raise DataError(f"the table has no `split` column, so split '{split}' cannot be chosen; "
-                        "add one or set split to null (every row)")
-    else:
-        evaluated = np.flatnonzero(table.splits == split)
+    if table.splits is None:
+        raise DataError(f"the table has no `split` column, so split '{split}' cannot be chosen "
+                        "and no prior can be fitted; add one (train rows for the prior, "
+                        f"'{split}' rows to evaluate)")
+    evaluated = np.flatnonzero(table.splits == split)
     if len(evaluated) == 0:
         raise DataError(f"no rows in split '{split}' to evaluate")
-    train = (np.flatnonzero(table.splits == "train") if table.splits is not None
-             else np.array([], dtype=int))
-    if split is None or len(train) == 0:
+    train = np.flatnonzero(table.splits == "train")
+    if split == "train" or len(train) == 0:
         raise DataError("the per-category prior needs `train` rows in the table's `split` "
                         "column, apart from the evaluated rows")
     return evaluated, train
+
+
+def _quality(table: Ratings, manifest: dict[str, Any]) -> np.ndarray:
+    """The outcomes as the router was trained to predict them, [n, K] in [0, 1]: ratings >= the
+    run's `data.adequate_rating` as 1/0 when it set one, else the ratings themselves, which must
+    then lie in [0, 1]. Raises DataError naming a model and prompt with a rating outside."""
+    params = (manifest.get("label_rule") or {}).get("params") or {}
+    threshold = params.get("adequate_rating")
+    if threshold is not None:
+        return (table.ratings >= float(threshold)).astype(float)
+    bad = np.argwhere((table.ratings < 0) | (table.ratings > 1))
+    if bad.size:
+        row, col = (int(v) for v in bad[0])
+        raise DataError(f"ratings of model '{table.models[col]}' must be in [0, 1] (the router "
+                        f"was trained on such targets); prompt {table.ids[row]} has "
+                        f"{float(table.ratings[row, col])}")
+    return table.ratings
 
 
 def _prior(table: Ratings, train: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -141,8 +158,7 @@ def _prior(table: Ratings, train: np.ndarray, rows: np.ndarray) -> np.ndarray:
     categories), smoothed toward the global rate (GroupPrior)."""
     groups = (table.categories if table.categories is not None
               else np.full(len(table), "all"))
-    adequate = table.ratings >= 0.5 if table.ratings.max() <= 1 else table.ratings
-    return np.stack([GroupPrior().fit(groups[train], adequate[train, k].astype(float))
+    return np.stack([GroupPrior().fit(groups[train], table.ratings[train, k].astype(float))
                      .score(groups[rows]) for k in range(len(table.models))], axis=1)
 
 

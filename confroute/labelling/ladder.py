@@ -69,7 +69,11 @@ def read_ladder(path: str | Path) -> list[LadderModel]:
     if not path.is_file():
         raise ConfigError(f"ladder file {path} does not exist; give a YAML or JSON list of "
                           "models, each with name, spec, input_per_mtok and output_per_mtok")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"ladder file {path} is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start}); save it as UTF-8") from exc
     as_json = path.suffix.lower() == ".json"
     try:
         data = json.loads(text) if as_json else yaml.safe_load(text)

@@ -474,7 +474,8 @@ class LadderService(Service):
     async def health(self, request: Request) -> Response:
         return JSONResponse({
             "status": "ok", "variant": self.router.variant, "turn": self.router.turn,
-            "models": self.ladder_models, "thresholds": self._thresholds(),
+            "models": self.ladder_models, "rule": self.policy.rule,
+            "lambda_per_usd": self.policy.lambda_per_usd, "thresholds": self._thresholds(),
             "model_sha256": self.model_sha256, "fallback": self.settings.fallback,
             "upstreams": {name: {"configured": name in self.upstreams,
                                  "model": u.model if (u := self.upstreams.get(name)) else None}
@@ -506,16 +507,20 @@ class LadderService(Service):
                           "model", "invalid_threshold")
         if lambda_per_usd is not None and self.policy.rule == "threshold":
             raise Problem(422, "this artifact routes by the threshold rule, which has no lambda "
-                          "to override; send thresholds or force a model", "invalid_threshold")
+                          "to override; send thresholds or force a model", "invalid_lambda")
         return ladder.Overrides(*overrides, lambda_per_usd)
 
     def _chat_overrides(self, body: dict[str, Any], request: Request) -> ladder.Overrides:
         if THRESHOLD_FIELD in body or THRESHOLD_HEADER in request.headers:
+            hint = (f"send {ladder.LAMBDA_FIELD} (500) or {ladder.LAMBDA_HEADER} (500)"
+                    if self.policy.rule == "utility" else
+                    f"send {ladder.THRESHOLDS_FIELD} "
+                    f'({{"{self.ladder_models[0]}": 0.8}}) or {ladder.THRESHOLDS_HEADER} '
+                    f"({self.ladder_models[0]}=0.8)")
             raise Problem(422, f"one threshold ({THRESHOLD_FIELD} or {THRESHOLD_HEADER}) is for "
                           f"two-model artifacts; this one routes among "
-                          f"{', '.join(self.ladder_models)}: send {ladder.THRESHOLDS_FIELD} "
-                          f'({{"{self.ladder_models[0]}": 0.8}}) or {ladder.THRESHOLDS_HEADER} '
-                          f"({self.ladder_models[0]}=0.8)", "invalid_threshold")
+                          f"{', '.join(self.ladder_models)} by the {self.policy.rule} rule: "
+                          f"{hint}", "invalid_threshold")
         thresholds = body.pop(ladder.THRESHOLDS_FIELD, None)
         model = body.pop(ladder.FORCE_FIELD, None)
         lam = body.pop(ladder.LAMBDA_FIELD, None)

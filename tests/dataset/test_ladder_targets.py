@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from confroute.config import DataConfig
+from confroute.config import DataConfig, LabelConfig
 from confroute.dataset import schema
 from confroute.errors import ConfigError, DataError
 
@@ -46,11 +46,18 @@ def test_targets_are_the_ratings_in_ladder_order(tmp_path: Path) -> None:
 
 
 def test_adequate_rating_turns_scores_into_targets(tmp_path: Path) -> None:
-    rows = [{**r, "small": 3.0, "medium": 7.0, "large": 9.0} for r in make_ladder_rows()]
-    with pytest.raises(DataError, match=r"must be in \[0, 1\].*data.adequate_rating"):
+    rows = [{**r, "small": 3.0 + 6 * r["small"], "medium": 6.0 + 2 * r["medium"],
+             "large": 2.0 + 7 * r["large"]} for r in make_ladder_rows()]
+    with pytest.raises(DataError, match=r"must be in \[0, 1\].*row \d+ has \d+\.\d+\. Set "
+                       r"data.adequate_rating"):
         load(tmp_path, rows)
     data = load(tmp_path, rows, adequate_rating=7.0)
-    assert data.split("train")[data.label_columns].mean().tolist() == [0.0, 1.0, 1.0]
+    source = {r["id"]: r for r in make_ladder_rows()}
+    for row in data.frame.itertuples(index=False):
+        assert row._4 == source[row.id]["medium"]  # 8 >= 7 adequate, 6 not
+    # a threshold no rating reaches leaves a head with nothing to learn: refused, named
+    with pytest.raises(DataError, match="every training target of model 'small' is 0.0"):
+        load(tmp_path, rows, adequate_rating=100.0)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -85,6 +92,8 @@ def test_bad_tables_name_what_is_wrong(tmp_path: Path, change, message: str) -> 
     ({"models": ["small", "small"]}, "names a model twice"),
     ({"prices": None}, "data.models needs data.prices"),
     ({"adequate_rating": float("nan")}, "data.adequate_rating"),
+    ({"models": []}, "data.prices and data.adequate_rating apply to a K-model table"),
+    ({"label": LabelConfig(rule="judge")}, "data.label settings make two-model labels"),
 ])
 def test_bad_settings_are_named(tmp_path: Path, settings: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -118,7 +118,7 @@ def test_health_says_what_is_loaded(client: TestClient, ladder_router: LadderRou
         ladder_router.policy.thresholds.tolist())
     assert body["upstreams"] == {m: {"configured": True, "model": f"{m}-model"}
                                  for m in ("small", "medium", "large")}
-    assert "threshold" not in body
+    assert "threshold" not in body and body["rule"] == "threshold"
     assert not any(secret in json.dumps(body) for secret in SECRETS)
 
 
@@ -566,6 +566,14 @@ def test_a_utility_artifact_routes_by_probability_and_cost(utility_ladder_artifa
             "model": "confroute", "messages": [{"role": "user", "content": QUESTION}]})
         assert chat.status_code == 200
         assert chat.headers["x-confroute-decision"] == expected[1]["model"]
+        health = client.get("/health").json()
+        assert health["rule"] == "utility" and health["lambda_per_usd"] == pytest.approx(
+            router.policy.lambda_per_usd)
+        one = client.post("/v1/chat/completions", json={
+            "model": "confroute", "confroute_threshold": 0.5,
+            "messages": [{"role": "user", "content": QUESTION}]})
+        assert one.status_code == 422 and "confroute_lambda_per_usd" in \
+            one.json()["error"]["message"]
     with pytest.raises(ConfigError, match="utility rule"):
         make_app(router, upstreams, thresholds={"small": 0.5})
 
@@ -573,6 +581,7 @@ def test_a_utility_artifact_routes_by_probability_and_cost(utility_ladder_artifa
 def test_a_lambda_override_is_refused_by_the_threshold_rule(client: TestClient) -> None:
     bad = client.post("/v1/route", json={"prompt": QUESTION, "lambda_per_usd": 5})
     assert bad.status_code == 422 and "threshold rule" in bad.json()["error"]["message"]
+    assert bad.json()["error"]["code"] == "invalid_lambda"
     chat = client.post("/v1/chat/completions", headers={"x-confroute-lambda": "5"}, json={
         "model": "confroute", "messages": [{"role": "user", "content": QUESTION}]})
     assert chat.status_code == 422
