@@ -56,7 +56,7 @@ class RouterTask(pl.LightningModule):
         k = len(model.models)
         classification = torchmetrics.classification
         self.val_metrics = torchmetrics.MetricCollection({
-            "auroc": classification.MultilabelAUROC(k) if k else classification.BinaryAUROC(),
+            "auroc": DefinedMacroAUROC(k) if k else classification.BinaryAUROC(),
             "ap": (classification.MultilabelAveragePrecision(k) if k
                    else classification.BinaryAveragePrecision()),
         }, prefix="val_")
@@ -110,6 +110,22 @@ class RouterTask(pl.LightningModule):
         scheduler = linear_schedule(optimizer, self.schedule_steps, self.cfg.warmup_ratio)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class DefinedMacroAUROC(torchmetrics.classification.MultilabelAUROC):
+    """Macro AUROC over the labels (models) whose targets hold both classes; NaN when none
+    does. A label with one class has no AUROC, and torchmetrics' macro average counts it as 0,
+    which would pull the K-head val_auroc down for a model the validation split cannot judge."""
+
+    def __init__(self, num_labels: int):
+        super().__init__(num_labels, average=None)
+
+    def compute(self) -> torch.Tensor:  # type: ignore[override]
+        per_label = super().compute()
+        target = torchmetrics.utilities.dim_zero_cat(self.target)
+        positives = (target == 1).sum(0)
+        defined = (positives > 0) & (positives < target.shape[0])
+        return per_label[defined].mean() if defined.any() else torch.tensor(float("nan"))
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int,

@@ -197,3 +197,21 @@ def test_utility_decisions_weigh_probability_against_cost(utility_ladder_artifac
         router.decide_batch(prompts, {"small": 0.5})
     with pytest.raises(InputError, match="lambda_per_usd must be a number >= 0"):
         router.decide_batch(prompts, lambda_per_usd=-1.0)
+
+
+def test_val_auroc_skips_a_model_the_validation_split_cannot_judge() -> None:
+    from confroute.training.fit import DefinedMacroAUROC
+
+    probs = torch.tensor([[0.9, 0.2, 0.5], [0.1, 0.8, 0.5], [0.8, 0.3, 0.4], [0.2, 0.7, 0.6]])
+    target = torch.tensor([[1, 0, 1], [0, 1, 1], [1, 0, 1], [0, 1, 1]])  # model 3: one class
+    metric = DefinedMacroAUROC(3)
+    metric.update(probs, target)
+    assert float(metric.compute()) == 1.0  # the mean of models 1 and 2 only
+    target[:, 0] = 1  # now only model 2 has both classes
+    metric = DefinedMacroAUROC(3)
+    metric.update(probs, target)
+    assert float(metric.compute()) == 1.0
+    target[:, 1] = 0  # and none
+    metric = DefinedMacroAUROC(3)
+    metric.update(probs, target)
+    assert torch.isnan(metric.compute())
