@@ -75,3 +75,23 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def read_settings_file(path: Path, what: str, error: type[Exception]) -> Any:
+    """The parsed content of a small YAML or JSON file (JSON by the `.json` suffix, else YAML).
+
+    Raises `error` naming the file as `what` when it is not UTF-8 text or does not parse; the
+    caller checks existence and shape.
+    """
+    import yaml
+
+    as_json = path.suffix.lower() == ".json"
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if as_json else yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save "
+                    "it as UTF-8") from exc
+    except (ValueError, yaml.YAMLError) as exc:
+        raise error(f"{what} {path} is not valid {'JSON' if as_json else 'YAML'}: "
+                    f"{' '.join(str(exc).split())}") from exc

@@ -15,7 +15,6 @@ model holding its ratings (named exactly as the model), optional `id`, `category
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from confroute.errors import DataError
+from confroute.files import read_settings_file
 
 RESERVED = ("id", "prompt", "category", "split", "tokens_in", "tokens_out", "src")
 
@@ -151,19 +151,7 @@ def parse_prices(prices: Mapping[str, Any] | str | Path) -> dict[str, Price]:
         if not path.is_file():
             raise DataError(f"price file {path} does not exist; give a YAML or JSON mapping of "
                             "model -> {input_per_mtok, output_per_mtok}")
-        import yaml
-
-        try:
-            text = path.read_text(encoding="utf-8")
-            prices = json.loads(text) if path.suffix.lower() == ".json" else \
-                yaml.safe_load(text)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"price file {path} is not UTF-8 text ({exc.reason} at byte "
-                            f"{exc.start}); save it as UTF-8") from exc
-        except (ValueError, yaml.YAMLError) as exc:
-            raise DataError(f"price file {path} is not valid "
-                            f"{'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
-                            f"{' '.join(str(exc).split())}") from exc
+        prices = read_settings_file(path, "price file", DataError)
     if not isinstance(prices, Mapping) or not prices:
         raise DataError("prices must be a non-empty mapping of model -> {input_per_mtok, "
                         f"output_per_mtok}}; found {type(prices).__name__}")

@@ -26,17 +26,15 @@ the ratings table's own columns (`id`, `prompt`, `split`, ...) are refused.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from confroute.dataset.ratings import RESERVED
 from confroute.errors import ConfigError
+from confroute.files import read_settings_file
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 PRICE_KEYS = ("input_per_mtok", "output_per_mtok")
@@ -69,17 +67,7 @@ def read_ladder(path: str | Path) -> list[LadderModel]:
     if not path.is_file():
         raise ConfigError(f"ladder file {path} does not exist; give a YAML or JSON list of "
                           "models, each with name, spec, input_per_mtok and output_per_mtok")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"ladder file {path} is not UTF-8 text ({exc.reason} at byte "
-                          f"{exc.start}); save it as UTF-8") from exc
-    as_json = path.suffix.lower() == ".json"
-    try:
-        data = json.loads(text) if as_json else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"ladder file {path} is not valid {'JSON' if as_json else 'YAML'}: "
-                          f"{exc}") from exc
+    data = read_settings_file(path, "ladder file", ConfigError)
     return parse_ladder(data, str(path))
 
 

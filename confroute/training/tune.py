@@ -124,10 +124,28 @@ def tune(cfg: TuneConfig, out_dir: str | Path) -> TuneResult:
         stop = optuna.study.MaxTrialsCallback(
             cfg.n_trials, states=(optuna.trial.TrialState.COMPLETE,
                                   optuna.trial.TrialState.PRUNED))
-        study.optimize(_objective(optuna, cfg, prepared, out), n_trials=missing,
-                       timeout=cfg.timeout_s, catch=(ConfrouteError,),
-                       callbacks=[stop, _model_keeper(optuna, cfg)], gc_after_trial=True)
+        try:
+            study.optimize(_objective(optuna, cfg, prepared, out), n_trials=missing,
+                           timeout=cfg.timeout_s, catch=(ConfrouteError,),
+                           callbacks=[stop, _model_keeper(optuna, cfg)], gc_after_trial=True)
+        except Exception as exc:
+            if _interrupted(exc):
+                raise KeyboardInterrupt from exc
+            raise
     return _summarise(optuna, study, cfg, prepared, out)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` was raised while an interrupt was being handled. A Ctrl-C that lands
+    while optuna records a trial's end can surface as an error of optuna's own handler (e.g. an
+    UnboundLocalError, the kind of optuna/optuna#5280) instead of KeyboardInterrupt; the study
+    resumes either way (the trial is left RUNNING, then failed by its heartbeat)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def prepare(cfg: TuneConfig, out: Path) -> Prepared:

@@ -208,3 +208,19 @@ def test_label_parameters_follow_the_data(tmp_path, tiny_encoder_dir):
     expected = relabelled.split("train").set_index("id")["label"]
     assert train.equals(expected.loc[train.index])
     assert not train.equals(data.split("train").set_index("id")["label"].loc[train.index])
+
+
+def test_an_error_raised_while_handling_an_interrupt_counts_as_the_interrupt():
+    from confroute.training.tune import _interrupted
+
+    def optuna_like() -> None:
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise UnboundLocalError("cannot access local variable 'updated_state'")
+
+    try:
+        optuna_like()
+    except UnboundLocalError as exc:
+        assert _interrupted(exc)
+    assert not _interrupted(ValueError("a real failure"))
