@@ -27,7 +27,7 @@ import torch
 from confroute import __version__
 from confroute.artifact import FORMAT_VERSION, MANIFEST, sha256_file, write_manifest
 from confroute.config import ExportConfig, RunConfig, load_yaml
-from confroute.dataset.ratings import estimate_tokens
+from confroute.dataset.ratings import Price, estimate_tokens
 from confroute.dataset.schema import numeric_column, target_column
 from confroute.errors import ArtifactError, ConfrouteError
 from confroute.policy import calibrate_lambda, calibrate_shares
@@ -155,8 +155,9 @@ def _ladder(models: list[str], metrics: dict[str, Any], probs: np.ndarray | None
                                                  strict=True))}
     if rule == "utility":
         tokens_in = estimate_tokens(prompts)
-        costs = np.stack([(tokens_in * prices[m]["input_per_mtok"] + out["output_tokens"]
-                           * prices[m]["output_per_mtok"]) / 1e6 for m in models], axis=1)
+        tokens_out = np.full(len(tokens_in), out["output_tokens"])
+        costs = np.stack([Price(**prices[m]).cost(tokens_in, tokens_out) for m in models],
+                         axis=1)
         target = float(costs[np.arange(len(first)), first].mean())
         out["lambda_per_usd"] = calibrate_lambda(probs, costs, target)
         source = {"source": "validation cost of the cheapest adequate model", "target_cost":

@@ -26,7 +26,7 @@ from confroute.artifact import MAKE_IT, read_manifest, verify_files
 from confroute.dataset.ratings import Price, estimate_tokens
 from confroute.errors import ArtifactError, ConfigError, InputError
 from confroute.policy import Decision as LadderDecision
-from confroute.policy import Policy, calibrate_cost, calibrate_lambda, calibrate_shares
+from confroute.policy import Policy, Rule, calibrate_cost, calibrate_lambda, calibrate_shares
 from confroute.text import TextEncoder, Turn, prompt_text
 
 Variant = Literal["auto", "fp32", "int8"]
@@ -127,7 +127,10 @@ class Router:
     def logits(self, prompts: Sequence[Any] | str) -> np.ndarray:
         """Raw head outputs, float32 array of shape (n_prompts,), or (n_prompts, K) for a
         router for K models; raises InputError."""
-        texts = self.texts(prompts)
+        return self._logits(self.texts(prompts))
+
+    def _logits(self, texts: list[str]) -> np.ndarray:
+        """`logits` of texts already validated by `texts`."""
         out = np.empty((len(texts), self.outputs), dtype=np.float32)
         # Sorting by length keeps padding (and wasted compute) low inside each batch.
         order = np.argsort([len(t) for t in texts], kind="stable")
@@ -265,8 +268,11 @@ class LadderRouter(Router):
     def adequacy(self, prompts: Sequence[Any] | str) -> np.ndarray:
         """P(model k's answer adequate), float64 array of shape (n_prompts, K); InputError for
         bad prompts."""
-        logits = self.logits(prompts).astype(np.float64)
-        return 1.0 / (1.0 + np.exp(-logits))
+        return self._adequacy(self.texts(prompts))
+
+    def _adequacy(self, texts: list[str]) -> np.ndarray:
+        """`adequacy` of texts already validated by `texts`."""
+        return 1.0 / (1.0 + np.exp(-self._logits(texts).astype(np.float64)))
 
     def score(self, prompts: Sequence[Any] | str) -> np.ndarray:
         """P(a model above the cheapest is needed) = 1 - P(cheapest adequate), shape (n,): the
@@ -300,7 +306,7 @@ class LadderRouter(Router):
                              f"{{'{self.models[0]}': 0.8}}; found {type(thresholds).__name__}")
         overrides = {name: check_threshold(v) for name, v in (thresholds or {}).items()}
         texts = self.texts(prompts)
-        probs = self.adequacy(texts)
+        probs = self._adequacy(texts)
         costs = self.costs(texts)
         return [self.policy.decide(p, overrides, model, c, lambda_per_usd)
                 for p, c in zip(probs, costs, strict=True)]
@@ -308,7 +314,7 @@ class LadderRouter(Router):
     def choose(self, prompts: Sequence[Any]) -> np.ndarray:
         """The chosen model's index for each prompt [n] under the artifact's policy."""
         texts = self.texts(prompts)
-        return self.policy.route(self.adequacy(texts), self.costs(texts))
+        return self.policy.route(self._adequacy(texts), self.costs(texts))
 
     def route(self, prompt: Any, threshold: float | None = None) -> Any:
         """A ladder routes by `decide`; `threshold` (one number) does not apply to K models."""
@@ -324,19 +330,50 @@ class LadderRouter(Router):
         `prompts` is at most `target` USD, with the most quality (`policy.calibrate_cost`).
         Raises ConfigError when even the cheapest model costs more, InputError for no prompts."""
         texts = self._calibration_texts(prompts)
-        return calibrate_cost(self.adequacy(texts), self.costs(texts), target)
+        return calibrate_cost(self._adequacy(texts), self.costs(texts), target)
 
     def calibrate_lambda(self, prompts: Sequence[Any], target: float) -> float:
         """The utility rule's lambda (per USD) whose mean cost per prompt on `prompts` is at most
         `target` USD, with the most quality (`policy.calibrate_lambda`). Raises ConfigError when
         even the cheapest model costs more, InputError for no prompts."""
         texts = self._calibration_texts(prompts)
-        return calibrate_lambda(self.adequacy(texts), self.costs(texts), target)
+        return calibrate_lambda(self._adequacy(texts), self.costs(texts), target)
 
     def calibrate_shares(self, prompts: Sequence[Any], shares: Sequence[float]) -> np.ndarray:
         """Thresholds [K] sending about `shares[k]` of `prompts` to model k
         (`policy.calibrate_shares`). Raises ConfigError for bad shares."""
-        return calibrate_shares(self.adequacy(self._calibration_texts(prompts)), shares)
+        return calibrate_shares(self._adequacy(self._calibration_texts(prompts)), shares)
+
+    def calibrate_policy(self, prompts: Sequence[Any], rule: Rule | None = None,
+                         target_cost: float | None = None,
+                         shares: Sequence[float] | None = None) -> LadderCalibration:
+        """Score `prompts` once and calibrate `rule` (default: the artifact's) to a mean cost of
+        `target_cost` USD per prompt (either rule) or to `shares` per model (threshold rule).
+
+        Returns the calibrated policy (thresholds capped at 1.0, which means "never") and what
+        it achieves on these prompts. Raises ConfigError for neither or both targets, shares
+        with the utility rule, or an unreachable target; InputError for bad prompts.
+        """
+        rule = rule or self.policy.rule
+        if (target_cost is None) == (shares is None):
+            raise ConfigError("give exactly one of a target cost (USD per prompt) or shares")
+        if rule == "utility" and shares is not None:
+            raise ConfigError("shares set thresholds (the threshold rule); the utility rule is "
+                              "calibrated to a cost: give a target cost, or the threshold rule")
+        texts = self._calibration_texts(prompts)
+        probs, costs = self._adequacy(texts), self.costs(texts)
+        policy = dataclasses.replace(self.policy, rule=rule)
+        if target_cost is None:
+            policy.thresholds = calibrate_shares(probs, shares or ())
+        elif rule == "utility":
+            policy.lambda_per_usd = calibrate_lambda(probs, costs, target_cost)
+        else:
+            policy.thresholds = calibrate_cost(probs, costs, target_cost)
+        policy.thresholds = np.minimum(policy.thresholds, 1.0)
+        chosen = policy.route(probs, costs)
+        return LadderCalibration(
+            policy, float(costs[np.arange(len(chosen)), chosen].mean()),
+            {m: float(np.mean(chosen == k)) for k, m in enumerate(self.models)}, len(texts))
 
     def _calibration_texts(self, prompts: Sequence[Any]) -> list[str]:
         if isinstance(prompts, Sequence) and not isinstance(prompts, str) and not prompts:
@@ -346,3 +383,15 @@ class LadderRouter(Router):
             warnings.warn(f"calibrated on only {len(texts)} prompts; use at least "
                           f"{SMALL_SAMPLE} prompts of real traffic", stacklevel=3)
         return texts
+
+
+@dataclasses.dataclass(frozen=True)
+class LadderCalibration:
+    """A K-model policy calibrated on sample prompts, and what it achieves on them."""
+
+    policy: Policy
+    mean_cost: float
+    """USD per prompt on the calibration prompts."""
+    shares: dict[str, float]
+    """Share of the calibration prompts each model gets."""
+    prompts: int

@@ -64,7 +64,6 @@ def run(args: Any) -> int:
 def _ladder(args: Any, router: Any) -> int:
     """Calibrate a K-model artifact to a target cost (either rule) or target shares
     (threshold rule)."""
-    import dataclasses
     import warnings
 
     import numpy as np
@@ -72,43 +71,33 @@ def _ladder(args: Any, router: Any) -> int:
     from confroute.artifact import set_ladder_policy
     from confroute.errors import ConfigError
 
-    rule = args.rule or router.policy.rule
     if (args.target_cost is None) == (args.shares is None) or args.cloud_fraction is not None:
         raise ConfigError(f"{args.artifact} routes among {', '.join(router.models)}: give "
                           "exactly one of --target_cost USD or --shares '[...]'")
+    if args.target_cost is not None and not (np.isfinite(args.target_cost)
+                                             and args.target_cost >= 0):
+        raise ConfigError(f"--target_cost must be a number >= 0 (USD per prompt); found "
+                          f"{args.target_cost}")
+    rule = args.rule or router.policy.rule
     if rule == "utility" and args.shares is not None:
         raise ConfigError("--shares sets thresholds (the threshold rule); the utility rule is "
                           "calibrated to a cost: give --target_cost USD, or --rule threshold")
     prompts = scored_texts(iter_prompts([], args.file), router.turn)
-    policy = dataclasses.replace(router.policy, rule=rule)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if args.target_cost is not None:
-            if not np.isfinite(args.target_cost) or args.target_cost < 0:
-                raise ConfigError(f"--target_cost must be a number >= 0 (USD per prompt); "
-                                  f"found {args.target_cost}")
-            target: dict[str, Any] = {"target_cost": args.target_cost}
-            if rule == "utility":
-                policy.lambda_per_usd = router.calibrate_lambda(prompts, args.target_cost)
-            else:
-                policy.thresholds = router.calibrate_cost(prompts, args.target_cost)
-        else:
-            policy.thresholds = router.calibrate_shares(prompts, args.shares)
-            target = {"shares": dict(zip(router.models, args.shares, strict=False))}
+        result = router.calibrate_policy(prompts, rule, args.target_cost, args.shares)
     for warning in caught:
         print(f"confroute calibrate: warning: {warning.message}", file=sys.stderr)
-    policy.thresholds = np.minimum(policy.thresholds, 1.0)  # "never" is stored as 1.0
-    costs = router.costs(prompts)
-    chosen = policy.route(router.adequacy(prompts), costs)
-    achieved = {"mean_cost": float(costs[np.arange(len(chosen)), chosen].mean()),
-                "shares": {m: float(np.mean(chosen == k)) for k, m in enumerate(router.models)}}
+    policy = result.policy
+    target: dict[str, Any] = ({"target_cost": args.target_cost} if args.shares is None else
+                              {"shares": dict(zip(router.models, args.shares, strict=False))})
+    achieved = {"mean_cost": result.mean_cost, "shares": result.shares}
     settings = ({"lambda_per_usd": policy.lambda_per_usd} if rule == "utility" else
                 {"thresholds": dict(zip(router.models, policy.thresholds.tolist(), strict=True))})
-    result = {"rule": rule, **settings, **target, "achieved": achieved,
-              "prompts": len(prompts), "written": bool(args.write)}
     if args.write:
         set_ladder_policy(args.artifact, rule, policy.thresholds.tolist(),
                           policy.lambda_per_usd, source="calibrate", **target,
-                          prompts=len(prompts), achieved=achieved)
-    print(json.dumps(result))
+                          prompts=result.prompts, achieved=achieved)
+    print(json.dumps({"rule": rule, **settings, **target, "achieved": achieved,
+                      "prompts": result.prompts, "written": bool(args.write)}))
     return 0
