@@ -16,10 +16,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # encoder (a token lookup and a mean, no transformer at inference) with a linear head, the
     # table fine-tuned with it (bench/routers.py scores its frozen features as "model2vec
     # static"). Fine-tuning the table costs nothing at inference and raised validation AUROC
-    # over the frozen table on every dataset tried (5 epochs, lr 1e-2): smollm2-uncertainty
-    # 0.769 -> 0.804, routellm-judge (20,000 rows) 0.629 -> 0.655, and the macro AUROC of K
-    # heads on MMLU-Pro: Llama-3.1 8B/70B 0.620 -> 0.637, Mistral/Mixtral 0.655 -> 0.685,
-    # Phi-3-mini/Gemini 0.652 -> 0.680, Llama-2 7B/13B/70B 0.670 -> 0.683.
+    # over the frozen table on every dataset tried (5 epochs, lr 1e-2; the source or category
+    # prior's in brackets): smollm2-uncertainty 0.769 -> 0.804 [0.742], routellm-judge (20,000
+    # rows) 0.629 -> 0.655 [0.532], and the macro AUROC of K heads on MMLU-Pro: Llama-3.1
+    # 8B/70B 0.620 -> 0.637 [0.633], Mistral/Mixtral 0.655 -> 0.685 [0.655], Phi-3-mini/Gemini
+    # 0.652 -> 0.680 [0.670], Llama-2 7B/13B/70B 0.670 -> 0.683 [0.670].
     "micro": {"model.family": "static", "model.layers": None, "model.freeze_encoder": False,
               "model.head": "linear", "train.learning_rate": 1e-2,
               "train.head_learning_rate": 1e-2, "train.max_epochs": 5},
