@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from jsonargparse import ArgumentError
 
-    from confroute.config import one_line
+    from confroute.errors import one_line
 
     try:
         parser = build_parser(command)
