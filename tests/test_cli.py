@@ -80,6 +80,10 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [x["index"] for x in lines] == [0, 1]
     assert all(x["route"] in ("edge", "cloud") and 0 <= x["score"] <= 1 for x in lines)
+    # the two-model fields as before, then the K-model fields of the same decision
+    assert list(lines[0])[:4] == ["index", "score", "route", "threshold"]
+    assert all(x["model"] == x["route"] and list(x["probabilities"]) == ["edge", "cloud"]
+               for x in lines)
 
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text('{"prompt": "a"}\n"b"\n\n{"messages": [{"role": "user", "content": "c"}]}\n')
@@ -103,7 +107,8 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
     (["route", "{art}", "hi", "--variant", "int4"], None,
      "variant must be one of 'auto', 'fp32', 'int8'; found 'int4'"),
     (["calibrate", "{art}", "--cloud_fraction", "1.5"], "a\nb\n", "cloud_fraction must be in"),
-    (["calibrate", "{art}"], "a\n", "routes between two models: give --cloud_fraction F"),
+    (["calibrate", "{art}"], "a\n", r"routes between two models \(edge, cloud\): give "
+     "--cloud_fraction F"),
     (["export", "{tmp}", "--out", "{tmp}/a"], None, "not a complete training run"),
     (["export", "{tmp}", "--out", "{tmp}/a", "--threshold", "nan"], None, "threshold"),
     (["train", "--out", "{tmp}/r", "--train.bogus", "1"], None, "unrecognized arguments"),
@@ -146,7 +151,8 @@ def test_calibrate_writes_the_threshold(tiny_artifact: Path, tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     manifest = json.loads((Path(art) / "router.json").read_text())
-    assert manifest["threshold"]["default"] == result["threshold"]
+    assert manifest["routing"]["threshold"] == result["threshold"]
+    assert manifest["routing"]["source"]["cloud_fraction"] == 0.25
     routed = run_cli("route", str(art), stdin=prompts)
     # tie-aware: the written threshold sends exactly the achieved share (the nearest to 25%)
     achieved = round(result["achieved_cloud_fraction"] * 20)

@@ -4,8 +4,6 @@ the decision at the boundary (a score equal to the threshold goes to the cloud).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
