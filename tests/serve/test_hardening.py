@@ -182,10 +182,12 @@ def test_openai_sdk_lists_and_retrieves_models(router: Router,
                                                upstreams: SimpleNamespace) -> None:
     with serve_in_thread(make_app(router, upstreams)) as url:
         sdk = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
-        assert [m.id for m in sdk.models.list()] == ["confroute", "edge-model", "cloud-model"]
-        assert sdk.models.retrieve("cloud-model").owned_by == "confroute-cloud"
-        with pytest.raises(openai.NotFoundError):
-            sdk.models.retrieve("gpt-nothing")
+        # the artifact's model names, as for K models (not the upstreams' model names)
+        assert [m.id for m in sdk.models.list()] == ["confroute", "edge", "cloud"]
+        assert sdk.models.retrieve("cloud").owned_by == "confroute"
+        for unknown in ("gpt-nothing", "cloud-model"):
+            with pytest.raises(openai.NotFoundError):
+                sdk.models.retrieve(unknown)
         answer = sdk.chat.completions.create(model="confroute", messages=USER)  # type: ignore
         assert answer.choices[0].message.content.endswith("What is 2 plus 2?")
 
