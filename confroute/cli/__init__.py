@@ -5,8 +5,9 @@ Each command module defines `HELP` (its line in `confroute --help`), `add_argume
 dataclasses (`parser.add_class_arguments`), so a setting is declared once, its docstring is its
 `--help` text and its default is the field's; `--config FILE` reads the same keys from YAML
 (unknown keys are errors) and `--print_config` shows the settings a command would use. Only the
-chosen command's parser is built, so `confroute route` does not import torch. Library and
-argument errors become one line on stderr and exit 2.
+chosen command's parser is built, so `confroute route` does not import torch. Options may come
+before, between and after positional arguments (`_intermix`). Library and argument errors
+become one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from confroute import __version__
+from confroute.cli._intermix import expected, intermix
 from confroute.errors import ConfigError, ConfrouteError
 
 # Subcommand modules, in the order --help lists them. A new command is a new module + a name here.
@@ -42,6 +44,20 @@ def build_parser(command: str) -> Any:
                             description=(module.__doc__ or "").split(":", 1)[-1].strip())
     module.add_arguments(parser)
     return parser
+
+
+def parse_command(command: str, argv: Sequence[str]) -> Any:
+    """The instantiated settings of `confroute <command> <argv>`; options may come before,
+    between and after the positionals. Raises jsonargparse's ArgumentError or ConfigError."""
+    parser = build_parser(command)
+    module = command_module(command)
+    try:
+        if hasattr(module, "before_parse"):  # e.g. train's --preset: defaults under flags
+            module.before_parse(parser, list(argv))
+        return parser.instantiate(parser.parse_args(intermix(parser, argv)))
+    except UnicodeDecodeError as exc:  # a --config file that is not UTF-8 text
+        raise ConfigError(f"a settings file (--config) is not UTF-8 text ({exc.reason} at "
+                          f"byte {exc.start}); save it as UTF-8") from exc
 
 
 def usage() -> str:
@@ -77,19 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from confroute.config import one_line
 
     try:
-        parser = build_parser(command)
-        module = command_module(command)
-        try:
-            if hasattr(module, "before_parse"):  # e.g. train's --preset: defaults under flags
-                module.before_parse(parser, args[1:])
-            namespace = parser.instantiate(parser.parse_args(args[1:]))
-        except UnicodeDecodeError as exc:  # a --config file that is not UTF-8 text
-            raise ConfigError(f"a settings file (--config) is not UTF-8 text ({exc.reason} at "
-                              f"byte {exc.start}); save it as UTF-8") from exc
-        return int(module.run(namespace) or 0)
+        namespace = parse_command(command, args[1:])
+        return int(command_module(command).run(namespace) or 0)
     except ArgumentError as exc:
-        print(f"confroute {command}: error: {_config_named(one_line(str(exc)), args)}",
-              file=sys.stderr)
+        message = _config_named(one_line(str(exc)), args)
+        if message.startswith("unrecognized arguments"):  # a surplus positional or a typo
+            message += f" (confroute {command} {expected(build_parser(command))}; see --help)"
+        print(f"confroute {command}: error: {message}", file=sys.stderr)
         return 2
     except ConfrouteError as exc:
         print(f"confroute {command}: error: {one_line(str(exc))}", file=sys.stderr)
