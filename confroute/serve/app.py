@@ -22,6 +22,8 @@ as they work for a two-model (edge/cloud) artifact; a K-model (ladder) artifact:
   GET  /health               liveness + what is loaded
   GET  /metrics              Prometheus text
 CORS is off unless `cors_origins` is set; then browsers from those origins may call the API.
+Every request first passes the request guard (`guard`): loopback Host names only on loopback
+(plus `allowed_hosts`), no foreign Origin, JSON bodies only, read within `body_timeout_s`.
 
 A ladder artifact (models cheapest first, each with an upstream from the `upstreams:` settings)
 routes each prompt to the cheapest model whose predicted adequacy clears its threshold, else the
@@ -76,6 +78,9 @@ from confroute.errors import ConfigError, InputError  # noqa: E402
 from confroute.policy import Decision  # noqa: E402
 from confroute.runtime import LadderRouter, Router, check_threshold, decide  # noqa: E402
 from confroute.serve import ladder  # noqa: E402
+from confroute.serve.deadlines import Deadline  # noqa: E402
+from confroute.serve.guard import RequestGuard  # noqa: E402
+from confroute.serve.hosts import check_origins  # noqa: E402
 from confroute.serve.metrics import Metrics  # noqa: E402
 from confroute.serve.proxy import forward  # noqa: E402
 from confroute.serve.scoring import Scorer  # noqa: E402
@@ -135,9 +140,13 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
         Route("/v1/models/{model:path}", service.endpoint("models", service.model),
               methods=["GET"]),
     ]
-    middleware = [Middleware(
-        CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-        allow_headers=REQUEST_HEADERS,
+    # The guard first: no request reaches CORS or an endpoint without passing it.
+    refused = service.metrics.refused
+    middleware = [Middleware(RequestGuard, settings=settings,
+                             refused=lambda code: refused.labels(code).inc())]
+    middleware += [Middleware(
+        CORSMiddleware, allow_origins=check_origins(settings.cors_origins),
+        allow_methods=["GET", "POST"], allow_headers=REQUEST_HEADERS,
         expose_headers=EXPOSED_HEADERS, max_age=600)] if settings.cors_origins else []
     app = Starlette(routes=routes, lifespan=service.lifespan, middleware=middleware,
                     exception_handlers={HTTPException: _http_error})
@@ -291,7 +300,8 @@ class Service:
         try:
             reply, notes = await unless_disconnected(request, forward(
                 self.client(), self.upstreams, self._order(chosen), body,
-                self.settings.fallback, self.metrics, self._how_to_configure(chosen)))
+                self.settings.fallback, self.metrics, self._how_to_configure(chosen),
+                deadline=Deadline.of(request.scope, self.settings)))
         except Problem as problem:  # no upstream answered: still say how it was routed
             problem.headers.update(self._headers(decision, None, []))
             raise

@@ -188,7 +188,8 @@ def test_oversize_body_without_content_length_is_refused(router: Router,
         yield b'"}'
 
     with TestClient(app) as test_client:
-        reply = test_client.post("/v1/route", content=chunks())
+        reply = test_client.post("/v1/route", content=chunks(),
+                                 headers={"content-type": "application/json"})
     assert reply.status_code == 413 and reply.json()["error"]["code"] == "body_too_large"
 
 
@@ -218,10 +219,15 @@ def test_metrics_count_requests_routes_and_latency(router: Router,
     with TestClient(make_app(router, upstreams)) as test_client:
         for threshold in (0, 0, 1):
             test_client.post("/v1/route", json={"prompt": "hi", "threshold": threshold})
-        test_client.post("/v1/route", content=b"{")
+        test_client.post("/v1/route", json={"prompt": "hi", "treshold": 1})
+        # refused by the request guard, before any endpoint: counted apart
+        test_client.post("/v1/route", content=b"{", headers={"content-type": "application/json"})
+        test_client.post("/v1/route", content=b"{}", headers={"content-type": "text/plain"})
         text = test_client.get("/metrics").text
     assert metric(text, 'confroute_requests_total{endpoint="route",status="200"}') == 3
-    assert metric(text, 'confroute_requests_total{endpoint="route",status="400"}') == 1
+    assert metric(text, 'confroute_requests_total{endpoint="route",status="422"}') == 1
+    assert metric(text, 'confroute_refused_total{code="invalid_json"}') == 1
+    assert metric(text, 'confroute_refused_total{code="unsupported_media_type"}') == 1
     assert metric(text, 'confroute_routes_total{endpoint="route",route="cloud"}') == 2
     assert metric(text, 'confroute_routes_total{endpoint="route",route="edge"}') == 1
     assert metric(text, 'confroute_request_seconds_count{endpoint="route"}') == 4
