@@ -1,7 +1,10 @@
 """confroute serve: serve a router artifact over HTTP.
 POST /v1/route; POST /v1/chat/completions (scored, then forwarded to the chosen model's
 upstream, with fallback); GET /v1/models, /health, /metrics. The flags are ServeSettings'
-fields; --config reads them from YAML.
+fields; --config reads them from YAML. POST bodies must be sent as Content-Type:
+application/json. On the loopback default no web page can use the service (only loopback Host
+names and JSON bodies, no foreign Origin), but other users and processes on this machine can:
+on a shared machine set CONFROUTE_TOKEN.
 
 Two-model (edge/cloud) artifact: the upstreams and secrets come from the environment:
   CONFROUTE_EDGE_BASE_URL, CONFROUTE_EDGE_MODEL, CONFROUTE_EDGE_API_KEY
