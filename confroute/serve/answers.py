@@ -43,7 +43,7 @@ def completion_problem(content: bytes) -> str | None:
         return f"the body is a {_shown(kind)}, not a chat.completion"
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices:
-        return f"the body has {_what(choices)} where 'choices' (a non-empty list) is due"
+        return f"the body has {_what(choices)} for 'choices' (a non-empty list is due)"
     for i, choice in enumerate(choices):
         message = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(message, dict):
@@ -78,7 +78,7 @@ def chunk_problem(data: str, error_ok: bool = False) -> str | None:
         return f"a stream event is a {_shown(kind)}, not a chat.completion.chunk"
     choices = body.get("choices")
     if not isinstance(choices, list):
-        return f"a stream event has {_what(choices)} where 'choices' (a list) is due"
+        return f"a stream event has {_what(choices)} for 'choices' (a list is due)"
     for i, choice in enumerate(choices):
         delta = choice.get("delta", {}) if isinstance(choice, dict) else None
         if not isinstance(delta, dict):
@@ -115,7 +115,7 @@ def _fields(message: dict[str, Any], where: str) -> str | None:
 
 def _what(value: Any) -> str:
     if value is None:
-        return "no value"
+        return "nothing"
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
     return names.get(type(value), "a number") if value != [] else "an empty list"
 

@@ -80,8 +80,8 @@ class RawUpstream:
                 await writer.drain()
             if script.end == "hang":
                 await reader.read()  # until the caller hangs up
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the caller hung up, or the server is stopping
         finally:
             writer.close()
 
