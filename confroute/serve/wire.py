@@ -12,9 +12,11 @@ import contextlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive
@@ -110,19 +112,19 @@ def parse_json(raw: bytes) -> Any:
     wins), nesting deeper than MAX_JSON_DEPTH."""
     if not raw.strip():
         raise Problem(400, "the request body is empty; send a JSON object", "empty_body")
+    too_deep = Problem(400, f"the request body nests arrays and objects deeper than "
+                       f"{MAX_JSON_DEPTH} levels; send a flatter body", "json_too_deep")
+    if _depth(raw) > MAX_JSON_DEPTH:
+        raise too_deep
     try:
-        value = json.loads(raw, parse_constant=_no_constant, parse_int=_integer,
-                           parse_float=_double, object_pairs_hook=_unique_keys)
+        return json.loads(raw, parse_constant=_no_constant, parse_int=_integer,
+                          parse_float=_double, object_pairs_hook=_unique_keys)
     except _Refused as exc:
         raise Problem(400, f"the request body is not usable JSON: {exc}", exc.code) from None
-    except RecursionError:
-        value = None
+    except RecursionError:  # (only if _depth misread a body that is not JSON anyway)
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise Problem(400, f"the request body is not valid JSON ({exc})", "invalid_json") from exc
-    if value is None or _too_deep(value):
-        raise Problem(400, f"the request body nests arrays and objects deeper than "
-                      f"{MAX_JSON_DEPTH} levels; send a flatter body", "json_too_deep")
-    return value
 
 
 class _Refused(ValueError):
@@ -163,16 +165,19 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _too_deep(value: Any) -> bool:
-    """Whether `value` nests lists and dicts deeper than MAX_JSON_DEPTH (no recursion)."""
-    stack = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
+def _depth(raw: bytes) -> int:
+    """The deepest nesting of [ and { in `raw`, strings skipped: in C (re, bytes.translate,
+    numpy) rather than a walk of the parsed tree, which took 0.6 s on a 1 MB body of [[],[],...]."""
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def _json_type(value: Any) -> str:
