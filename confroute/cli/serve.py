@@ -95,6 +95,10 @@ def run(args: Any) -> int:
         print(f"confroute serve: warning: listening on {settings.host} without a token; anyone "
               "who can reach this port can use your upstream API keys. Set CONFROUTE_TOKEN.",
               file=sys.stderr)
+    if not is_loopback(settings.host) and not settings.allowed_hosts:
+        print(f"confroute serve: warning: listening on {settings.host} with allowed_hosts "
+              "empty: requests for any Host name are served off loopback (DNS rebinding); list "
+              "this service's names in allowed_hosts.", file=sys.stderr)
     sock = bind(settings.host, settings.port)
     # Print the bound address (the real port when --port 0) before serving, for scripts.
     host, port = sock.getsockname()[:2]

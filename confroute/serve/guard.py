@@ -89,13 +89,11 @@ class RequestGuard:
             raise Problem(403, f"a request must carry one Host header; found {len(hosts)}",
                           "host_not_allowed", "permission_error")
         if not all(host_allowed(n, self.allowed_hosts, on_loopback) for n in names):
-            extra = f" and {', '.join(self.allowed_hosts)} (allowed_hosts)" \
-                if self.allowed_hosts else ""
-            served = (f"on a loopback address this service answers only for localhost, "
-                      f"127.0.0.1 and [::1]{extra}, so that no web page can reach it under a "
-                      f"name of its own (DNS rebinding)" if on_loopback else
-                      f"this service answers only for {', '.join(self.allowed_hosts)} "
-                      "(allowed_hosts)")
+            # (the allowed names are not listed: a rebinding page can read this answer)
+            served = ("on a loopback address this service answers only for localhost, "
+                      "127.0.0.1, [::1] and the names in allowed_hosts, so that no web page "
+                      "can reach it under a name of its own (DNS rebinding)" if on_loopback
+                      else "this service answers only for the names in allowed_hosts")
             raise Problem(403, f"Host {_shown(names)} is not served: {served}; if that name "
                           "is this service's, add it to allowed_hosts", "host_not_allowed",
                           "permission_error")
@@ -105,8 +103,8 @@ class RequestGuard:
         origins = _headers(scope, b"origin")
         if any(not origin_allowed(o, self.origins) for o in origins):
             raise Problem(403, f"requests from the web page origin {_shown(origins)} are "
-                          f"refused: it is not in cors_origins "
-                          f"({', '.join(self.origins) or 'empty: CORS is off'})",
+                          "refused: it is not in cors_origins"
+                          + ("" if self.origins else " (empty: CORS is off)"),
                           "origin_not_allowed", "permission_error")
         site = _headers(scope, b"sec-fetch-site")
         if not origins and "*" not in self.origins and {"cross-site", "same-site"} & set(site):

@@ -84,3 +84,20 @@ def test_each_readme_curl_works_against_the_default_proxy(
         refused = json.loads(subprocess.run(bare, capture_output=True, text=True,
                                             timeout=60).stdout)
         assert refused["error"]["code"] == "unsupported_media_type"
+
+
+def test_the_readme_reverse_proxy_example_loads_and_serves_its_name(tiny_artifact: Path) -> None:
+    import httpx
+    import yaml
+
+    from confroute.serve import load_settings
+
+    blocks = re.findall(r"```yaml\n(# behind a reverse proxy.*?)```", README.read_text(),
+                        re.DOTALL)
+    assert len(blocks) == 1
+    settings = load_settings(yaml.safe_load(blocks[0]), environ={})
+    assert settings.allowed_hosts == ["confroute.example.com"]
+    with serve_in_thread(create_app(Router.load(tiny_artifact), settings)) as url:
+        for host, status in (("confroute.example.com", 200), ("localhost", 200),
+                             ("other.example.com", 403)):
+            assert httpx.get(url + "/health", headers={"host": host}).status_code == status
