@@ -33,7 +33,10 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert "usage: confroute " + name in capsys.readouterr().out
     assert main([]) == 2 and "usage: confroute" in capsys.readouterr().err
     assert main(["trian"]) == 2
-    assert "unknown command 'trian'; choose from train, export" in capsys.readouterr().err
+    assert ("unknown command 'trian'; write `confroute COMMAND [options]` with a COMMAND from "
+            "train, export") in capsys.readouterr().err
+    assert main(["--out", "export", "train"]) == 2  # two command names: which one is meant?
+    assert "the option '--out' before any command" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command, expected", [
@@ -238,6 +241,19 @@ def test_options_go_before_between_and_after_positionals(command: str, argv: lis
     assert {k: namespace[k] for k in expected} == expected
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["--threshold", "0.5", "route", "ART", "a"], ["route", "--threshold", "0.5", "ART", "a"]),
+    (["--out", "o", "export", "RUN"], ["export", "--out", "o", "RUN"]),
+    (["--out", "export", "train"], ["--out", "export", "train"]),  # ambiguous: left as written
+    (["route", "ART", "serve"], ["route", "ART", "serve"]),
+])
+def test_options_before_the_command_are_the_commands(argv: list[str],
+                                                     expected: list[str]) -> None:
+    from confroute.cli import command_first
+
+    assert command_first(argv) == expected
+
+
 def test_every_command_with_positionals_is_tried_with_options_anywhere() -> None:
     with_positionals = {c for c in COMMANDS
                         if any(not a.option_strings for a in build_parser(c)._actions)}
@@ -251,6 +267,8 @@ def test_route_and_calibrate_run_with_options_between_prompts(
     assert main(["route", str(tiny_artifact), "What is 2 plus 2?", "--threshold", "0",
                  "Prove it.", "--variant", "fp32"]) == 0
     assert [json.loads(x)["route"] for x in capsys.readouterr().out.splitlines()] == ["cloud"] * 2
+    assert main(["--threshold", "1", "route", str(tiny_artifact), "a"]) == 0
+    assert json.loads(capsys.readouterr().out)["route"] == "edge"
     prompts = tmp_path / "p.txt"
     prompts.write_text("".join(f"prompt number {i}\n" for i in range(8)))
     art = shutil.copytree(tiny_artifact, tmp_path / "art")

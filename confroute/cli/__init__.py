@@ -83,10 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] == "--version":
         print(f"confroute {__version__}")
         return 0
+    args = command_first(args)
     command = args[0]
     if command not in COMMANDS:
-        print(f"confroute: error: unknown command {command!r}; choose from "
-              f"{', '.join(COMMANDS)}", file=sys.stderr)
+        found = f"the option {command!r} before any command" if command.startswith("-") \
+            else f"unknown command {command!r}"
+        print(f"confroute: error: {found}; write `confroute COMMAND [options]` with a COMMAND "
+              f"from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     from jsonargparse import ArgumentError
 
@@ -107,6 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"confroute {command}: interrupted", file=sys.stderr)
         return 130
+
+
+def command_first(args: list[str]) -> list[str]:
+    """`confroute --threshold 0.5 route ART` as `confroute route --threshold 0.5 ART`: options
+    written before the command are the command's, when exactly one argument names a command
+    (with two, which is the command and which an option's value is ambiguous)."""
+    named = [i for i, arg in enumerate(args) if arg in COMMANDS]
+    if args[0] in COMMANDS or not args[0].startswith("-") or len(named) != 1:
+        return args
+    return [args[named[0]], *args[:named[0]], *args[named[0] + 1:]]
 
 
 def _config_named(message: str, args: list[str]) -> str:
