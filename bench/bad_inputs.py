@@ -115,19 +115,28 @@ def _raw_request(port: int, raw: bytes) -> tuple[int, str]:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(raw)
         data = b""
-        while chunk := sock.recv(65536):
+        while chunk := _recv(sock):
             data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
             lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
                        if line.lower().startswith(b"content-length:")]
             if lengths and len(body) >= lengths[0]:
                 break
+    if not data:
+        return 0, ""
     head, _, body = data.partition(b"\r\n\r\n")
     try:
         message = json.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = ""
     return int(head.split()[1]), message
+
+
+def _recv(sock: Any) -> bytes:
+    try:
+        return bytes(sock.recv(65536))
+    except TimeoutError:  # no answer within 30 s: counted as a wrong status (0)
+        return b""
 
 
 def _message(response: Any) -> str:
@@ -146,6 +155,8 @@ def _settings_fields(cls: Any, **wanted: Any) -> dict[str, Any]:
 
 
 def _http_outcome(status: int, message: str, expected: str) -> str:
+    if status == 0:
+        return "wrong status (no answer within 30 s)"
     if status >= 500:
         return "5xx"
     if expected == "ok":
@@ -261,6 +272,7 @@ def cli_cases(art: str, f: dict[str, Path]) -> list[tuple[str, str, list[Any], b
          ["route", art, "a", "--threshold", "0.5", "b", "--variant", "fp32"], None),
         ("route options before the artifact", "ok", ["route", "--threshold", "0.5", art, "a"],
          None),
+        ("options before the command", "ok", ["--threshold", "0.5", "route", art, "a"], None),
         ("route --option=value after prompts", "ok", ["route", art, "a", "b", "--threshold=0"],
          None),
         ("route prompts after --", "ok", ["route", art, "--threshold", "0", "--", "--a", "-b"],

@@ -65,7 +65,8 @@ MAX_UPSTREAM_BYTES = 64 * 1024 * 1024
 
 @dataclasses.dataclass
 class Reply:
-    """An upstream's answer: a whole body, or an open stream whose first chunk was read."""
+    """An upstream's answer: a whole body, or an open stream whose first data event was read
+    and found to be a chat.completion.chunk."""
 
     upstream: Upstream
     status: int
