@@ -1,7 +1,10 @@
 """confroute serve: serve a router artifact over HTTP.
 POST /v1/route; POST /v1/chat/completions (scored, then forwarded to the chosen model's
 upstream, falling back up the ladder); GET /v1/models, /health, /metrics. The flags are
-ServeSettings' fields; --config reads them from YAML.
+ServeSettings' fields; --config reads them from YAML. POST bodies must be sent as
+Content-Type: application/json. On the loopback default no web page can use the service
+(only loopback Host names and JSON bodies, no foreign Origin), but other users and processes
+on this machine can: on a shared machine set CONFROUTE_TOKEN.
 
 Upstreams are keyed by the artifact's model names (`confroute route ARTIFACT hi` shows them),
 one per model in the --config file; each API key comes from the environment variable its
@@ -92,6 +95,10 @@ def run(args: Any) -> int:
         print(f"confroute serve: warning: listening on {settings.host} without a token; anyone "
               "who can reach this port can use your upstream API keys. Set CONFROUTE_TOKEN.",
               file=sys.stderr)
+    if not is_loopback(settings.host) and not settings.allowed_hosts:
+        print(f"confroute serve: warning: listening on {settings.host} with allowed_hosts "
+              "empty: requests for any Host name are served off loopback (DNS rebinding); list "
+              "this service's names in allowed_hosts.", file=sys.stderr)
     sock = bind(settings.host, settings.port)
     # Print the bound address (the real port when --port 0) before serving, for scripts.
     host, port = sock.getsockname()[:2]

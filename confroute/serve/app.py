@@ -21,6 +21,8 @@ the same for every artifact, a pair (edge, cloud) or K models (cheapest first):
   GET  /health               liveness + what is loaded
   GET  /metrics              Prometheus text
 CORS is off unless `cors_origins` is set; then browsers from those origins may call the API.
+Every request first passes the request guard (`guard`): loopback Host names only on loopback
+(plus `allowed_hosts`), no foreign Origin, JSON bodies only, read within `body_timeout_s`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from confroute.runtime import Router  # noqa: E402
 from confroute.serve import endpoints  # noqa: E402
 from confroute.serve.chat import chat  # noqa: E402
 from confroute.serve.decisions import EXPOSED_HEADERS, REQUEST_HEADERS  # noqa: E402
+from confroute.serve.guard import RequestGuard  # noqa: E402
+from confroute.serve.hosts import check_origins  # noqa: E402
 from confroute.serve.service import Service  # noqa: E402
 from confroute.serve.settings import ServeSettings  # noqa: E402
 from confroute.serve.wire import error_response  # noqa: E402
@@ -74,9 +78,14 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
         Route("/v1/models/{model:path}", service.endpoint("models", endpoints.model),
               methods=["GET"]),
     ]
-    middleware = [Middleware(
-        CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-        allow_headers=["authorization", "content-type", *REQUEST_HEADERS],
+    # The guard first: no request reaches CORS or an endpoint without passing it.
+    refused = service.metrics.refused
+    middleware = [Middleware(RequestGuard, settings=settings,
+                             refused=lambda code: refused.labels(code).inc())]
+    middleware += [Middleware(
+        CORSMiddleware, allow_origins=check_origins(settings.cors_origins),
+        allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type",
+                                                      *REQUEST_HEADERS],
         expose_headers=EXPOSED_HEADERS, max_age=600)] if settings.cors_origins else []
     app = Starlette(routes=routes, lifespan=service.lifespan, middleware=middleware,
                     exception_handlers={HTTPException: _http_error})

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from confroute.policy import Decision
+from confroute.serve.deadlines import Deadline
 from confroute.serve.decisions import Overrides, chat_overrides, headers, named_values
 from confroute.serve.proxy import forward
 from confroute.serve.service import Service
@@ -38,7 +39,8 @@ async def chat(service: Service, request: Request) -> Response:
     try:
         reply, notes = await unless_disconnected(request, forward(
             service.client(), service.upstreams, service.order(decision), body,
-            service.settings.fallback, service.metrics, service.how_to_configure()))
+            service.settings.fallback, service.metrics, service.how_to_configure(),
+            deadline=Deadline.of(request.scope, service.settings)))
     except Problem as problem:  # no upstream answered: still say how it was routed
         problem.headers.update(headers(decision, None, []))
         raise

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from confroute.config import from_dict
 from confroute.errors import ConfigError
 from confroute.llm_client import redact
+from confroute.serve.hosts import check_hosts, check_origins
 
 RouteName = Literal["edge", "cloud"]
 ROUTES: tuple[RouteName, RouteName] = ("edge", "cloud")
@@ -88,7 +89,10 @@ class ServeSettings:
     """Everything `create_app` needs besides the router artifact."""
 
     host: str = "127.0.0.1"
-    """Loopback by default: exposing the service is an explicit choice (set a token then)."""
+    """Loopback by default: exposing the service is an explicit choice (set a token then).
+    Loopback keeps other machines out, and web pages too (only loopback Host names, JSON
+    bodies and no foreign Origin are served: see allowed_hosts), but not other users and
+    processes on this machine: on a shared machine set CONFROUTE_TOKEN."""
     port: int = 8000
     token: str | None = dataclasses.field(default=None, repr=False)
     """Bearer token clients must send (all endpoints but /health); default $CONFROUTE_TOKEN."""
@@ -121,7 +125,8 @@ class ServeSettings:
     """Longest wait for the upstream's response to start, and between streamed chunks."""
     cors_origins: list[str] = dataclasses.field(default_factory=list)
     """Browser origins allowed to call the service (CORS), e.g. ["http://localhost:3000"], or
-    ["*"] for any; empty (the default) = CORS off, so no web page can call it from a browser."""
+    ["*"] for any. A request with another Origin header (a web page's, "null" included) gets
+    403 before any work; empty (the default) = CORS off and every such request refused."""
     edge: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
     """A pair: the upstream of its cheaper model (default from CONFROUTE_EDGE_*)."""
     cloud: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
@@ -135,6 +140,23 @@ class ServeSettings:
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     """Threshold rule: thresholds (P(adequate) >= it) replacing the artifact's for some models,
     e.g. {small: 0.8} (a request may override them again); a pair may use `threshold`."""
+    allowed_hosts: list[str] = dataclasses.field(default_factory=list)
+    """Host names or IP addresses (no port: any port) that requests may name in their Host
+    header besides the loopback ones, e.g. [confroute.example.com] behind a reverse proxy that
+    passes the client's Host on. A request that arrives on a loopback address is served only
+    when its Host is localhost, a loopback address (127.0.0.1, [::1]) or one of these; on
+    another address, only these when set (empty: any Host). Others get 403: this stops DNS
+    rebinding (a web page pointing a name of its own at 127.0.0.1 to read the answers)."""
+    body_timeout_s: float = 30.0
+    """Longest time to receive a request body; a stalled body (or one shorter than its
+    Content-Length) gets 408."""
+    first_content_timeout_s: float = 120.0
+    """Longest wait for each upstream's first content: a stream's first data event (SSE
+    comments and keep-alives are not content) or a whole non-streamed answer; past it the next
+    upstream is tried (fallback), else the client gets 504."""
+    request_timeout_s: float = 600.0
+    """Longest time for a whole chat request, streamed or not, fallbacks included: past it a
+    client that has been sent nothing gets 504, and a stream ends with an error event."""
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
@@ -156,6 +178,15 @@ class ServeSettings:
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ConfigError(f"cors_origins entries must be origins such as "
                                   f"http://localhost:3000, or '*'; found {origin!r}")
+        _check_guard(self)
+
+
+def _check_guard(settings: ServeSettings) -> None:
+    """The request guard's settings: hosts, origins and deadlines (ConfigError naming one)."""
+    check_hosts(settings.allowed_hosts)
+    check_origins(settings.cors_origins)
+    for name in ("body_timeout_s", "first_content_timeout_s", "request_timeout_s"):
+        _check_number(name, getattr(settings, name), 0.0, math.inf, low_open=True)
 
 
 def _check_number(name: str, value: Any, low: float, high: float, low_open: bool = False

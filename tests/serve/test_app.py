@@ -149,7 +149,7 @@ def test_bad_route_requests_get_json_errors(served: Router, echo: SimpleNamespac
      "thresholds: unknown model 'huge'; this service routes among MODELS"),
     (b'{"prompt": "a", "thresholds": {"CHEAPEST": 1.5}}',
      "thresholds.CHEAPEST: threshold must be a number in [0, 1]; found 1.5"),
-    (b'{"prompt": "a", "thresholds": {"CHEAPEST": NaN}}', "found nan"),
+    (b'{"prompt": "a", "thresholds": {"CHEAPEST": -0.1}}', "found -0.1"),
     (b'{"prompt": "a", "thresholds": {"CHEAPEST": "high"}}', "found 'high'"),
     (b'{"prompt": "a", "thresholds": [0.5]}',
      'thresholds must map model names to thresholds, e.g. {"CHEAPEST": 0.8}; found list'),
@@ -208,7 +208,8 @@ def test_oversize_body_without_content_length_is_refused(served: Router,
         yield b'"}'
 
     with TestClient(make_app(served, echo, max_body_bytes=1000)) as test_client:
-        reply = test_client.post("/v1/route", content=chunks())
+        reply = test_client.post("/v1/route", content=chunks(),
+                                 headers={"content-type": "application/json"})
     assert reply.status_code == 413 and reply.json()["error"]["code"] == "body_too_large"
 
 
@@ -241,10 +242,15 @@ def test_metrics_count_requests_decisions_and_latency(served: Router,
         for thresholds in ({cheapest: 0}, {cheapest: 0}):
             test_client.post("/v1/route", json={"prompt": QUESTION, "thresholds": thresholds})
         test_client.post("/v1/route", json={"prompts": [QUESTION] * 3, "model": top})
-        test_client.post("/v1/route", content=b"{")
+        test_client.post("/v1/route", json={"prompt": QUESTION, "treshold": 1})
+        # refused by the request guard, before any endpoint: counted apart
+        test_client.post("/v1/route", content=b"{", headers={"content-type": "application/json"})
+        test_client.post("/v1/route", content=b"{}", headers={"content-type": "text/plain"})
         text = test_client.get("/metrics").text
     assert metric(text, 'confroute_requests_total{endpoint="route",status="200"}') == 3
-    assert metric(text, 'confroute_requests_total{endpoint="route",status="400"}') == 1
+    assert metric(text, 'confroute_requests_total{endpoint="route",status="422"}') == 1
+    assert metric(text, 'confroute_refused_total{code="invalid_json"}') == 1
+    assert metric(text, 'confroute_refused_total{code="unsupported_media_type"}') == 1
     assert metric(text, f'confroute_routes_total{{endpoint="route",route="{cheapest}"}}') == 2
     assert metric(text, f'confroute_routes_total{{endpoint="route",route="{top}"}}') == 3
     assert metric(text, 'confroute_request_seconds_count{endpoint="route"}') == 4
