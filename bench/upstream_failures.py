@@ -86,9 +86,15 @@ LIMITS = {"first_content_timeout_s": 2.0, "request_timeout_s": 5.0, "read_timeou
 
 
 @contextlib.contextmanager
-def proxy(artifact: Path, edge: Starlette | Script, cloud: Starlette | None,
+def proxy(artifact: Path, edge: Starlette | Script, cloud: Starlette | Script | None,
           fallback: bool = True) -> Iterator[str]:
-    """The proxy's /v1 URL; `edge` a Starlette app, or a Script of exact bytes."""
+    """The proxy's /v1 URL; `edge` a Starlette app, or a Script of exact bytes. With `cloud`
+    None, `edge` is served as the top model instead, below an echo edge, and every request is
+    routed to it (threshold 0): the failing upstream then has nothing to fall back to, since
+    fallback goes up the ladder only."""
+    threshold = None
+    if cloud is None:
+        edge, cloud, threshold = echo_app("edge"), edge, 0.0
     with contextlib.ExitStack() as stack:
         def settings(app: Starlette | Script | None, model: str) -> UpstreamSettings:
             if app is None:
@@ -99,8 +105,9 @@ def proxy(artifact: Path, edge: Starlette | Script, cloud: Starlette | None,
             return UpstreamSettings(stack.enter_context(serve_in_thread(app)) + "/v1", model)
 
         cfg = ServeSettings(edge=settings(edge, "edge-m"), cloud=settings(cloud, "cloud-m"),
-                            fallback=fallback, **LIMITS)
-        app = create_app(artifact, cfg, environ={"CONFROUTE_EDGE_API_KEY": KEY})
+                            fallback=fallback, threshold=threshold, **LIMITS)
+        app = create_app(artifact, cfg, environ={"CONFROUTE_EDGE_API_KEY": KEY,
+                                                 "CONFROUTE_CLOUD_API_KEY": KEY})
         yield stack.enter_context(serve_in_thread(app)) + "/v1"
 
 
@@ -187,10 +194,11 @@ def falls_back(script: Script, stream: bool = False) -> Any:
 
 
 def _alone(artifact: Path, script: Script, stream: bool) -> Outcome:
-    """With no upstream to fall back to: 502 (504 for time) with the reason, OpenAI-shaped."""
+    """With no upstream to fall back to (the failing upstream is the top model's, and fallback
+    goes up only): 502 (504 for time) with the reason, OpenAI-shaped."""
     with proxy(artifact, script, None) as url:
         reply = httpx.post(url + "/chat/completions", json={**CHAT, "stream": stream},
-                           headers=TO_EDGE, timeout=60)
+                           timeout=60)
     try:
         message = reply.json()["error"]["message"].removeprefix("no upstream answered: ")
     except (ValueError, KeyError):
