@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from confroute import privacy
 from confroute.artifact import MAKE_IT, read_manifest, verify_files
 from confroute.dataset.ratings import Price, estimate_tokens
 from confroute.errors import ArtifactError, ConfigError, InputError
@@ -77,6 +78,7 @@ class Router:
         """Load and verify an artifact directory (manifest, files, sha256)."""
         import onnxruntime as ort
 
+        privacy.warn_if_too_late()
         directory = Path(directory)
         manifest = read_manifest(directory)
         onnx = manifest["onnx"]
