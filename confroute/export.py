@@ -357,7 +357,7 @@ def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any]) -
     return {
         "format_version": FORMAT_VERSION,
         "confroute_version": __version__,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "base_encoder": {"name": run_cfg.model.encoder, **encoders.describe(model.encoder,
                                                                             model.cfg),
                          "head": model.cfg.head, "freeze_encoder": model.cfg.freeze_encoder,
