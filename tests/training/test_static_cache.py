@@ -1,5 +1,6 @@
 """Issue 22 item 8: `--preset micro` distils its static table once per encoder and settings (every
-run distilled again: 4 min 43 s of a 6-minute run). Real model2vec distillations of the tiny BERT."""
+run distilled again: 4 min 43 s of a 6-minute run).
+Real model2vec distillations of the tiny BERT."""
 
 from __future__ import annotations
 
