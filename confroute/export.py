@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from confroute import __version__
+from confroute import __version__, quiet
 from confroute.artifact import FORMAT_VERSION, MANIFEST, sha256_file, write_manifest
 from confroute.config import ExportConfig, RunConfig, load_yaml
 from confroute.dataset.ratings import Price, estimate_tokens
@@ -229,7 +229,7 @@ def export_onnx(model: RouterModel, path: Path, opset: int) -> None:
     example = model.text_encoder()(["an example prompt for tracing", "a second one"])
     args = tuple(torch.from_numpy(example[n]) for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logit": {0: "batch"}}
-    with torch.no_grad(), _eager_attention(model.encoder):
+    with torch.no_grad(), _eager_attention(model.encoder), quiet.onnx_tracing():
         torch.onnx.export(_LogitGraph(model).eval(), args, str(path), input_names=names,
                           output_names=["logit"], dynamic_axes=axes, opset_version=opset,
                           dynamo=False)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from confroute import quiet
 from confroute.config import ModelConfig
 from confroute.errors import ConfigError
 
@@ -133,6 +134,8 @@ def describe(encoder: nn.Module, cfg: ModelConfig) -> dict[str, Any]:
 
 def _hf_pretrained(source: str, layers: int | None) -> tuple[Any, Any]:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    quiet.transformers_loading()
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
