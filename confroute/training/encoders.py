@@ -146,8 +146,8 @@ def _hf_pretrained(source: str, layers: int | None) -> tuple[Any, Any]:
                               "many layers it has (no num_hidden_layers); leave model.layers "
                               "unset to use it whole")
         # `layers` is a ceiling: an encoder with fewer layers is used whole.
-        extra = ({} if layers is None or depth is None or layers >= depth
-                 else {"num_hidden_layers": layers})
+        extra: dict[str, Any] = ({} if layers is None or depth is None or layers >= depth
+                                  else {"num_hidden_layers": layers})
         model = AutoModel.from_pretrained(source, **extra)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load encoder '{source}': {exc}. Use a local path or a "
