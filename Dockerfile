@@ -25,8 +25,11 @@ ENV ORT_DISABLE_TELEMETRY=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin confroute
+# No version pins here: /wheels holds exactly the versions the first stage resolved, and pip may
+# not look anywhere else (--no-index).
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels "confroute[${EXTRAS}]==0.1.0"
+    pip install --no-cache-dir --no-index --find-links /wheels "confroute[${EXTRAS}]"
 USER 10001
 WORKDIR /home/confroute
 EXPOSE 8000
