@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from confroute import __version__
+from confroute import __version__, quiet
 from confroute.artifact import FORMAT_VERSION, MANIFEST, sha256_file, write_manifest
 from confroute.calibration import calibrate_lambda, calibrate_shares
 from confroute.config import ExportConfig, RunConfig, load_yaml
@@ -234,7 +234,7 @@ def export_onnx(model: RouterModel, path: Path, opset: int) -> None:
     example = model.text_encoder()(["an example prompt for tracing", "a second one"])
     args = tuple(torch.from_numpy(example[n]) for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logit": {0: "batch"}}
-    with torch.no_grad(), _eager_attention(model.encoder):
+    with torch.no_grad(), _eager_attention(model.encoder), quiet.onnx_tracing():
         torch.onnx.export(_LogitGraph(model).eval(), args, str(path), input_names=names,
                           output_names=["logit"], dynamic_axes=axes, opset_version=opset,
                           dynamo=False)
@@ -325,7 +325,7 @@ def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any],
     return {
         "format_version": FORMAT_VERSION,
         "confroute_version": __version__,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "base_encoder": {"name": run_cfg.model.encoder, **encoders.describe(model.encoder,
                                                                             model.cfg),
                          "head": model.cfg.head, "freeze_encoder": model.cfg.freeze_encoder,

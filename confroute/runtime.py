@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from confroute import privacy
 from confroute.artifact import MAKE_IT, read_manifest, routing_section, verify_files
 from confroute.calibration import Calibration, calibrate, check_fraction
 from confroute.dataset.ratings import Price, estimate_tokens
@@ -67,6 +68,7 @@ class Router:
              batch_size: int = 32) -> Router:
         """Load and verify an artifact directory (manifest, files, sha256); any format this
         version reads (see confroute.artifact). Raises ArtifactError naming what is wrong."""
+        privacy.warn_if_too_late()
         directory = Path(directory)
         manifest = read_manifest(directory)
         onnx = manifest["onnx"]

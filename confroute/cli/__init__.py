@@ -25,6 +25,10 @@ from confroute.errors import ConfigError, ConfrouteError
 # Subcommand modules, in the order --help lists them. A new command is a new module + a name here.
 COMMANDS = ["train", "export", "route", "calibrate", "datasets", "mmlu-pro", "evaluate",
             "evaluate-ladder", "serve", "tune", "label", "judge"]
+# The pip extra each command needs beyond the base install (a missing one is named in one line).
+EXTRAS = {"train": "train", "export": "train", "evaluate": "train", "evaluate-ladder": "train",
+          "mmlu-pro": "train", "tune": "train", "label": "label", "judge": "label",
+          "serve": "serve"}
 DESCRIPTION = "Decide per prompt whether an edge or a cloud LLM should answer it."
 
 
@@ -110,6 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"confroute {command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        if command not in EXTRAS or not exc.name or exc.name.startswith("confroute"):
+            raise
+        print(f"confroute {command}: error: {missing_extra(command, exc.name)}", file=sys.stderr)
+        return 2
+
+
+def missing_extra(command: str, module: str) -> str:
+    """The one line for a command whose extra is not installed (`module` failed to import)."""
+    extra = EXTRAS[command]
+    return (f"this command needs the '{extra}' extra: the Python package "
+            f"'{module.split('.')[0]}' is not installed. Install it with: "
+            f"pip install 'confroute[{extra}]'")
 
 
 def command_first(args: list[str]) -> list[str]:
