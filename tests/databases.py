@@ -10,6 +10,7 @@ it are skipped, saying why, only where those binaries are absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -92,10 +93,8 @@ def postgres() -> Iterator[PostgresServer]:
     try:
         yield server
     finally:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # a test may have stopped it
             server.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass  # already stopped by a test
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -23,7 +23,6 @@ import collections
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any, Literal
 

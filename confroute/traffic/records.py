@@ -21,6 +21,8 @@ import time as clock
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from confroute.dataset.ratings import Price
 from confroute.errors import ConfigError, InputError
 from confroute.traffic.served import ArtifactIdentity
@@ -153,7 +155,7 @@ def usage_cost(price: Price | None, prompt_tokens: int | None,
     """USD of the usage at `price`; None when the price or the usage is unknown."""
     if price is None or (prompt_tokens is None and completion_tokens is None):
         return None
-    return float(price.cost(prompt_tokens or 0, completion_tokens or 0))
+    return float(price.cost(np.asarray(prompt_tokens or 0), np.asarray(completion_tokens or 0)))
 
 
 def decision_row(entry: Entry, keep_text: TextPolicy, prices: Mapping[str, Price]

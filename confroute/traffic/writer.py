@@ -250,11 +250,9 @@ def _insert(conn: Any, table: Any, rows: list[dict[str, Any]], key: list[str],
             update: tuple[str, ...] = ()) -> None:
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        statement = insert(table)
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        statement: Any = (sqlite if dialect == "sqlite" else postgresql).insert(table)
         statement = (statement.on_conflict_do_update(
             index_elements=key, set_={c: statement.excluded[c] for c in update}) if update
             else statement.on_conflict_do_nothing(index_elements=key))

@@ -4,7 +4,7 @@ kept, refused when written by a newer confroute; SQLite and a real PostgreSQL se
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, insert, select, text
+from sqlalchemy import insert, inspect, select, text
 
 from confroute.errors import ConfigError, DataError
 from confroute.traffic import store
