@@ -22,7 +22,7 @@ from confroute.errors import ConfigError, ConfrouteError
 
 # Subcommand modules, in the order --help lists them. A new command is a new module + a name here.
 COMMANDS = ["train", "export", "route", "calibrate", "datasets", "mmlu-pro", "evaluate",
-            "evaluate-ladder", "serve", "tune", "label", "judge"]
+            "evaluate-ladder", "serve", "tune", "label", "judge", "logs", "gate", "drift"]
 DESCRIPTION = "Decide per prompt whether an edge or a cloud LLM should answer it."
 
 
