@@ -71,7 +71,7 @@ def read_rows(url: str, since: float | None = None) -> tuple[list[dict], dict[st
 
     from confroute.traffic.schema import decisions, outcomes
 
-    engine = store.connect(url)
+    engine = store.connect(url, must_exist=True)
     rated = select(outcomes.c.request_id).where(outcomes.c.kind.in_(("judge", "feedback")))
     query = select(decisions).where(decisions.c.request_id.in_(rated)).order_by(decisions.c.time)
     if since is not None:

@@ -156,13 +156,14 @@ class DecisionLog:
         except (ConfrouteError, TypeError, ValueError, KeyError) as error:
             self._reject(entry, error)
             return False
-        queued = self.writer.put("decision", row)
+        if not self.writer.put("decision", row):
+            return False  # dropped: no outcome may refer to a request the log does not hold
         self._remember(entry.request_id)
         for outcome in records.implicit_rows(row):
             self.writer.put("outcome", outcome)
         if entry.endpoint == "chat" and self.settings.retry_window_s > 0:
             self._note_retry(row)
-        return queued
+        return True
 
     def add_outcome(self, row: dict[str, Any]) -> bool:
         """Queue an outcome row (`records.outcome_row`); False when the queue is full."""

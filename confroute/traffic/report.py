@@ -23,7 +23,7 @@ def read_log(url: str, sha256: str) -> tuple[Any, Any]:
 
     from confroute.traffic.schema import decisions, outcomes
 
-    engine = store.connect(url)
+    engine = store.connect(url, must_exist=True)
     mine = select(decisions.c.request_id).where(decisions.c.artifact_sha256 == sha256)
     try:
         store.migrate(engine)

@@ -42,13 +42,14 @@ def shown(url: str) -> str:
         return url
 
 
-def connect(url: str, timeout_s: float = 5.0) -> Any:
+def connect(url: str, timeout_s: float = 5.0, must_exist: bool = False) -> Any:
     """A SQLAlchemy Engine for `url` (nothing is connected yet).
 
     `timeout_s` bounds a connection attempt (PostgreSQL, MySQL) and a wait for SQLite's write
-    lock. Raises ConfigError for a URL that does not parse, an in-memory SQLite database (lost
-    on exit) or a SQLite file in a folder that does not exist; MissingExtraError when the
-    database's driver is not installed.
+    lock; `must_exist` (readers: export, gate, drift) refuses a SQLite file that does not exist
+    instead of creating an empty log. Raises ConfigError for a URL that does not parse, an
+    in-memory SQLite database (lost on exit), a SQLite file in a folder that does not exist (or
+    missing, with `must_exist`); MissingExtraError when the database's driver is not installed.
     """
     sa = require("sqlalchemy", "log")
     try:
@@ -57,6 +58,9 @@ def connect(url: str, timeout_s: float = 5.0) -> Any:
         raise ConfigError(f"decision log URL {shown(url)!r} is not a database URL; expected e.g. "
                           "sqlite:///decisions.db or postgresql://user@host/db") from exc
     if parsed.get_backend_name() == "sqlite":
+        if must_exist and parsed.database and not Path(parsed.database).expanduser().is_file():
+            raise ConfigError(f"no decision log at {url}: {parsed.database} does not exist; give "
+                              "the URL `confroute serve` logs to (its log.url)")
         return _sqlite_engine(sa, url, parsed.database, timeout_s)
     connect_args = {"connect_timeout": max(1, math.ceil(timeout_s))}
     try:

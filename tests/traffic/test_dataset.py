@@ -135,3 +135,30 @@ def test_a_k_model_log_loads_as_ratings(sqlite_url: str, ladder_files) -> None:
     assert data.models == LADDER and data.report["log"]["models"] == LADDER
     assert len(data.frame) == 40 and (data.split("test")["id"].str.endswith(
         tuple(f"-{i}" for i in range(32, 40)))).all()
+
+
+@pytest.mark.parametrize("command", [
+    ["logs", "export", "--out", "{tmp}/t.parquet"],
+    ["gate", "--candidate", "{tmp}", "--served", "{tmp}/served"],
+    ["drift", "--artifact", "{tmp}", "--out", "{tmp}/drift"],
+])
+@pytest.mark.parametrize("db, message", [
+    ("sqlite:///{tmp}/typo.db", "no decision log at sqlite:///"),
+    ("sqlite:///{tmp}/no/such/folder/log.db", "no decision log at"),
+    ("runs/labels.parquet", "is not a database URL"),
+    ("postgresql://me:s3cret@127.0.0.1:1/log", "cannot"),
+])
+def test_readers_answer_bad_logs_with_one_line(command: list[str], db: str, message: str,
+                                               tmp_path: Path, tiny_artifact: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    import os
+
+    os.symlink(tiny_artifact, tmp_path / "served")
+    args = [a.format(tmp=tmp_path) for a in command] + ["--db", db.format(tmp=tmp_path)]
+    if command[0] != "logs":
+        args = [str(tiny_artifact) if a == str(tmp_path) else a for a in args]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1, error
+    assert "s3cret" not in error
+    assert not (tmp_path / "typo.db").exists()  # a reader never creates an empty log
