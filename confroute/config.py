@@ -66,7 +66,9 @@ class DataConfig:
     """Where labelled prompts come from and how they are split."""
 
     source: str = DEFAULT_DATASET
-    """A bundled dataset name, a local .parquet/.jsonl/.csv file, or a Hugging Face dataset name."""
+    """A bundled dataset name, a local .parquet/.jsonl/.csv file, a Hugging Face dataset name, or
+    the URL of a decision log (sqlite:///decisions.db, postgresql://...): its logged outcomes
+    joined to logged text, the newest rows held out as test (confroute.traffic.dataset)."""
     format: Literal["auto", "battle", "scores", "labelled"] = "auto"
     hf_split: str = "train"
     """Split to read when `source` is a Hugging Face dataset."""

@@ -13,6 +13,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# tests/databases.py: a SQLite file per test and a real PostgreSQL server (decision-log tests)
+pytest_plugins = ["databases"]
+
 EASY = ["What is {a} plus {b}?", "Name the capital of country number {a}.",
         "Spell the word number {a}.", "Is {a} larger than {b}?"]
 HARD = ["Prove that there are infinitely many primes of the form {a}k+{b}.",

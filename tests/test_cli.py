@@ -235,6 +235,8 @@ ANYWHERE = [  # (command, argv, expected settings): each a way users write the s
     ("judge", ["--gold", "false", "T.jsonl", "--out", "o"], {"table": "T.jsonl", "gold": False}),
     ("judge", ["--out", "o", "T.jsonl", "--concurrency", "2"], {"table": "T.jsonl"}),
     ("datasets", ["routellm-judge"], {"name": "routellm-judge"}),
+    ("logs", ["--db", "sqlite:///x.db", "export", "--out", "t.jsonl"], {"action": "export"}),
+    ("logs", ["export", "--out", "t.jsonl", "--db", "sqlite:///x.db"], {"action": "export"}),
 ]
 
 

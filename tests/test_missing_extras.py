@@ -62,7 +62,12 @@ def command_args(command: str, tmp: Path, artifact: Path, ladder: Path) -> list[
             "tune": ["--out", str(tmp / "study")],
             "label": [str(table), "--out", str(tmp / "labels"), "--edge", "smollm2"],
             "judge": [str(table), "--out", str(tmp / "rated.parquet")],
-            "serve": [str(artifact)]}[command]
+            "serve": [str(artifact)],
+            "logs": ["export", "--db", f"sqlite:///{tmp}/log.db", "--out", str(tmp / "t.jsonl")],
+            "gate": ["--candidate", str(artifact), "--served", str(artifact), "--db",
+                     f"sqlite:///{tmp}/log.db"],
+            "drift": ["--db", f"sqlite:///{tmp}/log.db", "--artifact", str(artifact), "--out",
+                      str(tmp / "drift")]}[command]
 
 
 @pytest.mark.parametrize("command", sorted(EXTRAS))

@@ -23,9 +23,17 @@ def intermix(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
     order given; `argv` unchanged when it (or the command) has no positionals. Arguments
     after a `--` in `argv` are positionals. Raises nothing: what the parser cannot read, it
     reports itself."""
+    args = list(argv)
+    sub = _subcommands(parser)
+    if sub is not None:  # `logs export ...`: the subcommand's own parser orders its options,
+        for i, arg in enumerate(args):  # those written before the subcommand's name included
+            if arg in sub.choices:
+                before = [a for a in args[:i] if _action(parser, a.split("=")[0]) is None]
+                mine = [a for a in args[:i] if a not in before]
+                return [*mine, arg, *intermix(sub.choices[arg], [*before, *args[i + 1:]])]
+        return args
     options: list[str] = []
     positionals: list[str] = []
-    args = list(argv)
     i = 0
     while i < len(args):
         arg = args[i]
@@ -42,6 +50,11 @@ def intermix(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
     if not positionals or all(a.option_strings for a in parser._actions):
         return args  # (a command without positionals: its parser names the stray argument)
     return [*options, "--", *positionals]
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return found[0] if found else None
 
 
 def _looks_like_option(parser: argparse.ArgumentParser, arg: str) -> bool:
