@@ -49,7 +49,7 @@ class ConfrouteStrategy(CustomRoutingStrategyBase):
         self.llm_router = llm_router
         self.router = router
         self.alias = alias
-        names = model_names(router)
+        names = list(router.models)
         self.groups = {name: (models or {}).get(name, name) for name in names}
         unknown = sorted(set(models or {}) - set(names))
         if unknown:
@@ -64,9 +64,9 @@ class ConfrouteStrategy(CustomRoutingStrategyBase):
     def group_for(self, messages: Any) -> str:
         """The model group confroute chooses for a chat request's `messages`."""
         try:
-            model = chosen_model(self.router, messages)
+            model = self.router.decide(messages).model
         except InputError as exc:  # nothing to score: the most expensive model is the safe side
-            model = model_names(self.router)[-1]
+            model = self.router.models[-1]
             log.info("confroute: %s; sending to %s", exc, model)
         return self.groups[model]
 
@@ -110,17 +110,3 @@ def use_confroute(llm_router: Any, artifact: str | Path | Any,
     strategy = ConfrouteStrategy(llm_router, artifact, models, alias)
     llm_router.register_plugin(strategy)
     return strategy
-
-
-# The one place that knows both router interfaces: after the one-routing-model merge every
-# artifact answers `decide`; before it, a two-model Router answers `route` only.
-def model_names(router: Any) -> list[str]:
-    """The artifact's models, cheapest first (a pair: edge, cloud)."""
-    return list(getattr(router, "models", None) or ["edge", "cloud"])
-
-
-def chosen_model(router: Any, prompt: Any) -> str:
-    """The model `router` chooses for `prompt` (a string or chat messages); raises InputError."""
-    if hasattr(router, "decide"):
-        return str(router.decide(prompt).model)
-    return str(router.route(prompt).route)
