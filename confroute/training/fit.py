@@ -24,6 +24,7 @@ import torch
 import torchmetrics
 from torch import nn
 
+from confroute import quiet
 from confroute.config import RunConfig, TrainConfig, dump_yaml
 from confroute.dataset import schema
 from confroute.errors import ConfigError
@@ -157,6 +158,7 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
     out = Path(out_dir)
     started = time.time()
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    quiet.lightning()
     data = data or schema.load(cfg.data)
     train, val = data.split("train"), data.split("val")
     columns = data.label_columns
