@@ -1,8 +1,8 @@
 """The common-sense suite: hand-written prompts whose difficulty anyone would agree on, at every
 length, so that a router which ranks by a benchmark's format or by length shows it.
 
-Two sets ship in `confroute/dataset/builtin/` (card: `commonsense-suite.md`): `suite` (217
-prompts) and `heldout` (104 prompts, written after the suite and never used to choose anything:
+Two sets ship in `confroute/dataset/builtin/` (card: `commonsense-suite.md`): `suite` (240
+prompts) and `heldout` (115 prompts, written after the suite and never used to choose anything:
 an estimate of how a router does on prompts of the same kind it was not tuned on). Each row has
 `id`, `prompt`, `family` (e.g. `greeting`, `one_line_hard`), `difficulty` (`easy` / `hard`),
 `length` (`length_class`) and `shape` (`bare`, `chat`, `options`, `chatty`).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,23 +36,38 @@ def length_class(text: str) -> str:
 
 
 def load_suite(name: str = "suite") -> list[dict[str, Any]]:
-    """The rows of a bundled set (`suite` or `heldout`), checked: every field present, a known
-    difficulty, and the stored length class equal to `length_class(prompt)`.
+    """The rows of a bundled set, `suite` or `heldout` (see `read_suite`).
 
-    Raises DataError for an unknown name or a malformed row (naming its line)."""
+    Raises DataError for an unknown name or a malformed row."""
     from confroute.dataset.builtin import HERE
 
     if name not in SUITES:
         raise DataError(f"common-sense set must be one of {', '.join(SUITES)}; found {name!r}")
-    rows = []
-    path = HERE / SUITES[name]
+    return read_suite(HERE / SUITES[name])
+
+
+def read_suite(path: Path) -> list[dict[str, Any]]:
+    """The rows of a suite file (JSON lines), checked: every field present and a string, a
+    known difficulty, the stored length class equal to `length_class(prompt)`, unique ids.
+
+    Raises DataError naming the file and line of the first bad row, and what to fix."""
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        row = json.loads(line)
-        missing = [f for f in FIELDS if not row.get(f)]
-        if missing or row["difficulty"] not in ("easy", "hard") or \
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path.name} line {number}: not JSON ({exc.msg})") from exc
+        if not isinstance(row, dict) or any(not isinstance(row.get(f), str) or not row[f]
+                                            for f in FIELDS):
+            raise DataError(f"{path.name} line {number}: needs the string fields "
+                            f"{', '.join(FIELDS)}; found {line[:200]}")
+        if row["difficulty"] not in ("easy", "hard") or row["id"] in seen or \
                 row["length"] != length_class(row["prompt"]):
-            raise DataError(f"{path.name} line {number}: needs {', '.join(FIELDS)}, difficulty "
-                            f"easy/hard and length = length_class(prompt); found {row}")
+            raise DataError(f"{path.name} line {number}: needs difficulty easy/hard, a new id "
+                            f"and length = length_class(prompt) "
+                            f"({length_class(row['prompt'])}); found {line[:200]}")
+        seen.add(row["id"])
         rows.append(row)
     return rows
 
