@@ -30,7 +30,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from confroute.errors import require
+from confroute import arguments as check
+from confroute.errors import ConfigError, require
 
 require("starlette", "serve")
 require("httpx", "serve")
@@ -64,9 +65,12 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
     ConfigError when the settings do not fit the artifact (see `resolve_upstreams` and
     `decisions.serving_policy`).
     """
-    settings = settings or ServeSettings()
+    settings = check.instance(settings, "settings", ServeSettings, "a ServeSettings",
+                              optional=True) or ServeSettings()
+    environ = check.mapping(environ, "environ", optional=True)
     router = router_or_dir if isinstance(router_or_dir, Router) else Router.load(
-        router_or_dir, variant=settings.variant, threads=settings.threads)
+        check.path(router_or_dir, "router_or_dir", ConfigError, kind="folder"),
+        variant=settings.variant, threads=settings.threads)
     service = Service(router, settings, environ)
     routes = [
         Route("/health", service.endpoint("health", endpoints.health, auth=False),
