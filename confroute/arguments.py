@@ -137,13 +137,13 @@ def instance(value: Any, name: str, cls: type | tuple[type, ...], wants: str,
     raise fail(error, name, wants + (" or None" if optional else ""), value)
 
 
-Kind = Literal["folder", "file", "any"]
+Kind = Literal["folder", "file", "out", "any"]
 
 
 def path(value: Any, name: str, error: Error, kind: Kind = "any", fix: str = "") -> Path:
     """`value` (a str or os.PathLike, not bytes, not empty) as a Path. `kind` "folder" or
-    "file": it must exist as one, else the error ends with `fix` (what to do); "any": it need
-    not exist."""
+    "file": it must exist as one, else the error ends with `fix` (what to do); "out": a folder
+    to write into, which need not exist yet but is no file; "any": it need not exist."""
     if isinstance(value, bytes) or not isinstance(value, str | os.PathLike):
         raise fail(error, name, "a path (a str or pathlib.Path)", value)
     raw = os.fspath(value)
@@ -153,6 +153,9 @@ def path(value: Any, name: str, error: Error, kind: Kind = "any", fix: str = "")
     if kind == "folder" and not where.is_dir():
         state = "is a file, not a folder" if where.exists() else "does not exist"
         raise error(f"{name} {where} {state}{'; ' + fix if fix else ''}")
+    if kind == "out" and where.exists() and not where.is_dir():
+        raise error(f"{name} {where} is a file, not a folder to write into"
+                    f"{'; ' + fix if fix else ''}")
     if kind == "file" and not where.is_file():
         state = "is a folder, not a file" if where.is_dir() else "does not exist"
         raise error(f"{name} {where} {state}{'; ' + fix if fix else ''}")

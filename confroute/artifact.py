@@ -302,11 +302,14 @@ def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:
     """Validate `manifest` and replace `directory/router.json` with it atomically.
 
     Raises:
-        ArtifactError: `directory` is not a folder, or the manifest fails the schema (nothing
-        is written then).
+        ArtifactError: `directory` is not a folder, or the manifest fails the schema; nothing
+            is written then.
     """
     path = check.path(directory, "directory", ArtifactError, kind="folder") / MANIFEST
-    validate(manifest, path)
+    try:
+        validate(manifest, path)
+    except ArtifactError as exc:
+        raise ArtifactError(f"manifest: {exc}") from None
     return write_json(path, manifest)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from confroute import __version__, quiet
+from confroute import arguments as check
 from confroute.artifact import FORMAT_VERSION, MANIFEST, sha256_file, write_manifest
 from confroute.calibration import calibrate_lambda, calibrate_shares
 from confroute.config import ExportConfig, RunConfig, load_yaml
@@ -53,8 +54,11 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExportConfig | None = 
     Raises:
         ArtifactError: the run directory is incomplete or damaged, or a check fails.
     """
-    cfg = cfg or ExportConfig()
-    run_dir, out = Path(run_dir), Path(out_dir)
+    run_dir = check.path(run_dir, "run_dir", ArtifactError, kind="folder",
+                         fix="give the folder `confroute train` wrote")
+    out = check.path(out_dir, "out_dir", ArtifactError, kind="out")
+    cfg = check.instance(cfg, "cfg", ExportConfig, "a confroute.config.ExportConfig",
+                         optional=True) or ExportConfig()
     run = _read_run(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.export-") as tmp:

@@ -217,7 +217,7 @@ class Policy:
         t, cut = self.thresholds.copy(), self.cut
         for name, value in (thresholds or {}).items():
             if name not in self.models:
-                raise InputError(f"threshold override for unknown model '{name}'; models: "
+                raise InputError(f"thresholds: unknown model '{name}'; models: "
                                  f"{', '.join(self.models)}")
             try:
                 t[self.models.index(name)] = check_threshold(value)

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from confroute import arguments as check
 from confroute.errors import ConfigError, InputError, require
 
 require("litellm", "litellm")
@@ -46,9 +47,14 @@ class ConfrouteStrategy(CustomRoutingStrategyBase):
 
     def __init__(self, llm_router: Any, router: Any, models: Mapping[str, str] | None = None,
                  alias: str = ALIAS):
+        from confroute.runtime import Router
+
+        self.router = check.instance(router, "router", Router, "a loaded confroute Router")
+        models = check.mapping(models, "models", optional=True)
+        self.alias = check.text(alias, "alias")
+        if not callable(getattr(llm_router, "registry", None)):
+            raise check.fail(ConfigError, "llm_router", "a litellm.Router", llm_router)
         self.llm_router = llm_router
-        self.router = router
-        self.alias = alias
         names = list(router.models)
         self.groups = {name: (models or {}).get(name, name) for name in names}
         unknown = sorted(set(models or {}) - set(names))
@@ -103,10 +109,10 @@ def use_confroute(llm_router: Any, artifact: str | Path | Any,
     the artifact's model names to model groups (default: the same names). Raises ConfigError
     when a model has no model group, ArtifactError for a missing or damaged artifact.
     """
-    if isinstance(artifact, str | Path):
-        from confroute.runtime import Router
+    from confroute.runtime import Router
 
-        artifact = Router.load(artifact)
+    if not isinstance(artifact, Router):
+        artifact = Router.load(check.path(artifact, "artifact", ConfigError, kind="folder"))
     strategy = ConfrouteStrategy(llm_router, artifact, models, alias)
     llm_router.register_plugin(strategy)
     return strategy

@@ -73,7 +73,7 @@ def test_missing_model_column_price_nan_and_one_model_ladder(table, tmp_path):
         read_ratings(table, PRICES).ladder(["big"])
     with pytest.raises(DataError, match="does not exist"):
         read_ratings(tmp_path / "nope.csv", PRICES)
-    with pytest.raises(DataError, match="price file"):
+    with pytest.raises(DataError, match="prices .* does not exist"):
         read_ratings(table, tmp_path / "nope.yaml")
 
 
