@@ -26,7 +26,7 @@ from confroute import arguments as check
 from confroute import privacy
 from confroute.artifact import MAKE_IT, read_manifest, routing_section, verify_files
 from confroute.calibration import Calibration, calibrate, check_fraction, check_shares
-from confroute.dataset.ratings import Price, estimate_tokens
+from confroute.dataset.ratings import Price
 from confroute.errors import ArtifactError, ConfigError, InputError
 from confroute.policy import Decision, Policy, Rule, check_threshold
 from confroute.text import TextEncoder, Turn, prompt_text
@@ -170,15 +170,17 @@ class Router:
 
     def costs(self, prompts: Sequence[Any] | str) -> np.ndarray:
         """USD of answering each prompt with each model, float64 (n_prompts, K): input tokens
-        estimated as ceil(chars / 4) of the scored text, output tokens as the artifact's
-        `output_tokens`; zeros when the artifact has no prices. InputError for bad prompts."""
+        counted by the artifact's own tokenizer on the whole scored text (closer to the LLMs'
+        counts than ceil(chars / 4): see `TextEncoder.token_counts`), output tokens as the
+        artifact's `output_tokens`; zeros when the artifact has no prices. InputError for bad
+        prompts."""
         return self._costs(self.texts(prompts))
 
     def _costs(self, texts: list[str]) -> np.ndarray:
         """`costs` of texts already validated by `texts`."""
         if self.prices is None:
             return np.zeros((len(texts), len(self.models)))
-        tokens_in = estimate_tokens(texts)
+        tokens_in = self._encoder.token_counts(texts)
         tokens_out = np.full(len(texts), self.output_tokens)
         return np.stack([p.cost(tokens_in, tokens_out) for p in self.prices], axis=1)
 
