@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 
 from confroute import arguments as check
-from confroute.dataset.ratings import Price, Ratings, estimate_tokens, order_by_price, parse_prices
+from confroute.dataset.ratings import (
+    Price,
+    Ratings,
+    count_input,
+    listed_prices,
+    order_by_price,
+    parse_prices,
+)
 from confroute.errors import ConfigError, DataError, require
 
 ROOT_ENV = "CONFROUTE_MMLU_PRO_DIR"
@@ -71,7 +78,8 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
     """
     pd = require("pandas", "train")
     models = check.names(models, "models", at_least=2, error=DataError)
-    priced = parse_prices(prices)
+    priced = {} if isinstance(prices, Mapping) and not prices else parse_prices(prices)
+    priced = {**listed_prices([m for m in models if m not in priced]), **priced}  # file wins
     folder = resolve_root(root)
     questions = pd.read_parquet(folder / "questions.parquet")
     outcomes = pd.read_parquet(folder / "outcomes.parquet")
@@ -96,14 +104,15 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
         raise DataError(f"no question has an outcome for all of {', '.join(models)}")
     prompts = [format_prompt(q, o) for q, o in zip(frame["question"], frame["options"],
                                                    strict=True)]
-    out_tokens, out_note = _output_tokens(folder)
+    tokens_in, how = count_input(prompts, models, priced)
+    out_tokens, out_note = _output_tokens(folder, models, priced)
     info = {"source": str(folder), "questions": int(len(na)), "dropped_missing_outcome": int(
         na.sum()), "quality": "correctness (0/1), 5-shot chain of thought",
-        "tokens": f"input: ceil(chars / 4) of question + options; output: {out_note}"}
+        "tokens": f"input: {how} of question + options; output: {out_note}"}
     table = Ratings(
         np.array([f"mmlu_pro/{q}" for q in frame["question_id"]]), prompts, models,
         frame[models].to_numpy(dtype=float), [priced[m] for m in models],
-        estimate_tokens(prompts), np.full(len(frame), out_tokens),
+        tokens_in, np.full(len(frame), out_tokens),
         frame["category"].astype(str).to_numpy(), None, frame["src"].astype(str).to_numpy(),
         info)
     return order_by_price(table)
@@ -179,14 +188,16 @@ def _split_arguments(seed: Any, test_fraction: Any, val_fraction: Any
     return seed, test_fraction, val_fraction
 
 
-def _output_tokens(folder: Path) -> tuple[float, str]:
+def _output_tokens(folder: Path, models: list[str], priced: dict[str, Price]
+                   ) -> tuple[float, str]:
     path = folder / "responses_sample.jsonl.gz"
     if not path.is_file():
         return 0.0, "unknown (counted as 0; responses_sample.jsonl.gz absent)"
     pd = require("pandas", "train")
     responses = pd.read_json(path, lines=True)["response"].fillna("").astype(str)
-    mean = float(estimate_tokens(responses.tolist()).mean())
-    return mean, (f"{mean:.0f} per answer, the mean ceil(chars / 4) of the {len(responses)} real "
+    counts, how = count_input(responses.tolist(), models, priced)
+    mean = float(counts.mean())
+    return mean, (f"{mean:.0f} per answer, the mean ({how}) of the {len(responses)} real "
                   "chain-of-thought responses in responses_sample.jsonl.gz")
 
 

@@ -211,7 +211,8 @@ def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
     except (TypeError, ValueError) as exc:
         raise DataError(f"{path}: model ratings must be numbers: {exc}") from exc
     prompts = [_prompt(path, i, p) for i, p in enumerate(frame["prompt"])]
-    counted = _count_input(prompts, models, priced, "tokens_in" in frame.columns)
+    counted = (np.zeros(0), "given") if "tokens_in" in frame.columns else \
+        count_input(prompts, models, priced)
     tokens_in = (frame["tokens_in"].to_numpy(dtype=float) if "tokens_in" in frame.columns
                  else counted[0])
     tokens_out = (frame["tokens_out"].to_numpy(dtype=float) if "tokens_out" in frame.columns
@@ -238,14 +239,12 @@ def listed_prices(models: Sequence[str]) -> dict[str, Price]:
     return {m: Price(*p) for m, p in found.items() if p is not None}
 
 
-def _count_input(prompts: list[str], models: list[str], priced: dict[str, Price],
-                 given: bool) -> tuple[np.ndarray, str]:
-    """Input tokens of `prompts` by the priciest model LiteLLM knows (its share of the cost
-    is the largest), else ceil(chars / 4); nothing is counted when the table gives them."""
+def count_input(prompts: list[str], models: list[str], priced: dict[str, Price]
+                ) -> tuple[np.ndarray, str]:
+    """Tokens of `prompts` [n] by the tokenizer of the priciest of `models` LiteLLM knows (its
+    share of the cost is the largest), else ceil(chars / 4); and how they were counted."""
     from confroute.dataset import tokens
 
-    if given:
-        return np.zeros(0), "given"
     by_price = sorted(models, key=lambda m: priced[m].input_per_mtok, reverse=True)
     model = next((m for m in by_price if tokens.known(m) is not None), None)
     return tokens.count(prompts, model)
