@@ -48,9 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     router = Router.load(args.artifact)
     tables = {name: pd.read_parquet(builtin_path(name)) for name in args.tables}
     result = cascade.evaluate(router, tables, measure=args.measure, edge_cost=args.edge_cost)
-    text = "\n".join([f"CPU: {cpu_summary()}", f"Router: {args.artifact} "
-                      f"({router.manifest.get('training', {}).get('data', {}).get('source', '?')}"
-                      ")", "", cascade.markdown(result)]) + "\n"
+    m = router.manifest
+    about = (f"Router: trained on {m.get('training_data', {}).get('source', '?')} (label "
+             f"{m.get('label_rule', {}).get('rule', '?')}), encoder "
+             f"{m.get('base_encoder', {}).get('name', '?')}")
+    text = "\n".join([f"CPU: {cpu_summary()}", about, "", cascade.markdown(result)]) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
