@@ -26,7 +26,7 @@ WORDS = ("sun tree book lamp frog milk door rain ship bird cake road fish moon h
          "river garden window pencil orange rabbit silver winter planet bottle candle ladder "
          "blanket kitchen morning thunder library diamond pumpkin holiday mountain notebook "
          "elephant umbrella sandwich airplane hospital computer calendar triangle festival "
-         "strawberry basketball chocolate dictionary helicopter watermelon").split()
+         "strawberry basketball chocolate dictionary helicopter watermelon").split()  # noqa: SIM905 (one string reads as the word list it is)
 UNITS = [("centimetres", "metre", 100), ("millimetres", "centimetre", 10), ("grams", "kilogram",
          1000), ("minutes", "hour", 60), ("seconds", "minute", 60), ("hours", "day", 24),
          ("metres", "kilometre", 1000), ("millilitres", "litre", 1000), ("days", "week", 7),
@@ -237,4 +237,5 @@ def broad_prompts(n: int, seed: int = 0) -> list[dict]:
                      "answer_type": answer_type, "choices": choices, "instruction": instruction,
                      "source": kind, "shape": shape, "length": length_class(prompt)})
     # runs of 64 sorted by length: a batch's prompts need little padding, a partial run is mixed
-    return [r for i in range(0, n, 64) for r in sorted(rows[i:i + 64], key=lambda r: len(r["prompt"]))]
+    return [r for i in range(0, n, 64)
+            for r in sorted(rows[i:i + 64], key=lambda r: len(r["prompt"]))]

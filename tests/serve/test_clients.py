@@ -1,6 +1,6 @@
 """The clients users have still work against the default proxy after the issue-25 guard: the
-official OpenAI SDK (plain, streamed, models) and every curl command in the README and the docs pages, run as
-written (only the port changes), against the real app under uvicorn on loopback."""
+official OpenAI SDK (plain, streamed, models) and every curl command in the README and the docs
+pages, run as written (only the port changes), against the real app under uvicorn on loopback."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def test_the_openai_sdk_works_against_the_default_proxy(tiny_artifact: Path) -> 
 
 
 def readme_curls() -> list[tuple[str, str]]:
-    """(artifact kind, command) for each curl in the README's and the docs pages' code blocks: "ladder" when the
-    block's `confroute serve` serves a ladder artifact, else "pair"."""
+    """(artifact kind, command) for each curl in the code blocks of the README and the docs
+    pages: "ladder" when the block's `confroute serve` serves a ladder artifact, else "pair"."""
     found = []
     for block in re.findall(r"```(?:bash|sh)\n(.*?)```", pages_text(), re.DOTALL):
         kind = "ladder" if re.search(r"confroute serve \S*ladder", block) else "pair"
