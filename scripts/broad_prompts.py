@@ -22,7 +22,15 @@ TEXT_INSTRUCTION = "Answer with one word."
 ARITH_LEVELS = [("+", 1, 1), ("+", 2, 1), ("-", 1, 1), ("*", 1, 1), ("+", 2, 2), ("-", 2, 2),
                 ("*", 2, 1), ("+", 3, 3), ("*", 2, 2), ("-", 4, 3), ("*", 3, 2), ("*", 4, 4)]
 """From 1-digit sums to 4x4-digit products: a grade the model's errors can follow."""
-WORDS = ["sun", "tree", "book", "lamp", "frog", "milk", "door", "rain", "ship", "bird", "cake", "road", "fish", "moon", "hand", "star", "wolf", "river", "garden", "window", "pencil", "orange", "rabbit", "silver", "winter", "planet", "bottle", "candle", "ladder", "blanket", "kitchen", "morning", "thunder", "library", "diamond", "pumpkin", "holiday", "mountain", "notebook", "elephant", "umbrella", "sandwich", "airplane", "hospital", "computer", "calendar", "triangle", "festival", "strawberry", "basketball", "chocolate", "dictionary", "helicopter", "watermelon"]
+WORDS = [
+    "sun", "tree", "book", "lamp", "frog", "milk", "door", "rain", "ship", "bird", "cake",
+    "road", "fish", "moon", "hand", "star", "wolf", "river", "garden", "window", "pencil",
+    "orange", "rabbit", "silver", "winter", "planet", "bottle", "candle", "ladder", "blanket",
+    "kitchen", "morning", "thunder", "library", "diamond", "pumpkin", "holiday", "mountain",
+    "notebook", "elephant", "umbrella", "sandwich", "airplane", "hospital", "computer",
+    "calendar", "triangle", "festival", "strawberry", "basketball", "chocolate", "dictionary",
+    "helicopter", "watermelon"
+]
 UNITS = [("centimetres", "metre", 100), ("millimetres", "centimetre", 10), ("grams", "kilogram",
          1000), ("minutes", "hour", 60), ("seconds", "minute", 60), ("hours", "day", 24),
          ("metres", "kilometre", 1000), ("millilitres", "litre", 1000), ("days", "week", 7),
