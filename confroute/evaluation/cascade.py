@@ -185,6 +185,13 @@ def evaluate(router: Any, tables: dict[str, Any], split: str = "val", measure: M
     return out
 
 
+def jsonable(result: dict[str, Any]) -> Any:
+    """`result` with NaN (an AUROC of a source holding one outcome) as null, for JSON."""
+    import json
+
+    return json.loads(json.dumps(result), parse_constant=lambda _: None)
+
+
 def markdown(result: dict[str, Any], goals: tuple[float, float] = (0.65, 0.72)) -> str:
     """The result as markdown tables: edge-failure AUROC per signal against `goals` (before
     generation, with the cascade), then quality and cost per cloud share per policy."""
@@ -214,3 +221,34 @@ def markdown(result: dict[str, Any], goals: tuple[float, float] = (0.65, 0.72)) 
                 f"{p['quality']:.3f} / {p['cost']:.3f}" for p in points) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def evaluate_request(request: Any) -> dict[str, Any]:
+    """`confroute evaluate --cascade`: the tables of `evaluate` for `request.router` on
+    `request.truth` (a bundled table with the edge's evidence, e.g. smollm2-uncertainty, or
+    several joined by commas; `name:split` picks the split, default val), written to
+    `request.out`/cascade.md and cascade.json. ConfigError without a router artifact,
+    DataError for a table without the evidence."""
+    import pandas as pd
+
+    from confroute import files
+    from confroute.dataset.builtin import builtin_path
+    from confroute.errors import ConfigError
+    from confroute.runtime import Router
+
+    if request.router is None:
+        raise ConfigError("--cascade needs --router ARTIFACT (it scores the prompts itself)")
+    names = [n.strip() for n in str(request.truth).split(",") if n.strip()]
+    split = names[0].partition(":")[2] or "val"
+    tables = {}
+    for name in (n.partition(":")[0] for n in names):
+        path = builtin_path(name)
+        if path is None:
+            raise DataError(f"--cascade reads a bundled table with the edge's evidence ({COLUMNS}"
+                            f"): smollm2-uncertainty or broad-smollm2; found {name!r}")
+        tables[name] = pd.read_parquet(path)
+    result = evaluate(Router.load(request.router, variant=request.variant), tables, split)
+    request.out.mkdir(parents=True, exist_ok=True)
+    files.write_text(request.out / "cascade.md", markdown(result) + "\n")
+    files.write_json(request.out / "cascade.json", jsonable(result), indent=1)
+    return result

@@ -74,3 +74,21 @@ def test_evaluate_refuses_a_table_without_the_evidence(val, tiny_artifact: Path)
                                                        val.iloc[120:200].assign(split="train")])})
     text = cascade.markdown(result)
     assert "router + both" in text and ">= 0.72" in text and "oracle" in text
+
+
+def test_confroute_evaluate_cascade_writes_its_tables(tiny_artifact: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]):
+    import json
+
+    from confroute.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--cascade", "true", "--router", str(tiny_artifact), "--truth",
+                 "broad-smollm2", "--out", str(out)]) == 0
+    assert "router + log-prob" in capsys.readouterr().out
+    result = json.loads((out / "cascade.json").read_text())
+    assert result["tables"]["broad-smollm2"]["rows"] == 447
+    assert (out / "cascade.md").read_text().startswith("### broad-smollm2")
+    assert main(["evaluate", "--cascade", "true", "--router", str(tiny_artifact), "--truth",
+                 "gsm8k", "--out", str(out)]) != 0
+    assert "smollm2-uncertainty or broad-smollm2" in capsys.readouterr().err
