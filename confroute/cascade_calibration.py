@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from confroute.artifact import read_manifest, write_manifest
 from confroute.calibration import SMALL_SAMPLE, check_fraction, nearest_cut
 from confroute.cascade import CascadePolicy, EdgeEvidence, Uncertainty, _vector
 from confroute.errors import ConfigError
@@ -121,3 +123,12 @@ def calibrate_cascade(uncertainty: Uncertainty, scores: Any, evidence: Sequence[
         if n < SMALL_SAMPLE else ()
     return CascadeCalibration(CascadePolicy(min(t1, NEVER), t2, uncertainty), target,
                               float(direct.mean()), float(escalated.mean()), q, c, n, notes)
+
+
+def write_cascade(directory: str | Path, policy: CascadePolicy) -> Path:
+    """Store `policy` as the `cascade` section of the artifact's manifest in `directory`
+    (atomically; the proxy reads it with `cascade: true`). Raises ArtifactError for a missing
+    or damaged artifact (nothing is written then)."""
+    manifest = read_manifest(directory)
+    manifest["cascade"] = policy.to_dict()
+    return write_manifest(directory, manifest)

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from upstream import Answer, completion, echo_app, serve_in_thread
 
 from confroute.cascade import CascadePolicy, Uncertainty
-from confroute.errors import ConfigError
+from confroute.errors import ArtifactError, ConfigError
 from confroute.runtime import Router
 from confroute.serve import ServeSettings, UpstreamSettings, create_app
 
@@ -186,3 +186,21 @@ def test_settings_that_cannot_cascade_fail_at_startup(router: Router, ladder_rou
         create_app(ladder_router, ServeSettings(cascade=True, cascade_policy=good), environ={})
     app = create_app(router, ServeSettings(cascade_policy=good), environ={})  # off: ignored
     assert app.state.service.cascade is None
+
+
+def test_the_proxy_reads_the_cascade_the_manifest_stores(tiny_artifact: Path, tmp_path: Path
+                                                        ) -> None:
+    import shutil
+
+    from confroute.cascade_calibration import write_cascade
+
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_artifact, artifact)
+    policy = CascadePolicy(0.9, 0.7, Uncertainty("logprob", (0.2, 1.5), -0.3))
+    write_cascade(artifact, policy)
+    app = create_app(Router.load(artifact, variant="fp32"), ServeSettings(cascade=True),
+                     environ={})
+    assert app.state.service.cascade == policy
+    (artifact / "router.json").write_text("{ damaged")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        write_cascade(artifact, policy)
