@@ -37,6 +37,8 @@ COLUMNS = ("prompt", "source", "split", "correct_edge", "greedy_logprob_edge", "
 SIGNALS: dict[str, Measure | None] = {"router": None, "router + log-prob": "logprob",
                                       "router + SE": "se", "router + both": "both"}
 """The rows of the AUROC table: the stage-2 signals beside the router's score."""
+RAW = ("edge log-prob alone", "edge SE alone")
+"""Reference rows: the edge's raw signals, no router and no fitting (-mean log-prob, SE)."""
 SHARES = (0.1, 0.2, 0.3, 0.4, 0.5)
 """Target cloud shares of the curve table."""
 
@@ -90,9 +92,12 @@ def auroc_table(scores: np.ndarray, table: Any, k: int = 5, seed: int = 0) -> di
     wrong = 1.0 - np.asarray(table["correct_edge"], dtype=float)
     source = np.asarray(table["source"]).astype(str)
     ev, fold = evidence(table), folds(len(scores), k, seed)
+    raw = [-np.asarray(table["greedy_logprob_edge"], dtype=float),
+           np.asarray(table["se_edge"], dtype=float)]
     out = {}
-    for name, measure in SIGNALS.items():
-        values = scores if measure is None else cross_fitted(measure, scores, ev, wrong, fold)
+    for name, measure in [*SIGNALS.items(), *zip(RAW, raw, strict=True)]:
+        values = scores if measure is None else measure if isinstance(measure, np.ndarray) \
+            else cross_fitted(measure, scores, ev, wrong, fold)
         out[name] = {"pooled": binary_auroc(wrong, values),
                      "within": within_source(wrong, values, source),
                      "within_ci": within_ci(wrong, values, source, seed=seed),
@@ -206,10 +211,10 @@ def markdown(result: dict[str, Any], goals: tuple[float, float] = (0.65, 0.72)) 
         for signal, a in t["auroc"].items():
             goal = goals[0] if signal == "router" else goals[1]
             mark = "met" if a["within"] >= goal else f"gap {goal - a['within']:.3f}"
+            cell = "-" if signal in RAW else f">= {goal} ({mark})"
             lines.append(f"| {signal} | {a['pooled']:.3f} | {a['within']:.3f} "
-                         f"[{a['within_ci'][0]:.3f}, {a['within_ci'][1]:.3f}] | >= {goal} "
-                         f"({mark}) | " + " | ".join(f"{v:.3f}" for v in a["by_source"]
-                                                     .values()) + " |")
+                         f"[{a['within_ci'][0]:.3f}, {a['within_ci'][1]:.3f}] | {cell} | "
+                         + " | ".join(f"{v:.3f}" for v in a["by_source"].values()) + " |")
         lines += ["", f"Quality (share answered right; the cloud assumed right) and cost "
                   f"(cloud calls = 1, an edge generation = {result['edge_cost']}) by target "
                   "cloud share:", "",

@@ -23,7 +23,7 @@ def val() -> pd.DataFrame:
 def test_the_edges_log_prob_adds_to_an_uninformative_router(val):
     scores = np.random.default_rng(0).random(len(val))
     table = cascade.auroc_table(scores, val)
-    assert set(table) == set(cascade.SIGNALS)
+    assert set(table) == {*cascade.SIGNALS, *cascade.RAW}
     assert abs(table["router"]["within"] - 0.5) < 0.06
     for signal in ("router + log-prob", "router + both"):
         low, high = table[signal]["within_ci"]
