@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -204,3 +205,30 @@ def test_the_proxy_reads_the_cascade_the_manifest_stores(tiny_artifact: Path, tm
     (artifact / "router.json").write_text("{ damaged")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         write_cascade(artifact, policy)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_real_language_model_as_the_edge(router: Router, tiny_backend: Any, tmp_path: Path,
+                                           stream: bool) -> None:
+    """The edge is a real causal LM (its own token log-probs): stage 2's uncertainty is the
+    sigmoid of minus the mean log-prob of exactly the answer it generated, streamed or not."""
+    from upstream import lm_answer
+
+    edge = echo_app("edge", answer=lm_answer(tiny_backend))
+    with contextlib.ExitStack() as stack:
+        urls = {"lm": stack.enter_context(serve_in_thread(edge)) + "/v1",
+                "cloud": stack.enter_context(serve_in_thread(echo_app("cloud"))) + "/v1"}
+        up = SimpleNamespace(urls=urls, apps={"lm": edge})
+        body = {**CHAT, "temperature": 0, "max_tokens": 8, "stream": stream}
+        with client(router, up, "lm", policy_file(tmp_path, t2=1.0)) as c:  # t2 1: keep all
+            reply = c.post("/v1/chat/completions", json=body)
+        direct = TestClient(edge).post("/v1/chat/completions", json={
+            **body, "stream": False, "logprobs": True}).json()["choices"][0]
+    assert reply.status_code == 200, reply.text
+    lps = [t["logprob"] for t in direct["logprobs"]["content"]]
+    assert lps and all(lp <= 0 for lp in lps)
+    expected = 1 / (1 + math.exp(sum(lps) / len(lps)))
+    assert float(reply.headers["x-confroute-uncertainty"]) == pytest.approx(expected, abs=1e-5)
+    text = sse_text(reply.text)[0] if stream else reply.json()["choices"][0]["message"][
+        "content"]
+    assert text == direct["message"]["content"] and reply.headers["x-confroute-route"] == "edge"
