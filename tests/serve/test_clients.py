@@ -1,10 +1,12 @@
 """The clients users have still work against the default proxy after the issue-25 guard: the
-official OpenAI SDK (plain, streamed, models) and every curl command in the README, run as
-written (only the port changes), against the real app under uvicorn on loopback."""
+official OpenAI SDK (chat and Responses, plain and streamed, models), and every curl command and
+SDK snippet in the README and the serving page of the docs, run as written (only the port
+changes), against the real app under uvicorn on loopback."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import shlex
@@ -20,7 +22,10 @@ from upstream import echo_app, serve_in_thread
 from confroute.runtime import Router
 from confroute.serve import ServeSettings, UpstreamSettings, create_app
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PAGES = [README, ROOT / "docs" / "serving.md"]
+"""The pages whose curl commands and SDK snippets are run here."""
 USER = [{"role": "user", "content": "What is 2 plus 2?"}]
 
 
@@ -48,24 +53,48 @@ def test_the_openai_sdk_works_against_the_default_proxy(tiny_artifact: Path) -> 
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) \
             .endswith("What is 2 plus 2?")
         assert "confroute" in [m.id for m in sdk.models.list()]
+        response = sdk.responses.create(model="confroute", input="What is 2 plus 2?")
+        assert response.output_text.endswith("What is 2 plus 2?")
+        events = sdk.responses.create(model="confroute", input="What is 2 plus 2?", stream=True)
+        assert "".join(e.delta for e in events if e.type == "response.output_text.delta") \
+            .endswith("What is 2 plus 2?")
 
 
 def readme_curls() -> list[tuple[str, str]]:
-    """(artifact kind, command) for each curl in the README's code blocks: "ladder" when the
+    """(artifact kind, command) for each curl in the pages' code blocks: "ladder" when the
     block's `confroute serve` serves a ladder artifact, else "pair"."""
     found = []
-    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", README.read_text(), re.DOTALL):
-        kind = "ladder" if re.search(r"confroute serve \S*ladder", block) else "pair"
-        found += [(kind, line) for line in block.splitlines() if line.startswith("curl ")]
+    for page in PAGES:
+        for block in re.findall(r"```(?:bash|sh)\n(.*?)```", page.read_text(), re.DOTALL):
+            kind = "ladder" if re.search(r"confroute serve \S*ladder", block) else "pair"
+            found += [(kind, line) for line in block.splitlines() if line.startswith("curl ")]
     return found
+
+
+def sdk_snippets() -> list[str]:
+    """Each Python block of the pages that points the openai SDK at the proxy."""
+    return [block for page in PAGES
+            for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL)
+            if "OpenAI(base_url=" in block]
 
 
 CURLS = readme_curls()
 
 
 def test_the_readme_has_curl_examples_that_send_json() -> None:
-    assert len(CURLS) >= 3
+    assert len(CURLS) >= 6
     assert all("-H 'Content-Type: application/json'" in command for _, command in CURLS)
+    assert {"/v1/route", "/v1/chat/completions", "/v1/responses"} <= {
+        re.search(r"localhost:8000(/\S*)", c).group(1) for _, c in CURLS}  # type: ignore
+
+
+@pytest.mark.parametrize("snippet", sdk_snippets())
+def test_each_sdk_snippet_works_against_the_default_proxy(tiny_artifact: Path,
+                                                          snippet: str) -> None:
+    assert "client.responses.create" in snippet
+    with default_proxy(tiny_artifact) as url, contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(snippet.replace("localhost:8000", f"localhost:{url.rpartition(':')[2]}"), {})
+    assert "says: " in out.getvalue()  # an echo upstream's answer, printed by the snippet
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -78,7 +107,7 @@ def test_each_readme_curl_works_against_the_default_proxy(
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)
-        assert "error" not in answer, answer
+        assert answer.get("error") is None, answer  # (a Responses object has "error": null)
         # without the header curl -d sends a form type, which a web page could send too: 415
         bare = [a for a in argv if a not in ("-H", "Content-Type: application/json")]
         refused = json.loads(subprocess.run(bare, capture_output=True, text=True,
