@@ -71,9 +71,9 @@ async def relay(service: Service, request: Request, body: dict[str, Any], decisi
         {REQUEST_ID: reply.request_id or own_id})
     if answered.name != decision.model:
         service.metrics.fallbacks.labels(decision.model).inc()
-    log.info("%s: p=%s routed=%s answered=%s status=%d%s", endpoint,
+    log.info("%s: p=%s routed=%s answered=%s status=%d%s id=%s", endpoint,
              named_values(decision.probabilities) or "none", decision.model, answered.name,
-             reply.status, " stream" if reply.stream else "")
+             reply.status, " stream" if reply.stream else "", out[REQUEST_ID])
     if reply.stream is not None:
         done = BackgroundTask(reply.close) if reply.close else None
         return StreamingResponse(reply.stream, media_type=reply.content_type,
