@@ -56,6 +56,7 @@ def hostile(kind: str, ctx: Context) -> list[Any]:
         ">=0": [True, "1", None, nan, inf, -inf, -1.0, HUGE, [1.0], np.float32(-1)],
         ">=0?": [True, "1", nan, inf, -1.0, HUGE, [1.0]],
         "real": [True, "1", None, nan, inf, -inf, HUGE, [1.0]],
+        "t": [True, "0.5", None, nan, inf, -0.1, 2.0, HUGE],
         "count": [True, 1.5, "2", nan, inf, 0, -1, HUGE, None],
         "threads": [True, 1.5, "2", nan, -1, HUGE, 10 ** 6],
         "int": [True, 1.5, "2", nan, None, HUGE],
@@ -176,6 +177,40 @@ def surface(ctx: Context) -> list[Entry]:
          {"path": ctx.artifact / "tokenizer.json"}, {"path": "file"}),
         *_data_entries(ctx),
         *_training_entries(ctx),
+        *_cascade_entries(ctx),
+    ]
+
+
+def _cascade_entries(ctx: Context) -> list[Entry]:
+    from confroute import cascade
+    from confroute.cascade_calibration import calibrate_cascade, write_cascade
+
+    u = cascade.Uncertainty.unfitted("logprob")
+    pol = cascade.CascadePolicy(0.8, 0.5, u)
+    ev = [cascade.EdgeEvidence(mean_logprob=-0.1 * (i + 1)) for i in range(4)]
+    scores = [0.1, 0.4, 0.6, 0.9]
+    return [
+        ("cascade.check_measure", cascade.check_measure, {"value": "logprob"},
+         {"value": "choice"}),
+        ("cascade.Uncertainty", cascade.Uncertainty, {"measure": "logprob", "weights": (0, 1)},
+         {"measure": "choice", "weights": "thresholds", "bias": "real"}),
+        ("cascade.CascadePolicy", cascade.CascadePolicy, {"t1": 0.8, "t2": 0.5,
+                                                          "uncertainty": u},
+         {"t1": "t", "t2": "t", "uncertainty": "policy"}),
+        ("CascadePolicy.first", pol.first, {"score": 0.5}, {"score": "fraction"}),
+        ("CascadePolicy.second", pol.second, {"score": 0.5, "evidence": ev[0]},
+         {"score": "fraction", "evidence": "policy"}),
+        ("cascade.fit_uncertainty", cascade.fit_uncertainty,
+         {"measure": "logprob", "scores": scores, "evidence": ev, "edge_wrong": [0, 1, 0, 1]},
+         {"measure": "choice", "scores": "probs1", "evidence": "names", "edge_wrong": "probs1",
+          "l2": ">=0"}),
+        ("cascade_calibration.calibrate_cascade", calibrate_cascade,
+         {"uncertainty": u, "scores": scores, "evidence": ev, "cloud_share": 0.5,
+          "direct_share": 0.25},
+         {"uncertainty": "policy", "scores": "probs1", "evidence": "names",
+          "cloud_share": "fraction", "direct_share": "fraction?"}),
+        ("cascade_calibration.write_cascade", write_cascade,
+         {"directory": ctx.artifact, "policy": pol}, {"directory": "folder", "policy": "policy"}),
     ]
 
 
@@ -246,7 +281,8 @@ def _bind(fn: Call, kwargs: dict[str, Any]) -> Callable[[], Any]:
 
 SAID = {"prompts": "prompt", "texts": "text", "policy.check_threshold.value": "threshold",
         "policy.check_lambda.value": "lambda_per_usd",
-        "calibration.check_fraction.value": "cloud_fraction"}
+        "calibration.check_fraction.value": "cloud_fraction",
+        "cascade.check_measure.value": "measure"}
 """The word an error must hold for an argument when it is not the argument's own name (a
 prompt's error names its position: "prompt 3 is ...")."""
 
