@@ -176,11 +176,16 @@ class Router:
         prompts."""
         return self._costs(self.texts(prompts))
 
+    def input_tokens(self, texts: list[str]) -> np.ndarray:
+        """Input tokens [n] of texts (already validated by `texts`) as `costs` counts them: the
+        artifact's own tokenizer on the whole text (see `TextEncoder.token_counts`)."""
+        return self._encoder.token_counts(texts)
+
     def _costs(self, texts: list[str]) -> np.ndarray:
         """`costs` of texts already validated by `texts`."""
         if self.prices is None:
             return np.zeros((len(texts), len(self.models)))
-        tokens_in = self._encoder.token_counts(texts)
+        tokens_in = self.input_tokens(texts)
         tokens_out = np.full(len(texts), self.output_tokens)
         return np.stack([p.cost(tokens_in, tokens_out) for p in self.prices], axis=1)
 

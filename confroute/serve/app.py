@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from confroute import arguments as check
-from confroute.errors import ConfigError, require
+from confroute.errors import ArtifactError, require
 
 require("starlette", "serve")
 require("httpx", "serve")
@@ -49,6 +49,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from confroute.artifact import MAKE_IT  # noqa: E402
 from confroute.runtime import Router  # noqa: E402
 from confroute.serve import endpoints  # noqa: E402
 from confroute.serve.chat import chat  # noqa: E402
@@ -74,7 +75,7 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
                               optional=True) or ServeSettings()
     environ = check.mapping(environ, "environ", optional=True)
     router = router_or_dir if isinstance(router_or_dir, Router) else Router.load(
-        check.path(router_or_dir, "router_or_dir", ConfigError, kind="folder"),
+        check.path(router_or_dir, "router_or_dir", ArtifactError, kind="folder", fix=MAKE_IT),
         variant=settings.variant, threads=settings.threads)
     service = Service(router, settings, environ)
     routes = [
