@@ -157,7 +157,8 @@ def resolve_routellm_dir(path: str | Path | None) -> Path:
 
 def load_labelled(source: str) -> GroundTruth:
     """A dataset with `prompt`, `rating_edge`, `rating_cloud` (bundled name or file[:split])."""
-    from confroute.dataset.schema import SPLITS, numeric_column, read_table
+    from confroute.dataset.schema import SPLITS, numeric_column
+    from confroute.dataset.tables import read_table
 
     name, _, split = source.rpartition(":")
     if name and split in SPLITS:

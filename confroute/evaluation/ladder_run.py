@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from confroute.dataset.prior import GroupPrior
 from confroute.dataset.ratings import Ratings, read_ratings
 from confroute.errors import ConfigError, DataError
 from confroute.evaluation import ladder
-from confroute.evaluation.priors import GroupPrior
 from confroute.files import write_text
 
 

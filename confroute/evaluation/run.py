@@ -124,7 +124,7 @@ def training_overlap(router_dir: Path, truth: GroundTruth) -> list[str]:
     """Warnings when evaluated prompts are in the train/val split of the router's training data
     (as named in its manifest): their outcomes may have been learnt, so figures are optimistic."""
     from confroute.artifact import read_manifest
-    from confroute.dataset.schema import read_table
+    from confroute.dataset.tables import read_table
 
     source = read_manifest(Path(router_dir)).get("training_data", {}).get("source")
     if not source:
