@@ -18,6 +18,7 @@ from confroute.dataset.prior import DEFAULT_STRENGTH, GroupPrior
 from confroute.errors import DataError
 from confroute.evaluation import metrics, protocols
 from confroute.evaluation.groundtruth import GroundTruth, resolve_routellm_dir
+from confroute.stats import weighted_bootstrap
 
 # --- groups of a ground truth -------------------------------------------------------------------
 
@@ -109,21 +110,11 @@ def gap(scores: np.ndarray, prior_scores: np.ndarray, quality_edge: np.ndarray,
     Returns {"gap", "low", "high", "samples", "skipped"}; resamples where PGR is undefined are
     skipped and counted.
     """
-    n = len(scores)
-    point = (metrics.apgr(metrics.sweep(scores, quality_edge, quality_cloud))
-             - metrics.apgr(metrics.sweep(prior_scores, quality_edge, quality_cloud)))
-    rng = np.random.default_rng(seed)
-    draws, skipped = [], 0
-    for _ in range(samples):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        try:
-            draws.append(metrics.apgr(metrics.sweep(scores, quality_edge, quality_cloud, w))
-                         - metrics.apgr(metrics.sweep(prior_scores, quality_edge,
-                                                      quality_cloud, w)))
-        except DataError:
-            skipped += 1
-    alpha = (1 - confidence) / 2
-    low, high = (np.quantile(draws, [alpha, 1 - alpha]).tolist() if draws
-                 else [float("nan")] * 2)
-    return {"gap": float(point), "low": low, "high": high, "samples": samples,
-            "skipped": skipped}
+    def difference(w: np.ndarray) -> dict[str, float]:
+        return {"gap": metrics.apgr(metrics.sweep(scores, quality_edge, quality_cloud, w))
+                - metrics.apgr(metrics.sweep(prior_scores, quality_edge, quality_cloud, w))}
+
+    point = difference(np.ones(len(scores)))["gap"]
+    ci = weighted_bootstrap(len(scores), difference, samples, seed, confidence, skip=(DataError,))
+    return {"gap": float(point), "low": ci["gap"]["low"], "high": ci["gap"]["high"],
+            "samples": samples, "skipped": ci["_meta"]["skipped"]}
