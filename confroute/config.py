@@ -92,6 +92,13 @@ class DataConfig:
     adequate_rating: float | None = None
     """With `models`: a rating >= this counts as an adequate answer (target 1, else 0). None:
     ratings must lie in [0, 1] (correctness, or a normalised judge score) and are the targets."""
+    mix: list[str] = dataclasses.field(default_factory=list)
+    """More labelled datasets (bundled names or files) whose train and val rows are added to
+    `source`'s, each labelled by its own `auto` rule; their test rows are left out. E.g.
+    `[broad-smollm2, mmlu-pro-difficulty]` adds everyday questions and hard STEM questions with
+    real outcomes (see their cards and bench/commonsense.py)."""
+    mix_max_rows: int | None = None
+    """At most this many training rows from each `mix` dataset (a fixed random subset)."""
 
     def __post_init__(self) -> None:
         _check_range("data.val_fraction", self.val_fraction, 0.0, 1.0, low_open=True,
@@ -112,6 +119,12 @@ class DataConfig:
                               "input_per_mtok and output_per_mtok (USD per million tokens)")
         if self.adequate_rating is not None:
             _check_range("data.adequate_rating", self.adequate_rating, None, None)
+        if self.mix and self.models:
+            raise ConfigError("data.mix adds two-model labels; it cannot be combined with "
+                              "data.models (K-model targets)")
+        if self.mix_max_rows is not None and self.mix_max_rows < 2:
+            raise ConfigError(f"data.mix_max_rows must be at least 2 or unset; found "
+                              f"{self.mix_max_rows}")
         if self.max_rows is not None and self.max_rows < 2:
             raise ConfigError(f"data.max_rows must be at least 2 or unset; found {self.max_rows}")
 
