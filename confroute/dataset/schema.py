@@ -112,7 +112,7 @@ def load(cfg: DataConfig) -> LabelledPrompts:
     if cfg.mix:
         from confroute.dataset.mix import add_mixed
 
-        return add_mixed(LabelledPrompts(frame, report), cfg)
+        return add_mixed(LabelledPrompts(frame, report), cfg, load)
     return LabelledPrompts(frame, report)
 
 
