@@ -86,7 +86,7 @@ def from_ratings(path: Path, prices: dict[str, dict[str, float]], models: list[s
         raise DataError(f"the table's price order {table.models} differs from the artifact's "
                         f"models {models}")
     rows, train = _rows(table, split)
-    info: dict[str, Any] = {"source": str(path), "split": split,
+    info: dict[str, Any] = {"source": str(path), "split": split, "prices_per_mtok": prices,
                             "tokens": table.info.get("tokens")}
     if sample is not None and sample < len(rows):
         groups = table.categories[rows] if table.categories is not None else None

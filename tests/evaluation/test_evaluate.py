@@ -88,6 +88,8 @@ def test_report_compares_the_router_with_every_reference(case: str, request, tmp
         assert (tmp_path / name).stat().st_size > 0
     assert "| router |" in (tmp_path / "report.md").read_text()
     assert ("metrics" in report) == (case == "pair truth")  # the paper's pair figures
+    if case != "pair truth":  # what a ratings table was priced and counted with
+        assert set(report["source_info"]["prices_per_mtok"]) == set(report["models"])
 
 
 def test_a_pairs_truth_gives_its_area_as_apgr(request, tmp_path: Path) -> None:
