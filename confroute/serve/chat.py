@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from confroute.policy import Decision
+from confroute.serve.cascade import cascade_chat
 from confroute.serve.deadlines import Deadline
 from confroute.serve.decisions import Overrides, chat_overrides, headers, named_values
 from confroute.serve.proxy import forward
@@ -36,6 +37,8 @@ async def chat(service: Service, request: Request) -> Response:
                       "invalid_messages")
     overrides = chat_overrides(service.policy, body, request.headers)
     decision = await _decision(service, messages, overrides)
+    if service.cascade is not None and decision.score is not None and overrides == Overrides():
+        return await cascade_chat(service, request, body, decision)
     try:
         reply, notes = await unless_disconnected(request, forward(
             service.client(), service.upstreams, service.order(decision), body,

@@ -102,8 +102,9 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
         finally:
             load["in_flight"] -= 1
         if body.get("stream"):
-            return StreamingResponse(_chunks(name, body.get("model"), said.text, break_after),
-                                     media_type="text/event-stream")
+            lps = said.logprobs if body.get("logprobs") else None
+            return StreamingResponse(_chunks(name, body.get("model"), said.text, break_after,
+                                             lps), media_type="text/event-stream")
         return JSONResponse(completion(name, body.get("model"), said,
                                        logprobs=bool(body.get("logprobs"))))
 
@@ -211,17 +212,25 @@ def lm_answer(backend: Any) -> Answerer:
     return answer
 
 
-async def _chunks(name: str, model: Any, text: str, break_after: int | None
-                  ) -> AsyncIterator[bytes]:
-    """One SSE event per word, as OpenAI streams: role first, then content deltas, then stop."""
+async def _chunks(name: str, model: Any, text: str, break_after: int | None,
+                  logprobs: list[float] | None = None) -> AsyncIterator[bytes]:
+    """One SSE event per word, as OpenAI streams: role first, then content deltas, then stop;
+    with `logprobs`, each content chunk carries its share of them (in order), as OpenAI's
+    chunks carry their tokens' `logprobs.content`."""
+    words = _words(text)
     deltas = [{"role": "assistant", "content": ""}]
-    deltas += [{"content": word} for word in _words(text)]
+    deltas += [{"content": word} for word in words]
     for i, delta in enumerate(deltas + [{}]):
         if break_after is not None and i >= break_after:
             raise RuntimeError("echo: breaking the stream off on purpose")
+        choice: dict[str, Any] = {"index": 0, "delta": delta,
+                                  "finish_reason": None if delta else "stop"}
+        if logprobs is not None and 1 <= i <= len(words):
+            part = logprobs[(i - 1) * len(logprobs) // len(words):i * len(logprobs) // len(words)]
+            choice["logprobs"] = {"content": [{"token": "", "logprob": lp, "bytes": None,
+                                               "top_logprobs": []} for lp in part]}
         chunk = {"id": f"chatcmpl-{name}", "object": "chat.completion.chunk", "created": CREATED,
-                 "model": model, "choices": [{"index": 0, "delta": delta,
-                                              "finish_reason": None if delta else "stop"}]}
+                 "model": model, "choices": [choice]}
         yield f"data: {json.dumps(chunk)}\n\n".encode()
         await asyncio.sleep(0)  # a separate write per event, like a generating model
     yield b"data: [DONE]\n\n"
