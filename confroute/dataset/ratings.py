@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from confroute import arguments as check
+from confroute.dataset.tables import read_table
 from confroute.errors import DataError
 from confroute.files import read_settings_file
 
@@ -181,8 +182,6 @@ def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
     DataError naming a model column that is missing, a model without a price, NaN ratings,
     fewer than 2 models, or an unreadable file.
     """
-    from confroute.dataset.schema import read_table
-
     path = check.path(source, "source", DataError, kind="file",
                       fix="give a .parquet/.jsonl/.json/.csv ratings table")
     if models is not None:
