@@ -91,6 +91,11 @@ class DataConfig:
     adequate_rating: float | None = None
     """With `models`: a rating >= this counts as an adequate answer (target 1, else 0). None:
     ratings must lie in [0, 1] (correctness, or a normalised judge score) and are the targets."""
+    auxiliary_models: list[str] = dataclasses.field(default_factory=list)
+    """With `models`: more rating columns of `source`, of models that are not routed (no price
+    needed), whose outcomes are extra training targets for heads on the same encoder, so the
+    routed models learn from every model's answers. A missing rating (NaN, empty) is left out
+    of the loss. Their loss weight is train.auxiliary_weight."""
 
     def __post_init__(self) -> None:
         _check_range("data.val_fraction", self.val_fraction, 0.0, 1.0, low_open=True,
@@ -111,8 +116,19 @@ class DataConfig:
                               "input_per_mtok and output_per_mtok (USD per million tokens)")
         if self.adequate_rating is not None:
             _check_range("data.adequate_rating", self.adequate_rating, None, None)
+        self._check_auxiliary()
         if self.max_rows is not None and self.max_rows < 2:
             raise ConfigError(f"data.max_rows must be at least 2 or unset; found {self.max_rows}")
+
+    def _check_auxiliary(self) -> None:
+        aux = self.auxiliary_models
+        if aux and not self.models:
+            raise ConfigError("data.auxiliary_models adds models to a K-model table: name its "
+                              "routed model columns with data.models")
+        repeated = sorted({m for m in aux if aux.count(m) > 1 or m in self.models})
+        if repeated:
+            raise ConfigError(f"data.auxiliary_models must name models other than data.models, "
+                              f"each once; {', '.join(repeated)} repeat")
 
 
 @dataclasses.dataclass

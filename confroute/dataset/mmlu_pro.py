@@ -58,9 +58,10 @@ def available_models(root: str | Path | None = None) -> list[str]:
 
 
 def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
-         root: str | Path | None = None) -> Ratings:
+         root: str | Path | None = None, auxiliary: Sequence[str] = ()) -> Ratings:
     """The `models` (2 or more names from the outcome file) on every question all of them
-    answered, cheapest first by `prices` (see `ratings.parse_prices`).
+    answered, cheapest first by `prices` (see `ratings.parse_prices`); `auxiliary` models' outcomes
+    (NaN where missing; they drop no question) as the table's auxiliary ratings.
 
     Raises DataError for an unknown model (naming the available ones), a model without a price,
     fewer than 2 models, or files without the expected columns.
@@ -78,7 +79,8 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
         raise DataError(f"{folder}: questions.parquet needs {', '.join(QUESTION_COLUMNS)} and "
                         "outcomes.parquet needs question_id; "
                         f"missing {', '.join(missing) or 'question_id in outcomes'}")
-    unknown = [m for m in models if m not in outcomes.columns]
+    auxiliary = list(auxiliary)
+    unknown = [m for m in [*models, *auxiliary] if m not in outcomes.columns]
     if unknown:
         known = ", ".join(c for c in outcomes.columns if c != "question_id")
         raise DataError(f"model(s) {', '.join(unknown)} have no outcome column; available: "
@@ -87,7 +89,8 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
     if unpriced:
         raise DataError(f"no price for model(s) {', '.join(unpriced)}; give input_per_mtok and "
                         "output_per_mtok for every routed model")
-    frame = questions.merge(outcomes[["question_id", *models]], on="question_id", how="inner")
+    frame = questions.merge(outcomes[["question_id", *dict.fromkeys([*models, *auxiliary])]],
+                            on="question_id", how="inner")
     na = frame[models].isna().any(axis=1).to_numpy()
     frame = frame[~na].reset_index(drop=True)
     if len(frame) == 0:
@@ -103,7 +106,7 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
         frame[models].to_numpy(dtype=float), [priced[m] for m in models],
         estimate_tokens(prompts), np.full(len(frame), out_tokens),
         frame["category"].astype(str).to_numpy(), None, frame["src"].astype(str).to_numpy(),
-        info)
+        info, auxiliary, frame[auxiliary].to_numpy(dtype=float))
     return order_by_price(table)
 
 

@@ -130,3 +130,41 @@ def test_split_keeps_mmlu_derived_questions_out_of_training_when_asked():
     assert (mmlu_pro.split(t, seed=0).splits == plain.splits).all()  # fixed by the seed
     with pytest.raises(ConfigError, match="test_fraction"):
         mmlu_pro.split(t, test_fraction=1.0)
+
+
+def test_auxiliary_models_are_read_with_their_unknown_ratings(table, tmp_path):
+    frame = pd.read_csv(table).assign(extra=[1.0, np.nan, 0.0], other=[0, 0, 1])
+    frame.to_csv(tmp_path / "aux.csv", index=False)
+    t = read_ratings(tmp_path / "aux.csv", PRICES, auxiliary=["extra", "other"])
+    assert t.models == ["small", "mid", "big"] and t.auxiliary == ["extra", "other"]
+    np.testing.assert_array_equal(t.auxiliary_ratings, [[1, 0], [np.nan, 0], [0, 1]])
+    # rows move together: a subset and a ladder keep the auxiliary ratings aligned
+    np.testing.assert_array_equal(t.subset(np.array([2, 0])).auxiliary_ratings, [[0, 1], [1, 0]])
+    assert t.ladder(["big", "small"]).auxiliary == ["extra", "other"]
+    assert read_ratings(table, PRICES).auxiliary_ratings.shape == (3, 0)
+
+
+@pytest.mark.parametrize("auxiliary, match", [
+    (["missing"], "missing column.*missing"),
+    (["mid"], "auxiliary models must differ.*mid"),
+    (["word"], "ratings must be numbers"),
+])
+def test_bad_auxiliary_columns_are_named(table, tmp_path, auxiliary, match):
+    pd.read_csv(table).assign(word=["x", "y", "z"]).to_csv(tmp_path / "w.csv", index=False)
+    with pytest.raises(DataError, match=match):
+        read_ratings(tmp_path / "w.csv", PRICES, auxiliary=auxiliary)
+    with pytest.raises(DataError, match="one column per auxiliary model"):
+        Ratings(["a"], ["p"], ["x", "y"], np.zeros((1, 2)), [Price(1, 1)] * 2, np.ones(1),
+                np.ones(1), auxiliary=["z"], auxiliary_ratings=np.zeros((1, 2)))
+    with pytest.raises(DataError, match="finite numbers or NaN"):
+        Ratings(["a"], ["p"], ["x", "y"], np.zeros((1, 2)), [Price(1, 1)] * 2, np.ones(1),
+                np.ones(1), auxiliary=["z"], auxiliary_ratings=np.full((1, 1), np.inf))
+
+
+@needs_data
+def test_mmlu_pro_auxiliary_models_keep_every_question():
+    t = mmlu_pro.load(LLAMA2[:2], {m: 1 for m in LLAMA2[:2]}, MMLU_PRO,
+                      auxiliary=["DeepSeek-Coder-V2", "gemma-7b"])
+    assert len(t) == 12032 and t.auxiliary == ["DeepSeek-Coder-V2", "gemma-7b"]
+    assert np.isnan(t.auxiliary_ratings[:, 0]).sum() == 1681  # its missing outcomes stay NaN
+    assert not np.isnan(t.auxiliary_ratings[:, 1]).any()
