@@ -156,6 +156,14 @@ class ModelConfig:
     head: Literal["linear", "mlp"] = "linear"
     """linear: Linear(features, 1); mlp: Linear(features, head_hidden) -> GELU -> Linear(., 1)."""
     head_hidden: int = 256
+    head_form: Literal["per_model", "irt"] = "per_model"
+    """K models: `per_model`, one head output per model (routed and auxiliary); `irt`, a shared
+    prompt head giving a discrimination vector a(x) [irt_dims] and a difficulty b(x), and per
+    model an ability vector theta_m and level c_m: logit P(m adequate) = a(x) . theta_m + c_m -
+    b(x) (multidimensional IRT as in IRT-Router, Song et al. 2025; confroute/training/heads.py).
+    A model never trained on is then a few parameters (train.adapt_from)."""
+    irt_dims: int = 8
+    """irt: dimensions of the ability and discrimination vectors (1: the two-parameter form)."""
     freeze_encoder: bool = False
     """Train the head only (the encoder's weights stay as pretrained or distilled)."""
     static_dims: int | None = 256
@@ -175,6 +183,8 @@ class ModelConfig:
                               f"{self.pool_layers}")
         if self.head_hidden < 1:
             raise ConfigError(f"model.head_hidden must be >= 1; found {self.head_hidden}")
+        if self.irt_dims < 1:
+            raise ConfigError(f"model.irt_dims must be >= 1; found {self.irt_dims}")
         if self.static_dims is not None and self.static_dims < 2:
             raise ConfigError(f"model.static_dims must be >= 2 or unset; found {self.static_dims}")
         if self.family == "static" and (self.pooling != "mean" or self.pool_layers != [-1]):
@@ -222,6 +232,14 @@ class TrainConfig:
     num_workers: int = 0
     shuffle_labels: bool = False
     """Control run: permute training labels, so validation AUROC should land near 0.5."""
+    auxiliary_weight: float = 1.0
+    """Weight of the auxiliary models' mean BCE (data.auxiliary_models) in the loss, beside the
+    routed models' mean BCE (weight 1); 0 trains on the routed models alone."""
+    adapt_from: str | None = None
+    """A run directory (`confroute train --out`) to adapt instead of training: its encoder and
+    prompt head stay frozen and only the parameters of data.models (which that run may never
+    have seen) are fitted on this data's training rows, a logistic regression in seconds on CPU
+    (confroute/training/adapt.py). The model settings are the run's own."""
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
 
     def __post_init__(self) -> None:
@@ -241,6 +259,7 @@ class TrainConfig:
             raise ConfigError(f"train.max_epochs must be >= 1; found {self.max_epochs}")
         if self.freeze_layers < 0:
             raise ConfigError(f"train.freeze_layers must be >= 0; found {self.freeze_layers}")
+        _check_range("train.auxiliary_weight", self.auxiliary_weight, 0.0, None)
 
 
 @dataclasses.dataclass
