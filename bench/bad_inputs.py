@@ -11,8 +11,11 @@ error, where the input should have been accepted; or an accepted bad input).
     python bench/bad_inputs.py ARTIFACT --no-cli   # HTTP + API only
     python bench/bad_inputs.py ARTIFACT --show     # also print each mishandled case
 
-The HTTP cases run in-process (Starlette's TestClient) against a real echo upstream on loopback
-(tests/serve/upstream.py); the CLI cases run `python -m confroute` as a subprocess.
+The HTTP cases run against the app under uvicorn on loopback, in front of a real echo upstream
+(tests/serve/upstream.py), with httpx, and a raw socket for what no client library sends (no
+Host, an absolute-form target, a body that stalls); an "error NNN" case wants that status, and a
+refused request that still reached the upstream counts as wrong. The CLI cases run `python -m
+confroute` as a subprocess. The last line sums the mishandled cases.
 """
 
 from __future__ import annotations
@@ -33,90 +36,32 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "serve"))
 
-SURROGATE = "great phone \ud83d"
-CUT_EMOJI_JSON = b'{"prompt": "great phone \\ud83d"}'
-NULL_PART = [{"role": "user", "content": [{"type": "text", "text": None}]}]
-IMAGE_ONLY = [{"role": "user", "content": "Describe the picture."},
-              {"role": "user", "content": [{"type": "image_url",
-                                            "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
-TOOL_TURN = [{"role": "user", "content": "What is the weather in Paris?"},
-             {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
-                 "name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
-             {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
-             {"role": "user", "content": "And tomorrow?"}]
-USER = [{"role": "user", "content": "What is 2 plus 2?"}]
-
-# (name, method, path, body (dict -> JSON, bytes -> raw), headers, expected)
-HTTP_CASES: list[tuple[str, str, str, Any, dict[str, str], str]] = [
-    ("route lone surrogate (JSON escape)", "POST", "/v1/route", CUT_EMOJI_JSON, {}, "error"),
-    ("route invalid UTF-8 bytes in body", "POST", "/v1/route",
-     b'{"prompt": "bad \xff\xfe bytes"}', {}, "error"),
-    ("route null text part", "POST", "/v1/route", {"prompt": NULL_PART}, {}, "error"),
-    ("route number text part", "POST", "/v1/route",
-     {"prompt": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, {}, "error"),
-    ("route part not an object", "POST", "/v1/route",
-     {"prompt": [{"role": "user", "content": ["hi"]}]}, {}, "error"),
-    ("route role not a string", "POST", "/v1/route",
-     {"prompt": [{"role": 3, "content": "hi"}]}, {}, "error"),
-    ("route prompt null", "POST", "/v1/route", {"prompt": None}, {}, "error"),
-    ("route prompt number", "POST", "/v1/route", {"prompt": 42}, {}, "error"),
-    ("route prompt object", "POST", "/v1/route", {"prompt": {"text": "hi"}}, {}, "error"),
-    ("route prompt empty", "POST", "/v1/route", {"prompt": "  "}, {}, "error"),
-    ("route prompts mixed", "POST", "/v1/route", {"prompts": ["ok", None]}, {}, "error"),
-    ("route prompts surrogate 2nd", "POST", "/v1/route",
-     b'{"prompts": ["ok", "half \\udc00 emoji"]}', {}, "error"),
-    ("route threshold NaN literal", "POST", "/v1/route",
-     b'{"prompt": "hi", "threshold": NaN}', {}, "error"),
-    ("route threshold Infinity", "POST", "/v1/route",
-     b'{"prompt": "hi", "threshold": Infinity}', {}, "error"),
-    ("route threshold string", "POST", "/v1/route", {"prompt": "hi", "threshold": "0.5"}, {},
-     "error"),
-    ("route threshold 2", "POST", "/v1/route", {"prompt": "hi", "threshold": 2}, {}, "error"),
-    ("route image-only conversation", "POST", "/v1/route",
-     {"prompt": IMAGE_ONLY[1:]}, {}, "error"),
-    ("route tool_calls turn, no content", "POST", "/v1/route", {"prompt": TOOL_TURN}, {}, "ok"),
-    ("route body not JSON", "POST", "/v1/route", b"prompt=hi", {}, "error"),
-    ("route body a list", "POST", "/v1/route", b'["hi"]', {}, "error"),
-    ("chat lone surrogate", "POST", "/v1/chat/completions",
-     b'{"messages": [{"role": "user", "content": "great phone \\ud83d"}]}', {}, "error"),
-    ("chat null text part", "POST", "/v1/chat/completions", {"messages": NULL_PART}, {}, "error"),
-    ("chat tool_calls turn, no content", "POST", "/v1/chat/completions",
-     {"messages": TOOL_TURN}, {}, "ok"),
-    ("chat image-only last turn", "POST", "/v1/chat/completions", {"messages": IMAGE_ONLY}, {},
-     "ok"),
-    ("chat only an image", "POST", "/v1/chat/completions", {"messages": IMAGE_ONLY[1:]}, {},
-     "ok"),
-    ("chat threshold header nan", "POST", "/v1/chat/completions", {"messages": USER},
-     {"x-confroute-threshold": "nan"}, "error"),
-    ("chat threshold field NaN", "POST", "/v1/chat/completions",
-     b'{"messages": [{"role": "user", "content": "hi"}], "confroute_threshold": NaN}', {},
-     "error"),
-    ("chat messages a string", "POST", "/v1/chat/completions", {"messages": "hi"}, {}, "error"),
-    ("chat message not an object", "POST", "/v1/chat/completions", {"messages": ["hi"]}, {},
-     "error"),
-    ("chat user turn without content", "POST", "/v1/chat/completions",
-     {"messages": [{"role": "user"}]}, {}, "error"),
-    ("GET /v1/models", "GET", "/v1/models", None, {}, "ok"),
-    ("OPTIONS preflight (CORS on)", "OPTIONS", "/v1/chat/completions", None,
-     {"origin": "http://localhost:3000", "access-control-request-method": "POST",
-      "access-control-request-headers": "content-type"}, "ok"),
-]
+from bad_input_cases import (  # noqa: E402 - bench/ is on sys.path when this script runs
+    CUT_EMOJI_JSON,
+    HTTP_CASES,
+    IMAGE_ONLY,
+    NULL_PART,
+    RAW_CASES,
+    SURROGATE,
+    TOOL_TURN,
+)
 
 
 def run_http(artifact: Path) -> list[tuple[str, str, str]]:
     """(case, expected, outcome) for each HTTP case, plus serve settings with NaN."""
-    from starlette.testclient import TestClient
+    import httpx
     from upstream import echo_app, serve_in_thread
 
-    from confroute.errors import ConfrouteError
     from confroute.serve import ServeSettings, UpstreamSettings, create_app
 
     results = []
-    with serve_in_thread(echo_app("echo")) as url:
+    echo = echo_app("echo")
+    with serve_in_thread(echo) as url:
         up = UpstreamSettings(url + "/v1", "echo-model")
-        extra = _settings_fields(ServeSettings, cors_origins=["http://localhost:3000"])
+        extra = _settings_fields(ServeSettings, cors_origins=["http://localhost:3000"],
+                                 body_timeout_s=1.0)
         app = create_app(artifact, ServeSettings(edge=up, cloud=up, **extra))
-        with TestClient(app, raise_server_exceptions=False) as client:
+        with serve_in_thread(app) as served, httpx.Client(base_url=served, timeout=60) as client:
             for name, method, path, body, headers, expected in HTTP_CASES:
                 kwargs: dict[str, Any] = {"headers": headers}
                 if isinstance(body, bytes):
@@ -124,22 +69,81 @@ def run_http(artifact: Path) -> list[tuple[str, str, str]]:
                     kwargs["headers"] = {"content-type": "application/json", **headers}
                 elif body is not None:
                     kwargs["json"] = body
+                calls = len(echo.state.seen)
                 response = client.request(method, path, **kwargs)
-                results.append((name, expected, _http_outcome(response, expected)))
-        for field, value in (("threshold", math.nan), ("read_timeout_s", math.nan),
-                             ("connect_timeout_s", math.inf)):
-            name = f"ServeSettings({field}={value}) then GET /health"
-            try:
-                app = create_app(artifact, ServeSettings(**{field: value}))
-                with TestClient(app, raise_server_exceptions=False) as client:
-                    status = client.get("/health").status_code
-                outcome = "5xx" if status >= 500 else "wrong status (accepted)"
-            except ConfrouteError:
-                outcome = "as expected"
-            except Exception as exc:  # noqa: BLE001 - counting what escapes
-                outcome = f"raw exception ({type(exc).__name__})"
-            results.append((name, "error", outcome))
+                outcome = _http_outcome(response.status_code, _message(response), expected)
+                if expected != "ok" and len(echo.state.seen) > calls:
+                    outcome = "wrong status (refused, but forwarded to the upstream)"
+                results.append((name, expected, outcome))
+            port = int(served.rpartition(":")[2])
+            for name, raw, expected in RAW_CASES:
+                status, message = _raw_request(port, raw)
+                results.append((name, expected, _http_outcome(status, message, expected)))
+    return results + _bad_settings(artifact)
+
+
+def _bad_settings(artifact: Path) -> list[tuple[str, str, str]]:
+    from starlette.testclient import TestClient
+
+    from confroute.errors import ConfrouteError
+    from confroute.serve import ServeSettings, create_app
+
+    results = []
+    for field, value in (("threshold", math.nan), ("read_timeout_s", math.nan),
+                         ("connect_timeout_s", math.inf), ("body_timeout_s", 0.0),
+                         ("first_content_timeout_s", math.nan), ("request_timeout_s", -1.0),
+                         ("allowed_hosts", ["x.example:80"]), ("allowed_hosts", ["*"]),
+                         ("cors_origins", ["http://localhost:3000/app"])):
+        name = f"ServeSettings({field}={value}) then GET /health"
+        try:
+            app = create_app(artifact, ServeSettings(**{field: value}))
+            with TestClient(app, raise_server_exceptions=False) as client:
+                status = client.get("/health").status_code
+            outcome = "5xx" if status >= 500 else "wrong status (accepted)"
+        except ConfrouteError:
+            outcome = "as expected"
+        except Exception as exc:  # noqa: BLE001 - counting what escapes
+            outcome = f"raw exception ({type(exc).__name__})"
+        results.append((name, "error", outcome))
     return results
+
+
+def _raw_request(port: int, raw: bytes) -> tuple[int, str]:
+    """Send `raw` as the whole request; (status, error message or "") of the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        data = b""
+        while chunk := _recv(sock):
+            data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")]
+            if lengths and len(body) >= lengths[0]:
+                break
+    if not data:
+        return 0, ""
+    head, _, body = data.partition(b"\r\n\r\n")
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = ""
+    return int(head.split()[1]), message
+
+
+def _recv(sock: Any) -> bytes:
+    try:
+        return bytes(sock.recv(65536))
+    except TimeoutError:  # no answer within 30 s: counted as a wrong status (0)
+        return b""
+
+
+def _message(response: Any) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except Exception:  # noqa: BLE001
+        return ""
 
 
 def _settings_fields(cls: Any, **wanted: Any) -> dict[str, Any]:
@@ -150,19 +154,21 @@ def _settings_fields(cls: Any, **wanted: Any) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if k in names}
 
 
-def _http_outcome(response: Any, expected: str) -> str:
-    status = response.status_code
+def _http_outcome(status: int, message: str, expected: str) -> str:
+    if status == 0:
+        return "wrong status (no answer within 30 s)"
     if status >= 500:
         return "5xx"
     if expected == "ok":
         return "as expected" if status < 400 else f"wrong status ({status})"
     if status < 400:
         return "wrong status (accepted)"
-    try:
-        message = response.json()["error"]["message"]
-    except Exception:  # noqa: BLE001
-        return f"wrong status ({status}, no JSON message)"
-    return "as expected" if message else f"wrong status ({status}, empty message)"
+    if expected == "refused":
+        return "as expected"
+    wanted = expected.removeprefix("error").strip()
+    if wanted and int(wanted) != status:
+        return f"wrong status ({status}, expected {wanted})"
+    return "as expected" if message else f"wrong status ({status}, no JSON message)"
 
 
 def api_cases() -> list[tuple[str, str, Callable[[Any], Any]]]:
@@ -261,6 +267,25 @@ def cli_cases(art: str, f: dict[str, Path]) -> list[tuple[str, str, list[Any], b
          None),
         ("serve --read_timeout_s nan", "error",
          ["serve", art, "--read_timeout_s", "nan", "--port", "0"], None),
+        # issue 23 item 3: options before, between and after positionals
+        ("route options between prompts", "ok",
+         ["route", art, "a", "--threshold", "0.5", "b", "--variant", "fp32"], None),
+        ("route options before the artifact", "ok", ["route", "--threshold", "0.5", art, "a"],
+         None),
+        ("options before the command", "ok", ["--threshold", "0.5", "route", art, "a"], None),
+        ("route --option=value after prompts", "ok", ["route", art, "a", "b", "--threshold=0"],
+         None),
+        ("route prompts after --", "ok", ["route", art, "--threshold", "0", "--", "--a", "-b"],
+         None),
+        ("calibrate options before the artifact", "ok",
+         ["calibrate", "--cloud_fraction", "0.3", art, "--file", f["ties"]], None),
+        ("serve options before the artifact", "ok",
+         ["serve", "--port", "0", art, "--host", "127.0.0.1", "--print_config"], None),
+        ("serve --allowed_hosts with a port", "error",
+         ["serve", art, "--allowed_hosts", '["x.example:80"]', "--port", "0"], None),
+        ("calibrate a stray positional", "error",
+         ["calibrate", art, "extra", "--cloud_fraction", "0.3"], None),
+        ("route an unknown option", "error", ["route", art, "a", "--bogus", "b"], None),
     ]
 
 
@@ -293,7 +318,8 @@ def _cli_outcome(code: int, stderr: str, expected: str) -> str:
     return "as expected" if stderr.strip() else "wrong status (no message)"
 
 
-def summarise(part: str, results: list[tuple[str, str, str]], show: bool) -> None:
+def summarise(part: str, results: list[tuple[str, str, str]], show: bool) -> int:
+    """Print one part's counts; returns its number of mishandled cases."""
     kinds = collections.Counter(o.split(" (")[0] for _, _, o in results)
     print(f"{part:5s} {len(results):3d} cases: {kinds['as expected']:3d} as expected, "
           f"{kinds['5xx']:3d} 5xx, {kinds['traceback'] + kinds['raw exception']:3d} "
@@ -302,6 +328,7 @@ def summarise(part: str, results: list[tuple[str, str, str]], show: bool) -> Non
         for name, expected, outcome in results:
             if outcome != "as expected":
                 print(f"      {name} (expected {expected}): {outcome}")
+    return len(results) - kinds["as expected"]
 
 
 def main() -> None:
@@ -313,10 +340,11 @@ def main() -> None:
     import logging
 
     logging.disable(logging.CRITICAL)  # the service logs each 500 with its traceback
-    summarise("HTTP", run_http(args.artifact), args.show)
-    summarise("API", run_api(args.artifact), args.show)
+    mishandled = summarise("HTTP", run_http(args.artifact), args.show)
+    mishandled += summarise("API", run_api(args.artifact), args.show)
     if not args.no_cli:
-        summarise("CLI", run_cli(args.artifact), args.show)
+        mishandled += summarise("CLI", run_cli(args.artifact), args.show)
+    print(f"mishandled: {mishandled}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ For each pair / ladder (K = 2 or 3 models):
    `micro` (model2vec static table distilled from MiniLM and fine-tuned, linear heads; its 5
    epochs) or `default` (RunConfig's defaults: MiniLM's first layer, fine-tuned; 3 epochs).
 4. `confroute.export.export` writes the artifact (ONNX fp32 + static int8), `Router.load` loads
-   it with its default variant (a `LadderRouter`), and `.adequacy` scores the test prompts:
+   it with its default variant (a `Router`), and `.adequacy` scores the test prompts:
    P(model k correct) [n, K], fed to the same policies and metrics as the other scorers.
 
 The static table is distilled once per source encoder and cached (the product distils it at
@@ -102,7 +102,7 @@ class ProductRouters:
 
 
 def train(table: Ratings, preset: str, settings: Settings, folder: Path) -> tuple[Any, dict]:
-    """Write the table, fit, export and load the router; (LadderRouter, training facts)."""
+    """Write the table, fit, export and load the router; (Router, training facts)."""
     from pytorch_lightning.callbacks import ModelSummary
 
     from confroute.config import RunConfig, override

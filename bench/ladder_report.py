@@ -18,7 +18,7 @@ GOAL_TRANSFER = 0.03  # issue 13: transfer within 0.03 APGR of the pair-specific
 def write(args: argparse.Namespace, results: dict[str, Any], prices: dict[str, tuple],
           price_source: str, info: dict[str, Any], seconds: float) -> None:
     """bench/results/ladders.{md,json} and one plot per ladder."""
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     payload = {"date": date, "command": args.command, "seconds": round(seconds), "data": info,
                "prices_per_mtok": {m: {"input": p[0], "output": p[1]} for m, p in prices.items()},
                "price_source": price_source, **results}

@@ -268,7 +268,7 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]], reports: list[d
            truths: dict[str, GroundTruth], judged: dict[str, Any], seconds: float) -> None:
     import dataclasses
 
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     sizes = {k: getattr(args, k) for k in QUICK}
     payload = {"date": date, "command": args.command, "seconds": round(seconds),
                "sizes": sizes, "finetune": dataclasses.asdict(settings),

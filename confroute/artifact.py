@@ -1,14 +1,16 @@
 """The router artifact's manifest (`router.json`) in one place: its schema, read, verify, write.
 
 An artifact directory holds the ONNX model(s), `tokenizer.json` and `router.json`, which says
-how to preprocess, which file is which variant, the default threshold, and the sha256 of each
-file. This module is the only code that knows that format; export writes it, the runtime,
-calibrate and evaluation read it. It imports neither torch nor transformers.
+how to preprocess, which file is which variant, how the router's output becomes a model (the
+`routing` section: the models, how the heads map to them, the rule and its parameters), and
+the sha256 of each file. This module is the only code that knows that format; export writes
+it, the runtime, calibrate and evaluation read it. It imports neither torch nor transformers.
 
 The manifest is validated on load against `Manifest` (pydantic 2, strict types): a wrong type,
 an out-of-range or non-finite threshold, a `max_length` beyond the encoder's position limit, or
 a file name that leaves the artifact directory (`..`, an absolute path, a symlink pointing out)
 raise ArtifactError naming the field and the fix. Fields this version does not know are kept.
+Manifests written before the routing section (format 1: `threshold` or `ladder`) still load.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ from pydantic import (
 
 from confroute.errors import ArtifactError
 from confroute.files import write_json
+from confroute.policy import Policy
 
 MANIFEST = "router.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""What `confroute export` writes: one `routing` section for every artifact."""
+READS = (1, 2)
 MAKE_IT = "make one with `confroute export RUN_DIR --out ARTIFACT_DIR`"
 MAX_POSITIONS_UNKNOWN = 8192
 """The `max_length` ceiling for artifacts written before the encoder's position limit was
@@ -97,11 +102,14 @@ class Onnx(_Part):
 
 
 class Threshold(_Part):
+    """Format 1, a pair: the default threshold (P(cloud needed) >= it routes to the cloud)."""
+
     default: Probability
 
 
 class LadderModel(_Part):
-    """One routed model: its name and list price (USD per million input / output tokens)."""
+    """Format 1, K models: one routed model's name and list price (USD per million input /
+    output tokens)."""
 
     name: str = Field(min_length=1)
     input_per_mtok: float = Field(ge=0.0, allow_inf_nan=False)
@@ -109,10 +117,8 @@ class LadderModel(_Part):
 
 
 class Ladder(_Part):
-    """A router for K models: output column k of the ONNX model is the logit of P(model k's
-    answer adequate); models cheapest first; the policy (confroute.policy): its `rule`, a
-    threshold per model (threshold rule) and `lambda_per_usd` (utility rule); `output_tokens`
-    is the answer length assumed when pricing a prompt."""
+    """Format 1, K models: output column k of the ONNX model is the logit of P(model k's
+    answer adequate); otherwise as `Routing`."""
 
     models: list[LadderModel] = Field(min_length=2)
     thresholds: list[Probability]
@@ -122,34 +128,97 @@ class Ladder(_Part):
 
     @model_validator(mode="after")
     def _one_threshold_per_model(self) -> Ladder:
-        names = [m.name for m in self.models]
-        if len(set(names)) != len(names):
-            raise ValueError(f"model names repeat in {names}; each model once")
-        if len(self.thresholds) != len(names):
-            raise ValueError(f"{len(self.thresholds)} thresholds for {len(names)} models; one "
-                             "per model")
+        _check_models([m.name for m in self.models], self.thresholds)
         return self
 
 
-class Manifest(_Part):
-    """The schema of `router.json` (format_version 1); unknown fields are kept as they are.
+class RoutedModel(_Part):
+    """One routed model: its name and, when known, its list price (USD per million input /
+    output tokens; both or neither)."""
 
-    A two-model router has `threshold`; a router for K models has `ladder` instead.
+    name: str = Field(min_length=1)
+    input_per_mtok: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    output_per_mtok: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _both_prices(self) -> RoutedModel:
+        if (self.input_per_mtok is None) != (self.output_per_mtok is None):
+            raise ValueError(f"model {self.name!r} needs both input_per_mtok and "
+                             "output_per_mtok, or neither")
+        return self
+
+
+class Routing(_Part):
+    """How the router's output becomes a model (format 2; every artifact, K >= 2 models).
+
+    `models` cheapest first. `heads`: `adequacy`, output column k of the ONNX model is the logit
+    of P(model k's answer adequate); `cloud_needed` (K = 2), one logit l with sigmoid(l) =
+    P(cloud needed) = P(the cheapest model is not adequate), the top model being the fallback.
+    The policy (confroute.policy): its `rule`, one threshold per model (threshold rule:
+    P(adequate) >= it), for `cloud_needed` the cheapest model's `threshold` as a P(cloud needed)
+    cut (thresholds[0] is then 1 - threshold), and `lambda_per_usd` (utility rule, which needs
+    every model's price). `output_tokens` is the answer length assumed when pricing a prompt.
     """
 
-    format_version: Literal[1]
+    models: list[RoutedModel] = Field(min_length=2)
+    heads: Literal["adequacy", "cloud_needed"]
+    rule: Literal["threshold", "utility"] = "threshold"
+    thresholds: list[Probability]
+    threshold: Probability | None = None
+    lambda_per_usd: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    output_tokens: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Routing:
+        names = [m.name for m in self.models]
+        _check_models(names, self.thresholds)
+        if self.heads == "cloud_needed" and len(names) != 2:
+            raise ValueError(f"heads 'cloud_needed' routes between two models; found {names}")
+        if self.threshold is not None:
+            if self.heads != "cloud_needed":
+                raise ValueError("threshold (a P(cloud needed) cut) needs heads 'cloud_needed'; "
+                                 "with heads 'adequacy' set thresholds")
+            if abs(self.thresholds[0] - (1.0 - self.threshold)) > 1e-12:
+                raise ValueError(f"thresholds.0 must be 1 - threshold ({1 - self.threshold}); "
+                                 f"found {self.thresholds[0]}")
+        if self.rule == "utility" and any(m.input_per_mtok is None for m in self.models):
+            raise ValueError("the utility rule weighs each model's price: price every model, "
+                             "or use the threshold rule")
+        return self
+
+
+def _check_models(names: list[str], thresholds: list[float]) -> None:
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names repeat in {names}; each model once")
+    if len(thresholds) != len(names):
+        raise ValueError(f"{len(thresholds)} thresholds for {len(names)} models; one per model")
+
+
+class Manifest(_Part):
+    """The schema of `router.json`; unknown fields are kept as they are.
+
+    Format 2 has `routing`; format 1 (written before the pair and the ladder merged) has
+    `threshold` (a pair) or `ladder` (K models), which `routing_section` reads as `routing`.
+    """
+
+    format_version: Literal[1, 2]
     base_encoder: BaseEncoder | None = None
     preprocess: Preprocess
     onnx: Onnx
     threshold: Threshold | None = None
     ladder: Ladder | None = None
+    routing: Routing | None = None
     files: dict[FileName, Sha256]
 
     @model_validator(mode="after")
-    def _threshold_or_ladder(self) -> Manifest:
-        if (self.threshold is None) == (self.ladder is None):
-            raise ValueError("a manifest needs either 'threshold' (two models) or 'ladder' "
-                             "(K models), not both and not neither")
+    def _one_routing_form(self) -> Manifest:
+        if self.format_version == 2:
+            if self.routing is None or self.threshold is not None or self.ladder is not None:
+                raise ValueError("a format 2 manifest needs 'routing' (and neither 'threshold' "
+                                 "nor 'ladder')")
+        elif (self.threshold is None) == (self.ladder is None) or self.routing is not None:
+            raise ValueError("a format 1 manifest needs either 'threshold' (two models) or "
+                             "'ladder' (K models), not both and not neither")
         return self
 
     @model_validator(mode="after")
@@ -163,12 +232,15 @@ class Manifest(_Part):
         return self
 
 
-_FIXES = {
-    "threshold": "set one in [0, 1] with `confroute calibrate ARTIFACT --cloud-fraction F "
-                 "--write` or `confroute export RUN_DIR --out ARTIFACT_DIR --threshold T`",
-    "ladder": "re-export the run (`confroute export RUN_DIR --out ARTIFACT_DIR`); the rule, "
+_CALIBRATE = ("re-export the run (`confroute export RUN_DIR --out ARTIFACT_DIR`); the rule, "
               "its thresholds (in [0, 1], one per model) or lambda can be reset with `confroute "
-              "calibrate ARTIFACT --target_cost USD --write`",
+              "calibrate ARTIFACT --shares '[...]' --write` (or --target_cost USD, or "
+              "--cloud_fraction F for a pair)")
+_FIXES = {
+    "threshold": "set one in [0, 1] with `confroute calibrate ARTIFACT --cloud_fraction F "
+                 "--write` or `confroute export RUN_DIR --out ARTIFACT_DIR --threshold T`",
+    "routing": _CALIBRATE,
+    "ladder": _CALIBRATE,
     "files": f"the artifact was changed after export; {MAKE_IT}",
 }
 
@@ -183,9 +255,10 @@ def validate(data: Any, path: Path) -> Manifest:
         raise ArtifactError(f"{path} must hold a JSON object; found {type(data).__name__}. "
                             f"{MAKE_IT}")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READS or isinstance(version, bool):
         raise ArtifactError(f"{path} has format_version {version!r}, this confroute reads "
-                            f"{FORMAT_VERSION}; re-export with this version ({MAKE_IT})")
+                            f"{' and '.join(map(str, READS))}; re-export with this version "
+                            f"({MAKE_IT})")
     try:
         return Manifest.model_validate(data, context={"directory": path.parent})
     except ValidationError as exc:
@@ -236,46 +309,49 @@ def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:
     return write_json(path, manifest)
 
 
-def set_threshold(directory: str | Path, value: float, **provenance: Any) -> dict[str, Any]:
-    """Store `value` as the artifact's default threshold (with how it was chosen); atomic.
+def routing_section(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's routing in the format 2 form (`Routing`), also for a format 1 manifest:
+    its `threshold` is a pair (edge, cloud) whose head gives P(cloud needed), its `ladder`
+    K models with one head each. `source` says how the policy was set."""
+    if "routing" in manifest:
+        return dict(manifest["routing"])
+    if "ladder" in manifest:
+        ladder = manifest["ladder"]
+        return {"models": ladder["models"], "heads": "adequacy",
+                "rule": ladder.get("rule", "threshold"), "thresholds": ladder["thresholds"],
+                "lambda_per_usd": ladder.get("lambda_per_usd", 0.0),
+                "output_tokens": ladder.get("output_tokens", 0.0),
+                "source": ladder.get("threshold_source", {})}
+    threshold = dict(manifest["threshold"])
+    cut = threshold.pop("default")
+    return {"models": [{"name": "edge"}, {"name": "cloud"}], "heads": "cloud_needed",
+            "rule": "threshold", "threshold": cut, "thresholds": [1.0 - cut, 0.0],
+            "source": threshold}
 
-    Returns the new manifest. Raises ArtifactError when the artifact or the value is invalid.
+
+def set_policy(directory: str | Path, policy: Policy, **provenance: Any) -> dict[str, Any]:
+    """Store `policy` (its rule, thresholds, cut and lambda) as the artifact's routing, with how
+    it was chosen (`provenance`), atomically; a format 1 manifest is rewritten as format 2.
+
+    Returns the new manifest. Raises ArtifactError when the artifact is invalid, the policy's
+    models are not the artifact's, or a value is out of range (nothing is written then).
     """
     manifest = read_manifest(directory)
-    if manifest.get("ladder"):
-        raise ArtifactError(f"{directory} routes among {len(manifest['ladder']['models'])} "
-                            "models, with one threshold each; calibrate it with `confroute "
-                            "calibrate ARTIFACT --target_cost USD --write` (or --shares)")
-    manifest["threshold"] = {"default": value, **provenance}
-    write_manifest(directory, manifest)
-    return manifest
-
-
-def set_thresholds(directory: str | Path, values: Sequence[float], **provenance: Any
-                   ) -> dict[str, Any]:
-    """Store one threshold per model (ladder order) in a K-model artifact and select the
-    threshold rule; atomic. Returns the new manifest. Raises ArtifactError when the artifact is
-    not a K-model one or a value is invalid (nothing is written then)."""
-    return set_ladder_policy(directory, "threshold", thresholds=values, **provenance)
-
-
-def set_ladder_policy(directory: str | Path, rule: str, thresholds: Sequence[float] | None = None,
-                      lambda_per_usd: float | None = None, **provenance: Any) -> dict[str, Any]:
-    """Store a K-model artifact's routing rule with its thresholds or lambda (USD^-1); atomic.
-
-    Values not given are kept. Returns the new manifest. Raises ArtifactError when the artifact
-    is not a K-model one or a value is invalid (nothing is written then).
-    """
-    manifest = read_manifest(directory)
-    if not manifest.get("ladder"):
-        raise ArtifactError(f"{directory} routes between two models; set its threshold with "
-                            "`confroute calibrate ARTIFACT --cloud_fraction F --write`")
-    ladder = {**manifest["ladder"], "rule": rule, "threshold_source": provenance}
-    if thresholds is not None:
-        ladder["thresholds"] = [float(v) for v in thresholds]
-    if lambda_per_usd is not None:
-        ladder["lambda_per_usd"] = float(lambda_per_usd)
-    manifest["ladder"] = ladder
+    routing = routing_section(manifest)
+    names = [m["name"] for m in routing["models"]]
+    if list(policy.models) != names:
+        raise ArtifactError(f"{directory} routes among {', '.join(names)}; the policy names "
+                            f"{', '.join(policy.models)}")
+    if policy.cut is not None and routing["heads"] != "cloud_needed":
+        raise ArtifactError(f"{directory} predicts P(adequate) per model: store thresholds, "
+                            "not a P(cloud needed) threshold")
+    routing.pop("threshold", None)
+    routing |= {"rule": policy.rule, "thresholds": [float(t) for t in policy.thresholds],
+                "lambda_per_usd": float(policy.lambda_per_usd), "source": provenance}
+    if policy.cut is not None:
+        routing["threshold"] = policy.cut
+    manifest = {k: v for k, v in manifest.items() if k not in ("threshold", "ladder")}
+    manifest |= {"format_version": FORMAT_VERSION, "routing": routing}
     write_manifest(directory, manifest)
     return manifest
 

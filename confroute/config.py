@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
-from confroute.errors import ConfigError
+from confroute.errors import ConfigError, one_line
 
 T = TypeVar("T")
 
@@ -67,7 +66,9 @@ class DataConfig:
     """Where labelled prompts come from and how they are split."""
 
     source: str = DEFAULT_DATASET
-    """A bundled dataset name, a local .parquet/.jsonl/.csv file, or a Hugging Face dataset name."""
+    """A bundled dataset name, a local .parquet/.jsonl/.csv file, a Hugging Face dataset name, or
+    the URL of a decision log (sqlite:///decisions.db, postgresql://...): its logged outcomes
+    joined to logged text, the newest rows held out as test (confroute.traffic.dataset)."""
     format: Literal["auto", "battle", "scores", "labelled"] = "auto"
     hf_split: str = "train"
     """Split to read when `source` is a Hugging Face dataset."""
@@ -305,35 +306,6 @@ def parse_errors(where: str = "") -> Iterator[None]:
         raise ConfigError(f"{where}{one_line(str(exc))}") from exc
 
 
-def one_line(message: str) -> str:
-    """jsonargparse's message on one line, `<class 'int'>` shown as `int`."""
-    text = " ".join(part.strip() for part in message.splitlines() if part.strip())
-    text = re.sub(r"Parser key \"([\w.]+)\": ", r"\1: ", text)
-    # Name an unknown key the way the rest of confroute does, as its full dotted key.
-    text = re.sub(r"Group '([\w.]+)' does not accept option '([\w.]+)'",
-                  r"unknown setting \1.\2", text)
-    text = re.sub(r"Option '([\w.]+)' is not accepted", r"unknown setting \1", text)
-    text = re.sub(r"Expected a <class '([\w.]+)'>", r"expected \1", text)
-    text = re.sub(r"Expected a typing\.(Literal\[.*?\])", r"expected one of \1", text)
-    return _type_error(text)
-
-
-_WANTS = {"float": "a number", "int": "a whole number", "NoneType": "null", "bool": "true or false",
-          "str": "text", "Path": "a path"}
-
-
-def _type_error(text: str) -> str:
-    """`key: <jsonargparse's type-check report> Given value: x` -> `key must be a number; found
-    'x'` (NaN and infinities are not numbers to the CLI's YAML parser: they fail here too)."""
-    found = re.match(r"([\w.]+): .*?(?:Given|Got) value: (.*)$", text)
-    if not found or "expected" not in text:
-        return text
-    literal = re.search(r"expected one of Literal\[(.*?)\]", text)
-    wants = ([f"one of {literal.group(1)}"] if literal else
-             [_WANTS.get(w, w) for w in dict.fromkeys(re.findall(r"expected (\w+)", text))])
-    return f"{found.group(1)} must be {' or '.join(wants)}; found {found.group(2)!r}"
-
-
 def from_dict(cls: type[T], values: dict[str, Any] | None) -> T:
     """Build dataclass `cls` from a (nested) dict, e.g. parsed YAML.
 
@@ -428,6 +400,12 @@ class ExportConfig:
     parity_prompts: int = 64
     int8_auroc_tolerance: float = 0.01
     """int8 is the default variant only when its validation AUROC is within this of fp32's."""
+    prices: str | None = None
+    """A pair trained on a "cloud needed" label: a YAML/JSON file of its two models' list prices,
+    `{name: {input_per_mtok, output_per_mtok}}` (USD per million tokens); the cheaper is the
+    edge. It names the models (default edge, cloud) and lets `confroute calibrate` target a
+    cost (input tokens only: the answer length is not known from a label). Runs on K models are
+    priced at training (data.prices)."""
     ladder_rule: Literal["threshold", "utility"] = "utility"
     """K models: the routing rule the artifact starts with. With the micro router on MMLU-Pro
     (bench/results/ladders.md), `utility` (the highest P - lambda x cost) traced a much larger

@@ -5,8 +5,9 @@ Artifact directory:
                       (a router for K models: `logit` [batch, K], P(model k adequate))
   model.int8.onnx     static int8 (QDQ, calibrated on the validation prompts), optional
   tokenizer.json      the tokenizer the runtime uses (tokenizers library, no transformers)
-  router.json         manifest: format, encoder, preprocessing, threshold, label rule, data
-                      fingerprint, metrics (validation, parity, int8 drift), sha256 of each file
+  router.json         manifest: format, encoder, preprocessing, routing (models, prices when
+                      known, how the heads map to them, the rule and its parameters), label
+                      rule, data fingerprint, metrics (validation, parity, int8 drift), sha256
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from confroute import __version__
+from confroute import __version__, quiet
 from confroute.artifact import FORMAT_VERSION, MANIFEST, sha256_file, write_manifest
+from confroute.calibration import calibrate_lambda, calibrate_shares
 from confroute.config import ExportConfig, RunConfig, load_yaml
-from confroute.dataset.ratings import Price, estimate_tokens
+from confroute.dataset.ratings import Price, estimate_tokens, parse_prices
 from confroute.dataset.schema import numeric_column, target_column
 from confroute.errors import ArtifactError, ConfrouteError
-from confroute.policy import calibrate_lambda, calibrate_shares
-from confroute.runtime import LadderRouter, Router
+from confroute.quantize import calibration_feeds, quantize_int8
+from confroute.runtime import Router
 from confroute.stats import binary_auroc
 from confroute.training import encoders
 from confroute.training.model import RouterModel
@@ -70,7 +72,7 @@ def _build(stage: Path, run_dir: Path, run: tuple[RunConfig, dict[str, Any], Any
     run_cfg, metrics, val, model = run
     export_onnx(model, stage / "model.onnx", cfg.opset)
     shutil.copyfile(run_dir / "model" / "tokenizer.json", stage / "tokenizer.json")
-    manifest = _manifest(model, run_cfg, metrics)
+    manifest = _manifest(model, run_cfg, metrics, cfg)
     files = ["model.onnx", "tokenizer.json"]
     prompts = val["prompt"].tolist()
     columns = [target_column(m) for m in model.models] or ["label"]
@@ -96,23 +98,25 @@ def _build(stage: Path, run_dir: Path, run: tuple[RunConfig, dict[str, Any], Any
             chosen = int8
     manifest["metrics"]["export"] = checks
     if model.models:
+        if cfg.prices is not None:
+            raise ArtifactError(f"export.prices is for a pair trained on a label; this run's "
+                                f"{len(model.models)} models were priced at training "
+                                "(data.prices): leave it unset")
         if cfg.threshold is not None:
             raise ArtifactError("export.threshold is one threshold for two models; this run "
                                 f"routes among {len(model.models)}: leave it unset and calibrate "
                                 "with `confroute calibrate ARTIFACT --target_cost USD --write`")
-        manifest["ladder"] = _ladder(model.models, metrics, chosen, labels, cfg.ladder_rule,
-                                     prompts)
+        manifest["routing"] = _ladder(model.models, metrics, chosen, labels, cfg.ladder_rule,
+                                      prompts)
     else:
-        manifest["threshold"] = _threshold(cfg.threshold, chosen, labels)
+        manifest["routing"] = _pair(cfg, chosen, labels)
     write_manifest(stage, manifest)
     return manifest
 
 
 def _probabilities(router: Router, prompts: list[str]) -> np.ndarray:
-    """P(cloud needed) [n], or P(model k adequate) [n, K] for a router for K models."""
-    if isinstance(router, LadderRouter):
-        return router.adequacy(prompts)
-    return router.score(prompts)
+    """P(cloud needed) [n] for a pair trained on that label, else P(model k adequate) [n, K]."""
+    return router.score(prompts) if router.heads == "cloud_needed" else router.adequacy(prompts)
 
 
 def macro_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -128,7 +132,8 @@ def macro_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 def _ladder(models: list[str], metrics: dict[str, Any], probs: np.ndarray | None = None,
             targets: np.ndarray | None = None, rule: str = "threshold",
             prompts: Sequence[str] = ()) -> dict[str, Any]:
-    """The manifest's `ladder`: models with prices, the rule, and its parameters calibrated on
+    """The manifest's `routing` for a run with one head per model: models with prices, the rule,
+    and its parameters calibrated on
     the validation prompts to the K-model analogue of the two-model default: thresholds that send
     each model the share of prompts whose cheapest adequate model it is (the top model when none
     is), and the lambda whose mean cost equals that assignment's. Placeholders (0.5 each, lambda
@@ -139,10 +144,10 @@ def _ladder(models: list[str], metrics: dict[str, Any], probs: np.ndarray | None
     if missing:
         raise ArtifactError(f"the run has no price for model(s) {', '.join(missing)}; retrain "
                             "with data.prices naming every model in data.models")
-    out = {"models": [{"name": m, **prices[m]} for m in models],
+    out = {"models": [{"name": m, **prices[m]} for m in models], "heads": "adequacy",
            "thresholds": [0.5] * len(models),
            "output_tokens": float(ladder.get("output_tokens") or 0.0),
-           "threshold_source": {"source": "placeholder until checks ran"}}
+           "source": {"source": "placeholder until checks ran"}}
     if probs is None or targets is None:
         return out
     adequate = targets >= 0.5
@@ -163,7 +168,7 @@ def _ladder(models: list[str], metrics: dict[str, Any], probs: np.ndarray | None
         source = {"source": "validation cost of the cheapest adequate model", "target_cost":
                   target, "shares": source["shares"]}
     out["rule"] = rule
-    out["threshold_source"] = source
+    out["source"] = source
     return out
 
 
@@ -229,7 +234,7 @@ def export_onnx(model: RouterModel, path: Path, opset: int) -> None:
     example = model.text_encoder()(["an example prompt for tracing", "a second one"])
     args = tuple(torch.from_numpy(example[n]) for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logit": {0: "batch"}}
-    with torch.no_grad(), _eager_attention(model.encoder):
+    with torch.no_grad(), _eager_attention(model.encoder), quiet.onnx_tracing():
         torch.onnx.export(_LogitGraph(model).eval(), args, str(path), input_names=names,
                           output_names=["logit"], dynamic_axes=axes, opset_version=opset,
                           dynamo=False)
@@ -251,70 +256,6 @@ def _eager_attention(encoder: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         setter(current)
-
-
-def quantize_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) -> None:
-    """Static int8 (QDQ): per-channel int8 weights, uint8 activations whose scales are fixed by
-    calibration on `feeds` (encoded batches of validation prompts, MinMax).
-
-    Fixed scales make a prompt's score independent of the prompts batched with it; dynamic
-    quantisation sets activation scales per batch, so the same prompt could be routed one way
-    alone (serve) and the other way in a batch (route, calibrate). Only MatMul/Gemm are
-    quantised, with full-range 8-bit weights, as dynamic quantisation did. onnxruntime suggests
-    `reduce_range` (7-bit weights) for CPUs without VNNI, where u8 x s8 products can saturate;
-    on a MiniLM router it cost 0.008 validation AUROC (-0.0069 vs +0.0009, 150 prompts), so it
-    is off, and the drift check below measures int8 on the exporting CPU.
-    """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = iter(feeds)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._batches, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                        reduce_range=False, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=output_layers(pre))
-
-
-def output_layers(path: Path) -> list[str]:
-    """Names of the MatMul/Gemm nodes that produce the graph's outputs (the head's last layer),
-    found by walking back from each output. They stay fp32: quantising the logit itself to
-    uint8 left a few hundred distinct scores (steps of 0.015 in logit), so prompts tied and
-    calibrated thresholds could not fall between them."""
-    import onnx
-
-    graph = onnx.load(str(path)).graph
-    producer = {out: node for node in graph.node for out in node.output}
-    found = []
-    for output in graph.output:
-        node = producer.get(output.name)
-        while node is not None and node.op_type not in ("MatMul", "Gemm"):
-            node = producer.get(node.input[0]) if node.input else None
-        if node is not None:
-            found.append(node.name)
-    return found
-
-
-def calibration_feeds(model: RouterModel, prompts: Sequence[str], batch_size: int = 16
-                      ) -> list[dict[str, np.ndarray]]:
-    """Encoded batches of `prompts` (as the runtime encodes them) for int8 calibration."""
-    encode = model.text_encoder()
-    return [encode(list(prompts[i:i + batch_size])) for i in range(0, len(prompts), batch_size)]
 
 
 def check_parity(model: RouterModel, router: Router, prompts: list[str], tolerance: float
@@ -344,20 +285,47 @@ def int8_drift(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray, tolerance
             "prompts": len(labels), "accepted": bool(abs(auroc8 - auroc32) <= tolerance)}
 
 
-def _threshold(given: float | None, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    if given is not None:
-        return {"default": given, "source": "set at export"}
-    share = float(np.mean(labels >= 0.5))
-    value = float(np.quantile(scores, 1 - share)) if share > 0 else float(np.max(scores))
-    return {"default": value, "source": "validation cloud-label share", "cloud_fraction": share}
+def _pair(cfg: ExportConfig, scores: np.ndarray | None = None,
+          labels: np.ndarray | None = None) -> dict[str, Any]:
+    """The manifest's `routing` for a pair trained on a "cloud needed" label: its one head gives
+    P(cloud needed); the threshold is `cfg.threshold`, else the score quantile that sends the
+    validation split's share of cloud labels to the cloud (a placeholder until `scores` [n] and
+    `labels` [n] are given). The models are edge and cloud, or those priced in `cfg.prices`."""
+    source: dict[str, Any]
+    if cfg.threshold is not None:
+        value, source = cfg.threshold, {"source": "set at export"}
+    elif scores is None or labels is None:
+        value, source = 0.5, {"source": "placeholder until checks ran"}
+    else:
+        share = float(np.mean(labels >= 0.5))
+        value = float(np.quantile(scores, 1 - share)) if share > 0 else float(np.max(scores))
+        source = {"source": "validation cloud-label share", "cloud_fraction": share}
+    return {"models": _pair_models(cfg.prices), "heads": "cloud_needed", "rule": "threshold",
+            "threshold": value, "thresholds": [1.0 - value, 0.0], "source": source}
 
 
-def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+def _pair_models(prices: str | None) -> list[dict[str, Any]]:
+    """[{name}, ...] of the pair: edge and cloud, or the two models of a price file, cheapest
+    (input + output price) first, with their prices."""
+    if prices is None:
+        return [{"name": "edge"}, {"name": "cloud"}]
+    found = parse_prices(prices)
+    if len(found) != 2:
+        raise ArtifactError(f"export.prices {prices} prices {len(found)} model(s); a pair has "
+                            "two: the edge (cheaper) and the cloud model")
+    ordered = sorted(found.items(), key=lambda item: item[1].input_per_mtok
+                     + item[1].output_per_mtok)
+    return [{"name": name, "input_per_mtok": p.input_per_mtok,
+             "output_per_mtok": p.output_per_mtok} for name, p in ordered]
+
+
+def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any],
+              cfg: ExportConfig) -> dict[str, Any]:
     report = metrics.get("data_report", {})
     return {
         "format_version": FORMAT_VERSION,
         "confroute_version": __version__,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "base_encoder": {"name": run_cfg.model.encoder, **encoders.describe(model.encoder,
                                                                             model.cfg),
                          "head": model.cfg.head, "freeze_encoder": model.cfg.freeze_encoder,
@@ -368,8 +336,7 @@ def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any]) -
         "onnx": {"inputs": list(model.input_names), "output": "logit", "score": "sigmoid(logit)",
                  "variants": {"fp32": "model.onnx", "int8": "model.int8.onnx"},
                  "default_variant": "fp32"},
-        **({"ladder": _ladder(model.models, metrics)} if model.models else
-           {"threshold": {"default": 0.5, "source": "placeholder until checks ran"}}),
+        "routing": _ladder(model.models, metrics) if model.models else _pair(cfg),
         "label_rule": {"rule": report.get("label_rule"), "params": report.get("label_params")},
         "training_data": {"source": report.get("source"), "fingerprint":
                           metrics.get("data_fingerprint"), "rows": report.get("rows")},

@@ -1,26 +1,42 @@
-"""Routing among K models: the cheapest model predicted adequate, else the best predicted one.
+"""Routing among K >= 2 models: the one decision, made here for the runtime, the CLI and serve.
 
-Models are ordered cheapest first (a ladder). A router predicts, for each prompt, P(model k's
-answer is adequate) for every k: `probs` [n, K]. The policy with thresholds t [K]:
+Models are ordered cheapest first (a ladder); a pair (edge, cloud) is the smallest one. A router
+predicts, for each prompt, P(model k's answer is adequate) for every k: `probs` [n, K]. Two
+rules pick a model:
 
-    chosen = the first k (cheapest first) with probs[k] >= t[k];
-             if no model clears its threshold, the k with the highest probs[k] (ties: cheaper).
+    threshold: the first k (cheapest first) with probs[k] >= t[k];
+               if no model clears its threshold, the k with the highest probs[k] (ties: cheaper)
+    utility:   the k with the highest probs[k] - lambda x cost[k] (USD; ties: cheaper)
 
-This is the cascade rule of FrugalGPT (Chen, Zaharia, Zou 2023, "FrugalGPT: How to Use Large
-Language Models While Reducing Cost and Improving Performance") applied to predicted rather than
-observed answers, so one request calls one model. With K = 2 and t = [t, 0] it is the two-model
-router "edge iff P(edge adequate) >= t".
+The threshold rule is the cascade rule of FrugalGPT (Chen, Zaharia, Zou 2023, "FrugalGPT: How
+to Use Large Language Models While Reducing Cost and Improving Performance") applied to
+predicted rather than observed answers, so one request calls one model; the utility rule is
+RouterBench's "willingness to pay" (Hu et al. 2024).
 
-Thresholds are calibrated on a sample of prompts, either to a target mean cost per prompt
-(`calibrate_cost`: one threshold shared by all models below the top, the largest whose cost fits,
-found by bisection since cost can only fall as the threshold falls) or to a target share of
-prompts per model (`calibrate_shares`). A request may override thresholds or force a model
-(`Policy.decide`). Pure numpy: the runtime can use it without torch.
+A pair is K = 2 with t = [t, 0] (the cloud always clears). Its two-model view is the score,
+P(cloud needed) = P(the cheapest model is not adequate), the route (edge: the cheapest model was
+chosen, else cloud) and the threshold, the cheapest model's threshold as a P(cloud needed) cut:
+route to the cloud iff score >= threshold. A pair trained on a "cloud needed" label predicts
+that score itself (its head is one logit), so its policy keeps the threshold in that form
+(`Policy.cut`) and compares the score itself: P(edge adequate) = 1 - score rounds in float64
+(scores within 2^-53 of each other can share one value of 1 - score), so comparing it would
+move prompts at the boundary. A score equal to the threshold goes to the cloud, so a threshold
+calibrated to a real score (the lowest sent to the cloud) sends exactly the calibrated share.
+
+Thresholds are calibrated on a sample of prompts (`calibrate`): to target shares of prompts
+per model (tie-aware: prompts with equal values always take the same model, so the nearest
+achievable shares are chosen) or to a target mean cost per prompt (threshold rule: one
+threshold shared by all models below the top, the largest whose cost fits, by bisection, since
+cost can only fall as the threshold falls; utility rule: the smallest lambda that fits). A
+request may override the rule's parameter or force a model (`Policy.decide`). Pure numpy: the
+runtime uses it without torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -28,29 +44,49 @@ import numpy as np
 
 from confroute.errors import ConfigError, InputError
 
+Rule = Literal["threshold", "utility"]
+"""`threshold`: the cheapest model predicted adequate (`choose`); `utility`: the highest
+P - lambda x cost (`choose_utility`)."""
+Route = Literal["edge", "cloud"]
+FORCED = "forced by the request"
+NO_TEXT = "no text to score (user turns hold only images, audio or files)"
 
-def choose(probs: np.ndarray, thresholds: np.ndarray | Sequence[float]
+
+def check_threshold(value: Any, name: str = "threshold") -> float:
+    """`value` as a float in [0, 1] (numpy scalars too), or InputError (NaN, bools, text)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 <= float(value) <= 1):  # written so that NaN fails too
+        raise InputError(f"{name} must be a number in [0, 1]; found {value!r}")
+    return float(value)
+
+
+def choose(probs: np.ndarray, thresholds: np.ndarray | Sequence[float],
+           scores: np.ndarray | None = None, cut: float | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
-    """(chosen model index [n], whether it cleared its threshold [n]) for `probs` [n, K]."""
-    probs = _probs(probs)
+    """(chosen model index [n], whether it cleared its threshold [n]) for `probs` [n, K].
+
+    With `cut` (a P(cloud needed) threshold), the cheapest model clears iff its score is below
+    it, `scores` [n] (default 1 - probs[:, 0]) instead of probs[:, 0] >= thresholds[0].
+    """
+    probs = check_probs(probs)
     t = np.asarray(thresholds, dtype=float)
     if t.shape != (probs.shape[1],) or np.isnan(t).any():
         raise ConfigError(f"need one threshold per model ({probs.shape[1]}); found {t.tolist()}")
     cleared = probs >= t[None, :]
+    if cut is not None:
+        cleared[:, 0] = (1.0 - probs[:, 0] if scores is None else np.asarray(scores)) < cut
     any_cleared = np.asarray(cleared.any(axis=1))
     index = np.where(any_cleared, cleared.argmax(axis=1), probs.argmax(axis=1))
     return index, any_cleared
 
 
 def choose_utility(probs: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
-    """Chosen model index [n]: argmax_k probs[k] - lam x costs[k] (ties: the cheaper), the
-    "willingness to pay" rule of RouterBench (Hu et al. 2024). `costs` [n, K] in USD, `lam` in
-    adequacy per USD: 0 picks the best predicted model, larger values cheaper ones. Unlike the
-    threshold rule it never pays for a model predicted no better than a cheaper one."""
-    probs = _probs(probs)
-    costs = np.asarray(costs, dtype=float)
-    if costs.shape != probs.shape:
-        raise ConfigError(f"costs must be [n, K] like probs {probs.shape}; found {costs.shape}")
+    """Chosen model index [n]: argmax_k probs[k] - lam x costs[k] (ties: the cheaper). `costs`
+    [n, K] in USD, `lam` in adequacy per USD: 0 picks the best predicted model, larger values
+    cheaper ones. Unlike the threshold rule it never pays for a model predicted no better than a
+    cheaper one."""
+    probs = check_probs(probs)
+    costs = check_costs(costs, probs)
     return (probs - lam * costs).argmax(axis=1)
 
 
@@ -59,123 +95,49 @@ def shared_thresholds(t: float, k: int) -> np.ndarray:
     return np.r_[np.full(k - 1, t), 0.0]
 
 
-def calibrate_cost(probs: np.ndarray, costs: np.ndarray, target: float) -> np.ndarray:
-    """Thresholds [K] (shared form) whose mean cost per prompt on `probs` [n, K] with `costs`
-    [n, K] (USD) is at most `target`, with the largest such threshold (the most quality).
-
-    Raises ConfigError when even routing every prompt to the cheapest model costs more.
-    """
-    probs = _probs(probs)
-    costs = np.asarray(costs, dtype=float)
-    if costs.shape != probs.shape:
-        raise ConfigError(f"costs must be [n, K] like probs {probs.shape}; found {costs.shape}")
-    target = _target_cost(target)
-    k = probs.shape[1]
-
-    def mean_cost(t: float) -> float:
-        index, _ = choose(probs, shared_thresholds(t, k))
-        return float(costs[np.arange(len(index)), index].mean())
-
-    candidates = np.r_[np.unique(probs[:, :-1])[::-1], -np.inf]  # high threshold = high cost
-    if mean_cost(-np.inf) > target + 1e-15:
-        raise ConfigError(f"target cost {target:.6g} USD per prompt is below the cheapest "
-                          f"model's ({mean_cost(-np.inf):.6g}); raise it")
-    if mean_cost(np.inf) <= target:
-        return shared_thresholds(np.inf, k)
-    lo, hi = 0, len(candidates) - 1  # cost(candidates[hi]) <= target < cost(inf)
-    while lo < hi:  # the first (highest) candidate whose cost fits
-        mid = (lo + hi) // 2
-        if mean_cost(candidates[mid]) <= target:
-            hi = mid
-        else:
-            lo = mid + 1
-    return shared_thresholds(float(candidates[lo]), k)
-
-
-def calibrate_shares(probs: np.ndarray, shares: Sequence[float]) -> np.ndarray:
-    """Thresholds [K] sending about `shares[k]` of the prompts in `probs` [n, K] to model k.
-
-    Cheapest first: model k takes the prompts left over by cheaper models with the highest
-    probs[k]; the top model takes the rest (its threshold is 0). Ties at a threshold can take a
-    few more prompts than asked. Raises ConfigError unless shares are K numbers >= 0 summing to 1.
-    """
-    probs = _probs(probs)
-    n, k = probs.shape
-    try:
-        target = np.asarray(shares, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"shares must be {k} numbers >= 0 summing to 1; found {shares!r}") \
-            from exc
-    if target.shape != (k,) or not np.isfinite(target).all() or (target < 0).any() \
-            or not abs(target.sum() - 1) <= 1e-6:
-        raise ConfigError(f"shares must be {k} numbers >= 0 summing to 1; found "
-                          f"{target.tolist()}")
-    thresholds = np.zeros(k)
-    left = np.ones(n, dtype=bool)
-    for model in range(k - 1):
-        take = int(round(target[model] * n))
-        values = np.sort(probs[left, model])[::-1]
-        if take == 0 or len(values) == 0:
-            thresholds[model] = np.inf
-            continue
-        thresholds[model] = values[min(take, len(values)) - 1]
-        left &= probs[:, model] < thresholds[model]
-    return thresholds
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Decision:
-    """One request's route: the model, its position in the ladder (0 = cheapest), and why."""
+    """One request's route: the model, its position in the ladder (0 = cheapest), and why.
+
+    K-model fields: `model`, `model_index`, `reason`, `probabilities` (P(adequate) by model),
+    `thresholds` (threshold rule) or `lambda_per_usd` (utility rule). The two-model view of a
+    pair: `score`, `route` and `threshold` (see the module docstring); `score` and `threshold`
+    are the numbers the decision compared, never recomputed from `probabilities`.
+    """
 
     model: str
     model_index: int
     reason: str
     probabilities: dict[str, float]
-    thresholds: dict[str, float]
+    """Empty when nothing was scored (a conversation without text)."""
+    thresholds: dict[str, float] | None = None
+    """Threshold rule: each model's threshold (it clears with P >= it; None: never); None under
+    the utility rule, which uses none."""
+    lambda_per_usd: float | None = None
+    """Utility rule: the lambda used (adequacy per USD); None under the threshold rule."""
+    models: tuple[str, ...] = ()
+    score: float | None = None
+    """Pairs: P(cloud needed), the router's own number; None when nothing was scored."""
+    threshold: float | None = None
+    """Pairs under the threshold rule: the cut the score was compared with."""
+
+    @property
+    def route(self) -> Route:
+        """The two-model view: "edge" when the cheapest model was chosen, else "cloud"."""
+        return "edge" if self.model_index == 0 else "cloud"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-Rule = Literal["threshold", "utility"]
-"""`threshold`: the cheapest model predicted adequate (`choose`); `utility`: the highest
-P - lambda x cost (`choose_utility`)."""
-
-
-def calibrate_lambda(probs: np.ndarray, costs: np.ndarray, target: float) -> float:
-    """The smallest lambda >= 0 (adequacy per USD) whose utility routing of `probs` [n, K] with
-    `costs` [n, K] (USD) costs at most `target` USD per prompt on average, i.e. the most quality
-    within the budget. Mean cost can only fall as lambda grows; found by bisection to a relative
-    1e-9. Raises ConfigError when even the cheapest model costs more than `target`."""
-    probs = _probs(probs)
-    costs = np.asarray(costs, dtype=float)
-    if costs.shape != probs.shape:
-        raise ConfigError(f"costs must be [n, K] like probs {probs.shape}; found {costs.shape}")
-
-    target = _target_cost(target)
-
-    def mean_cost(lam: float) -> float:
-        index = choose_utility(probs, costs, lam)
-        return float(costs[np.arange(len(index)), index].mean())
-
-    cheapest = float(costs.min(axis=1).mean())
-    if cheapest > target + 1e-15:
-        raise ConfigError(f"target cost {target:.6g} USD per prompt is below the cheapest "
-                          f"model's ({cheapest:.6g}); raise it")
-    if mean_cost(0.0) <= target:
-        return 0.0
-    hi = 1.0 / max(float(costs.mean()), 1e-12)
-    for _ in range(200):  # the gap in P is at most 1, so lambda above 1 / min cost gap suffices
-        if mean_cost(hi) <= target:
-            break
-        hi *= 2
-    lo = 0.0
-    for _ in range(200):
-        if hi - lo <= 1e-9 * hi:
-            break
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if mean_cost(mid) <= target else (mid, hi)
-    return hi
+        """The decision as JSON: for a pair the two-model fields (score, route, threshold)
+        first, then the K-model ones; a field the rule did not use is left out, and a threshold
+        that is not finite (a model calibrated to take no prompts) is null."""
+        view = {"score": self.score, "route": self.route, "threshold": self.threshold} \
+            if len(self.models) == 2 else {}
+        out = {**view, "model": self.model, "model_index": self.model_index,
+               "reason": self.reason, "probabilities": dict(self.probabilities),
+               "thresholds": None if self.thresholds is None else
+               {k: v if math.isfinite(v) else None for k, v in self.thresholds.items()},
+               "lambda_per_usd": self.lambda_per_usd}
+        return {k: v for k, v in out.items() if v is not None}
 
 
 @dataclasses.dataclass
@@ -185,12 +147,16 @@ class Policy:
 
     models: list[str]
     thresholds: np.ndarray
+    """[K] P(model k adequate) thresholds (threshold rule); with `cut`, [0] shows 1 - cut."""
     rule: Rule = "threshold"
     lambda_per_usd: float = 0.0
     """utility rule: adequacy given up per USD saved (0: the best predicted model)."""
+    cut: float | None = None
+    """The cheapest model's threshold as a P(cloud needed) cut, for a pair whose router predicts
+    that probability (the score): the cheapest model is chosen iff score < cut."""
 
     def __post_init__(self) -> None:
-        self.thresholds = np.asarray(self.thresholds, dtype=float)
+        self.thresholds = np.array(self.thresholds, dtype=float)
         if len(self.models) < 2 or self.thresholds.shape != (len(self.models),):
             raise ConfigError(f"a policy needs >= 2 models and one threshold each; found "
                               f"{len(self.models)} model(s), thresholds "
@@ -200,89 +166,158 @@ class Policy:
         if not (np.isfinite(self.lambda_per_usd) and self.lambda_per_usd >= 0):
             raise ConfigError(f"lambda_per_usd must be a number >= 0; found "
                               f"{self.lambda_per_usd}")
+        if self.cut is not None:
+            self.cut = float(self.cut)
+            self.thresholds[0] = 1.0 - self.cut
 
-    def route(self, probs: np.ndarray, costs: np.ndarray | None = None) -> np.ndarray:
-        """Chosen model index for each row of `probs` [n, K] (`costs` [n, K] USD: utility)."""
+    @property
+    def pair(self) -> bool:
+        return len(self.models) == 2
+
+    @property
+    def threshold(self) -> float | None:
+        """A pair under the threshold rule: the cheapest model's threshold as a P(cloud needed)
+        cut (`cut`, else 1 - thresholds[0]); None otherwise."""
+        if not self.pair or self.rule != "threshold":
+            return None
+        return self.cut if self.cut is not None else 1.0 - float(self.thresholds[0])
+
+    def route(self, probs: np.ndarray, costs: np.ndarray | None = None,
+              scores: np.ndarray | None = None) -> np.ndarray:
+        """Chosen model index for each row of `probs` [n, K] (`costs` [n, K] USD: utility;
+        `scores` [n]: the router's P(cloud needed), for a policy with a `cut`)."""
         if self.rule == "utility":
             if costs is None:
                 raise InputError("the utility rule needs each prompt's costs [n, K]")
             return choose_utility(probs, costs, self.lambda_per_usd)
-        return choose(probs, self.thresholds)[0]
+        return choose(probs, self.thresholds, scores, self.cut)[0]
 
-    def decide(self, probs: Sequence[float], thresholds: Mapping[str, float] | None = None,
-               model: str | None = None, costs: Sequence[float] | None = None,
-               lambda_per_usd: float | None = None) -> Decision:
-        """Route one request with predicted adequacies `probs` [K]; `thresholds` overrides some
-        models' thresholds (threshold rule) or `lambda_per_usd` the lambda (utility rule) for this
-        request only, `model` forces a model. The utility rule needs the request's `costs` [K]
-        (USD). Raises InputError for an unknown model, an override of the other rule, or
-        missing costs."""
-        p = _probs(np.asarray(probs, dtype=float)[None, :])[0]
-        if len(p) != len(self.models):
-            raise InputError(f"{len(p)} probabilities for {len(self.models)} models")
-        if self.rule == "utility" and thresholds:
+    def overridden(self, thresholds: Mapping[str, Any] | None = None,
+                   threshold: Any = None) -> Policy:
+        """A copy with some models' `thresholds` (P(adequate) >= t) or, for a pair, the two-model
+        `threshold` (a P(cloud needed) cut) replaced; InputError for an unknown model, a value
+        not in [0, 1], a parameter of the rule this policy does not use, or both for the
+        cheapest model."""
+        if thresholds is None and threshold is None:
+            return self
+        if self.rule == "utility":
             raise InputError("this router uses the utility rule (P - lambda x cost): override "
                              "lambda_per_usd, not thresholds")
-        if self.rule == "threshold" and lambda_per_usd is not None:
-            raise InputError("this router uses the threshold rule: override thresholds, not "
-                             "lambda_per_usd")
         if thresholds is not None and not isinstance(thresholds, Mapping):
             raise InputError(f"thresholds must map model names to thresholds, e.g. "
                              f"{{'{self.models[0]}': 0.8}}; found {type(thresholds).__name__}")
-        t = self.thresholds.copy()
+        t, cut = self.thresholds.copy(), self.cut
         for name, value in (thresholds or {}).items():
             if name not in self.models:
                 raise InputError(f"threshold override for unknown model '{name}'; models: "
                                  f"{', '.join(self.models)}")
-            t[self.models.index(name)] = float(value)
-        named_p = dict(zip(self.models, p.tolist(), strict=True))
-        named_t = dict(zip(self.models, t.tolist(), strict=True))
-        if model is not None:
-            if model not in self.models:
-                raise InputError(f"unknown model '{model}'; models: {', '.join(self.models)}")
-            return Decision(model, self.models.index(model), "forced by the request",
-                            named_p, named_t)
-        if self.rule == "utility":
-            return self._utility(p, costs, lambda_per_usd, named_p, named_t)
-        index, cleared = choose(p[None, :], t)
-        i = int(index[0])
-        if cleared[0]:
-            below = "" if i == 0 else "; every cheaper model was below its threshold"
-            reason = (f"cheapest model predicted adequate: P = {p[i]:.3f} >= threshold "
-                      f"{t[i]:.3f}{below}")
-        else:
-            reason = (f"no model cleared its threshold; highest predicted adequacy "
-                      f"P = {p[i]:.3f}")
-        return Decision(self.models[i], i, reason, named_p, named_t)
+            try:
+                t[self.models.index(name)] = check_threshold(value)
+            except InputError as exc:
+                raise InputError(f"thresholds.{name}: {exc}") from None
+            cut = None if name == self.models[0] else cut
+        if threshold is not None:
+            if not self.pair:
+                raise InputError(f"one threshold is for two models; this router routes among "
+                                 f"{', '.join(self.models)}: override thresholds={{model: t}}")
+            if self.models[0] in (thresholds or {}):
+                raise InputError(f"give threshold or thresholds.{self.models[0]}, not both")
+            cut = check_threshold(threshold)
+        return dataclasses.replace(self, thresholds=t, cut=cut)
 
-    def _utility(self, p: np.ndarray, costs: Sequence[float] | None, lam: float | None,
-                 named_p: dict[str, float], named_t: dict[str, float]) -> Decision:
+    def decide(self, probs: Sequence[float] | np.ndarray,
+               thresholds: Mapping[str, float] | None = None, model: str | None = None,
+               costs: Sequence[float] | np.ndarray | None = None,
+               lambda_per_usd: float | None = None, *, score: float | None = None,
+               threshold: float | None = None) -> Decision:
+        """Route one request with predicted adequacies `probs` [K] and, for a pair, its `score`
+        (P(cloud needed), default 1 - probs[0]). For this request only: `thresholds` (some
+        models') or `threshold` (a pair's cut) override the threshold rule, `lambda_per_usd` the
+        utility rule's lambda, `model` forces a model. The utility rule needs the request's
+        `costs` [K] (USD). Raises InputError for an unknown model, an override of the other
+        rule, or missing costs."""
+        p = check_probs(np.asarray(probs, dtype=float)[None, :])[0]
+        if len(p) != len(self.models):
+            raise InputError(f"{len(p)} probabilities for {len(self.models)} models")
+        if self.rule == "threshold" and lambda_per_usd is not None:
+            raise InputError("this router uses the threshold rule: override thresholds, not "
+                             "lambda_per_usd")
+        policy = self.overridden(thresholds, threshold)
+        s = float(1.0 - p[0] if score is None else score)
+        if model is not None:
+            return policy._forced(model, p, s, lambda_per_usd)
+        if self.rule == "utility":
+            return policy._utility(p, s, costs, lambda_per_usd)
+        index, cleared = choose(p[None, :], policy.thresholds, np.array([s]), policy.cut)
+        i = int(index[0])
+        return policy._decision(i, policy._reason(i, bool(cleared[0]), p, s), p, s)
+
+    def without_text(self, model: str | None = None) -> Decision:
+        """A request with nothing to score (no text in its user turns): the forced `model`, else
+        the most expensive one, by rule. InputError for an unknown model."""
+        if model is not None:
+            return self._forced(model, None, None, None)
+        top = self.models[-1]
+        return self._decision(len(self.models) - 1, f"{NO_TEXT}: {top}, the top model, by rule",
+                              None, None)
+
+    def _forced(self, model: str, p: np.ndarray | None, s: float | None,
+                lam: float | None) -> Decision:
+        if model not in self.models:
+            raise InputError(f"unknown model '{model}'; models: {', '.join(self.models)}")
+        return self._decision(self.models.index(model), FORCED, p, s, lam)
+
+    def _reason(self, i: int, cleared: bool, p: np.ndarray, s: float) -> str:
+        if not cleared:
+            return f"no model cleared its threshold; highest predicted adequacy P = {p[i]:.3f}"
+        if self.cut is not None and i <= 1:
+            return f"score {s:.4f} {'<' if i == 0 else '>='} threshold {self.cut:.4f}"
+        below = "" if i == 0 else "; every cheaper model was below its threshold"
+        return (f"cheapest model predicted adequate: P = {p[i]:.3f} >= threshold "
+                f"{self.thresholds[i]:.3f}{below}")
+
+    def _utility(self, p: np.ndarray, s: float, costs: Sequence[float] | np.ndarray | None,
+                 lam: float | None) -> Decision:
         if costs is None or np.shape(costs) != p.shape:
             raise InputError(f"the utility rule needs the request's cost for each of the "
                              f"{len(p)} models")
-        if lam is None:
-            lam = self.lambda_per_usd
-        elif isinstance(lam, bool) or not isinstance(lam, int | float | np.floating | np.integer):
-            raise InputError(f"lambda_per_usd must be a number >= 0; found {lam!r}")
-        if not (np.isfinite(lam) and lam >= 0):
-            raise InputError(f"lambda_per_usd must be a number >= 0; found {lam}")
+        lam = self.lambda_per_usd if lam is None else check_lambda(lam)
         c = np.asarray(costs, dtype=float)
         i = int(choose_utility(p[None, :], c[None, :], lam)[0])
         reason = (f"highest P - lambda x cost: P = {p[i]:.3f}, cost {c[i]:.3g} USD, lambda "
                   f"{lam:.4g} per USD")
-        return Decision(self.models[i], i, reason, named_p, named_t)
+        return self._decision(i, reason, p, s, lam)
+
+    def _decision(self, i: int, reason: str, p: np.ndarray | None, s: float | None,
+                  lam: float | None = None) -> Decision:
+        threshold_rule = self.rule == "threshold"
+        return Decision(
+            self.models[i], i, reason,
+            {} if p is None else dict(zip(self.models, p.tolist(), strict=True)),
+            dict(zip(self.models, self.thresholds.tolist(), strict=True)) if threshold_rule
+            else None,
+            None if threshold_rule else (self.lambda_per_usd if lam is None else lam),
+            tuple(self.models), s if self.pair else None, self.threshold)
 
 
-def _target_cost(target: Any) -> float:
-    """`target` as a finite float >= 0 (USD per prompt), or ConfigError."""
-    if isinstance(target, bool) or not isinstance(target, int | float | np.floating | np.integer) \
-            or not (np.isfinite(target) and target >= 0):
-        raise ConfigError(f"the target cost must be a number >= 0 (USD per prompt); found "
-                          f"{target!r}")
-    return float(target)
+def check_lambda(value: Any, name: str = "lambda_per_usd") -> float:
+    """`value` as a finite float >= 0 (adequacy per USD), or InputError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not (math.isfinite(float(value)) and float(value) >= 0):
+        raise InputError(f"{name} must be a number >= 0 (adequacy per USD); found {value!r}")
+    return float(value)
 
 
-def _probs(probs: np.ndarray) -> np.ndarray:
+def check_costs(costs: Any, probs: np.ndarray) -> np.ndarray:
+    """`costs` as a float array shaped like `probs` [n, K], or ConfigError."""
+    costs = np.asarray(costs, dtype=float)
+    if costs.shape != probs.shape:
+        raise ConfigError(f"costs must be [n, K] like probs {probs.shape}; found {costs.shape}")
+    return costs
+
+
+def check_probs(probs: np.ndarray) -> np.ndarray:
+    """`probs` as a finite float array [n >= 1, K >= 2], or InputError."""
     probs = np.asarray(probs, dtype=float)
     if probs.ndim != 2 or probs.shape[1] < 2 or probs.shape[0] == 0:
         raise InputError(f"probabilities must be [prompts, models >= 2]; found {probs.shape}")

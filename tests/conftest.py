@@ -13,6 +13,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# tests/databases.py: a SQLite file per test and a real PostgreSQL server (decision-log tests)
+pytest_plugins = ["databases"]
+
 EASY = ["What is {a} plus {b}?", "Name the capital of country number {a}.",
         "Spell the word number {a}.", "Is {a} larger than {b}?"]
 HARD = ["Prove that there are infinitely many primes of the form {a}k+{b}.",
@@ -86,6 +89,26 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_run_dir: Path) 
     out = tmp_path_factory.mktemp("artifact")
     export(tiny_run_dir, out)
     return out
+
+
+PAIR_PRICES = {"local-8b": {"input_per_mtok": 0.05, "output_per_mtok": 0.1},
+               "api-large": {"input_per_mtok": 2.5, "output_per_mtok": 10.0}}
+
+
+@pytest.fixture(scope="session")
+def priced_pair_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_run_dir: Path) -> Path:
+    """The tiny pair exported with `export.prices` (its models local-8b -> api-large, fp32
+    only): a pair that can be calibrated to a cost. Copy it before modifying it."""
+    import yaml
+
+    from confroute.config import ExportConfig
+    from confroute.export import export
+
+    folder = tmp_path_factory.mktemp("priced_pair")
+    prices = folder / "prices.yaml"
+    prices.write_text(yaml.safe_dump({m: PAIR_PRICES[m] for m in reversed(PAIR_PRICES)}))
+    export(tiny_run_dir, folder / "artifact", ExportConfig(int8=False, prices=str(prices)))
+    return folder / "artifact"
 
 
 # --- a ladder of three models: a K-model ratings table, run and artifact ---

@@ -1,4 +1,6 @@
-"""The manifest schema (issue 14 item 8) and atomic replacement of users' files (item 5)."""
+"""The manifest schema (issue 14 item 8), its routing section in the form export writes (format
+2) and the forms written before it (format 1: `threshold`, `ladder`), the one way to store a
+calibrated policy, and atomic replacement of users' files (item 5)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from confroute.artifact import MANIFEST, read_manifest, set_threshold, sha256_file, write_manifest
+from confroute.artifact import MANIFEST, read_manifest, set_policy, sha256_file, write_manifest
 from confroute.errors import ArtifactError
 from confroute.files import replacing, write_text
+from confroute.policy import Policy
 from confroute.runtime import Router
 
 
@@ -47,6 +50,33 @@ def _set(path: str, value: Any) -> Any:
 _DELETE = object()
 
 
+def old_form(manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` as confroute wrote it before the routing section (format 1): a pair's
+    `threshold` ({default, source, ...}) or K models' `ladder`."""
+    routing = manifest.pop("routing")
+    manifest["format_version"] = 1
+    if routing["heads"] == "cloud_needed":
+        manifest["threshold"] = {"default": routing["threshold"], **routing["source"]}
+    else:
+        manifest["ladder"] = {"models": routing["models"], "thresholds": routing["thresholds"],
+                              "rule": routing["rule"], "output_tokens": routing["output_tokens"],
+                              "threshold_source": routing["source"]}
+        if routing["rule"] == "utility":
+            manifest["ladder"]["lambda_per_usd"] = routing["lambda_per_usd"]
+    return manifest
+
+
+def write_old_form(art: Path) -> Path:
+    _edit(art, old_form)
+    return art
+
+
+@pytest.fixture()
+def old_art(art: Path) -> Path:
+    """The tiny pair with a format 1 manifest (`threshold`)."""
+    return write_old_form(art)
+
+
 def test_export_records_the_encoder_position_limit(tiny_artifact: Path) -> None:
     manifest = read_manifest(tiny_artifact)
     assert manifest["base_encoder"]["max_positions"] == 128  # the tiny BERT's embeddings
@@ -54,17 +84,58 @@ def test_export_records_the_encoder_position_limit(tiny_artifact: Path) -> None:
 
 @pytest.mark.parametrize("value", [5, -1, float("nan"), float("inf"), None, "abc", "0.5", True,
                                    _DELETE])
-def test_a_bad_threshold_is_refused_on_load(art: Path, value: Any) -> None:
-    _edit(art, _set("threshold.default", value))
+def test_a_bad_old_threshold_is_refused_on_load(old_art: Path, value: Any) -> None:
+    _edit(old_art, _set("threshold.default", value))
     with pytest.raises(ArtifactError, match=r"field 'threshold.default'.*confroute calibrate"):
+        Router.load(old_art)
+
+
+@pytest.mark.parametrize("value", [5, -1, float("nan"), float("inf"), "abc", "0.5", True])
+def test_a_bad_threshold_is_refused_on_load(art: Path, value: Any) -> None:
+    _edit(art, _set("routing.threshold", value))
+    with pytest.raises(ArtifactError, match=r"field 'routing.threshold'.*confroute calibrate"):
+        Router.load(art)
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set("routing.thresholds.0", 0.1), "thresholds.0 must be 1 - threshold"),
+    (_set("routing.heads", "adequacy"), "threshold .* needs heads 'cloud_needed'"),
+    (_set("routing.heads", "both"), "field 'routing.heads'"),
+    (_set("routing.rule", "utility"), "the utility rule weighs each model's price"),
+    (lambda m: m["routing"].update(models=[{"name": "a"}, {"name": "b"}, {"name": "c"}],
+                                   thresholds=[0.5, 0.5, 0.0]),
+     "heads 'cloud_needed' routes between two models"),
+    (_set("routing.models.0", {"name": "edge", "input_per_mtok": 1.0}),
+     "needs both input_per_mtok and output_per_mtok"),
+    (_set("routing", _DELETE), "a format 2 manifest needs 'routing'"),
+    (_set("threshold", {"default": 0.5}), "a format 2 manifest needs 'routing' .and neither"),
+])
+def test_routing_violations_name_the_field(art: Path, change: Any, message: str) -> None:
+    _edit(art, change)
+    with pytest.raises(ArtifactError, match=message):
         Router.load(art)
 
 
 @pytest.mark.parametrize("threshold", [{"default": None}, "abc", 0.5, [], {}])
-def test_a_threshold_of_the_wrong_shape_is_refused(art: Path, threshold: Any) -> None:
-    _edit(art, _set("threshold", threshold))
+def test_a_threshold_of_the_wrong_shape_is_refused(old_art: Path, threshold: Any) -> None:
+    _edit(old_art, _set("threshold", threshold))
     with pytest.raises(ArtifactError, match=r"field 'threshold"):
-        Router.load(art)
+        Router.load(old_art)
+
+
+def test_an_old_pair_manifest_loads_and_decides_as_the_new_one(art: Path, old_art_copy: Path
+                                                                ) -> None:
+    prompts = ["What is 2 plus 2?", "Prove there are infinitely many primes.", "Spell cat."]
+    new, old = Router.load(art, variant="fp32"), Router.load(old_art_copy, variant="fp32")
+    assert json.loads((old_art_copy / MANIFEST).read_text())["format_version"] == 1
+    assert (old.models, old.heads, old.threshold) == (new.models, new.heads, new.threshold)
+    assert old.decide_batch(prompts) == new.decide_batch(prompts)
+    assert old.decide_batch(prompts, threshold=0.0)[0].route == "cloud"
+
+
+@pytest.fixture()
+def old_art_copy(tiny_artifact: Path, tmp_path: Path) -> Path:
+    return write_old_form(Path(shutil.copytree(tiny_artifact, tmp_path / "old")))
 
 
 @pytest.mark.parametrize("value", [-1, 0, 1, "x", 1.5, None, 10**9, 129])
@@ -123,7 +194,8 @@ def test_a_symlink_inside_the_artifact_is_fine(art: Path) -> None:
 
 
 @pytest.mark.parametrize("change,message", [
-    (_set("format_version", 2), "format_version 2, this confroute reads 1"),
+    (_set("format_version", 3), "format_version 3, this confroute reads 1 and 2"),
+    (_set("format_version", 1), "a format 1 manifest needs either 'threshold'"),
     (_set("onnx.default_variant", "fp16"), "default_variant 'fp16' is not one of the variants"),
     (_set("preprocess.turn", "middle"), "field 'preprocess.turn'"),
     (_set("onnx.inputs", []), "field 'onnx.inputs'"),
@@ -142,17 +214,29 @@ def test_a_manifest_that_is_not_an_object_is_refused(art: Path) -> None:
         read_manifest(art)
 
 
-def test_set_threshold_validates_and_keeps_the_rest(art: Path) -> None:
+@pytest.mark.parametrize("form", ["new", "old"])
+def test_set_policy_validates_and_keeps_the_rest(art: Path, form: str) -> None:
+    if form == "old":
+        write_old_form(art)
     before = read_manifest(art)
-    after = set_threshold(art, 0.25, source="test", prompts=3)
-    assert read_manifest(art) == after
-    assert after["threshold"] == {"default": 0.25, "source": "test", "prompts": 3}
-    assert {k: v for k, v in after.items() if k != "threshold"} == {
-        k: v for k, v in before.items() if k != "threshold"}
+    policy = Policy(["edge", "cloud"], [0.5, 0.0], cut=0.25)
+    after = set_policy(art, policy, source="test", prompts=3)
+    assert read_manifest(art) == after and after["format_version"] == 2
+    assert "threshold" not in after and after["routing"]["threshold"] == 0.25
+    assert after["routing"]["thresholds"] == [0.75, 0.0]
+    assert after["routing"]["source"] == {"source": "test", "prompts": 3}
+    kept = {k: v for k, v in before.items() if k not in ("threshold", "routing",
+                                                        "format_version")}
+    assert {k: v for k, v in after.items() if k in kept} == kept
+    assert Router.load(art).threshold == 0.25
     for bad in (float("nan"), 1.5):
-        with pytest.raises(ArtifactError, match="threshold.default"):
-            set_threshold(art, bad)
-    assert read_manifest(art)["threshold"]["default"] == 0.25  # nothing written on refusal
+        with pytest.raises(ArtifactError, match="routing.threshold"):
+            set_policy(art, Policy(["edge", "cloud"], [0.5, 0.0], cut=bad))
+    with pytest.raises(ArtifactError, match="routes among edge, cloud; the policy names a, b"):
+        set_policy(art, Policy(["a", "b"], [0.5, 0.0]))
+    with pytest.raises(ArtifactError, match="utility rule weighs each model's price"):
+        set_policy(art, Policy(["edge", "cloud"], [0.5, 0.0], "utility"))
+    assert read_manifest(art)["routing"]["threshold"] == 0.25  # nothing written on refusal
 
 
 def test_write_manifest_survives_an_injected_write_failure(art: Path, monkeypatch:

@@ -33,7 +33,10 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert "usage: confroute " + name in capsys.readouterr().out
     assert main([]) == 2 and "usage: confroute" in capsys.readouterr().err
     assert main(["trian"]) == 2
-    assert "unknown command 'trian'; choose from train, export" in capsys.readouterr().err
+    assert ("unknown command 'trian'; write `confroute COMMAND [options]` with a COMMAND from "
+            "train, export") in capsys.readouterr().err
+    assert main(["--out", "export", "train"]) == 2  # two command names: which one is meant?
+    assert "the option '--out' before any command" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command, expected", [
@@ -80,6 +83,10 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert [x["index"] for x in lines] == [0, 1]
     assert all(x["route"] in ("edge", "cloud") and 0 <= x["score"] <= 1 for x in lines)
+    # the two-model fields as before, then the K-model fields of the same decision
+    assert list(lines[0])[:4] == ["index", "score", "route", "threshold"]
+    assert all(x["model"] == x["route"] and list(x["probabilities"]) == ["edge", "cloud"]
+               for x in lines)
 
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text('{"prompt": "a"}\n"b"\n\n{"messages": [{"role": "user", "content": "c"}]}\n')
@@ -103,7 +110,8 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
     (["route", "{art}", "hi", "--variant", "int4"], None,
      "variant must be one of 'auto', 'fp32', 'int8'; found 'int4'"),
     (["calibrate", "{art}", "--cloud_fraction", "1.5"], "a\nb\n", "cloud_fraction must be in"),
-    (["calibrate", "{art}"], "a\n", "routes between two models: give --cloud_fraction F"),
+    (["calibrate", "{art}"], "a\n", r"routes between two models \(edge, cloud\): give "
+     "--cloud_fraction F"),
     (["export", "{tmp}", "--out", "{tmp}/a"], None, "not a complete training run"),
     (["export", "{tmp}", "--out", "{tmp}/a", "--threshold", "nan"], None, "threshold"),
     (["train", "--out", "{tmp}/r", "--train.bogus", "1"], None, "unrecognized arguments"),
@@ -146,7 +154,8 @@ def test_calibrate_writes_the_threshold(tiny_artifact: Path, tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     manifest = json.loads((Path(art) / "router.json").read_text())
-    assert manifest["threshold"]["default"] == result["threshold"]
+    assert manifest["routing"]["threshold"] == result["threshold"]
+    assert manifest["routing"]["source"]["cloud_fraction"] == 0.25
     routed = run_cli("route", str(art), stdin=prompts)
     # tie-aware: the written threshold sends exactly the achieved share (the nearest to 25%)
     achieved = round(result["achieved_cloud_fraction"] * 20)
@@ -194,3 +203,101 @@ def test_bad_manifests_and_data_are_one_line_errors(tiny_artifact: Path, tiny_ru
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-800:]
         assert __import__("re").search(message, lines[0]), lines[0]
+
+
+# --- issue 23 item 3: options before, between and after positional arguments ------------------
+
+ANYWHERE = [  # (command, argv, expected settings): each a way users write the same command
+    ("route", ["ART", "a", "--threshold", "0.5", "b"], {"prompts": ["a", "b"], "threshold": 0.5}),
+    ("route", ["--threshold", "0.5", "ART", "a", "b"], {"prompts": ["a", "b"], "threshold": 0.5}),
+    ("route", ["ART", "--threshold=0.5", "a", "--variant", "fp32", "b"],
+     {"prompts": ["a", "b"], "threshold": 0.5, "variant": "fp32"}),
+    ("route", ["--variant", "fp32", "ART", "a", "--model", "m", "b", "--threshold", "0.5"],
+     {"artifact": "ART", "prompts": ["a", "b"], "model": "m"}),
+    ("route", ["ART", "a", "--thresholds", '{"small": 0.5}', "b"],
+     {"prompts": ["a", "b"], "thresholds": {"small": 0.5}}),
+    ("route", ["ART", "-5", "--threshold", "0.5", "-"], {"prompts": ["-5", "-"]}),
+    ("route", ["ART", "a", "--threshold", "0.5", "--", "--b", "-c"],
+     {"prompts": ["a", "--b", "-c"], "threshold": 0.5}),
+    ("route", ["ART", "a", "--varia", "int8", "b"], {"prompts": ["a", "b"], "variant": "int8"}),
+    ("calibrate", ["--cloud_fraction", "0.3", "ART", "--write"],
+     {"artifact": "ART", "cloud_fraction": 0.3, "write": True}),
+    ("calibrate", ["--write", "ART", "--file", "f.txt"], {"write": True, "file": "f.txt"}),
+    ("export", ["--out", "o", "RUN", "--threshold", "0.3"],
+     {"run_dir": "RUN", "out": "o", "threshold": 0.3}),
+    ("export", ["--threshold", "0.3", "RUN", "--out", "o"], {"run_dir": "RUN", "out": "o"}),
+    ("serve", ["--port", "0", "ART", "--access_log", "false"],
+     {"artifact": "ART", "port": 0, "access_log": False}),
+    ("serve", ["--cors_origins+", "http://a.test", "ART", "--edge.model", "m"],
+     {"artifact": "ART", "cors_origins": ["http://a.test"]}),
+    ("label", ["--sampling.n", "3", "P.jsonl", "--out", "o"], {"prompts": "P.jsonl", "out": "o"}),
+    ("label", ["--out", "o", "P.jsonl", "--limit", "2"], {"prompts": "P.jsonl", "limit": 2}),
+    ("judge", ["--gold", "false", "T.jsonl", "--out", "o"], {"table": "T.jsonl", "gold": False}),
+    ("judge", ["--out", "o", "T.jsonl", "--concurrency", "2"], {"table": "T.jsonl"}),
+    ("datasets", ["routellm-judge"], {"name": "routellm-judge"}),
+    ("logs", ["--db", "sqlite:///x.db", "export", "--out", "t.jsonl"], {"action": "export"}),
+    ("logs", ["export", "--out", "t.jsonl", "--db", "sqlite:///x.db"], {"action": "export"}),
+]
+
+
+@pytest.mark.parametrize("command, argv, expected", ANYWHERE)
+def test_options_go_before_between_and_after_positionals(command: str, argv: list[str],
+                                                         expected: dict[str, object]) -> None:
+    from confroute.cli import parse_command
+
+    namespace = vars(parse_command(command, argv))
+    assert {k: namespace[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--threshold", "0.5", "route", "ART", "a"], ["route", "--threshold", "0.5", "ART", "a"]),
+    (["--out", "o", "export", "RUN"], ["export", "--out", "o", "RUN"]),
+    (["--out", "export", "train"], ["--out", "export", "train"]),  # ambiguous: left as written
+    (["route", "ART", "serve"], ["route", "ART", "serve"]),
+])
+def test_options_before_the_command_are_the_commands(argv: list[str],
+                                                     expected: list[str]) -> None:
+    from confroute.cli import command_first
+
+    assert command_first(argv) == expected
+
+
+def test_every_command_with_positionals_is_tried_with_options_anywhere() -> None:
+    with_positionals = {c for c in COMMANDS
+                        if any(not a.option_strings for a in build_parser(c)._actions)}
+    assert with_positionals == {c for c, _, _ in ANYWHERE}
+
+
+def test_route_and_calibrate_run_with_options_between_prompts(
+        tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    assert main(["route", str(tiny_artifact), "What is 2 plus 2?", "--threshold", "0",
+                 "Prove it.", "--variant", "fp32"]) == 0
+    assert [json.loads(x)["route"] for x in capsys.readouterr().out.splitlines()] == ["cloud"] * 2
+    assert main(["--threshold", "1", "route", str(tiny_artifact), "a"]) == 0
+    assert json.loads(capsys.readouterr().out)["route"] == "edge"
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("".join(f"prompt number {i}\n" for i in range(8)))
+    art = shutil.copytree(tiny_artifact, tmp_path / "art")
+    assert main(["calibrate", "--cloud_fraction", "0.25", str(art), "--file", str(prompts),
+                 "--write"]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold"] == json.loads(
+        (art / "router.json").read_text())["routing"]["threshold"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["calibrate", "ART", "extra", "--write"],
+     "unrecognized arguments: extra (confroute calibrate takes ARTIFACT and options; see --help)"),
+    (["route", "ART", "a", "--bogus", "b"],
+     "unrecognized arguments: --bogus (confroute route takes ARTIFACT [PROMPTS ...] and options"),
+    (["train", "--out", "o", "extra"], "unrecognized arguments: extra (confroute train takes "
+                                       "options only"),
+    (["datasets", "a", "b"], "unrecognized arguments: b (confroute datasets takes [NAME]"),
+    (["route", "ART", "--thresh", "0.5"], "ambiguous option: --thresh could match --threshold,"),
+])
+def test_a_stray_argument_says_what_the_command_takes(argv: list[str], message: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from test_runtime_cli import run_main
 
-from confroute import policy
+from confroute import calibration
 from confroute.artifact import MANIFEST, read_manifest, write_manifest
 from confroute.errors import ConfigError, DataError, InputError
-from confroute.runtime import LadderRouter, Router
+from confroute.runtime import Router
 
 from conftest import LADDER_PRICES, make_ladder_rows
 
@@ -26,23 +26,24 @@ PROMPTS = [r["prompt"] for r in make_ladder_rows(20)]
                                     [float("inf"), 0.5, 0.5], [0.5, 0.5]])
 def test_bad_shares_are_named(shares: list) -> None:
     with pytest.raises(ConfigError, match="shares must be 3 numbers >= 0 summing to 1"):
-        policy.calibrate_shares(np.full((4, 3), 0.5), shares)
+        calibration.calibrate_shares(np.full((4, 3), 0.5), shares)
 
 
-def test_the_python_api_refuses_wrong_types(ladder_router: LadderRouter,
+def test_the_python_api_refuses_wrong_types(ladder_router: Router,
                                             utility_ladder_artifact: Path) -> None:
     with pytest.raises(InputError, match="thresholds must map model names"):
-        ladder_router.decide_batch(PROMPTS, [0.1, 0.2, 0.3])  # type: ignore[arg-type]
+        ladder_router.decide_batch(PROMPTS, thresholds=[0.1, 0.2, 0.3])  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="one threshold is for two models"):
+        ladder_router.decide_batch(PROMPTS, 0.3)
     utility = Router.load(utility_ladder_artifact)
-    assert isinstance(utility, LadderRouter)
+    assert utility.policy.rule == "utility"
     for bad in ("abc", "5", True, float("nan"), -1.0):
         with pytest.raises(InputError, match="lambda_per_usd must be a number >= 0"):
             utility.decide_batch(PROMPTS, lambda_per_usd=bad)  # type: ignore[arg-type]
     for target in (float("nan"), "0.0001", -1.0, float("inf")):
-        with pytest.raises(ConfigError, match="target cost must be a number >= 0"):
-            utility.calibrate_lambda(PROMPTS, target)  # type: ignore[arg-type]
-        with pytest.raises(ConfigError, match="target cost must be a number >= 0"):
-            utility.calibrate_cost(PROMPTS, target)  # type: ignore[arg-type]
+        for rule in ("utility", "threshold"):
+            with pytest.raises(ConfigError, match="target cost must be a number >= 0"):
+                utility.calibration(PROMPTS, target_cost=target, rule=rule)  # type: ignore
 
 
 @pytest.mark.parametrize("content, message", [

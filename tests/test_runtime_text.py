@@ -1,5 +1,5 @@
 """The one text policy and turn rule (confroute.text) through the Python API, and the routing
-decision `decide` shared by the runtime, the CLI and the service."""
+decision (confroute.policy) the runtime, the CLI and the service share, for a pair and K models."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from confroute.errors import ConfigError, InputError
-from confroute.runtime import Router, decide
+from confroute.runtime import Router
 from confroute.text import NoTextError, check_text, decode_utf8, prompt_text
 
 from conftest import IMAGE, TOOL_TURN
@@ -38,7 +38,8 @@ CUT_EMOJI = "great phone \ud83d"  # an emoji cut in half by a UTF-16 (JavaScript
 ])
 def test_bad_text_is_refused_with_its_position(router: Router, prompt: object,
                                                message: str) -> None:
-    for call in (router.score, router.texts, router.route_batch, router.logits):
+    for call in (router.score, router.texts, router.decide_batch, router.logits,
+                 router.adequacy):
         with pytest.raises(InputError, match=message):
             call([prompt])  # type: ignore[list-item]
 
@@ -82,13 +83,33 @@ def test_image_only_user_turns_are_skipped(router: Router) -> None:
         router.score([[{"role": "user", "content": "   "}]])  # empty is not an image
 
 
-def test_decide_is_the_one_rule(router: Router) -> None:
-    assert decide(0.5, 0.5) == "cloud" and decide(0.49, 0.5) == "edge"
-    assert decide(0.0, 0.0) == "cloud" and decide(1.0, 1.0) == "cloud"
+def test_a_pair_routes_a_score_equal_to_its_threshold_to_the_cloud(router: Router) -> None:
     score = float(router.score(["What is 2 plus 2?"])[0])
-    assert router.route("What is 2 plus 2?", threshold=score).route == "cloud"
-    assert router.route("What is 2 plus 2?", threshold=float(np.nextafter(score, 2))).route \
-        == "edge"
+    assert router.decide("What is 2 plus 2?", threshold=score).route == "cloud"
+    edge = router.decide("What is 2 plus 2?", threshold=float(np.nextafter(score, 2)))
+    assert (edge.route, edge.model, edge.score) == ("edge", "edge", score)
+    assert router.route("What is 2 plus 2?", threshold=score) == \
+        router.decide("What is 2 plus 2?", threshold=score)  # the two-model name, one decision
+
+
+@pytest.mark.parametrize("which", ["pair", "ladder"])
+def test_the_two_model_view_is_the_k_model_decision(which: str, router: Router,
+                                                    ladder_router: Router) -> None:
+    routed = router if which == "pair" else ladder_router
+    prompts = ["What is 2 plus 2?", "Prove the inequality for all n > 5 using induction."]
+    probs, scores = routed.adequacy(prompts), routed.score(prompts)
+    assert probs.shape == (2, len(routed.models)) and scores.shape == (2,)
+    for decision, p, s in zip(routed.decide_batch(prompts), probs, scores, strict=True):
+        assert decision.probabilities == dict(zip(routed.models, p.tolist(), strict=True))
+        assert decision.route == ("edge" if decision.model_index == 0 else "cloud")
+        assert decision.model == routed.models[decision.model_index]
+        if which == "pair":  # the router's own score, not 1 - (1 - score)
+            assert decision.score == s and list(decision.to_dict())[:3] == \
+                ["score", "route", "threshold"]
+            assert p.tolist() == [1.0 - s, 1.0]
+        else:
+            assert decision.score is None and "score" not in decision.to_dict()
+            assert s == 1.0 - p[0]
 
 
 @pytest.mark.parametrize("threshold", [math.nan, math.inf, -math.inf, -0.1, 1.1, "0.5", True,
@@ -99,7 +120,7 @@ def test_thresholds_that_are_not_numbers_in_range_are_refused(router: Router,
         router.route("hi", threshold=threshold)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("fraction", [math.nan, math.inf, -0.1, 1.5, "0.3", True, None])
+@pytest.mark.parametrize("fraction", [math.nan, math.inf, -0.1, 1.5, "0.3", True])
 def test_cloud_fractions_that_are_not_numbers_in_range_are_refused(router: Router,
                                                                    fraction: object) -> None:
     with pytest.raises(ConfigError, match=r"cloud_fraction must be in \[0, 1\] \(a number"):

@@ -45,7 +45,12 @@ def test_manifest_describes_the_artifact(tiny_artifact: Path) -> None:
     assert manifest["label_rule"]["rule"] == "given"
     checks = manifest["metrics"]["export"]
     assert checks["parity"]["max_abs_logit_diff"] <= 1e-4
-    assert 0.0 <= manifest["threshold"]["default"] <= 1.0
+    routing = manifest["routing"]
+    assert manifest["format_version"] == 2 and "threshold" not in manifest
+    assert [m["name"] for m in routing["models"]] == ["edge", "cloud"]
+    assert routing["heads"] == "cloud_needed" and routing["rule"] == "threshold"
+    assert 0.0 <= routing["threshold"] <= 1.0
+    assert routing["thresholds"] == [1.0 - routing["threshold"], 0.0]
 
 
 def test_runtime_scores_route_and_calibrate(tiny_artifact: Path) -> None:
@@ -55,7 +60,7 @@ def test_runtime_scores_route_and_calibrate(tiny_artifact: Path) -> None:
     assert scores.shape == (40,) and np.all((scores >= 0) & (scores <= 1))
     labels = np.array([r["label"] for r in rows])
     assert scores[labels == 1].mean() > scores[labels == 0].mean()
-    threshold = router.calibrate([r["prompt"] for r in rows], 0.25)
+    threshold = router.calibrate([r["prompt"] for r in rows], 0.25).threshold
     routes = [d.route for d in router.route_batch([r["prompt"] for r in rows], threshold)]
     assert routes.count("cloud") == 10
     assert router.route("What is 3 plus 4?", threshold=1.0).route == "edge"
@@ -247,7 +252,7 @@ def test_int8_keeps_the_head_in_fp32(tiny_artifact: Path) -> None:
     stays fp32 while the encoder's MatMuls are int8."""
     import onnx
 
-    from confroute.export import output_layers
+    from confroute.quantize import output_layers
 
     (head,) = output_layers(tiny_artifact / "model.onnx")
     graph = onnx.load(str(tiny_artifact / "model.int8.onnx")).graph

@@ -5,8 +5,9 @@ Each command module defines `HELP` (its line in `confroute --help`), `add_argume
 dataclasses (`parser.add_class_arguments`), so a setting is declared once, its docstring is its
 `--help` text and its default is the field's; `--config FILE` reads the same keys from YAML
 (unknown keys are errors) and `--print_config` shows the settings a command would use. Only the
-chosen command's parser is built, so `confroute route` does not import torch. Library and
-argument errors become one line on stderr and exit 2.
+chosen command's parser is built, so `confroute route` does not import torch. Options may come
+before, between and after positional arguments (`_intermix`). Library and argument errors
+become one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from confroute import __version__
+from confroute.cli._intermix import expected, intermix
 from confroute.errors import ConfigError, ConfrouteError
 
 # Subcommand modules, in the order --help lists them. A new command is a new module + a name here.
 COMMANDS = ["train", "export", "route", "calibrate", "datasets", "mmlu-pro", "evaluate",
-            "evaluate-ladder", "serve", "tune", "label", "judge"]
+            "evaluate-ladder", "serve", "tune", "label", "judge", "logs", "gate", "drift"]
+# The pip extra each command needs beyond the base install (a missing one is named in one line).
+EXTRAS = {"train": "train", "export": "train", "evaluate": "train", "evaluate-ladder": "train",
+          "mmlu-pro": "train", "tune": "train", "label": "label", "judge": "label",
+          "serve": "serve", "logs": "train", "gate": "train", "drift": "train"}
 DESCRIPTION = "Decide per prompt whether an edge or a cloud LLM should answer it."
 
 
@@ -42,6 +48,20 @@ def build_parser(command: str) -> Any:
                             description=(module.__doc__ or "").split(":", 1)[-1].strip())
     module.add_arguments(parser)
     return parser
+
+
+def parse_command(command: str, argv: Sequence[str]) -> Any:
+    """The instantiated settings of `confroute <command> <argv>`; options may come before,
+    between and after the positionals. Raises jsonargparse's ArgumentError or ConfigError."""
+    parser = build_parser(command)
+    module = command_module(command)
+    try:
+        if hasattr(module, "before_parse"):  # e.g. train's --preset: defaults under flags
+            module.before_parse(parser, list(argv))
+        return parser.instantiate(parser.parse_args(intermix(parser, argv)))
+    except UnicodeDecodeError as exc:  # a --config file that is not UTF-8 text
+        raise ConfigError(f"a settings file (--config) is not UTF-8 text ({exc.reason} at "
+                          f"byte {exc.start}); save it as UTF-8") from exc
 
 
 def usage() -> str:
@@ -67,29 +87,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] == "--version":
         print(f"confroute {__version__}")
         return 0
+    args = command_first(args)
     command = args[0]
     if command not in COMMANDS:
-        print(f"confroute: error: unknown command {command!r}; choose from "
-              f"{', '.join(COMMANDS)}", file=sys.stderr)
+        found = f"the option {command!r} before any command" if command.startswith("-") \
+            else f"unknown command {command!r}"
+        print(f"confroute: error: {found}; write `confroute COMMAND [options]` with a COMMAND "
+              f"from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     from jsonargparse import ArgumentError
 
-    from confroute.config import one_line
+    from confroute.errors import one_line
 
     try:
-        parser = build_parser(command)
-        module = command_module(command)
-        try:
-            if hasattr(module, "before_parse"):  # e.g. train's --preset: defaults under flags
-                module.before_parse(parser, args[1:])
-            namespace = parser.instantiate(parser.parse_args(args[1:]))
-        except UnicodeDecodeError as exc:  # a --config file that is not UTF-8 text
-            raise ConfigError(f"a settings file (--config) is not UTF-8 text ({exc.reason} at "
-                              f"byte {exc.start}); save it as UTF-8") from exc
-        return int(module.run(namespace) or 0)
+        namespace = parse_command(command, args[1:])
+        return int(command_module(command).run(namespace) or 0)
     except ArgumentError as exc:
-        print(f"confroute {command}: error: {_config_named(one_line(str(exc)), args)}",
-              file=sys.stderr)
+        message = _config_named(one_line(str(exc)), args)
+        if message.startswith("unrecognized arguments"):  # a surplus positional or a typo
+            message += f" (confroute {command} {expected(build_parser(command))}; see --help)"
+        print(f"confroute {command}: error: {message}", file=sys.stderr)
         return 2
     except ConfrouteError as exc:
         print(f"confroute {command}: error: {one_line(str(exc))}", file=sys.stderr)
@@ -97,6 +114,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"confroute {command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        if command not in EXTRAS or not exc.name or exc.name.startswith("confroute"):
+            raise
+        print(f"confroute {command}: error: {missing_extra(command, exc.name)}", file=sys.stderr)
+        return 2
+
+
+def missing_extra(command: str, module: str) -> str:
+    """The one line for a command whose extra is not installed (`module` failed to import)."""
+    extra = EXTRAS[command]
+    return (f"this command needs the '{extra}' extra: the Python package "
+            f"'{module.split('.')[0]}' is not installed. Install it with: "
+            f"pip install 'confroute[{extra}]'")
+
+
+def command_first(args: list[str]) -> list[str]:
+    """`confroute --threshold 0.5 route ART` as `confroute route --threshold 0.5 ART`: options
+    written before the command are the command's, when exactly one argument names a command
+    (with two, which is the command and which an option's value is ambiguous)."""
+    named = [i for i, arg in enumerate(args) if arg in COMMANDS]
+    if args[0] in COMMANDS or not args[0].startswith("-") or len(named) != 1:
+        return args
+    return [args[named[0]], *args[:named[0]], *args[named[0] + 1:]]
 
 
 def _config_named(message: str, args: list[str]) -> str:

@@ -1,7 +1,8 @@
 """confroute export: export RUN_DIR's best model to ONNX, check it against torch on real
 prompts, quantise to int8 and check the drift on the validation split, and write a
-self-describing artifact directory. Every ExportConfig setting is a flag (--int8 false,
---threshold 0.4, ...)."""
+self-describing artifact directory (its `routing`: the models, how the heads map to them, the
+rule and its parameters). Every ExportConfig setting is a flag (--int8 false, --threshold 0.4,
+--prices prices.yaml, ...)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ def run(args: Any) -> int:
     manifest = export(args.run_dir, args.out, build(ExportConfig, args))
     checks = manifest["metrics"]["export"]
     print(json.dumps({"artifact": args.out, "default_variant": manifest["onnx"]["default_variant"],
-                      **({"ladder": manifest["ladder"]} if "ladder" in manifest
-                         else {"threshold": manifest["threshold"]}),
-                      "validation": manifest["metrics"]["val"], **checks}, indent=2))
+                      "routing": manifest["routing"], "validation": manifest["metrics"]["val"],
+                      **checks}, indent=2))
     return 0

@@ -1,6 +1,7 @@
-"""confroute route: score prompts with an artifact and print one JSON line per prompt: index,
-score (P(cloud needed)), route ('edge' or 'cloud') and threshold. With an artifact for K models:
-index, the chosen model, the reason, and each model's P(adequate) and threshold."""
+"""confroute route: route prompts with an artifact and print one JSON line per prompt: its
+index, then for a pair (two models) the two-model fields score (P(cloud needed)), route ('edge'
+or 'cloud') and threshold, then for any artifact the chosen model, its position (0 =
+cheapest), the reason, each model's P(adequate) and the rule's thresholds (or lambda)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from confroute.cli._prompts import chunks, iter_prompts, scored_texts
 
-HELP = "route prompts to edge or cloud with an artifact"
+HELP = "route prompts to a model (edge or cloud, or one of K) with an artifact"
 
 
 def add_arguments(parser: Any) -> None:
@@ -20,43 +21,35 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--file", type=str | None, help="a .txt (one prompt per line) or .jsonl "
                         "file of prompts")
     parser.add_argument("--threshold", type=float | None,
-                        help="override the artifact's default threshold (two models)")
+                        help="a pair, threshold rule: override the artifact's threshold (P(cloud "
+                        "needed) >= it goes to the cloud)")
     parser.add_argument("--thresholds", type=dict[str, float] | None,
-                        help="K models: override some models' thresholds, e.g. "
-                        "'{small: 0.7, medium: 0.5}'")
+                        help="threshold rule: override some models' thresholds (P(adequate) >= "
+                        "it clears), e.g. '{small: 0.7, medium: 0.5}'")
     parser.add_argument("--lambda_per_usd", type=float | None,
-                        help="K models, utility rule: override lambda (adequacy per USD)")
+                        help="utility rule: override lambda (adequacy per USD)")
     parser.add_argument("--model", type=str | None,
-                        help="K models: force this model (the decision still lists the "
-                        "probabilities)")
+                        help="force this model (the decision still lists the probabilities)")
     parser.add_argument("--variant", type=Variant, default="auto",
                         help="artifact model variant (auto: the manifest's default)")
 
 
 def run(args: Any) -> int:
     from confroute.errors import InputError
-    from confroute.runtime import LadderRouter, Router, check_threshold
+    from confroute.runtime import Router, check_threshold
 
     threshold = None if args.threshold is None else check_threshold(args.threshold)
     router = Router.load(args.artifact, variant=args.variant)
-    ladder = isinstance(router, LadderRouter)
-    if isinstance(router, LadderRouter) and threshold is not None:
-        hint = ("--lambda_per_usd L" if router.policy.rule == "utility"
-                else "--thresholds '{model: t}'")
+    rule = router.policy.rule
+    if threshold is not None and (len(router.models) != 2 or rule == "utility"):
+        hint = "--lambda_per_usd L" if rule == "utility" else "--thresholds '{model: t}'"
         raise InputError(f"{args.artifact} routes among {len(router.models)} models "
-                         f"({', '.join(router.models)}) by the {router.policy.rule} rule: use "
-                         f"{hint}")
-    if not ladder and (args.thresholds or args.model or args.lambda_per_usd is not None):
-        raise InputError(f"{args.artifact} routes between two models: use --threshold T "
-                         "(--thresholds, --lambda_per_usd and --model are for artifacts with K "
-                         "models)")
+                         f"({', '.join(router.models)}) by the {rule} rule: use {hint}")
     index = 0
     for chunk in chunks(iter_prompts(args.prompts, args.file)):
         texts = scored_texts(chunk, router.turn)
-        decisions = (router.decide_batch(texts, args.thresholds, args.model,
-                                         args.lambda_per_usd)
-                     if isinstance(router, LadderRouter) else router.route_batch(texts, threshold))
-        for decision in decisions:
+        for decision in router.decide_batch(texts, threshold, args.thresholds, args.model,
+                                            args.lambda_per_usd):
             print(json.dumps({"index": index, **decision.to_dict()}), flush=False)
             index += 1
     return 0

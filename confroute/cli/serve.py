@@ -1,22 +1,25 @@
 """confroute serve: serve a router artifact over HTTP.
 POST /v1/route; POST /v1/chat/completions (scored, then forwarded to the chosen model's
-upstream, with fallback); GET /v1/models, /health, /metrics. The flags are ServeSettings'
-fields; --config reads them from YAML.
+upstream, falling back up the ladder); GET /v1/models, /health, /metrics. The flags are
+ServeSettings' fields; --config reads them from YAML. POST bodies must be sent as
+Content-Type: application/json. On the loopback default no web page can use the service
+(only loopback Host names and JSON bodies, no foreign Origin), but other users and processes
+on this machine can: on a shared machine set CONFROUTE_TOKEN.
 
-Two-model (edge/cloud) artifact: the upstreams and secrets come from the environment:
-  CONFROUTE_EDGE_BASE_URL, CONFROUTE_EDGE_MODEL, CONFROUTE_EDGE_API_KEY
-  CONFROUTE_CLOUD_BASE_URL, CONFROUTE_CLOUD_MODEL, CONFROUTE_CLOUD_API_KEY
-  CONFROUTE_TOKEN: when set, clients must send 'Authorization: Bearer <token>'
-
-K-model (ladder) artifact: one upstream per model in the --config file, keyed by the
-artifact's model names (`confroute route ARTIFACT hi` shows them); each API key comes from the
-environment variable its api_key_env names (default CONFROUTE_<MODEL>_API_KEY), never from the
-file. The top (most expensive) model needs an upstream; a request falls back up the ladder:
+Upstreams are keyed by the artifact's model names (`confroute route ARTIFACT hi` shows them),
+one per model in the --config file; each API key comes from the environment variable its
+api_key_env names (default CONFROUTE_<MODEL>_API_KEY), never from the file. The top (most
+expensive) model needs an upstream; a request falls back up the ladder:
   upstreams:
     small:  {base_url: "http://127.0.0.1:8080/v1", model: qwen2.5-1.5b-instruct}
     medium: {base_url: "http://10.0.0.5:8000/v1", model: llama-3.1-8b, api_key_env: VLLM_KEY}
     large:  {base_url: "https://api.openai.com/v1", model: gpt-4o, api_key_env: OPENAI_API_KEY}
   thresholds: {small: 0.8}      # optional: replaces the artifact's threshold for `small`
+
+A pair (edge, cloud) may take its two upstreams from the environment instead:
+  CONFROUTE_EDGE_BASE_URL, CONFROUTE_EDGE_MODEL, CONFROUTE_EDGE_API_KEY
+  CONFROUTE_CLOUD_BASE_URL, CONFROUTE_CLOUD_MODEL, CONFROUTE_CLOUD_API_KEY
+CONFROUTE_TOKEN: when set, clients must send 'Authorization: Bearer <token>'.
 """
 
 from __future__ import annotations
@@ -92,6 +95,10 @@ def run(args: Any) -> int:
         print(f"confroute serve: warning: listening on {settings.host} without a token; anyone "
               "who can reach this port can use your upstream API keys. Set CONFROUTE_TOKEN.",
               file=sys.stderr)
+    if not is_loopback(settings.host) and not settings.allowed_hosts:
+        print(f"confroute serve: warning: listening on {settings.host} with allowed_hosts "
+              "empty: requests for any Host name are served off loopback (DNS rebinding); list "
+              "this service's names in allowed_hosts.", file=sys.stderr)
     sock = bind(settings.host, settings.port)
     # Print the bound address (the real port when --port 0) before serving, for scripts.
     host, port = sock.getsockname()[:2]

@@ -82,6 +82,12 @@ class LabelledPrompts:
 
 def load(cfg: DataConfig) -> LabelledPrompts:
     """Read `cfg.source`, label it, assign splits, and report every dropped row."""
+    from confroute.traffic.store import is_database_url
+
+    if is_database_url(cfg.source):  # the decision log of `confroute serve`, split by time
+        from confroute.traffic.dataset import load_from_log
+
+        return load_from_log(cfg, load)
     if cfg.models:
         return load_ratings(cfg)
     frame = read_table(cfg.source, cfg.hf_split)

@@ -100,15 +100,26 @@ def judge_pairs(pairs: Sequence[tuple[str, str, str]], ask: Ask,
     """'edge', 'cloud' or 'tie' for each (question, edge answer, cloud answer), from one
     batch to `ask`; `cloud_first[i]` shows pair i's cloud answer as assistant A. Raises
     `DataError` for a reply without a verdict."""
+    prompts = pair_prompts(pairs, cloud_first)
+    replies = ask(prompts) if prompts else []
+    return [read_verdict(reply, first) for reply, first in zip(replies, cloud_first, strict=True)]
+
+
+def pair_prompts(pairs: Sequence[tuple[str, str, str]], cloud_first: Sequence[bool]
+                 ) -> list[tuple[str, str]]:
+    """The (system, user) prompt the judge gets for each (question, edge answer, cloud answer);
+    `cloud_first[i]` shows pair i's cloud answer as assistant A (callers that ask the judge
+    themselves, e.g. asynchronously, pair it with `read_verdict`)."""
     prompts = []
     for (question, edge, cloud), first in zip(pairs, cloud_first, strict=True):
         a, b = (cloud, edge) if first else (edge, cloud)
         prompts.append((SYSTEM, TEMPLATE.format(question=question, answer_a=a, answer_b=b)))
-    replies = ask(prompts) if prompts else []
-    return [_winner(reply, first) for reply, first in zip(replies, cloud_first, strict=True)]
+    return prompts
 
 
-def _winner(reply: str, cloud_first: bool) -> str:
+def read_verdict(reply: str, cloud_first: bool) -> str:
+    """'edge', 'cloud' or 'tie' from a judge's reply to a `pair_prompts` prompt (its last
+    [[A]], [[B]] or [[C]]); raises `DataError` for a reply without one."""
     found = VERDICT.findall(reply or "")
     if not found:
         raise DataError(f"the judge's reply has no verdict [[A]], [[B]] or [[C]]: {reply[:200]!r}")

@@ -62,10 +62,10 @@ def evaluate_ladder(request: LadderEvaluateRequest) -> dict[str, Any]:
     table, NaN outcomes, no rows in the split, no training rows for the prior), InputError (a
     bad prompt).
     """
-    from confroute.runtime import LadderRouter, Router
+    from confroute.runtime import Router
 
     router = Router.load(request.router)
-    if not isinstance(router, LadderRouter):
+    if router.prices is None:
         raise DataError(f"{request.router} routes between two models; evaluate it with "
                         "`confroute evaluate`")
     prices = {m: dataclasses.asdict(p) for m, p in zip(router.models, router.prices,

@@ -16,7 +16,6 @@ import copy
 import dataclasses
 import hashlib
 import importlib.util
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,10 @@ def packaged_smollm2() -> tuple[Path, str]:
 
 
 def default_cache_dir() -> Path:
-    """Where dequantised GGUF models are cached: $CONFROUTE_CACHE, else ~/.cache/confroute."""
-    return Path(os.environ.get("CONFROUTE_CACHE", Path.home() / ".cache" / "confroute"))
+    """Where dequantised GGUF models are cached: `confroute.cache.user_cache_dir()`."""
+    from confroute.cache import user_cache_dir
+
+    return user_cache_dir()
 
 
 class LocalBackend:

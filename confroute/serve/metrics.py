@@ -38,6 +38,10 @@ class Metrics:
         self.fallbacks = Counter("confroute_fallbacks",
                                  "Requests answered by the other upstream", ["from_upstream"],
                                  registry=r)
+        self.refused = Counter("confroute_refused",
+                               "Requests the guard refused before any endpoint (foreign Host "
+                               "or Origin, not JSON, bad or slow body), by error code",
+                               ["code"], registry=r)
         self.info = Gauge("confroute_router_info", "The loaded router artifact (value 1)",
                           ["variant", "turn", "model_sha256"], registry=r)
 

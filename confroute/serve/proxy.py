@@ -5,7 +5,7 @@ then the other; for a K-model ladder the chosen model then each more expensive o
 first (a cheaper model would answer worse than the one the router asked for).
 
 Fallback classes: an upstream has failed, and the next one is tried, when it
-  - cannot be reached, or times out before its response starts;
+  - cannot be reached, or times out before its first content;
   - answers 429 (rate-limited) or 5xx;
   - answers 400/413/422 saying the prompt does not fit its context window (OpenAI's code
     `context_length_exceeded`, llama.cpp's `exceed_context_size_error`, vLLM's "maximum context
@@ -15,12 +15,21 @@ upstream failed: all rate-limited -> 429 with the smallest upstream `Retry-After
 back off; all refused the length -> the last refusal passes through; else 502 (504 when all
 timed out). Upstream error messages are kept, with anything that could be a key redacted.
 
-A streamed response is committed once its first chunk has arrived: a failure before that falls
-back, a failure after it ends the stream with an OpenAI-style error event.
+No 2xx is trusted unread: a body that is not a chat completion (not JSON, cut off, no
+`choices`, wrong types: `answers`), a stream that is not text/event-stream or whose first data
+event is not a chat.completion.chunk (`streams`), a redirect, and an answer over
+MAX_UPSTREAM_BYTES are failures like a 5xx.
+
+Deadlines (`deadlines.Deadline`): each upstream has `first_content_timeout_s` for its first
+content (a whole non-streamed answer, or a stream's first data event: SSE comments and
+keep-alives do not count), within what is left of `request_timeout_s`; past it the next
+upstream is tried. A streamed response is committed once its first data event is relayed: a
+failure before that falls back; after it, the stream ends with an OpenAI-style error event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -32,9 +41,14 @@ from typing import Any
 import httpx
 
 from confroute.llm_client import redact
+from confroute.serve.answers import UpstreamFailure, completion_problem
+from confroute.serve.deadlines import Deadline
 from confroute.serve.metrics import Metrics
 from confroute.serve.settings import Upstream
+from confroute.serve.streams import open_stream
 from confroute.serve.wire import Problem
+
+__all__ = ["MAX_UPSTREAM_BYTES", "Reply", "UpstreamFailure", "call", "error_message", "forward"]
 
 log = logging.getLogger("confroute.serve")
 
@@ -44,27 +58,15 @@ LENGTH_CODES = {"context_length_exceeded", "exceed_context_size_error"}
 LENGTH_MESSAGE = re.compile(r"maximum context length|context[ _](length|size|window)|"
                             r"too many tokens|prompt is too long", re.IGNORECASE)
 MAX_MESSAGE_CHARS = 500
-
-
-class UpstreamFailure(Exception):
-    """The upstream did not answer usably; `detail` is safe to show (no URL, no key).
-
-    `retry_after` is the upstream's Retry-After header (429s); `reply` is its answer when that
-    answer should reach the client if no other upstream does (a context-length refusal).
-    """
-
-    def __init__(self, kind: str, detail: str, retry_after: str | None = None,
-                 reply: Reply | None = None):
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-        self.retry_after = retry_after
-        self.reply = reply
+MAX_UPSTREAM_BYTES = 64 * 1024 * 1024
+"""Largest non-streamed answer, and stream event, read from an upstream: more is a failure
+(an upstream that sends without end must not fill this process's memory)."""
 
 
 @dataclasses.dataclass
 class Reply:
-    """An upstream's answer: a whole body, or an open stream whose first chunk was read."""
+    """An upstream's answer: a whole body, or an open stream whose first data event was read
+    and found to be a chat.completion.chunk."""
 
     upstream: Upstream
     status: int
@@ -77,9 +79,10 @@ class Reply:
 
 async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream],
                   order: Sequence[str], body: dict[str, Any], fallback: bool, metrics: Metrics,
-                  configure: str = "") -> tuple[Reply, list[str]]:
+                  configure: str = "", *, deadline: Deadline) -> tuple[Reply, list[str]]:
     """Send `body` to the first configured upstream in `order`; if it fails and `fallback` is
-    on, to the next configured one, and so on. Unconfigured names are skipped (and noted).
+    on, to the next configured one, and so on while `deadline` leaves time. Unconfigured
+    names are skipped (and noted).
 
     Returns the reply and notes on the upstreams that were skipped or failed, in order. Raises
     Problem (429, 502, 503, 504) when no upstream answered; see the module docstring. The 503
@@ -87,19 +90,23 @@ async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream],
     """
     notes: list[str] = []
     failures: list[UpstreamFailure] = []
-    for name in order:
+    for i, name in enumerate(order):
         upstream = upstreams.get(name)
         if upstream is None:
             notes.append(f"{name} upstream not configured")
             continue
         try:
-            return await call(client, upstream, body, metrics), notes
+            return await attempt(client, upstream, body, metrics, deadline), notes
         except UpstreamFailure as failure:
             metrics.upstream_errors.labels(name, failure.kind).inc()
             log.warning("upstream %s failed: %s", name, failure.detail)
             notes.append(f"{name} upstream failed: {failure.detail}")
             failures.append(failure)
             if not fallback:
+                break
+            if deadline.left() <= 0 and order[i + 1:]:
+                notes.append(f"request_timeout_s ({deadline.request_timeout_s:g} s) passed: "
+                             f"{', '.join(order[i + 1:])} not tried")
                 break
     if not failures:
         raise Problem(503, f"no upstream to answer: {'; '.join(notes)}"
@@ -126,9 +133,23 @@ def _no_answer(failures: list[UpstreamFailure], notes: list[str]) -> Problem:
                    "server_error")
 
 
+async def attempt(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, Any],
+                  metrics: Metrics, deadline: Deadline) -> Reply:
+    """`call`, its time to first content bounded by `deadline.for_attempt()`."""
+    seconds, setting = deadline.for_attempt()
+    try:
+        async with asyncio.timeout(seconds):
+            return await call(client, upstream, body, metrics, deadline)
+    except TimeoutError:
+        what = "first stream event" if body.get("stream") else "answer"
+        raise UpstreamFailure("timeout", f"no {what} within {seconds:g} s ({setting})") from None
+
+
 async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, Any],
-               metrics: Metrics) -> Reply:
-    """One upstream call; raises UpstreamFailure when the next upstream should be tried."""
+               metrics: Metrics, deadline: Deadline) -> Reply:
+    """One upstream call; raises UpstreamFailure when the next upstream should be tried.
+    A streamed answer is returned once its first data event is read (its relay ends by
+    `deadline`); a whole answer once it is read and checked."""
     streaming = bool(body.get("stream"))
     payload = {**body, "model": upstream.model}
     headers = {"content-type": "application/json",
@@ -141,29 +162,38 @@ async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, An
     response = await _send(client, request)
     try:
         content_type = response.headers.get("content-type", "application/json")
-        if streaming and response.status_code == 200:
-            chunks = response.aiter_bytes()
-            first = await _read(anext(chunks, b""))
+        if streaming and response.is_success and media_type(content_type) == "text/event-stream":
+            stream = await open_stream(response, upstream, metrics, deadline, MAX_UPSTREAM_BYTES)
             metrics.upstream_latency.labels(upstream.name).observe(time.perf_counter() - started)
-            return Reply(upstream, 200, content_type,
-                         stream=_relay(first, chunks, response, upstream, metrics),
-                         close=response.aclose)
-        content = await _read(response.aread())
+            return Reply(upstream, 200, content_type, stream=stream, close=response.aclose)
+        content = await _read(_read_capped(response))
         metrics.upstream_latency.labels(upstream.name).observe(time.perf_counter() - started)
-    except BaseException:  # also cancellation (the client left): close the upstream call
+    except BaseException:  # also cancellation (the client left, a deadline): close the call
         await response.aclose()
         raise
     await response.aclose()
     if upstream.api_key:  # some servers echo the key they rejected; never pass it on
         content = content.replace(upstream.api_key.encode(), b"***")
     reply = Reply(upstream, response.status_code, content_type, content=content)
-    _raise_if_failed(reply, response.headers.get("retry-after"))
+    _raise_if_failed(reply, response.headers.get("retry-after"), streaming)
+    if response.is_success:  # read, and found to be a chat completion
+        reply.content_type = "application/json"
     return reply
 
 
-def _raise_if_failed(reply: Reply, retry_after: str | None) -> None:
-    """Raise UpstreamFailure for the statuses that fall back (see the module docstring)."""
+def _raise_if_failed(reply: Reply, retry_after: str | None, streaming: bool) -> None:
+    """Raise UpstreamFailure for the answers that fall back (see the module docstring)."""
     status = reply.status
+    if 200 <= status < 300:
+        problem = (f"a stream was asked for and it answered {media_type(reply.content_type)!r}"
+                   if streaming else completion_problem(reply.content))
+        if problem is not None:
+            raise UpstreamFailure("invalid_answer", redact(f"HTTP {status}, but {problem}",
+                                                          reply.upstream.api_key))
+        return
+    if status < 200 or 300 <= status < 400:
+        hint = " (a redirect: set base_url to the URL it points at)" if status >= 300 else ""
+        raise UpstreamFailure(f"http_{status}", f"HTTP {status}, which is no answer{hint}")
     if status != RATE_LIMITED and status < 500 and status not in LENGTH_STATUSES:
         return
     message, code = error_message(reply.content, reply.upstream.api_key)
@@ -172,6 +202,11 @@ def _raise_if_failed(reply: Reply, retry_after: str | None) -> None:
         raise UpstreamFailure(f"http_{status}", detail, retry_after=retry_after)
     if code in LENGTH_CODES or LENGTH_MESSAGE.search(message):
         raise UpstreamFailure("context_length", detail, reply=reply)
+
+
+def media_type(content_type: str) -> str:
+    """"text/event-stream; charset=utf-8" -> "text/event-stream"."""
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 def error_message(content: bytes, key: str = "") -> tuple[str, str]:
@@ -217,22 +252,17 @@ async def _read(awaitable: Any) -> Any:
         raise UpstreamFailure("connection", f"response broke off ({type(exc).__name__})") from exc
 
 
-async def _relay(first: bytes, chunks: AsyncIterator[bytes], response: httpx.Response,
-                 upstream: Upstream, metrics: Metrics) -> AsyncIterator[bytes]:
-    """Pass the stream through chunk by chunk; always release the upstream connection."""
-    try:
-        if first:
-            yield first
-        async for chunk in chunks:
-            yield chunk
-    except httpx.HTTPError as exc:
-        # Too late to fall back (the client has part of an answer): end with an error event,
-        # which OpenAI clients raise as an APIError rather than returning a truncated answer.
-        metrics.upstream_errors.labels(upstream.name, "stream").inc()
-        log.warning("upstream %s broke off mid-stream: %s", upstream.name, type(exc).__name__)
-        error = {"error": {"message": f"the {upstream.name} upstream broke off mid-stream "
-                           f"({type(exc).__name__})", "type": "server_error",
-                           "code": "upstream_stream_error"}}
-        yield f"data: {json.dumps(error)}\n\n".encode()
-    finally:
-        await response.aclose()
+async def _read_capped(response: httpx.Response) -> bytes:
+    """The whole body, UpstreamFailure past MAX_UPSTREAM_BYTES (declared or sent)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_UPSTREAM_BYTES:
+        raise UpstreamFailure("too_large", f"announced an answer of {int(declared):,} bytes "
+                              f"(the limit is {MAX_UPSTREAM_BYTES:,})")
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_UPSTREAM_BYTES:
+            raise UpstreamFailure("too_large", f"sent an answer of more than "
+                                  f"{MAX_UPSTREAM_BYTES:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

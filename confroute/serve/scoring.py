@@ -1,6 +1,6 @@
 """Scoring off the event loop, optionally with micro-batching of concurrent requests.
 
-Scoring (`Router.score`, or `LadderRouter.adequacy` for a K-model artifact) is CPU-bound
+Scoring (`Router.probabilities`: P(adequate) per model and the score) is CPU-bound
 (tokenise + onnxruntime), so it runs in worker threads and the event loop keeps accepting
 connections and streaming proxied responses. At most `workers` scoring calls
 run at once (the rest wait in line, first come first served), so each call gets a core instead
@@ -32,8 +32,8 @@ Job = tuple[list[str], "asyncio.Future[np.ndarray]"]
 
 
 class Scorer:
-    """Awaitable scoring of validated texts: `score(texts)` returns one row per text (a float,
-    or a row of K adequacies for a ladder), from `function` run in worker threads."""
+    """Awaitable scoring of validated texts: `score(texts)` returns one row per text (what
+    `function` returns for it), from `function` run in worker threads."""
 
     def __init__(self, function: Callable[[list[str]], np.ndarray], metrics: Metrics,
                  batch_max: int = 1, workers: int = 1):

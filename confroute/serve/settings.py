@@ -1,17 +1,15 @@
 """Typed settings for `confroute serve`: limits, fallback, and the upstreams.
 
-A two-model artifact (edge/cloud) takes its upstream URLs, model names and API keys from the
-environment, so that no secret is ever written to a config file or shown on a command line (`ps`
-shows argv to every user):
+Upstreams are keyed by the artifact's model names (cheapest first): the `upstreams:` section of
+the YAML file (`confroute serve --config`) has one per model, each API key coming from the
+environment variable its `api_key_env` names (default CONFROUTE_<NAME>_API_KEY), never from the
+file, so that no secret is written to a config file or shown on a command line (`ps` shows argv
+to every user). For a pair the upstreams of its two models (edge and cloud) can come from the
+environment instead, or from the `edge` / `cloud` settings:
 
     CONFROUTE_EDGE_BASE_URL   CONFROUTE_EDGE_MODEL   CONFROUTE_EDGE_API_KEY
     CONFROUTE_CLOUD_BASE_URL  CONFROUTE_CLOUD_MODEL  CONFROUTE_CLOUD_API_KEY
     CONFROUTE_TOKEN           (optional: clients must send `Authorization: Bearer <token>`)
-
-A K-model (ladder) artifact takes one upstream per model from the `upstreams:` section of the
-YAML file (`confroute serve --config`), keyed by the artifact's model names; each API key comes
-from the environment variable its `api_key_env` names (default CONFROUTE_<NAME>_API_KEY), never
-from the file. The YAML file may set everything else too (and the two-model base URLs and models).
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from urllib.parse import urlsplit
 from confroute.config import from_dict
 from confroute.errors import ConfigError
 from confroute.llm_client import redact
+from confroute.serve.hosts import check_hosts, check_origins
 
 RouteName = Literal["edge", "cloud"]
 ROUTES: tuple[RouteName, RouteName] = ("edge", "cloud")
@@ -90,12 +89,15 @@ class ServeSettings:
     """Everything `create_app` needs besides the router artifact."""
 
     host: str = "127.0.0.1"
-    """Loopback by default: exposing the service is an explicit choice (set a token then)."""
+    """Loopback by default: exposing the service is an explicit choice (set a token then).
+    Loopback keeps other machines out, and web pages too (only loopback Host names, JSON
+    bodies and no foreign Origin are served: see allowed_hosts), but not other users and
+    processes on this machine: on a shared machine set CONFROUTE_TOKEN."""
     port: int = 8000
     token: str | None = dataclasses.field(default=None, repr=False)
     """Bearer token clients must send (all endpoints but /health); default $CONFROUTE_TOKEN."""
     threshold: float | None = None
-    """Default routing threshold; None = the one recorded in the artifact."""
+    """A pair: its threshold (P(cloud needed) >= it goes to the cloud); None = the artifact's."""
     variant: Literal["auto", "fp32", "int8"] = "auto"
     threads: int | None = 1
     """onnxruntime intra-op threads per scoring call; None = onnxruntime's default (all cores).
@@ -115,27 +117,46 @@ class ServeSettings:
     score_workers: int | None = None
     """Scoring calls running at once (the rest queue); None = one per CPU core."""
     fallback: bool = True
-    """When the chosen upstream fails (connection error, timeout, 429 or 5xx), try the other
-    (for a ladder: the next more expensive model's, and so on up the ladder)."""
+    """When the chosen upstream fails (connection error, timeout, 429, 5xx, context too long),
+    try the next more expensive model's, and so on up the ladder (never down: for a pair the
+    edge falls back to the cloud, the cloud to nothing)."""
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 120.0
     """Longest wait for the upstream's response to start, and between streamed chunks."""
     cors_origins: list[str] = dataclasses.field(default_factory=list)
     """Browser origins allowed to call the service (CORS), e.g. ["http://localhost:3000"], or
-    ["*"] for any; empty (the default) = CORS off, so no web page can call it from a browser."""
+    ["*"] for any. A request with another Origin header (a web page's, "null" included) gets
+    403 before any work; empty (the default) = CORS off and every such request refused."""
     edge: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
-    """Two-model artifacts: the edge upstream (default from CONFROUTE_EDGE_*)."""
+    """A pair: the upstream of its cheaper model (default from CONFROUTE_EDGE_*)."""
     cloud: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
-    """Two-model artifacts: the cloud upstream (default from CONFROUTE_CLOUD_*)."""
+    """A pair: the upstream of its more expensive model (default from CONFROUTE_CLOUD_*)."""
     upstreams: dict[str, UpstreamSettings] = dataclasses.field(default_factory=dict)
-    """K-model (ladder) artifacts: one upstream per model, keyed by the artifact's model names,
+    """One upstream per model, keyed by the artifact's model names (for a pair: edge, cloud),
     e.g. {small: {base_url: http://127.0.0.1:8080/v1, model: qwen2.5-1.5b}}. API keys come
     only from the environment variable each one's api_key_env names (default
     CONFROUTE_<NAME>_API_KEY), never from the file. The most expensive model must have one; a
-    cheaper model without one passes its requests up the ladder. Empty: /v1/route only."""
+    cheaper model without one passes its requests up the ladder. None at all: /v1/route only."""
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
-    """K-model artifacts: thresholds replacing the artifact's for some models, e.g.
-    {small: 0.8} (a request may override them again); two-model artifacts use `threshold`."""
+    """Threshold rule: thresholds (P(adequate) >= it) replacing the artifact's for some models,
+    e.g. {small: 0.8} (a request may override them again); a pair may use `threshold`."""
+    allowed_hosts: list[str] = dataclasses.field(default_factory=list)
+    """Host names or IP addresses (no port: any port) that requests may name in their Host
+    header besides the loopback ones, e.g. [confroute.example.com] behind a reverse proxy that
+    passes the client's Host on. A request that arrives on a loopback address is served only
+    when its Host is localhost, a loopback address (127.0.0.1, [::1]) or one of these; on
+    another address, only these when set (empty: any Host). Others get 403: this stops DNS
+    rebinding (a web page pointing a name of its own at 127.0.0.1 to read the answers)."""
+    body_timeout_s: float = 30.0
+    """Longest time to receive a request body; a stalled body (or one shorter than its
+    Content-Length) gets 408."""
+    first_content_timeout_s: float = 120.0
+    """Longest wait for each upstream's first content: a stream's first data event (SSE
+    comments and keep-alives are not content) or a whole non-streamed answer; past it the next
+    upstream is tried (fallback), else the client gets 504."""
+    request_timeout_s: float = 600.0
+    """Longest time for a whole chat request, streamed or not, fallbacks included: past it a
+    client that has been sent nothing gets 504, and a stream ends with an error event."""
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
@@ -157,6 +178,15 @@ class ServeSettings:
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ConfigError(f"cors_origins entries must be origins such as "
                                   f"http://localhost:3000, or '*'; found {origin!r}")
+        _check_guard(self)
+
+
+def _check_guard(settings: ServeSettings) -> None:
+    """The request guard's settings: hosts, origins and deadlines (ConfigError naming one)."""
+    check_hosts(settings.allowed_hosts)
+    check_origins(settings.cors_origins)
+    for name in ("body_timeout_s", "first_content_timeout_s", "request_timeout_s"):
+        _check_number(name, getattr(settings, name), 0.0, math.inf, low_open=True)
 
 
 def _check_number(name: str, value: Any, low: float, high: float, low_open: bool = False
@@ -238,7 +268,7 @@ class Upstream:
     """A configured upstream, resolved from settings and environment. The key never prints."""
 
     name: str
-    """The route (edge, cloud) or the ladder model it serves."""
+    """The artifact's model it serves."""
     base_url: str
     model: str
     api_key: str = dataclasses.field(default="", repr=False)
@@ -265,81 +295,64 @@ def load_settings(values: Mapping[str, Any] | None = None,
     return from_dict(ServeSettings, values)
 
 
-def resolve_upstreams(settings: ServeSettings, environ: Mapping[str, str] | None = None
-                      ) -> dict[str, Upstream]:
-    """The configured upstreams by route name; one with a URL but no model is an error."""
-    environ = os.environ if environ is None else environ
-    found: dict[str, Upstream] = {}
-    for route in ROUTES:
-        cfg: UpstreamSettings = getattr(settings, route)
-        if cfg.base_url is None:
-            continue
-        if not cfg.model:
-            raise ConfigError(f"the {route} upstream has a base URL but no model name; set "
-                              f"{env_name(route, 'model')} (or {route}.model in the config)")
-        key = environ.get(cfg.api_key_env or env_name(route, "api_key"), "")
-        found[route] = Upstream(route, cfg.base_url, cfg.model, key)
-    return found
+def resolve_upstreams(settings: ServeSettings, models: Sequence[str],
+                      environ: Mapping[str, str] | None = None) -> dict[str, Upstream]:
+    """The upstreams by the artifact's model names (`models`, cheapest first).
 
-
-def check_two_model(settings: ServeSettings) -> None:
-    """ConfigError if ladder-only settings are set for a two-model (edge/cloud) artifact."""
-    for name in ("upstreams", "thresholds"):
-        if getattr(settings, name):
-            raise ConfigError(f"{name} is for K-model (ladder) artifacts, but this artifact "
-                              f"routes between two models (edge and cloud): remove {name} and "
-                              "set edge/cloud (CONFROUTE_EDGE_BASE_URL, CONFROUTE_CLOUD_BASE_URL"
-                              " ...) and threshold instead")
-
-
-def resolve_ladder(settings: ServeSettings, models: Sequence[str],
-                   environ: Mapping[str, str] | None = None) -> dict[str, Upstream]:
-    """The ladder's upstreams by model name (cheapest first), checked against its `models`.
-
-    Raises ConfigError naming the setting and the fix: an upstream or threshold for a model the
-    artifact does not have; upstreams configured, but none for the most expensive model (the
-    one every request can fall back to); two-model settings (edge, cloud, threshold); an
-    api_key_env naming a variable that is not set.
+    They come from `upstreams`, and for a pair also from `edge` and `cloud` (CONFROUTE_EDGE_* /
+    CONFROUTE_CLOUD_*), the upstreams of models[0] and models[-1]. Raises ConfigError naming the
+    setting and the fix: an upstream for a model the artifact does not have; `edge`/`cloud` for
+    K > 2 models, or beside an upstreams entry for the same model; an upstream URL without a
+    model name; upstreams configured, but none for the most expensive model (the one every
+    request can fall back to); an api_key_env naming a variable that is not set.
     """
     environ = os.environ if environ is None else environ
     listed = ", ".join(models)
-    for name in ("edge", "cloud"):
-        if getattr(settings, name).base_url is not None:
-            raise ConfigError(f"the {name} upstream is set ({name}.base_url, or "
-                              f"{env_name(name, 'base_url')}), but this artifact routes among "
+    for name in settings.upstreams:
+        if name not in models:
+            raise ConfigError(f"upstreams.{name}: the artifact has no model {name!r}; its "
+                              f"models are {listed} (cheapest first): use one of those names "
+                              "or remove the entry")
+    entries = {name: (cfg, env_name(name, "api_key")) for name, cfg in settings.upstreams.items()}
+    for route, name in zip(ROUTES, (models[0], models[-1]), strict=True):
+        cfg = getattr(settings, route)
+        if cfg.base_url is None:
+            continue
+        if len(models) != 2:
+            raise ConfigError(f"the {route} upstream is set ({route}.base_url, or "
+                              f"{env_name(route, 'base_url')}), but this artifact routes among "
                               f"{len(models)} models ({listed}): configure upstreams.<model> "
                               f"in the --config file instead, and unset "
-                              f"{env_name(name, 'base_url')}")
-    if settings.threshold is not None:
-        raise ConfigError(f"threshold is the two-model threshold; this artifact routes among "
-                          f"{listed}: set per-model thresholds instead, e.g. thresholds: "
-                          f"{{{models[0]}: 0.8}}")
-    for section in ("upstreams", "thresholds"):
-        for name in getattr(settings, section):
-            if name not in models:
-                raise ConfigError(f"{section}.{name}: the artifact has no model {name!r}; its "
-                                  f"models are {listed} (cheapest first): use one of those "
-                                  "names or remove the entry")
+                              f"{env_name(route, 'base_url')}")
+        if name in entries:
+            raise ConfigError(f"both {route} ({env_name(route, 'base_url')}) and "
+                              f"upstreams.{name} configure the upstream of {name!r}: keep one")
+        if not cfg.model:
+            raise ConfigError(f"the {route} upstream has a base URL but no model name; set "
+                              f"{env_name(route, 'model')} (or {route}.model in the config)")
+        entries[name] = (cfg, env_name(route, "api_key"))
     top = models[-1]
-    if settings.upstreams and top not in settings.upstreams:
+    if entries and top not in entries:
+        pair = " (CONFROUTE_CLOUD_BASE_URL and _MODEL, or cloud.base_url)" \
+            if len(models) == 2 else ""
         raise ConfigError(f"upstreams has no entry for {top!r}, the artifact's most expensive "
                           f"model: requests fall back up the ladder to it, so it needs one; add "
-                          f"upstreams.{top} with base_url and model")
-    found: dict[str, Upstream] = {}
-    for name in models:  # cheapest first
-        cfg = settings.upstreams.get(name)
-        if cfg is None:
-            continue
-        _check_ladder_upstream(name, cfg)  # again: the settings may have changed since
-        assert cfg.base_url is not None and cfg.model is not None  # (for mypy: just checked)
-        variable = cfg.api_key_env or env_name(name, "api_key")
-        key = environ.get(variable, "")
-        if cfg.api_key_env and not key:
-            raise ConfigError(f"upstreams.{name}.api_key_env names {variable}, which is not set "
-                              f"(or empty); export {variable}=<key>, or remove api_key_env for an"
-                              f" upstream that needs no key")
-        found[name] = Upstream(name, cfg.base_url, cfg.model, key)
-    return found
+                          f"upstreams.{top} with base_url and model{pair}")
+    return {name: _upstream(name, *entries[name], environ) for name in models if name in entries}
+
+
+def _upstream(name: str, cfg: UpstreamSettings, default_key_env: str,
+              environ: Mapping[str, str]) -> Upstream:
+    """The upstream of model `name`, its key from the environment (never from a file)."""
+    _check_ladder_upstream(name, cfg)  # again: the settings may have changed since
+    assert cfg.base_url is not None and cfg.model is not None  # (for mypy: just checked)
+    variable = cfg.api_key_env or default_key_env
+    key = environ.get(variable, "")
+    if cfg.api_key_env and not key:
+        raise ConfigError(f"upstreams.{name}.api_key_env names {variable}, which is not set "
+                          f"(or empty); export {variable}=<key>, or remove api_key_env for an"
+                          f" upstream that needs no key")
+    return Upstream(name, cfg.base_url, cfg.model, key)
 
 
 def is_loopback(host: str) -> bool:

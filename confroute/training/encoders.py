@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from confroute import quiet
 from confroute.config import ModelConfig
 from confroute.errors import ConfigError
 
@@ -134,6 +135,8 @@ def describe(encoder: nn.Module, cfg: ModelConfig) -> dict[str, Any]:
 def _hf_pretrained(source: str, layers: int | None) -> tuple[Any, Any]:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    quiet.transformers_loading()
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         config = AutoConfig.from_pretrained(source)
@@ -143,8 +146,8 @@ def _hf_pretrained(source: str, layers: int | None) -> tuple[Any, Any]:
                               "many layers it has (no num_hidden_layers); leave model.layers "
                               "unset to use it whole")
         # `layers` is a ceiling: an encoder with fewer layers is used whole.
-        extra = ({} if layers is None or depth is None or layers >= depth
-                 else {"num_hidden_layers": layers})
+        extra: dict[str, Any] = ({} if layers is None or depth is None or layers >= depth
+                                 else {"num_hidden_layers": layers})
         model = AutoModel.from_pretrained(source, **extra)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load encoder '{source}': {exc}. Use a local path or a "
@@ -160,7 +163,8 @@ def _static_pretrained(source: str, dims: int | None) -> tuple[StaticEncoder, An
     """A model2vec model: loaded when `source` already is one, else distilled from `source`."""
     try:
         from model2vec import StaticModel
-        from model2vec.distill import distill
+
+        from confroute.training import static_cache
     except ImportError as exc:
         raise ConfigError("model.family 'static' needs model2vec: pip install "
                           "'confroute[train]'") from exc
@@ -168,7 +172,7 @@ def _static_pretrained(source: str, dims: int | None) -> tuple[StaticEncoder, An
         if _is_model2vec(source):
             static = StaticModel.from_pretrained(source)
         else:
-            static = distill(model_name=source, pca_dims=dims, quantize_to="float32")
+            static = static_cache.distilled(source, dims)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"could not distil a static encoder from '{source}': {exc}. Use a "
                           "local encoder path ('minilm' is bundled) or a model2vec folder"

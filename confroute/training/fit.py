@@ -24,6 +24,7 @@ import torch
 import torchmetrics
 from torch import nn
 
+from confroute import quiet
 from confroute.config import RunConfig, TrainConfig, dump_yaml
 from confroute.dataset import schema
 from confroute.errors import ConfigError
@@ -181,6 +182,7 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
     out = Path(out_dir)
     started = time.time()
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    quiet.lightning()
     data = data or schema.load(cfg.data)
     if cfg.train.adapt_from:  # fit new models' parameters on a trained router instead
         from confroute.training.adapt import adapt_run

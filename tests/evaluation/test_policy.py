@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from confroute import policy
+from confroute import calibration, policy
 from confroute.errors import ConfigError, InputError
 
 MODELS = ["phone", "laptop", "cloud"]
@@ -44,7 +44,7 @@ def test_calibrated_cost_is_met_with_the_most_quality():
     probs = rng.random((500, 3))
     costs = np.tile([1.0, 3.0, 10.0], (500, 1))
     for target in (2.0, 5.0, 9.0):
-        t = policy.calibrate_cost(probs, costs, target)
+        t = calibration.calibrate_cost(probs, costs, target)
         index, _ = policy.choose(probs, t)
         spent = costs[np.arange(500), index].mean()
         assert spent <= target
@@ -54,18 +54,18 @@ def test_calibrated_cost_is_met_with_the_most_quality():
         if above.size:
             index, _ = policy.choose(probs, policy.shared_thresholds(above.min(), 3))
             assert costs[np.arange(500), index].mean() > target
-    assert np.isinf(policy.calibrate_cost(probs, costs, 50.0)[0])  # all to the top fits
+    assert np.isinf(calibration.calibrate_cost(probs, costs, 50.0)[0])  # all to the top fits
     with pytest.raises(ConfigError, match="below the cheapest"):
-        policy.calibrate_cost(probs, costs, 0.5)
+        calibration.calibrate_cost(probs, costs, 0.5)
 
 
 def test_calibrated_shares_are_met():
     probs = np.random.default_rng(1).random((1000, 3))
-    t = policy.calibrate_shares(probs, [0.5, 0.3, 0.2])
+    t = calibration.calibrate_shares(probs, [0.5, 0.3, 0.2])
     index, _ = policy.choose(probs, t)
     assert np.bincount(index, minlength=3).tolist() == [500, 300, 200]
     with pytest.raises(ConfigError, match="summing to 1"):
-        policy.calibrate_shares(probs, [0.5, 0.6, 0.2])
+        calibration.calibrate_shares(probs, [0.5, 0.6, 0.2])
 
 
 def test_bad_probabilities_are_named():
@@ -106,8 +106,8 @@ def test_calibrate_lambda_is_the_smallest_that_fits_the_budget():
 
     assert mean_cost(0.0) > 4.0
     for target in (2.0, 3.0, 4.0):
-        lam = policy.calibrate_lambda(probs, costs, target)
+        lam = calibration.calibrate_lambda(probs, costs, target)
         assert mean_cost(lam) <= target and mean_cost(lam * (1 - 1e-6)) > target
-    assert policy.calibrate_lambda(probs, costs, 100.0) == 0.0  # the best model fits
+    assert calibration.calibrate_lambda(probs, costs, 100.0) == 0.0  # the best model fits
     with pytest.raises(ConfigError, match="below the cheapest"):
-        policy.calibrate_lambda(probs, costs, 0.1)
+        calibration.calibrate_lambda(probs, costs, 0.1)

@@ -94,21 +94,23 @@ def test_invalid_utf8_bytes_in_the_body_are_a_400(client: TestClient) -> None:
 # --- item 4: numbers that are not numbers -----------------------------------------------------
 
 
-@pytest.mark.parametrize("path, raw, headers", [
-    ("/v1/route", b'{"prompt": "hi", "threshold": NaN}', {}),
-    ("/v1/route", b'{"prompt": "hi", "threshold": Infinity}', {}),
-    ("/v1/route", b'{"prompt": "hi", "threshold": -Infinity}', {}),
+@pytest.mark.parametrize("path, raw, headers, status, code", [
+    # NaN and Infinity are not JSON (RFC 8259): the body is refused as a whole (issue 23.5)
+    ("/v1/route", b'{"prompt": "hi", "threshold": NaN}', {}, 400, "invalid_number"),
+    ("/v1/route", b'{"prompt": "hi", "threshold": Infinity}', {}, 400, "invalid_number"),
+    ("/v1/route", b'{"prompt": "hi", "threshold": -Infinity}', {}, 400, "invalid_number"),
     ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "hi"}], '
-     b'"confroute_threshold": NaN}', {}),
+     b'"confroute_threshold": NaN}', {}, 400, "invalid_number"),
     ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "hi"}]}',
-     {"x-confroute-threshold": "nan"}),
+     {"x-confroute-threshold": "nan"}, 422, "invalid_threshold"),
     ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "hi"}]}',
-     {"x-confroute-threshold": "inf"}),
+     {"x-confroute-threshold": "inf"}, 422, "invalid_threshold"),
 ])
-def test_nan_and_infinite_thresholds_are_a_422(client: TestClient, path: str, raw: bytes,
-                                               headers: dict[str, str]) -> None:
+def test_nan_and_infinite_thresholds_are_refused(client: TestClient, path: str, raw: bytes,
+                                                 headers: dict[str, str], status: int,
+                                                 code: str) -> None:
     reply = post_raw(client, path, raw, **headers)
-    assert reply.status_code == 422 and reply.json()["error"]["code"] == "invalid_threshold"
+    assert reply.status_code == status and reply.json()["error"]["code"] == code
 
 
 @pytest.mark.parametrize("field, value", [
@@ -182,10 +184,12 @@ def test_openai_sdk_lists_and_retrieves_models(router: Router,
                                                upstreams: SimpleNamespace) -> None:
     with serve_in_thread(make_app(router, upstreams)) as url:
         sdk = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
-        assert [m.id for m in sdk.models.list()] == ["confroute", "edge-model", "cloud-model"]
-        assert sdk.models.retrieve("cloud-model").owned_by == "confroute-cloud"
-        with pytest.raises(openai.NotFoundError):
-            sdk.models.retrieve("gpt-nothing")
+        # the artifact's model names, as for K models (not the upstreams' model names)
+        assert [m.id for m in sdk.models.list()] == ["confroute", "edge", "cloud"]
+        assert sdk.models.retrieve("cloud").owned_by == "confroute"
+        for unknown in ("gpt-nothing", "cloud-model"):
+            with pytest.raises(openai.NotFoundError):
+                sdk.models.retrieve(unknown)
         answer = sdk.chat.completions.create(model="confroute", messages=USER)  # type: ignore
         assert answer.choices[0].message.content.endswith("What is 2 plus 2?")
 
@@ -195,9 +199,12 @@ PREFLIGHT = {"origin": "http://localhost:3000", "access-control-request-method":
 
 
 def test_cors_is_off_by_default(client: TestClient) -> None:
-    assert client.options("/v1/chat/completions", headers=PREFLIGHT).status_code == 405
-    reply = client.post("/v1/route", json={"prompt": "hi"}, headers={"origin": PREFLIGHT["origin"]})
-    assert "access-control-allow-origin" not in reply.headers
+    # issue 25: with CORS off every request that carries an Origin is refused outright
+    for reply in (client.options("/v1/chat/completions", headers=PREFLIGHT),
+                  client.post("/v1/route", json={"prompt": "hi"},
+                              headers={"origin": PREFLIGHT["origin"]})):
+        assert reply.status_code == 403 and reply.json()["error"]["code"] == "origin_not_allowed"
+        assert "access-control-allow-origin" not in reply.headers
 
 
 def test_cors_when_enabled(router: Router, upstreams: SimpleNamespace) -> None:
@@ -213,6 +220,6 @@ def test_cors_when_enabled(router: Router, upstreams: SimpleNamespace) -> None:
         assert reply.status_code == 200
         assert "x-confroute-route" in reply.headers["access-control-expose-headers"]
         other = test_client.options("/v1/route", headers={**PREFLIGHT, "origin": "http://evil"})
-        assert other.status_code == 400
+        assert other.status_code == 403
     with pytest.raises(ConfigError, match="cors_origins"):
         ServeSettings(cors_origins=["localhost:3000"])

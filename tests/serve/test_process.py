@@ -120,18 +120,19 @@ def test_openai_client_plain_and_streaming(tiny_artifact: Path,
 
 def test_openai_client_sees_the_fallback(tiny_artifact: Path,
                                          upstreams: SimpleNamespace) -> None:
-    with server(tiny_artifact, upstreams.urls["edge"], upstreams.urls["failing"],
-                "--threshold", "0") as state:
+    """The edge fails: the cloud answers (a fallback goes up the ladder)."""
+    with server(tiny_artifact, upstreams.urls["failing"], upstreams.urls["cloud"],
+                "--threshold", "1") as state:
         client = openai.OpenAI(base_url=f"{state.url}/v1", api_key=TOKEN, max_retries=0)
         raw = client.chat.completions.with_raw_response.create(
             model="auto", messages=QUESTION, stream=True)
         text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
-        assert text.startswith("edge says:")
-        assert raw.headers["x-confroute-decision"] == "cloud"
+        assert text.startswith("cloud says:")
+        assert raw.headers["x-confroute-decision"] == "edge"
         assert raw.headers["x-confroute-reason"].startswith(
-            "fallback: cloud upstream failed: HTTP 503")
+            "fallback: edge upstream failed: HTTP 503")
         metrics = httpx.get(f"{state.url}/metrics", headers={"authorization": f"Bearer {TOKEN}"})
-        assert 'confroute_fallbacks_total{from_upstream="cloud"} 1.0' in metrics.text
+        assert 'confroute_fallbacks_total{from_upstream="edge"} 1.0' in metrics.text
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, tiny_artifact: Path) -> None:

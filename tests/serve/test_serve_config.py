@@ -1,6 +1,7 @@
-"""The serve config file for a K-model (ladder) artifact: `upstreams:` keyed by the artifact's
-model names, API keys only from the environment, and a clear error naming the key and the fix
-for every mistake, whether the settings come from YAML, a dict or the command line."""
+"""The serve settings: `upstreams:` keyed by the artifact's model names (for any K), a pair's
+upstreams also from CONFROUTE_EDGE_* / CONFROUTE_CLOUD_* (the `edge` and `cloud` settings), API
+keys only from the environment, and a clear error naming the key and the fix for every
+mistake, whether the settings come from YAML, a dict or the command line."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 import yaml
 
 from confroute.errors import ConfigError
-from confroute.runtime import LadderRouter
+from confroute.runtime import Router
 from confroute.serve import ServeSettings, UpstreamSettings, create_app, load_settings
+from confroute.serve.settings import resolve_upstreams
 
 SECRET = "sk-live-SECRET-abcdef123456"
 CONFIG = """\
@@ -114,13 +116,13 @@ def test_bad_upstreams_are_refused_naming_the_key(values: dict, message: str) ->
      {"BIG_KEY": ""}, "upstreams.large.api_key_env names BIG_KEY, which is not set"),
 ])
 def test_settings_that_do_not_fit_the_artifact_are_refused(
-        ladder_router: LadderRouter, values: dict, environ: dict, message: str) -> None:
+        ladder_router: Router, values: dict, environ: dict, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         create_app(ladder_router, load_settings(values, environ=environ), environ=environ)
     assert message in str(error.value), str(error.value)
 
 
-def test_keys_come_from_the_environment_only(ladder_router: LadderRouter) -> None:
+def test_keys_come_from_the_environment_only(ladder_router: Router) -> None:
     values = ladder_values(large={"base_url": URL, "model": "m", "api_key_env": "BIG_KEY"})
     environ = {"CONFROUTE_SMALL_API_KEY": SECRET, "BIG_KEY": SECRET + "-big"}
     app = create_app(ladder_router, load_settings(values, environ=environ), environ=environ)
@@ -219,3 +221,86 @@ def test_settings_objects_check_their_upstreams_too() -> None:
         ServeSettings(upstreams={"small": UpstreamSettings(model="m")})
     with pytest.raises(ConfigError, match="upstreams.small must be an upstream"):
         ServeSettings(upstreams={"small": {"base_url": URL}})  # type: ignore[dict-item]
+
+
+# --- a pair: its two upstreams from the environment, or from upstreams like any artifact ------
+
+EDGE_KEY, TOKEN = "sk-edge-SECRET-1111", "tok-SECRET-3333"
+PAIR_ENV = {"CONFROUTE_EDGE_BASE_URL": "http://127.0.0.1:1/v1", "CONFROUTE_EDGE_MODEL": "small",
+            "CONFROUTE_EDGE_API_KEY": EDGE_KEY, "CONFROUTE_CLOUD_BASE_URL": URL,
+            "CONFROUTE_CLOUD_MODEL": "big", "CONFROUTE_TOKEN": TOKEN}
+
+
+@pytest.mark.parametrize("models", [["edge", "cloud"], ["local-8b", "api-large"]])
+def test_a_pairs_environment_sets_the_upstreams_of_its_two_models(models: list[str]) -> None:
+    settings = load_settings({"port": 0}, environ=PAIR_ENV)
+    assert settings.edge.model == "small" and settings.token == TOKEN
+    upstreams = resolve_upstreams(settings, models, environ=PAIR_ENV)
+    assert list(upstreams) == models
+    assert [u.model for u in upstreams.values()] == ["small", "big"]
+    assert upstreams[models[0]].api_key == EDGE_KEY
+    assert EDGE_KEY not in repr(upstreams) and TOKEN not in repr(settings)
+
+
+def test_a_pair_may_use_upstreams_keyed_by_its_model_names() -> None:
+    values = {"upstreams": {"edge": {"base_url": URL, "model": "e"},
+                            "cloud": {"base_url": URL, "model": "c"}}}
+    environ = {"CONFROUTE_EDGE_API_KEY": EDGE_KEY}
+    upstreams = resolve_upstreams(load_settings(values, environ={}), ["edge", "cloud"], environ)
+    assert {m: (u.model, u.api_key) for m, u in upstreams.items()} == {
+        "edge": ("e", EDGE_KEY), "cloud": ("c", "")}
+
+
+@pytest.mark.parametrize("values, env, message", [
+    ({"edge": {"base_url": "ftp://x"}}, {}, "http\\(s\\) URL"),
+    ({"prot": 1}, {}, "unknown setting"),
+    ({"max_body_bytes": 0}, {}, "max_body_bytes must be >= 1"),
+    ({"threshold": 2.0}, {}, "threshold must be a finite number in"),
+    ({}, {"CONFROUTE_CLOUD_BASE_URL": URL}, "CONFROUTE_CLOUD_MODEL"),
+    ({}, {"CONFROUTE_EDGE_BASE_URL": URL, "CONFROUTE_EDGE_MODEL": "m"},
+     "upstreams has no entry for 'cloud', the artifact's most expensive model: requests fall "
+     "back up the ladder to it, so it needs one; add upstreams.cloud with base_url and model "
+     "\\(CONFROUTE_CLOUD_BASE_URL and _MODEL, or cloud.base_url\\)"),
+    ({"upstreams": {"cloud": {"base_url": URL, "model": "m"}}},
+     {"CONFROUTE_CLOUD_BASE_URL": URL, "CONFROUTE_CLOUD_MODEL": "m"},
+     "both cloud \\(CONFROUTE_CLOUD_BASE_URL\\) and upstreams.cloud configure the upstream"),
+    ({"upstreams": {"huge": {"base_url": URL, "model": "m"}}}, {},
+     "upstreams.huge: the artifact has no model 'huge'; its models are edge, cloud"),
+])
+def test_bad_pair_settings_are_refused(values: dict, env: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_upstreams(load_settings(values, environ=env), ["edge", "cloud"], environ=env)
+
+
+def test_pair_settings_refused_for_k_models_name_the_fix(ladder_router: Router) -> None:
+    settings = load_settings({}, environ={"CONFROUTE_EDGE_BASE_URL": URL,
+                                          "CONFROUTE_EDGE_MODEL": "m"})
+    with pytest.raises(ConfigError, match="routes among 3 models .*configure upstreams.<model>"):
+        create_app(ladder_router, settings, environ={})
+
+
+def test_cli_settings_come_from_yaml_then_flags(tiny_artifact: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from jsonargparse import ArgumentError
+
+    from confroute.cli import build_parser
+    from confroute.cli.serve import settings_from_args
+
+    parser = build_parser("serve")
+
+    def parse(argv: list[str]) -> object:
+        return parser.instantiate(parser.parse_args(argv))
+
+    monkeypatch.setenv("CONFROUTE_CLOUD_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("CONFROUTE_CLOUD_MODEL", "big")
+    config = tmp_path / "serve.yaml"
+    config.write_text("port: 0\nbatch_max: 8\nthreshold: 0.2\n"
+                      "edge: {base_url: 'http://127.0.0.1:8/v1', model: small}\n")
+    args = parse([str(tiny_artifact), "--config", str(config), "--threshold", "0.3",
+                  "--fallback", "false"])
+    settings = settings_from_args(args)
+    assert (settings.port, settings.batch_max, settings.threshold) == (0, 8, 0.3)
+    assert (settings.edge.model, settings.cloud.model, settings.fallback) == ("small", "big", False)
+    config.write_text("bach_max: 8\n")
+    with pytest.raises(ArgumentError, match="bach_max"):
+        settings_from_args(parse([str(tiny_artifact), "--config", str(config)]))

@@ -1,7 +1,8 @@
-"""Upstream failures as a gateway should handle them, against real HTTP servers on loopback:
+"""Upstream failures as a gateway should handle them, against real HTTP servers on loopback,
+for a pair whose edge is chosen (the same fallback up the ladder for K models: test_chat.py):
 all rate-limited -> 429 with Retry-After (the OpenAI SDK backs off), a context-length refusal
-falls back to the other upstream, a client that gives up cancels the upstream call, and the
-upstream's error message is kept with anything key-shaped redacted."""
+falls back to the cloud, a client that gives up cancels the upstream call, and the upstream's
+error message is kept with anything key-shaped redacted."""
 
 from __future__ import annotations
 
@@ -60,16 +61,14 @@ def upstreams() -> Iterator[SimpleNamespace]:
         yield SimpleNamespace(urls=urls, apps=apps)
 
 
-def make_app(router: Router, upstreams: SimpleNamespace, edge: str, cloud: str | None,
+def make_app(router: Router, upstreams: SimpleNamespace, edge: str, cloud: str,
              **settings: Any) -> Any:
-    cloud_cfg = UpstreamSettings(upstreams.urls[cloud], "cloud-model") if cloud else \
-        UpstreamSettings()
     cfg = ServeSettings(edge=UpstreamSettings(upstreams.urls[edge], "edge-model"),
-                        cloud=cloud_cfg, **settings)
+                        cloud=UpstreamSettings(upstreams.urls[cloud], "cloud-model"), **settings)
     return create_app(router, cfg, environ={"CONFROUTE_EDGE_API_KEY": EDGE_KEY})
 
 
-def chat(router: Router, upstreams: SimpleNamespace, edge: str, cloud: str | None,
+def chat(router: Router, upstreams: SimpleNamespace, edge: str, cloud: str,
          headers: dict[str, str], stream: bool = False, **settings: Any) -> httpx.Response:
     with TestClient(make_app(router, upstreams, edge, cloud, **settings)) as client:
         return client.post("/v1/chat/completions", json={**CHAT, "stream": stream},
@@ -81,11 +80,11 @@ def chat(router: Router, upstreams: SimpleNamespace, edge: str, cloud: str | Non
 
 @pytest.mark.parametrize("edge, cloud, fallback, retry_after", [
     ("limited7", "limited7", True, "7"), ("limited7", "limited3", True, "3"),
-    ("limited7", None, True, "7"), ("limited7", "cloud", False, "7"),
+    ("limited7", "cloud", False, "7"),
 ])
 @pytest.mark.parametrize("stream", [False, True])
 def test_all_upstreams_rate_limited_is_a_429_with_retry_after(
-        router: Router, upstreams: SimpleNamespace, edge: str, cloud: str | None,
+        router: Router, upstreams: SimpleNamespace, edge: str, cloud: str,
         fallback: bool, retry_after: str, stream: bool) -> None:
     reply = chat(router, upstreams, edge, cloud, EDGE, stream=stream, fallback=fallback)
     assert reply.status_code == 429, reply.text
@@ -156,7 +155,8 @@ def test_a_client_that_gives_up_cancels_the_upstream_call(
     hung_up = upstreams.apps["slow"].state.hung_up
     before = len(hung_up)
     # the proxy's own read timeout (30 s) is far off: only the cancellation can end the call
-    with serve_in_thread(make_app(router, upstreams, "slow", None, read_timeout_s=30.0)) as url:
+    with serve_in_thread(make_app(router, upstreams, "slow", "cloud",
+                                  read_timeout_s=30.0)) as url:
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(url + "/v1/chat/completions", json={**CHAT, "stream": stream},
                        headers=EDGE, timeout=0.5)
@@ -179,7 +179,7 @@ def test_a_client_that_gives_up_cancels_the_upstream_call(
 ])
 def test_upstream_error_messages_are_kept_and_redacted(
         router: Router, upstreams: SimpleNamespace, edge: str, message: str) -> None:
-    reply = chat(router, upstreams, edge, None, EDGE)
+    reply = chat(router, upstreams, edge, "cloud", EDGE, fallback=False)
     assert reply.status_code == 502
     text = reply.json()["error"]["message"]
     assert message in text, text

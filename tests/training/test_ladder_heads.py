@@ -13,7 +13,7 @@ import torch
 from test_encoders import FAMILIES
 
 from confroute.errors import ArtifactError, ConfigError
-from confroute.runtime import LadderRouter, Router
+from confroute.runtime import Router
 from confroute.stats import binary_auroc
 
 from conftest import LADDER, ladder_config, make_ladder_rows
@@ -41,16 +41,16 @@ def test_every_family_trains_k_heads_and_exports_them(ladder_family: tuple[str, 
     assert metrics["ladder"]["models"] == LADDER
     assert set(metrics["val_prior"]["per_model"]) == set(LADDER)
     manifest = json.loads((artifact / "router.json").read_text())
-    assert "threshold" not in manifest
-    assert [m["name"] for m in manifest["ladder"]["models"]] == LADDER
-    assert manifest["ladder"]["models"][2] == {"name": "large", "input_per_mtok": 2.0,
-                                               "output_per_mtok": 8.0}
-    assert manifest["ladder"]["output_tokens"] == 100.0
+    assert "threshold" not in manifest and manifest["routing"]["heads"] == "adequacy"
+    assert [m["name"] for m in manifest["routing"]["models"]] == LADDER
+    assert manifest["routing"]["models"][2] == {"name": "large", "input_per_mtok": 2.0,
+                                                "output_per_mtok": 8.0}
+    assert manifest["routing"]["output_tokens"] == 100.0
     assert manifest["metrics"]["export"]["parity"]["max_abs_logit_diff"] <= 1e-4
     prompts = [r["prompt"] for r in make_ladder_rows(20)]
     for variant in ("fp32", "int8"):
         router = Router.load(artifact, variant=variant)
-        assert isinstance(router, LadderRouter) and router.models == LADDER
+        assert router.models == LADDER and router.heads == "adequacy"
         probs = router.adequacy(prompts)
         assert probs.shape == (20, 3) and np.all((probs >= 0) & (probs <= 1))
 
@@ -80,7 +80,7 @@ def test_saved_k_head_model_reloads_identically(ladder_family: tuple[str, Path, 
         assert out.shape == (2, 3) and torch.equal(out, b(**batch))
 
 
-def test_decisions_name_the_model_and_why(ladder_router: LadderRouter) -> None:
+def test_decisions_name_the_model_and_why(ladder_router: Router) -> None:
     prompts = [r["prompt"] for r in make_ladder_rows(12)]
     decisions = ladder_router.decide_batch(prompts)
     for decision, p in zip(decisions, ladder_router.adequacy(prompts), strict=True):
@@ -91,7 +91,8 @@ def test_decisions_name_the_model_and_why(ladder_router: LadderRouter) -> None:
         cleared = np.flatnonzero(p >= t)
         assert k == (cleared[0] if cleared.size else int(np.argmax(p)))
     # per-request overrides: a zero threshold on the cheapest model takes every prompt
-    assert {d.model for d in ladder_router.decide_batch(prompts, {"small": 0.0})} == {"small"}
+    assert {d.model for d in ladder_router.decide_batch(prompts, thresholds={"small": 0.0})} \
+        == {"small"}
     forced = ladder_router.decide(prompts[0], model="large")
     assert forced.model == "large" and forced.reason == "forced by the request"
     assert forced.to_dict()["model"] == "large"
@@ -103,7 +104,7 @@ def test_decisions_name_the_model_and_why(ladder_router: LadderRouter) -> None:
     ({"thresholds": {"small": float("nan")}}, "threshold must be a number in [0, 1]"),
     ({"model": "huge"}, "unknown model 'huge'"),
 ])
-def test_bad_overrides_are_named(ladder_router: LadderRouter, kwargs: dict, message: str
+def test_bad_overrides_are_named(ladder_router: Router, kwargs: dict, message: str
                                  ) -> None:
     from confroute.errors import InputError
 
@@ -111,34 +112,35 @@ def test_bad_overrides_are_named(ladder_router: LadderRouter, kwargs: dict, mess
         ladder_router.decide_batch(["What is 2 plus 2?"], **kwargs)
 
 
-def test_calibration_to_a_cost_and_to_shares(ladder_router: LadderRouter) -> None:
+def test_calibration_to_a_cost_and_to_shares(ladder_router: Router) -> None:
     prompts = [r["prompt"] for r in make_ladder_rows(120)]
     costs = ladder_router.costs(prompts)
     assert costs.shape == (120, 3) and np.all(np.diff(costs, axis=1) > 0)
     budget = float(costs[:, 1].mean())  # as much as sending everything to the middle model
-    thresholds = ladder_router.calibrate_cost(prompts, budget)
-    chosen = ladder_router.policy.__class__(LADDER, thresholds).route(
-        ladder_router.adequacy(prompts))
+    policy = ladder_router.calibration(prompts, target_cost=budget).policy
+    chosen = policy.route(ladder_router.adequacy(prompts))
     assert costs[np.arange(120), chosen].mean() <= budget + 1e-15
-    shares = ladder_router.calibrate_shares(prompts, [0.5, 0.0, 0.5])
-    assert shares[1] == np.inf and shares[2] == 0.0
+    shares = ladder_router.calibration(prompts, shares=[0.5, 0.0, 0.5])
+    assert shares.shares["medium"] == 0.0 and shares.policy.thresholds[2] == 0.0
     with pytest.raises(ConfigError, match="below the cheapest"):
-        ladder_router.calibrate_cost(prompts, float(costs[:, 0].mean()) / 2)
+        ladder_router.calibration(prompts, target_cost=float(costs[:, 0].mean()) / 2)
 
 
-def test_a_ladder_artifact_refuses_the_two_model_api(ladder_router: LadderRouter) -> None:
+def test_a_ladder_refuses_one_threshold(ladder_router: Router) -> None:
     from confroute.errors import InputError
 
-    with pytest.raises(InputError, match="use decide"):
-        ladder_router.route("hi")
+    with pytest.raises(InputError, match="one threshold is for two models"):
+        ladder_router.route("hi", threshold=0.5)
+    assert ladder_router.route("hi") == ladder_router.decide("hi")  # one decision, two names
     # the two-model score of a ladder: P(a model above the cheapest is needed)
     score = ladder_router.score(["hi"])
     assert score == pytest.approx(1 - ladder_router.adequacy(["hi"])[:, 0])
 
 
-def test_two_model_artifacts_still_load_as_before(router: Router) -> None:
-    assert type(router) is Router and not hasattr(router, "models")
-    assert router.logits(["hi", "there"]).shape == (2,)
+def test_two_model_artifacts_are_the_smallest_ladder(router: Router) -> None:
+    assert type(router) is Router and router.models == ["edge", "cloud"]
+    assert router.logits(["hi", "there"]).shape == (2,)  # one "cloud needed" logit
+    assert router.adequacy(["hi", "there"]).shape == (2, 2)
 
 
 def test_export_refuses_one_threshold_for_k_models(tiny_ladder_run: Path, tmp_path: Path
@@ -158,9 +160,9 @@ def test_export_defaults_to_the_utility_rule_calibrated_to_the_oracle_cost(
     from confroute.policy import choose_utility
 
     router = Router.load(utility_ladder_artifact, variant="fp32")
-    assert isinstance(router, LadderRouter) and router.policy.rule == "utility"
+    assert router.policy.rule == "utility"
     manifest = json.loads((utility_ladder_artifact / "router.json").read_text())
-    source = manifest["ladder"]["threshold_source"]
+    source = manifest["routing"]["source"]
     assert source["source"] == "validation cost of the cheapest adequate model"
     # lambda is the smallest whose mean cost on the validation prompts fits the target
     val = pd.read_parquet(tiny_ladder_run / "val.parquet")
@@ -183,7 +185,6 @@ def test_utility_decisions_weigh_probability_against_cost(utility_ladder_artifac
     from confroute.errors import InputError
 
     router = Router.load(utility_ladder_artifact, variant="fp32")
-    assert isinstance(router, LadderRouter)
     prompts = [r["prompt"] for r in make_ladder_rows(12)]
     probs, costs = router.adequacy(prompts), router.costs(prompts)
     for lam in (0.0, router.policy.lambda_per_usd, 1e9):
@@ -194,7 +195,7 @@ def test_utility_decisions_weigh_probability_against_cost(utility_ladder_artifac
     assert {d.model for d in router.decide_batch(prompts, lambda_per_usd=1e9)} == {"small"}
     assert router.choose(prompts).tolist() == [d.model_index for d in router.decide_batch(prompts)]
     with pytest.raises(InputError, match="override lambda_per_usd, not thresholds"):
-        router.decide_batch(prompts, {"small": 0.5})
+        router.decide_batch(prompts, thresholds={"small": 0.5})
     with pytest.raises(InputError, match="lambda_per_usd must be a number >= 0"):
         router.decide_batch(prompts, lambda_per_usd=-1.0)
 

@@ -1,0 +1,1 @@
+"""confroute inside other gateways (each module imports its gateway only when used)."""

@@ -1,0 +1,70 @@
+"""POST /v1/chat/completions: score the conversation, decide, and forward the request to the
+chosen model's upstream (falling back up the ladder), with the decision in x-confroute-*
+response headers.
+
+The scored text is the user turn(s) picked by the artifact's `preprocess.turn` (first, last or
+all), the `data.turn` setting it was trained with. A conversation whose user turns hold no text
+(only images, audio or files) is not scored and goes to the top model (or a forced one). A
+client that disconnects before a non-streamed answer cancels the upstream call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from confroute.policy import Decision
+from confroute.serve.deadlines import Deadline
+from confroute.serve.decisions import Overrides, chat_overrides, headers, named_values
+from confroute.serve.proxy import forward
+from confroute.serve.service import Service
+from confroute.serve.wire import Problem, read_json, unless_disconnected
+from confroute.text import NoTextError
+
+log = logging.getLogger("confroute.serve")
+
+
+async def chat(service: Service, request: Request) -> Response:
+    body = await read_json(request, service.settings.max_body_bytes)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise Problem(422, "'messages' must be a non-empty list of chat messages",
+                      "invalid_messages")
+    overrides = chat_overrides(service.policy, body, request.headers)
+    decision = await _decision(service, messages, overrides)
+    try:
+        reply, notes = await unless_disconnected(request, forward(
+            service.client(), service.upstreams, service.order(decision), body,
+            service.settings.fallback, service.metrics, service.how_to_configure(),
+            deadline=Deadline.of(request.scope, service.settings)))
+    except Problem as problem:  # no upstream answered: still say how it was routed
+        problem.headers.update(headers(decision, None, []))
+        raise
+    answered = reply.upstream
+    out = headers(decision, (answered.name, answered.model), notes)
+    if answered.name != decision.model:
+        service.metrics.fallbacks.labels(decision.model).inc()
+    log.info("chat: p=%s routed=%s answered=%s status=%d%s",
+             named_values(decision.probabilities) or "none", decision.model, answered.name,
+             reply.status, " stream" if reply.stream else "")
+    if reply.stream is not None:
+        done = BackgroundTask(reply.close) if reply.close else None
+        return StreamingResponse(reply.stream, media_type=reply.content_type,
+                                 headers={**out, "cache-control": "no-cache",
+                                          "x-accel-buffering": "no"}, background=done)
+    return Response(reply.content, status_code=reply.status, media_type=reply.content_type,
+                    headers=out)
+
+
+async def _decision(service: Service, messages: list[Any], overrides: Overrides) -> Decision:
+    """Score the conversation and decide; one with no text at all goes by rule."""
+    try:
+        texts = service.texts([messages], no_text_ok=True)
+    except NoTextError:
+        return service.without_text(overrides, "chat")
+    (row,) = await service.scorer.score(texts)
+    return service.decide(row, overrides, "chat")

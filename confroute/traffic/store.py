@@ -1,0 +1,170 @@
+"""Where the decision log lives: a SQLAlchemy engine for a URL, with the schema migrated on open.
+
+A SQLite file is the default (embedded, nothing to set up); any SQLAlchemy URL works, e.g.
+PostgreSQL through psycopg 3 (`postgresql+psycopg://user@host/db`, or `postgresql://...`,
+which SQLAlchemy 2.1 maps to psycopg) for a fleet of proxies sharing one log, as MLflow's and
+optuna's storage URLs do. SQLite runs in WAL mode (readers never wait for the writer) with
+`synchronous=FULL`, so a committed batch is on disk before it is acknowledged; PostgreSQL
+acknowledges a commit once its WAL is flushed (its default `synchronous_commit=on`).
+
+`migrate` applies the Alembic migrations shipped in `migrations/` (an empty database gets the
+whole schema, an older one is upgraded) and refuses a database whose revision this version does
+not know (written by a newer confroute), naming both revisions.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from confroute.errors import ConfigError, DataError, MissingExtraError, require
+from confroute.traffic.schema import VERSION_TABLE
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
+_LOCK_KEY = 0x636F6E66  # PostgreSQL advisory lock: one proxy of a fleet migrates at a time
+
+
+def is_database_url(source: str) -> bool:
+    """Whether `source` is a SQLAlchemy database URL (`sqlite:///log.db`, `postgresql://...`)."""
+    scheme = source.split("://", 1)[0] if "://" in source else ""
+    return scheme.split("+", 1)[0].lower() in DIALECTS
+
+
+def shown(url: str) -> str:
+    """`url` fit for messages and reports: its password replaced by ***."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy understands: nothing to hide
+        return url
+
+
+def connect(url: str, timeout_s: float = 5.0, must_exist: bool = False) -> Any:
+    """A SQLAlchemy Engine for `url` (nothing is connected yet).
+
+    `timeout_s` bounds a connection attempt (PostgreSQL, MySQL) and a wait for SQLite's write
+    lock; `must_exist` (readers: export, gate, drift) refuses a SQLite file that does not exist
+    instead of creating an empty log. Raises ConfigError for a URL that does not parse, an
+    in-memory SQLite database (lost on exit), a SQLite file in a folder that does not exist (or
+    missing, with `must_exist`); MissingExtraError when the database's driver is not installed.
+    """
+    sa = require("sqlalchemy", "log")
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as exc:  # a port that is not a number: ValueError
+        raise ConfigError(f"decision log URL {shown(url)!r} is not a database URL; expected e.g. "
+                          "sqlite:///decisions.db or postgresql://user@host/db") from exc
+    if parsed.get_backend_name() == "sqlite":
+        if must_exist and parsed.database and not Path(parsed.database).expanduser().is_file():
+            raise ConfigError(f"no decision log at {url}: {parsed.database} does not exist; give "
+                              "the URL `confroute serve` logs to (its log.url)")
+        return _sqlite_engine(sa, url, parsed.database, timeout_s)
+    connect_args = {"connect_timeout": max(1, math.ceil(timeout_s))}
+    try:
+        # pre_ping: a pooled connection that died with a restarted server is replaced, not used
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except (sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise MissingExtraError(f"the decision log URL {shown(url)} needs a database driver that "
+                                f"is not installed ({exc}); for PostgreSQL: pip install "
+                                "'confroute[postgresql]'") from exc
+
+
+def _sqlite_engine(sa: Any, url: str, database: str | None, timeout_s: float) -> Any:
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        raise ConfigError(f"an in-memory SQLite decision log ({url!r}) is lost when the process "
+                          "exits; give a file, e.g. sqlite:///decisions.db")
+    folder = Path(database).expanduser().parent
+    if not folder.is_dir():
+        raise ConfigError(f"decision log {url}: folder {folder} does not exist; create it or "
+                          "give another path")
+    engine = sa.create_engine(url, connect_args={"timeout": timeout_s})
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers (export, gate) never block writes
+        cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+        cursor.close()
+
+    sa.event.listen(engine, "connect", pragmas)
+    return engine
+
+
+def alembic_config() -> Any:
+    """An Alembic Config pointing at the migrations shipped in this package."""
+    config = require("alembic.config", "log").Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this version of confroute knows."""
+    script = require("alembic.script", "log").ScriptDirectory.from_config(alembic_config())
+    return str(script.get_current_head())
+
+
+def current_revision(engine: Any) -> str | None:
+    """The database's schema revision (None: an empty database)."""
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def migrate(engine: Any, revision: str = "head") -> str:
+    """Bring the database's schema to `revision` (default: the newest); returns the revision.
+
+    An empty database gets every table, an older one is upgraded in one transaction (on
+    PostgreSQL under an advisory lock, so proxies starting together migrate once). Raises
+    DataError when the database was written by a newer confroute (a revision unknown here), and
+    the database's own errors (sqlalchemy.exc.OperationalError: unreachable) as they are.
+    """
+    from alembic import command
+    from alembic.migration import MigrationContext
+    from sqlalchemy import text
+
+    config = alembic_config()
+    script = require("alembic.script", "log").ScriptDirectory.from_config(config)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        for found in context.get_current_heads():
+            if not _known(script, found):
+                raise DataError(
+                    f"the decision log at {shown(str(engine.url))} has schema revision {found}, "
+                    f"which this confroute does not know (it knows up to "
+                    f"{script.get_current_head()}): it was written by a newer confroute. "
+                    "Upgrade confroute (pip install -U confroute), or point the log at "
+                    "another database")
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+        return str(context.get_current_revision())
+
+
+def _known(script: Any, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:  # alembic raises ResolutionError / CommandError for an unknown revision
+        return False
+
+
+def check_reachable(engine: Any) -> None:
+    """ConfigError naming the URL when the database cannot be reached now."""
+    from sqlalchemy import exc, text
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except exc.SQLAlchemyError as exc_:
+        raise ConfigError(f"cannot reach the decision log at {shown(str(engine.url))}: "
+                          f"{one_line_error(exc_)}; start the database or fix the URL") from exc_
+
+
+def one_line_error(exc: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's background link."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
