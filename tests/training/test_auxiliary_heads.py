@@ -112,18 +112,53 @@ def test_an_irt_head_learns_a_model_that_answers_only_hard_prompts() -> None:
 
 
 def test_an_auxiliary_run_exports_an_artifact_of_the_routed_models(
-        form_run: tuple[str, Path], tmp_path: Path) -> None:
-    from confroute.config import ExportConfig
+        form_run: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_runtime_cli import run_main
+
     from confroute.export import export
+    from confroute.quantize import output_layers
     from confroute.runtime import Router
 
-    _, run = form_run
-    export(run, tmp_path / "art", ExportConfig(int8=False))
-    manifest = json.loads((tmp_path / "art" / "router.json").read_text())
+    name, run = form_run
+    art = tmp_path / "art"
+    manifest = export(run, art)  # fp32 and int8, as `confroute export` writes by default
+    assert manifest["routing"]["heads"] == "adequacy"
+    assert [m["name"] for m in manifest["routing"]["models"]] == ROUTED
+    assert manifest["training_data"]["auxiliary_models"] == AUXILIARY
+    assert manifest["base_encoder"]["head_form"] == FORMS[name]["model.head_form"]
     assert manifest["metrics"]["export"]["parity"]["max_abs_logit_diff"] <= 1e-4
-    router = Router.load(tmp_path / "art")
-    assert router.models == ROUTED
-    assert router.adequacy(["What is 2 plus 3?"]).shape == (1, 2)
+    # the head stays fp32 in int8: an IRT head's ability MatMul and its prompt layer (whose
+    # difficulty, quantised to uint8, tied distinct prompts)
+    assert len(output_layers(art / "model.onnx")) == (1 if name == "per-model" else 2)
+    prompts = [f"Prove that {i} squared plus {j} is prime." for i in range(15) for j in range(15)]
+    fp32, int8 = (Router.load(art, variant=v) for v in ("fp32", "int8"))
+    for variant, router in (("fp32", fp32), ("int8", int8)):
+        assert router.models == ROUTED
+        logits = router.logits(prompts)
+        assert logits.shape == (len(prompts), 2)
+        # a quantised head tied 27 of 400 prompts; int8 activations may still tie one or two
+        distinct = [len(np.unique(logits[:, k])) for k in range(2)]
+        assert min(distinct) >= 0.99 * len(prompts), (name, variant, distinct)
+    np.testing.assert_allclose(int8.adequacy(prompts), fp32.adequacy(prompts), atol=0.05)
+    assert Router.load(art).decide("What is 2 plus 3?").model in ROUTED
+    # the commands that read artifacts work on it unchanged
+    code, out, _ = run_main(["route", str(art), "What is 4 plus 9?"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["model"] in ROUTED
+    # every third row tested: easy and hard ones (every fourth would test only easy rows)
+    rows = [{**r, "split": "test" if i % 3 == 0 else "train"} for i, r in enumerate(aux_rows())]
+    table, truth = tmp_path / "ratings.jsonl", tmp_path / "truth.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    truth.write_text("".join(json.dumps({"id": r["id"], "prompt": r["prompt"], "rating_edge":
+                                         r["small"], "rating_cloud": r["large"]}) + "\n"
+                             for r in rows))
+    code, out, err = run_main(["evaluate-ladder", "--router", str(art), "--ratings", str(table),
+                             "--out", str(tmp_path / "ladder"), "--bootstrap", "20"], capsys,
+                            monkeypatch)
+    assert code == 0 and "router area" in out, err
+    code, out, err = run_main(["evaluate", "--router", str(art), "--truth", str(truth), "--out",
+                             str(tmp_path / "pair"), "--bootstrap", "20"], capsys, monkeypatch)
+    assert code == 0 and "APGR" in out, err
 
 
 @pytest.mark.parametrize("form", list(FORMS))
@@ -227,9 +262,15 @@ def test_adapting_from_the_command_writes_an_exportable_run(
     written = yaml.safe_load((tmp_path / "adapted" / "config.yaml").read_text())
     assert written["model"]["head_form"] == "irt"  # the base run's model, not the flags'
     assert written["model"]["head"] == "linear"
-    export(tmp_path / "adapted", tmp_path / "art", ExportConfig(int8=False))
+    manifest = export(tmp_path / "adapted", tmp_path / "art", ExportConfig(int8=False))
+    # the kept models of the base run have no output: the routed pair's logits only
+    assert manifest["routing"]["heads"] == "adequacy"
+    assert manifest["training_data"]["adapted_from"] == str(run)
+    assert manifest["training_data"]["auxiliary_models"] == ["large", *AUXILIARY]
     router = Router.load(tmp_path / "art")
     assert router.models == ["small", "newcomer"]
+    assert router.logits(["What is 2 plus 3?"]).shape == (1, 2)
+    assert router.decide("Prove that 7 squared plus 3 is prime.").model in router.models
     val = pd.read_parquet(tmp_path / "adapted" / "val.parquet")
     probs = router.adequacy(val["prompt"].tolist())
     assert binary_auroc(val["target:newcomer"].to_numpy() == 1.0, probs[:, 1]) > 0.7
