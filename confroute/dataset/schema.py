@@ -115,6 +115,10 @@ def load(cfg: DataConfig) -> LabelledPrompts:
         raise DataError(f"{cfg.source}: after labelling there are {report['rows']['train']} "
                         f"training and {report['rows']['val']} validation rows; need at least "
                         "2 and 1. Check the label rule (ties='drop' can remove most rows)")
+    if cfg.mix:
+        from confroute.dataset.mix import add_mixed
+
+        return add_mixed(LabelledPrompts(frame, report), cfg)
     return LabelledPrompts(frame, report)
 
 

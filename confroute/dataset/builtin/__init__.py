@@ -10,6 +10,8 @@ BUILTIN: dict[str, str] = {
     # name -> file in this folder; the card is <name>.md
     "routellm-judge": "routellm_judge.parquet",
     "smollm2-uncertainty": "smollm2_uncertainty.parquet",
+    "broad-smollm2": "broad_smollm2.parquet",
+    "mmlu-pro-difficulty": "mmlu_pro_difficulty.parquet",
 }
 
 
