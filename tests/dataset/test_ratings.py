@@ -168,3 +168,45 @@ def test_mmlu_pro_auxiliary_models_keep_every_question():
     assert len(t) == 12032 and t.auxiliary == ["DeepSeek-Coder-V2", "gemma-7b"]
     assert np.isnan(t.auxiliary_ratings[:, 0]).sum() == 1681  # its missing outcomes stay NaN
     assert not np.isnan(t.auxiliary_ratings[:, 1]).any()
+
+
+def test_the_mmlu_pro_command_writes_auxiliary_columns(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small folder in MMLU-Pro's format: `--auxiliary_models` columns come out beside the
+    routed ones, NaN where unknown, and a router can train on them (data.auxiliary_models)."""
+    import json
+
+    import yaml
+    from test_runtime_cli import run_main
+
+    from confroute.config import DataConfig
+    from confroute.dataset import schema
+
+    n = 40
+    pd.DataFrame({"question_id": range(n), "category": ["math", "law"] * (n // 2),
+                  "src": "toy", "question": [f"What is {i} + {i}?" for i in range(n)],
+                  "options": [[str(2 * i), str(i)] for i in range(n)]}).to_parquet(
+        tmp_path / "questions.parquet")
+    i = np.arange(n)
+    pd.DataFrame({"question_id": i, "small": i % 2, "big": (i % 4 != 3) * 1.0,
+                  "helper": np.where(i % 5 == 0, np.nan, i % 3 == 0)}).to_parquet(
+        tmp_path / "outcomes.parquet")
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(yaml.safe_dump({"small": {"input_per_mtok": 0.1, "output_per_mtok": 0.1},
+                                      "big": {"input_per_mtok": 1.0, "output_per_mtok": 1.0}}))
+    code, out, err = run_main(["mmlu-pro", "--dir", str(tmp_path), "--models", "[big, small]",
+                               "--auxiliary_models", "[helper]", "--prices", str(prices),
+                               "--out", str(tmp_path / "t")], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads(out)["auxiliary_models"] == ["helper"]
+    frame = pd.read_parquet(tmp_path / "t" / "ratings.parquet")
+    assert len(frame) == n and frame["helper"].isna().sum() == n // 5
+    data = schema.load(DataConfig(source=str(tmp_path / "t" / "ratings.parquet"),
+                                  models=["small", "big"], auxiliary_models=["helper"],
+                                  prices=str(tmp_path / "t" / "prices.yaml")))
+    assert data.auxiliary == ["helper"]
+    code, _, err = run_main(["mmlu-pro", "--dir", str(tmp_path), "--models", "[big, small]",
+                             "--auxiliary_models", "[nobody]", "--prices", str(prices), "--out",
+                             str(tmp_path / "u")], capsys, monkeypatch)
+    assert code == 2 and "nobody have no outcome column" in err
