@@ -12,7 +12,10 @@ questions only:
   `confroute micro`);
 - `aux heads`: the same with every other model of the file as an auxiliary head (21 for a pair);
 - `irt`: routed and auxiliary models through an IRT head (`model.head_form irt`): a shared
-  prompt discrimination and difficulty, an ability per model.
+  prompt discrimination and difficulty, an ability per model;
+- `knn (tuned)`: not confroute's router but the baseline issue 26 asks for beside the prior: a
+  kNN over the frozen MiniLM sentence embeddings the project's baselines use, its k, distance
+  and weighting chosen on the validation questions (bench/irt_knn.py).
 
 (a) Pairs, three pair scores from P(edge) and P(cloud): `edge failure` 1 - P(edge) (what the
     threshold rule ranks by); `gain` (P(cloud) - P(edge) + 1) / 2, what the cloud adds;
@@ -29,6 +32,7 @@ questions only:
 
     python bench/irt.py --quick   # 3,000 questions, 100 resamples, 2 epochs
     python bench/irt.py           # every question, 1000 resamples (the results file's run)
+    python bench/irt.py --no-transfer   # (a) and (b) only
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import irt_knn  # noqa: E402
 import irt_report  # noqa: E402
 import irt_runs  # noqa: E402
 import irt_stats as st  # noqa: E402
@@ -59,6 +64,7 @@ from confroute.dataset.ratings import Ratings  # noqa: E402
 from confroute.evaluation import ladder, priors  # noqa: E402
 
 LADDER = LADDERS[0]  # Llama-2 7B -> 13B -> 70B
+KNN = "knn (tuned)"
 QUICK = {"max_rows": 3000, "bootstrap": 100, "epochs": 2}
 FULL = {"max_rows": None, "bootstrap": 1000, "epochs": None}
 
@@ -73,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     for pair in PAIRS:
         results["pairs"].append(pair_result(args, data, runs, pair))
     results["ladder"] = ladder_result(args, data, runs, LADDER)
-    for i, pair in enumerate(PAIRS):
+    for i, pair in enumerate(PAIRS if args.transfer else ()):
         results["transfer"].append(transfer_result(args, data, runs, pair,
                                                    PAIRS[(i + 1) % len(PAIRS)]))
     results["runs"] = runs.info
+    results["knn_choices"] = data.knn_choices
     irt_report.write(args, results, data.info, time.time() - started)
     _log(f"done in {time.time() - started:.0f} s; wrote {args.out / 'irt.md'}")
     return 0
@@ -95,6 +102,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--irt-dims", type=int, default=8, help="model.irt_dims of `irt`")
     parser.add_argument("--few-labels", type=int, default=300,
                         help="labelled questions of a new pair (transfer)")
+    parser.add_argument("--no-transfer", dest="transfer", action="store_false",
+                        help="skip (c), the new pairs (9 more routers to train)")
     parser.add_argument("--random-seeds", type=int, default=20)
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--val-fraction", type=float, default=0.1)
@@ -125,6 +134,8 @@ class Groups:
                 :args.max_rows])]
         self.ids = set(ids)
         self.args = args
+        self._embeddings: dict[str, np.ndarray] | None = None
+        self.knn_choices: list[dict[str, Any]] = []
         self.info = {"questions": len(ids), "models_in_file": len(self.models),
                      "split": f"sha256 of seed {args.seed} and question id; test fraction "
                               f"{args.test_fraction}, val fraction {args.val_fraction} (the "
@@ -142,6 +153,32 @@ class Groups:
         if table.models != list(models):
             raise ValueError(f"{models} are not cheapest first by list price: {table.models}")
         return table
+
+    def embeddings(self, table: Ratings) -> np.ndarray:
+        """Sentence embeddings [n, 384] of the table's questions: the run's questions embedded
+        once, in file order (cached by their texts)."""
+        if self._embeddings is None:
+            import pandas as pd
+
+            from confroute.evaluation.embeddings import embed
+
+            frame = pd.read_parquet(self.root / "questions.parquet")
+            ids = np.array([f"mmlu_pro/{q}" for q in frame["question_id"]])
+            keep = np.flatnonzero(np.isin(ids, list(self.ids)))
+            texts = [mmlu_pro.format_prompt(frame["question"].iloc[i], frame["options"].iloc[i])
+                     for i in keep]
+            vectors = embed(texts, cache_dir=self.args.cache / "embeddings")
+            self._embeddings = dict(zip(ids[keep], vectors, strict=True))
+        return np.stack([self._embeddings[i] for i in table.ids])
+
+    def knn(self, table: Ratings) -> np.ndarray:
+        """The tuned kNN's P(model correct) [test, K] on `table`'s splits, its choice logged."""
+        probs, choice = irt_knn.tuned_knn(self.embeddings(table), table.ratings,
+                                          np.asarray(table.splits))
+        self.knn_choices.append({"models": list(table.models), "train_val_questions": int(
+            (np.asarray(table.splits) != "test").sum()), **choice})
+        _log(f"knn (tuned) on {' -> '.join(table.models)}: {choice}")
+        return probs
 
     def prior(self, table: Ratings, rows: np.ndarray | None = None) -> np.ndarray:
         """Per-category prior P(model correct) [test, K], fitted on `rows` (default: every
@@ -175,6 +212,7 @@ def pair_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, str]) 
     test = table.splits == "test"
     q, costs, cats = table.ratings[test], table.costs()[test], table.categories[test]
     probs = {s.name: test_probs(runs, s, table) for s in specs(pair, table, args.irt_dims)}
+    probs[KNN] = data.knn(table)
     prior = data.prior(table)
     out: dict[str, Any] = {"pair": list(pair), "test_questions": int(test.sum()),
                            "accuracy": q.mean(0).tolist(), "scores": {}}
@@ -197,6 +235,7 @@ def ladder_result(args, data: Groups, runs: irt_runs.Runs, models: tuple[str, ..
     test = table.splits == "test"
     q, costs, cats = table.ratings[test], table.costs()[test], table.categories[test]
     probs = {s.name: test_probs(runs, s, table) for s in specs(models, table, args.irt_dims)}
+    probs[KNN] = data.knn(table)
     prior = data.prior(table)
     out: dict[str, Any] = {"ladder": list(models), "test_questions": int(test.sum()),
                            "accuracy": q.mean(0).tolist(),
@@ -241,6 +280,7 @@ def transfer_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, st
     scratch = few_table(table, few)
     probs[f"pair only, trained on {label}"] = test_probs(
         runs, irt_runs.Spec(f"pair only on {label}", pair), scratch)
+    probs[f"{KNN}, on {label}"] = data.knn(scratch)
     for spec in specs(pair, table, args.irt_dims)[::2]:  # in-distribution references
         probs[f"{spec.name}, all training questions"] = test_probs(runs, spec, table)
     prior_few = data.prior(table, few)

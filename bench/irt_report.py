@@ -17,13 +17,16 @@ GOAL_GAP, GOAL_COST = 0.05, 0.60  # issue 26: +0.05 APGR over the prior; 95% at 
 
 def write(args: argparse.Namespace, results: dict[str, Any], info: dict[str, Any],
           seconds: float) -> None:
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     payload = {"date": date, "command": args.command, "seconds": round(seconds), "data": info,
                "cpu": platform.processor() or platform.machine(), **results}
     reporting.write_json(payload, args.out / "irt.json")
     parts = [_header(args, date, seconds, info), _goals(results), _pairs(results["pairs"]),
              _first(results["pairs"]), _ladder(results["ladder"]),
-             _transfer(results["transfer"]), _runs(results["runs"])]
+             _transfer(results["transfer"]) if results["transfer"] else
+             "(c) A new pair training never saw: not run (`--no-transfer`).\n",
+             _runs(results["runs"]),
+             _knn(results.get("knn_choices", []))]
     (args.out / "irt.md").write_text("\n".join(parts))
 
 
@@ -37,7 +40,10 @@ def _header(args, date: str, seconds: float, info: dict[str, Any]) -> str:
             "only: `pair only` (one head per routed model, as bench/ladders.py's `confroute "
             "micro`), `aux heads` (plus one head for each of the file's other models, "
             "`data.auxiliary_models`), `irt` (routed and auxiliary models through the IRT head, "
-            f"`model.head_form irt`, {args.irt_dims} dims). Prior = each model's per-category "
+            f"`model.head_form irt`, {args.irt_dims} dims); `knn (tuned)`, the issue's "
+            "baseline: a kNN on the frozen MiniLM sentence embeddings of the project's baselines, "
+            "k, distance and weighting chosen on the validation questions (bench/irt_knn.py, "
+            "choices at the end). Prior = each model's per-category "
             "rate on the non-test questions, scored the same way. [95% paired bootstrap CI over "
             f"test questions, {args.bootstrap} resamples]; random = mean of "
             f"{args.random_seeds} seeds.\n\nPair scores: " + "; ".join(
@@ -187,4 +193,17 @@ def _runs(runs: list[dict[str, Any]]) -> str:
                      f"{r['train_rows']} / {r['val_rows']} | {r['best_step']} / "
                      f"{r['global_steps']} | {r['val_auroc']:.3f} | {r['val_prior_auroc']} | "
                      f"{r['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _knn(choices: list[dict[str, Any]]) -> str:
+    lines = ["The tuned kNN's choices (bench/irt_knn.py: the grid's lowest validation Brier score "
+             "of the routed models' outcomes; the mean of the training outcomes beside it), "
+             "refitted on the training and validation questions:", "",
+             "| models | fitted on q. | k | distance | weighting | val Brier | val Brier of the "
+             "mean |", "|---|---|---|---|---|---|---|"]
+    for c in choices:
+        lines.append(f"| {' -> '.join(c['models'])} | {c['train_val_questions']} | {c['k']} | "
+                     f"{c['distance']} | {c['weights']} | {c['val_brier']:.4f} | "
+                     f"{c['val_brier_of_the_mean']:.4f} |")
     return "\n".join(lines) + "\n"

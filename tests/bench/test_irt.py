@@ -101,3 +101,44 @@ def test_bench_tables_keep_test_questions_away_from_training(tmp_path: Path) -> 
     assert (few.splits == "test").sum() == 10 and few.auxiliary == []
     dropped = irt.table_without_models(table, ("other",))
     assert dropped.auxiliary == [] and dropped.auxiliary_ratings.shape == (n, 0)
+
+
+def clustered(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit embeddings [n, 8], outcomes [n, 2], splits [n]): the edge answers the questions of
+    one cluster, the cloud those of both but a few."""
+    rng = np.random.default_rng(seed)
+    easy = np.arange(n) % 2 == 0
+    emb = rng.normal(size=(n, 8)) * 0.3 + np.where(easy[:, None], 1.0, -1.0) * np.eye(8)[0]
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    y = np.c_[easy, rng.random(n) < 0.9].astype(float)
+    splits = np.array(["train", "train", "val", "test", "train"] * (n // 5))
+    return emb, y, splits
+
+
+def test_the_tuned_knn_learns_the_clusters_and_reports_its_choice() -> None:
+    from irt_knn import DISTANCES, KS, WEIGHTS, tuned_knn
+
+    from confroute.stats import binary_auroc
+
+    emb, y, splits = clustered()
+    probs, choice = tuned_knn(emb, y, splits)
+    test = splits == "test"
+    assert probs.shape == (test.sum(), 2) and np.all((probs >= 0) & (probs <= 1))
+    assert binary_auroc(y[test, 0] == 1, probs[:, 0]) > 0.95
+    assert choice["k"] in KS and choice["distance"] in DISTANCES and choice["weights"] in WEIGHTS
+    assert choice["grid_size"] == len(KS) * len(DISTANCES) * len(WEIGHTS)
+    assert choice["val_brier"] < choice["val_brier_of_the_mean"]
+
+
+def test_the_tuned_knn_never_reads_test_outcomes() -> None:
+    from irt_knn import tuned_knn
+
+    emb, y, splits = clustered()
+    flipped = y.copy()
+    flipped[splits == "test"] = 1.0 - flipped[splits == "test"]
+    a, choice_a = tuned_knn(emb, y, splits)
+    b, choice_b = tuned_knn(emb, flipped, splits)
+    np.testing.assert_array_equal(a, b)
+    assert choice_a == choice_b
+    with pytest.raises(ValueError, match="train, val and test"):
+        tuned_knn(emb, y, np.where(splits == "val", "train", splits))
