@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from confroute.dataset.tables import read_table
 from confroute.errors import DataError
 from confroute.files import read_settings_file
 
@@ -207,8 +208,6 @@ def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
     column that is missing, a model without a price, NaN ratings of a routed model, ratings that
     are not numbers, fewer than 2 models, or an unreadable file.
     """
-    from confroute.dataset.schema import read_table
-
     path = Path(source)
     if not path.is_file():
         raise DataError(f"ratings file {path} does not exist")
