@@ -152,7 +152,7 @@ def test_an_auxiliary_run_exports_an_artifact_of_the_routed_models(
     truth.write_text("".join(json.dumps({"id": r["id"], "prompt": r["prompt"], "rating_edge":
                                          r["small"], "rating_cloud": r["large"]}) + "\n"
                              for r in rows))
-    code, out, err = run_main(["evaluate-ladder", "--router", str(art), "--ratings", str(table),
+    code, out, err = run_main(["evaluate", "--router", str(art), "--ratings", str(table),
                              "--out", str(tmp_path / "ladder"), "--bootstrap", "20"], capsys,
                             monkeypatch)
     assert code == 0 and "router area" in out, err
