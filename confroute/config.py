@@ -92,6 +92,11 @@ class DataConfig:
     adequate_rating: float | None = None
     """With `models`: a rating >= this counts as an adequate answer (target 1, else 0). None:
     ratings must lie in [0, 1] (correctness, or a normalised judge score) and are the targets."""
+    auxiliary_models: list[str] = dataclasses.field(default_factory=list)
+    """With `models`: more rating columns of `source`, of models that are not routed (no price
+    needed), whose outcomes are extra training targets for heads on the same encoder, so the
+    routed models learn from every model's answers. A missing rating (NaN, empty) is left out
+    of the loss. Their loss weight is train.auxiliary_weight."""
     mix: list[str] = dataclasses.field(default_factory=list)
     """More labelled datasets (bundled names or files) whose train and val rows are added to
     `source`'s, each labelled by its own `auto` rule; their test rows are left out. E.g.
@@ -119,6 +124,7 @@ class DataConfig:
                               "input_per_mtok and output_per_mtok (USD per million tokens)")
         if self.adequate_rating is not None:
             _check_range("data.adequate_rating", self.adequate_rating, None, None)
+        self._check_auxiliary()
         if self.mix and self.models:
             raise ConfigError("data.mix adds two-model labels; it cannot be combined with "
                               "data.models (K-model targets)")
@@ -127,6 +133,16 @@ class DataConfig:
                               f"{self.mix_max_rows}")
         if self.max_rows is not None and self.max_rows < 2:
             raise ConfigError(f"data.max_rows must be at least 2 or unset; found {self.max_rows}")
+
+    def _check_auxiliary(self) -> None:
+        aux = self.auxiliary_models
+        if aux and not self.models:
+            raise ConfigError("data.auxiliary_models adds models to a K-model table: name its "
+                              "routed model columns with data.models")
+        repeated = sorted({m for m in aux if aux.count(m) > 1 or m in self.models})
+        if repeated:
+            raise ConfigError(f"data.auxiliary_models must name models other than data.models, "
+                              f"each once; {', '.join(repeated)} repeat")
 
 
 @dataclasses.dataclass
@@ -154,6 +170,14 @@ class ModelConfig:
     head: Literal["linear", "mlp"] = "linear"
     """linear: Linear(features, 1); mlp: Linear(features, head_hidden) -> GELU -> Linear(., 1)."""
     head_hidden: int = 256
+    head_form: Literal["per_model", "irt"] = "per_model"
+    """K models: `per_model`, one head output per model (routed and auxiliary); `irt`, a shared
+    prompt head giving a discrimination vector a(x) [irt_dims] and a difficulty b(x), and per
+    model an ability vector theta_m and level c_m: logit P(m adequate) = a(x) . theta_m + c_m -
+    b(x) (multidimensional IRT as in IRT-Router, Song et al. 2025; confroute/training/heads.py).
+    A model never trained on is then a few parameters (train.adapt_from)."""
+    irt_dims: int = 8
+    """irt: dimensions of the ability and discrimination vectors (1: the two-parameter form)."""
     freeze_encoder: bool = False
     """Train the head only (the encoder's weights stay as pretrained or distilled)."""
     static_dims: int | None = 256
@@ -173,6 +197,8 @@ class ModelConfig:
                               f"{self.pool_layers}")
         if self.head_hidden < 1:
             raise ConfigError(f"model.head_hidden must be >= 1; found {self.head_hidden}")
+        if self.irt_dims < 1:
+            raise ConfigError(f"model.irt_dims must be >= 1; found {self.irt_dims}")
         if self.static_dims is not None and self.static_dims < 2:
             raise ConfigError(f"model.static_dims must be >= 2 or unset; found {self.static_dims}")
         if self.family == "static" and (self.pooling != "mean" or self.pool_layers != [-1]):
@@ -220,6 +246,14 @@ class TrainConfig:
     num_workers: int = 0
     shuffle_labels: bool = False
     """Control run: permute training labels, so validation AUROC should land near 0.5."""
+    auxiliary_weight: float = 1.0
+    """Weight of the auxiliary models' mean BCE (data.auxiliary_models) in the loss, beside the
+    routed models' mean BCE (weight 1); 0 trains on the routed models alone."""
+    adapt_from: str | None = None
+    """A run directory (`confroute train --out`) to adapt instead of training: its encoder and
+    prompt head stay frozen and only the parameters of data.models (which that run may never
+    have seen) are fitted on this data's training rows, a logistic regression in seconds on CPU
+    (confroute/training/adapt.py). The model settings are the run's own."""
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
 
     def __post_init__(self) -> None:
@@ -239,6 +273,7 @@ class TrainConfig:
             raise ConfigError(f"train.max_epochs must be >= 1; found {self.max_epochs}")
         if self.freeze_layers < 0:
             raise ConfigError(f"train.freeze_layers must be >= 0; found {self.freeze_layers}")
+        _check_range("train.auxiliary_weight", self.auxiliary_weight, 0.0, None)
 
 
 @dataclasses.dataclass

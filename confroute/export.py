@@ -2,7 +2,10 @@
 
 Artifact directory:
   model.onnx          fp32, inputs per manifest, output `logit` [batch]; score = sigmoid(logit)
-                      (a router for K models: `logit` [batch, K], P(model k adequate))
+                      (a router for K models: `logit` [batch, K], P(model k adequate) of
+                      the routed models only; auxiliary models trained beside them, and the
+                      models an adapted router kept from its base run, have no output, so
+                      `heads: adequacy` maps column k to routed model k for every head form)
   model.int8.onnx     static int8 (QDQ, calibrated on the validation prompts), optional
   tokenizer.json      the tokenizer the runtime uses (tokenizers library, no transformers)
   router.json         manifest: format, encoder, preprocessing, routing (models, prices when
@@ -334,7 +337,7 @@ def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any],
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "base_encoder": {"name": run_cfg.model.encoder, **encoders.describe(model.encoder,
                                                                             model.cfg),
-                         "head": model.cfg.head, "freeze_encoder": model.cfg.freeze_encoder,
+                         **_head_facts(model), "freeze_encoder": model.cfg.freeze_encoder,
                          "max_positions": position_limit(getattr(model.encoder, "config", None))},
         "preprocess": {"turn": run_cfg.data.turn, "max_length": run_cfg.model.max_length,
                        "truncation_side": run_cfg.model.truncation_side,
@@ -345,9 +348,26 @@ def _manifest(model: RouterModel, run_cfg: RunConfig, metrics: dict[str, Any],
         "routing": _ladder(model.models, metrics) if model.models else _pair(cfg),
         "label_rule": {"rule": report.get("label_rule"), "params": report.get("label_params")},
         "training_data": {"source": report.get("source"), "fingerprint":
-                          metrics.get("data_fingerprint"), "rows": report.get("rows")},
+                          metrics.get("data_fingerprint"), "rows": report.get("rows"),
+                          **_supervision(model, metrics)},
         "metrics": {"val": {k: v for k, v in metrics.items() if k.startswith("val_")}},
     }
+
+
+def _head_facts(model: RouterModel) -> dict[str, Any]:
+    """The head's shape and form (an IRT head with its dimensions) for the manifest."""
+    facts: dict[str, Any] = {"head": model.cfg.head, "head_form": model.cfg.head_form}
+    if model.cfg.head_form == "irt":
+        facts["irt_dims"] = model.cfg.irt_dims
+    return facts
+
+
+def _supervision(model: RouterModel, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What else trained the router beside its routed models' outcomes: the auxiliary models
+    (trained beside them, or kept from the base run of an adapted router; the ONNX graph
+    returns the routed models' logits only) and the run an adapted router came from."""
+    return {**({"auxiliary_models": list(model.auxiliary)} if model.auxiliary else {}),
+            **({"adapted_from": metrics["adapted_from"]} if metrics.get("adapted_from") else {})}
 
 
 def position_limit(config: Any) -> int | None:

@@ -1,6 +1,6 @@
 """Static int8 quantisation of an exported router (onnxruntime's tools), as `confroute export`
 writes `model.int8.onnx`: per-channel int8 weights, uint8 activations with scales calibrated on
-real prompts, the head's last layer kept fp32."""
+real prompts, the head's last layers kept fp32."""
 
 from __future__ import annotations
 
@@ -54,21 +54,29 @@ def quantize_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]]) 
 
 
 def output_layers(path: Path) -> list[str]:
-    """Names of the MatMul/Gemm nodes that produce the graph's outputs (the head's last layer),
-    found by walking back from each output. They stay fp32: quantising the logit itself to
-    uint8 left a few hundred distinct scores (steps of 0.015 in logit), so prompts tied and
-    calibrated thresholds could not fall between them."""
+    """Names of the MatMul/Gemm nodes nearest the graph's outputs on every path back from them
+    (the head's last layers: a per-model head's one Linear; an IRT head's ability MatMul and the
+    prompt layer giving its discrimination and difficulty). They stay fp32: quantising the
+    logit itself to uint8 left a few hundred distinct scores (steps of 0.015 in logit), so
+    prompts tied and calibrated thresholds could not fall between them; an IRT head's
+    difficulty quantised to uint8 tied 27 of 400 distinct prompts the same way."""
     import onnx
 
     graph = onnx.load(str(path)).graph
     producer = {out: node for node in graph.node for out in node.output}
-    found = []
-    for output in graph.output:
-        node = producer.get(output.name)
-        while node is not None and node.op_type not in ("MatMul", "Gemm"):
-            node = producer.get(node.input[0]) if node.input else None
-        if node is not None:
+    found: list[str] = []
+    seen: set[str] = set()
+    pending = [output.name for output in graph.output]
+    while pending:
+        node = producer.get(pending.pop())
+        # Shape nodes read only a tensor's dimensions: no value flows back through them
+        if node is None or node.name in seen or node.op_type == "Shape":
+            continue
+        seen.add(node.name)
+        if node.op_type in ("MatMul", "Gemm"):
             found.append(node.name)
+        else:
+            pending.extend(node.input)
     return found
 
 

@@ -69,6 +69,8 @@ def hostile(kind: str, ctx: Context) -> list[Any]:
                    {"m": {"input_per_mtok": nan, "output_per_mtok": 1}}],
         "text": ["", "   ", 3, None, b"x", ["a"]],
         "names": ["ab", [], ["a", "a"], [1, 2], None, 3, [""]],
+        # option texts: a list of non-blank strings; the same text may be offered twice
+        "options": ["ab", [], [1, 2], None, 3, [""], ["  "], [b"a"]],
         "choice": ["x", 3, None, True, ""],
         "choice?": ["x", 3, True, ""],
         "prompts": [None, {"prompt": "hi"}, [None], [1.5], [b"hi"], ["bad \ud83d"], 3],
@@ -240,7 +242,7 @@ def _data_entries(ctx: Context) -> list[Entry]:
           "val_fraction": "fraction"}),
         ("mmlu_pro.format_prompt", mmlu_pro.format_prompt,
          {"question": "Why?", "options": ["yes", "no"]},
-         {"question": "text", "options": "names"}),
+         {"question": "text", "options": "options"}),
     ]
 
 

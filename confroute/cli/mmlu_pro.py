@@ -17,6 +17,10 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--models", type=list[str], required=True,
                         help="two or more model columns of outcomes.parquet, e.g. "
                         "'[Llama-2-7b-hf, Llama-2-13b-hf, Llama-2-70b-hf]'")
+    parser.add_argument("--auxiliary_models", type=list[str], default=[],
+                        help="more model columns written beside them (NaN where a model has no "
+                        "outcome; they drop no question), for `confroute train "
+                        "--data.auxiliary_models`")
     parser.add_argument("--prices", required=True, help="YAML/JSON file of each model's "
                         "input_per_mtok and output_per_mtok (USD per million tokens)")
     parser.add_argument("--dir", type=str | None, help="the MMLU-Pro folder (questions.parquet, "
@@ -42,7 +46,8 @@ def run(args: Any) -> int:
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file; give a folder for ratings.parquet and "
                         "prices.yaml")
-    table = mmlu_pro.split(mmlu_pro.load(args.models, args.prices, args.dir), args.seed,
+    table = mmlu_pro.split(mmlu_pro.load(args.models, args.prices, args.dir,
+                                         args.auxiliary_models), args.seed,
                            args.test_fraction, args.val_fraction, args.routellm_mmlu)
     out.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame({"id": table.ids, "prompt": table.prompts, "category": table.categories,
@@ -50,12 +55,15 @@ def run(args: Any) -> int:
                           "tokens_in": table.tokens_in, "tokens_out": table.tokens_out})
     for k, model in enumerate(table.models):
         frame[model] = table.ratings[:, k]
+    for k, model in enumerate(table.auxiliary):
+        frame[model] = np.asarray(table.auxiliary_ratings)[:, k]
     tables.write(frame, out / "ratings.parquet", (".parquet",))
     write_text(out / "prices.yaml", yaml.safe_dump(
         {m: {"input_per_mtok": p.input_per_mtok, "output_per_mtok": p.output_per_mtok}
          for m, p in zip(table.models, table.prices, strict=True)}, sort_keys=False))
     print(json.dumps({"table": str(out / "ratings.parquet"), "prices": str(out / "prices.yaml"),
-                      "models": table.models, "rows": len(table),
+                      "models": table.models, "auxiliary_models": table.auxiliary,
+                      "rows": len(table),
                       "splits": {s: int(np.sum(table.splits == s)) for s in ("train", "val",
                                                                              "test")},
                       "accuracy": dict(zip(table.models, table.ratings.mean(0).round(4).tolist(),

@@ -69,9 +69,10 @@ def available_models(root: str | Path | None = None) -> list[str]:
 
 
 def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
-         root: str | Path | None = None) -> Ratings:
+         root: str | Path | None = None, auxiliary: Sequence[str] = ()) -> Ratings:
     """The `models` (2 or more names from the outcome file) on every question all of them
-    answered, cheapest first by `prices` (see `ratings.parse_prices`).
+    answered, cheapest first by `prices` (see `ratings.parse_prices`); `auxiliary` models' outcomes
+    (NaN where missing; they drop no question) as the table's auxiliary ratings.
 
     Raises DataError for an unknown model (naming the available ones), a model without a price,
     fewer than 2 models, or files without the expected columns.
@@ -88,7 +89,8 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
         raise DataError(f"{folder}: questions.parquet needs {', '.join(QUESTION_COLUMNS)} and "
                         "outcomes.parquet needs question_id; "
                         f"missing {', '.join(missing) or 'question_id in outcomes'}")
-    unknown = [m for m in models if m not in outcomes.columns]
+    auxiliary = list(auxiliary)
+    unknown = [m for m in [*models, *auxiliary] if m not in outcomes.columns]
     if unknown:
         known = ", ".join(c for c in outcomes.columns if c != "question_id")
         raise DataError(f"model(s) {', '.join(unknown)} have no outcome column; available: "
@@ -97,7 +99,8 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
     if unpriced:
         raise DataError(f"no price for model(s) {', '.join(unpriced)}; give input_per_mtok and "
                         "output_per_mtok for every routed model")
-    frame = questions.merge(outcomes[["question_id", *models]], on="question_id", how="inner")
+    frame = questions.merge(outcomes[["question_id", *dict.fromkeys([*models, *auxiliary])]],
+                            on="question_id", how="inner")
     na = frame[models].isna().any(axis=1).to_numpy()
     frame = frame[~na].reset_index(drop=True)
     if len(frame) == 0:
@@ -114,7 +117,7 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
         frame[models].to_numpy(dtype=float), [priced[m] for m in models],
         tokens_in, np.full(len(frame), out_tokens),
         frame["category"].astype(str).to_numpy(), None, frame["src"].astype(str).to_numpy(),
-        info)
+        info, auxiliary, frame[auxiliary].to_numpy(dtype=float))
     return order_by_price(table)
 
 
@@ -122,7 +125,13 @@ def format_prompt(question: str, options: Any) -> str:
     """The question and its lettered options, one per line (`A. ...`)."""
     letters = "ABCDEFGHIJKLMNOP"
     check.text(question, "question", error=DataError)
-    options = check.names(options, "options", error=DataError)
+    # Options may repeat (a question can offer the same text twice); each must be a string.
+    if isinstance(options, str | bytes) or not hasattr(options, "__iter__"):
+        raise check.fail(DataError, "options", "a list of option texts", options)
+    options = list(options)
+    if not options or not all(isinstance(o, str) and o.strip() for o in options):
+        raise check.fail(DataError, "options", "a non-empty list of non-blank option texts",
+                         options)
     if len(options) > len(letters):
         raise DataError(f"a question has {len(options)} options; at most {len(letters)}")
     return str(question).strip() + "\n" + "\n".join(

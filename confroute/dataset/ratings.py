@@ -10,6 +10,11 @@ On disk (`read_ratings`): a local .parquet/.jsonl/.json/.csv table with `prompt`
 model holding its ratings (named exactly as the model), optional `id`, `category`, `split`,
 `tokens_in`, `tokens_out`; and the prices as a mapping (or a YAML/JSON file)
 `{model: {input_per_mtok: ..., output_per_mtok: ...}}`. The models read are those priced.
+
+Auxiliary models: more rating columns of the same table, of models that are not routed (no price
+needed) but whose outcomes are extra supervision for training (the heads of every model share one
+encoder). A missing rating of an auxiliary model (NaN, or an empty cell) is kept as NaN: a table
+of many models rarely has every model's outcome on every prompt.
 """
 
 from __future__ import annotations
@@ -50,8 +55,10 @@ class Ratings:
     Fields: `ids` [n] str, `prompts` [n] str, `models` [K] names, `ratings` [n, K] float (finite),
     `prices` [K] `Price`, `tokens_in` [n] and `tokens_out` [n] (estimated or given token counts),
     `categories` [n] str or None, `splits` [n] str or None, `src` [n] str or None, `info`
-    provenance.
-    Raises DataError on fewer than 2 models, a repeated model, NaN ratings, misaligned columns.
+    provenance; `auxiliary` [A] names of models that are not routed and `auxiliary_ratings`
+    [n, A] their ratings (NaN where unknown), extra supervision for training.
+    Raises DataError on fewer than 2 models, a repeated model, NaN ratings of a routed model,
+    misaligned columns.
     """
 
     ids: np.ndarray
@@ -66,6 +73,8 @@ class Ratings:
     src: np.ndarray | None = None
     """Where each prompt was taken from (MMLU-Pro's `src`, e.g. `ori_mmlu-...`), when known."""
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    auxiliary: list[str] = dataclasses.field(default_factory=list)
+    auxiliary_ratings: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=object).astype(str)
@@ -101,6 +110,23 @@ class Ratings:
                             f"{int(bad[:, col].sum())} prompt(s), first {self.ids[row]}; drop "
                             "those prompts (mmlu_pro.load drops them and counts them) or fill "
                             "them with a rating")
+        self._check_auxiliary()
+
+    def _check_auxiliary(self) -> None:
+        names = list(self.auxiliary)
+        both = sorted(set(names) & set(self.models))
+        if both or len(set(names)) != len(names):
+            raise DataError(f"auxiliary models must differ from the routed ones and each other; "
+                            f"{', '.join(both) or names} repeat")
+        shape = (len(self.ids), len(names))
+        values = (np.full(shape, np.nan) if self.auxiliary_ratings is None and not names
+                  else np.asarray(self.auxiliary_ratings, dtype=float))
+        if values.shape != shape:
+            raise DataError(f"auxiliary ratings must be one row per prompt and one column per "
+                            f"auxiliary model, {shape}; found {values.shape}")
+        if np.isinf(values).any():
+            raise DataError("auxiliary ratings must be finite numbers or NaN (unknown)")
+        self.auxiliary, self.auxiliary_ratings = names, values
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -120,7 +146,8 @@ class Ratings:
             self, ids=self.ids[index], prompts=[self.prompts[i] for i in index],
             ratings=self.ratings[index], tokens_in=np.asarray(self.tokens_in)[index],
             tokens_out=np.asarray(self.tokens_out)[index], categories=rows(self.categories),
-            splits=rows(self.splits), src=rows(self.src), info=dict(self.info))
+            splits=rows(self.splits), src=rows(self.src), info=dict(self.info),
+            auxiliary_ratings=rows(self.auxiliary_ratings))
 
     def ladder(self, models: Sequence[str]) -> Ratings:
         """The same prompts with only `models` (at least 2, all present), cheapest first."""
@@ -172,15 +199,17 @@ def parse_prices(prices: Mapping[str, Any] | str | Path) -> dict[str, Price]:
 
 
 def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
-                 models: Sequence[str] | None = None) -> Ratings:
+                 models: Sequence[str] | None = None, auxiliary: Sequence[str] = ()) -> Ratings:
     """A K-model table from a local file (see the module docstring), models cheapest first.
 
-    `models` defaults to every priced model. A model missing from `prices` (which may be an
-    empty mapping) takes its list price from LiteLLM's model cost map when LiteLLM knows it;
-    without a `tokens_in` column, input tokens are counted with the tokenizer of the priciest
-    model LiteLLM knows, else as ceil(chars / 4) (see `confroute.dataset.tokens`). Raises
-    DataError naming a model column that is missing, a model without a price, NaN ratings,
-    fewer than 2 models, or an unreadable file.
+    `models` defaults to every priced model; `auxiliary` names more rating columns, read as
+    `auxiliary_ratings` (empty cells NaN, no price needed). A model missing from `prices` (which
+    may be an empty mapping) takes its list price from LiteLLM's model cost map when LiteLLM
+    knows it; without a `tokens_in` column, input tokens are counted with the tokenizer of the
+    priciest model LiteLLM knows, else as ceil(chars / 4) (see `confroute.dataset.tokens`).
+    Raises DataError naming a model column that is missing, a model without a price, NaN
+    ratings of a routed model, ratings that are not numbers, fewer than 2 models, or an
+    unreadable file.
     """
     path = check.path(source, "source", DataError, kind="file",
                       fix="give a .parquet/.jsonl/.json/.csv ratings table")
@@ -200,15 +229,12 @@ def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
         raise DataError(f"no price for model(s) {', '.join(unpriced)}; give "
                         "input_per_mtok and output_per_mtok for every routed model (LiteLLM's "
                         "cost map knows none of these names)")
-    missing = [m for m in ["prompt", *models] if m not in frame.columns]
+    missing = [m for m in ["prompt", *models, *auxiliary] if m not in frame.columns]
     if missing:
         found = ", ".join(map(str, frame.columns))
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (one column of ratings "
                         f"per model, named as the model); found {found}")
-    try:
-        values = frame[models].apply(lambda c: c.astype(float)).to_numpy(dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{path}: model ratings must be numbers: {exc}") from exc
+    values, extra = (_numbers(path, frame, list(names)) for names in (models, auxiliary))
     prompts = [_prompt(path, i, p) for i, p in enumerate(frame["prompt"])]
     counted = (np.zeros(0), "given") if "tokens_in" in frame.columns else \
         count_input(prompts, models, priced)
@@ -226,7 +252,8 @@ def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
         {"source": str(path), "tokens": "given" if "tokens_in" in frame.columns else
          f"{counted[1]} of the prompt; output tokens "
          + ("given" if "tokens_out" in frame.columns else "unknown (counted as 0)"),
-         "prices": {m: "LiteLLM's model cost map" if m in listed else "given" for m in models}})
+         "prices": {m: "LiteLLM's model cost map" if m in listed else "given" for m in models}},
+        list(auxiliary), extra)
     return order_by_price(table)
 
 
@@ -247,6 +274,16 @@ def count_input(prompts: list[str], models: list[str], priced: dict[str, Price]
     by_price = sorted(models, key=lambda m: priced[m].input_per_mtok, reverse=True)
     model = next((m for m in by_price if tokens.known(m) is not None), None)
     return tokens.count(prompts, model)
+
+
+def _numbers(path: Path, frame: Any, columns: list[str]) -> np.ndarray:
+    """[n, len(columns)] float ratings; DataError naming the file when a cell is no number."""
+    if not columns:
+        return np.zeros((len(frame), 0))
+    try:
+        return frame[columns].apply(lambda c: c.astype(float)).to_numpy(dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: model ratings must be numbers: {exc}") from exc
 
 
 def estimate_tokens(texts: Sequence[str]) -> np.ndarray:

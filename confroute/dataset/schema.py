@@ -49,12 +49,14 @@ class LabelledPrompts:
     For K-model routing (`models` non-empty, cheapest first) the frame also holds one
     `target:<model>` column per model, and `label` is 1 - the cheapest model's target (the
     two-model label "a model above the cheapest is needed"); `prices` holds their list prices.
+    `auxiliary` models (not routed) have `target:<model>` columns too, NaN where unknown.
     """
 
     frame: Any  # pandas.DataFrame
     report: dict[str, Any]
     models: list[str] = dataclasses.field(default_factory=list)
     prices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    auxiliary: list[str] = dataclasses.field(default_factory=list)
 
     def split(self, name: str) -> Any:
         return self.frame[self.frame["split"] == name].reset_index(drop=True)
@@ -64,10 +66,15 @@ class LabelledPrompts:
         """The training targets: `label`, or one `target:<model>` column per model."""
         return [target_column(m) for m in self.models] if self.models else ["label"]
 
+    @property
+    def target_columns(self) -> list[str]:
+        """Every training target: `label_columns`, then one per auxiliary model."""
+        return [*self.label_columns, *(target_column(m) for m in self.auxiliary)]
+
     def fingerprint(self, split: str = "train") -> str:
         """sha256 of the (id, prompt, targets) rows of a split: names the exact training data."""
         digest = hashlib.sha256()
-        columns = ["id", "prompt", *self.label_columns]
+        columns = ["id", "prompt", *self.target_columns]
         for row in self.split(split)[columns].itertuples(index=False):
             digest.update(json.dumps([str(row[0]), row[1],
                                       *(round(float(v), 6) for v in row[2:])]).encode())
@@ -120,26 +127,19 @@ def load_ratings(cfg: DataConfig) -> LabelledPrompts:
     """A K-model table (`cfg.models` rating columns, `cfg.prices`) as training targets.
 
     Targets are the ratings themselves when `cfg.adequate_rating` is None (they must then lie
-    in [0, 1]), else 1.0 where rating >= adequate_rating and 0.0 below. `category` becomes the
-    `source` column (what the per-source prior groups by). Raises DataError naming a missing
-    model column or price, NaN ratings, ratings outside [0, 1], or a file that cannot be read.
+    in [0, 1]), else 1.0 where rating >= adequate_rating and 0.0 below; an auxiliary model's
+    unknown rating stays NaN. `category` becomes the `source` column (what the per-source prior
+    groups by). Raises DataError naming a missing model column or price, NaN ratings of a routed
+    model, ratings outside [0, 1], or a file that cannot be read.
     """
     from confroute.dataset.builtin import builtin_path
 
     path = builtin_path(cfg.source) or Path(cfg.source)
-    table = read_ratings(path, cfg.prices or {}, cfg.models)
-    ratings = table.ratings
-    if cfg.adequate_rating is not None:
-        targets = (ratings >= cfg.adequate_rating).astype(float)
-    else:
-        bad = np.argwhere((ratings < 0) | (ratings > 1))
-        if bad.size:
-            row, col = (int(v) for v in bad[0])
-            raise DataError(f"{path}: ratings of model '{table.models[col]}' must be in [0, 1] "
-                            f"to be training targets; row {row} has {float(ratings[row, col])}. "
-                            "Set "
-                            "data.adequate_rating (a rating >= it counts as adequate)")
-        targets = ratings
+    table = read_ratings(path, cfg.prices or {}, cfg.models, cfg.auxiliary_models)
+    extra_ratings = np.zeros((len(table), 0)) if table.auxiliary_ratings is None \
+        else table.auxiliary_ratings
+    targets, extra = (_targets(path, names, values, cfg.adequate_rating) for names, values in
+                      ((table.models, table.ratings), (table.auxiliary, extra_ratings)))
     pd = require("pandas", "train")
     frame = pd.DataFrame({"id": table.ids, "prompt": [_prompt(p, cfg.turn, i) for i, p in
                                                       enumerate(table.prompts)]})
@@ -148,6 +148,8 @@ def load_ratings(cfg: DataConfig) -> LabelledPrompts:
         frame["split"] = table.splits
     for k, model in enumerate(table.models):
         frame[target_column(model)] = targets[:, k]
+    for k, model in enumerate(table.auxiliary):
+        frame[target_column(model)] = extra[:, k]
     frame["label"] = 1.0 - targets[:, 0]
     report: dict[str, Any] = {
         "source": cfg.source, "format": "ratings", "rows_read": len(frame), "dropped": {},
@@ -158,13 +160,14 @@ def load_ratings(cfg: DataConfig) -> LabelledPrompts:
         "tokens": table.info.get("tokens")}
     frame = _assign_splits(frame, cfg, report)
     train = frame[frame["split"] == "train"]
-    for model in table.models:
+    for model in [*table.models, *table.auxiliary]:
         values = train[target_column(model)].to_numpy()
-        if len(values) and (values == values[0]).all():
-            raise DataError(f"{cfg.source}: every training target of model '{model}' is "
-                            f"{float(values[0])}, so its head has nothing to learn; check "
-                            "data.adequate_rating (a rating >= it counts as adequate) or drop "
-                            "the model")
+        values = values[np.isfinite(values)]
+        if len(train) and (not len(values) or (values == values[0]).all()):
+            found = f"is {float(values[0])}" if len(values) else "is unknown (NaN)"
+            raise DataError(f"{cfg.source}: every training target of model '{model}' {found}, "
+                            "so its head has nothing to learn; check data.adequate_rating (a "
+                            "rating >= it counts as adequate) or drop the model")
     report["rows"] = {s: int((frame["split"] == s).sum()) for s in SPLITS}
     if report["rows"]["train"] < 2 or report["rows"]["val"] < 1:
         raise DataError(f"{cfg.source}: {report['rows']['train']} training and "
@@ -172,7 +175,25 @@ def load_ratings(cfg: DataConfig) -> LabelledPrompts:
     prices = {m: {"input_per_mtok": p.input_per_mtok, "output_per_mtok": p.output_per_mtok}
               for m, p in zip(table.models, table.prices, strict=True)}
     report["output_tokens"] = float(np.mean(table.tokens_out)) if len(table) else 0.0
-    return LabelledPrompts(frame, report, list(table.models), prices)
+    if table.auxiliary:
+        report["auxiliary"] = {m: {"adequate": round(float(np.nanmean(extra[:, k])), 4),
+                                   "unknown": int(np.isnan(extra[:, k]).sum())}
+                               for k, m in enumerate(table.auxiliary)}
+    return LabelledPrompts(frame, report, list(table.models), prices, list(table.auxiliary))
+
+
+def _targets(path: Path, models: list[str], ratings: np.ndarray,
+             adequate_rating: float | None) -> np.ndarray:
+    """Training targets [n, len(models)] from ratings (NaN, an unknown rating, stays NaN)."""
+    if adequate_rating is not None:
+        return np.where(np.isnan(ratings), np.nan, (ratings >= adequate_rating).astype(float))
+    bad = np.argwhere((ratings < 0) | (ratings > 1))
+    if bad.size:
+        row, col = (int(v) for v in bad[0])
+        raise DataError(f"{path}: ratings of model '{models[col]}' must be in [0, 1] to be "
+                        f"training targets; row {row} has {float(ratings[row, col])}. Set "
+                        "data.adequate_rating (a rating >= it counts as adequate)")
+    return ratings
 
 
 def detect_format(frame: Any) -> str:

@@ -47,7 +47,9 @@ class RouterTask(pl.LightningModule):
 
     For K models the loss is the mean BCE over every (prompt, model) target, and val_auroc /
     val_ap are the macro averages over the K heads (torchmetrics' multilabel metrics); ECE and
-    Brier score pool every (prompt, model) probability.
+    Brier score pool every (prompt, model) probability. With auxiliary models the training loss
+    adds `cfg.auxiliary_weight` x their mean BCE over the known targets (`routing_loss`);
+    validation scores the routed models only.
     """
 
     def __init__(self, model: RouterModel, cfg: TrainConfig):
@@ -56,6 +58,7 @@ class RouterTask(pl.LightningModule):
         self.schedule_steps = 0  # set by configure_optimizers, reported in metrics.json
         self.loss = nn.BCEWithLogitsLoss()
         k = len(model.models)
+        self.routed = k or 1
         classification = torchmetrics.classification
         self.val_metrics = torchmetrics.MetricCollection({
             "auroc": DefinedMacroAUROC(k) if k else classification.BinaryAUROC(),
@@ -74,12 +77,18 @@ class RouterTask(pl.LightningModule):
         return self.model(**inputs)
 
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
-        loss = self.loss(self(batch), batch["labels"])
+        if self.model.auxiliary:
+            logits = self.model.all_logits(*(batch[k] for k in self.model.input_names))
+            loss = routing_loss(logits, batch["labels"], self.routed, self.cfg.auxiliary_weight)
+        else:
+            loss = self.loss(self(batch), batch["labels"])
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
         logits, labels = self(batch), batch["labels"]
+        if self.model.auxiliary:
+            labels = labels[:, :self.routed].contiguous()
         probs = torch.sigmoid(logits)
         # AUROC/AP/ECE need binary targets: a soft label >= 0.5 counts as positive.
         self.val_metrics.update(probs, (labels >= 0.5).long())
@@ -112,6 +121,21 @@ class RouterTask(pl.LightningModule):
         scheduler = linear_schedule(optimizer, self.schedule_steps, self.cfg.warmup_ratio)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def routing_loss(logits: torch.Tensor, targets: torch.Tensor, routed: int,
+                 auxiliary_weight: float) -> torch.Tensor:
+    """Mean BCE over the routed models' targets (the first `routed` columns) + `auxiliary_weight`
+    x mean BCE over the auxiliary models' known targets (NaN = unknown, left out).
+
+    `logits`, `targets`: [batch, models], targets in [0, 1] or NaN (auxiliary columns only).
+    """
+    known = ~torch.isnan(targets)
+    losses = nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.where(known, targets, torch.zeros_like(targets)), reduction="none")
+    aux, aux_known = losses[:, routed:], known[:, routed:]
+    aux_loss = (aux * aux_known).sum() / aux_known.sum().clamp(min=1)
+    return losses[:, :routed].mean() + auxiliary_weight * aux_loss
 
 
 class DefinedMacroAUROC(torchmetrics.classification.MultilabelAUROC):
@@ -164,12 +188,16 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     quiet.lightning()
     data = data or schema.load(cfg.data)
+    if cfg.train.adapt_from:  # fit new models' parameters on a trained router instead
+        from confroute.training.adapt import adapt_run
+
+        return adapt_run(cfg, out, data)
     train, val = data.split("train"), data.split("val")
-    columns = data.label_columns
+    columns = data.target_columns
     if cfg.train.shuffle_labels:  # rows of targets move together, so each row stays plausible
         order = np.random.default_rng(cfg.train.seed + 1).permutation(len(train))
         train = train.assign(**{c: train[c].to_numpy()[order] for c in [*columns, "label"]})
-    model = RouterModel(cfg.model, models=data.models)
+    model = RouterModel(cfg.model, models=data.models, auxiliary=data.auxiliary)
     model.freeze_lower(cfg.train.freeze_layers)
     _freeze_unused(model)
     dm = RouterDataModule(train, val, model.text_encoder(), cfg.train.batch_size,
@@ -203,12 +231,11 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
               round(time.time() - started, 1), "shuffled_labels": cfg.train.shuffle_labels,
               "data_fingerprint": data.fingerprint("train"), "data_report": data.report,
               # the per-source prior on the same rows: does the router beat knowing the source?
-              "val_prior": _prior(data, val)}
+              "val_prior": prior_report(data, val)}
     if data.models:
-        result["ladder"] = {"models": data.models, "prices": data.prices,
-                            "output_tokens": data.report.get("output_tokens", 0.0)}
+        result["ladder"] = ladder_facts(data)
     if trainer.is_global_zero:
-        _write_run(out, cfg, model.eval(), val, result)
+        write_run(out, cfg, model.eval(), val, result)
     return FitResult(out, result, trainer.is_global_zero)
 
 
@@ -286,7 +313,14 @@ def validation_interval(cfg: TrainConfig, n_train: int, world_size: int) -> floa
     return interval
 
 
-def _prior(data: schema.LabelledPrompts, val: Any) -> dict[str, Any]:
+def ladder_facts(data: schema.LabelledPrompts) -> dict[str, Any]:
+    """metrics.json's `ladder`: the routed models, their prices, output tokens, auxiliaries."""
+    return {"models": data.models, "prices": data.prices,
+            "output_tokens": data.report.get("output_tokens", 0.0),
+            **({"auxiliary": data.auxiliary} if data.auxiliary else {})}
+
+
+def prior_report(data: schema.LabelledPrompts, val: Any) -> dict[str, Any]:
     """The per-source prior's validation AUROC: for K models, one prior per model's targets
     (P(adequate)), and their mean, as the router's macro val_auroc."""
     train = data.split("train")
@@ -301,8 +335,9 @@ def _prior(data: schema.LabelledPrompts, val: Any) -> dict[str, Any]:
             "val_auroc": round(float(np.mean(known)), 4) if known else None}
 
 
-def _write_run(out: Path, cfg: RunConfig, model: RouterModel, val: Any,
-               result: dict[str, Any]) -> None:
+def write_run(out: Path, cfg: RunConfig, model: RouterModel, val: Any,
+              result: dict[str, Any]) -> None:
+    """The run directory's files (module docstring); metrics.json last, marking it complete."""
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
     model.save(out / "model")

@@ -4,8 +4,9 @@ The same module is trained (confroute.training.fit) and exported (confroute.expo
 model definition. A saved model directory holds `router_model.json` (the ModelConfig),
 `model.safetensors` (all weights), `tokenizer.json` and `encoder/` (the encoder's HF config, or the
 static table's shape), so it reloads without the original encoder name being reachable; a router
-for K models also holds `ladder.json` (the models its heads predict, cheapest first). The
-families (truncated transformer, layer concatenation, model2vec static) are in encoders.py.
+for K models also holds `ladder.json` (the models its heads predict, cheapest first, and the
+auxiliary models trained beside them). The families (truncated transformer, layer concatenation,
+model2vec static) are in encoders.py, the head forms (per model, IRT) in heads.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from confroute.config import ModelConfig, from_dict, to_dict
 from confroute.errors import ArtifactError, ConfigError
 from confroute.files import replacing, write_json
 from confroute.text import TextEncoder
-from confroute.training import encoders
+from confroute.training import encoders, heads
 
 MODEL_FILES = ("router_model.json", "model.safetensors", "tokenizer.json", "encoder/config.json")
 LADDER_FILE = "ladder.json"
@@ -48,6 +49,10 @@ class RouterModel(nn.Module):
     Two-model router (`models` empty): one logit, of P(cloud model needed). Router for K models
     (`models`, K >= 2 names, cheapest first): one encoder and K heads (one Linear with K
     outputs, or an MLP with K outputs), logit k of P(model k's answer is adequate).
+    `auxiliary` models (not routed) get outputs after the K routed ones (`all_logits`), so
+    their outcomes train the shared encoder and head; `forward` (what is exported) returns the
+    routed models' logits only. `cfg.head_form` picks per-model outputs or an IRT head
+    (heads.py).
 
     Inputs are always (input_ids, attention_mask) [batch, seq] int64, whatever the family, so
     every family exports to the same ONNX signature. With `cfg.freeze_encoder` only the head
@@ -57,23 +62,19 @@ class RouterModel(nn.Module):
     input_names = ("input_ids", "attention_mask")
 
     def __init__(self, cfg: ModelConfig, encoder: nn.Module | None = None,
-                 tokenizer: Any | None = None, models: Sequence[str] = ()):
+                 tokenizer: Any | None = None, models: Sequence[str] = (),
+                 auxiliary: Sequence[str] = ()):
         super().__init__()
         self.cfg = cfg
-        self.models = list(models)
-        if len(self.models) == 1 or len(set(self.models)) != len(self.models):
-            raise ConfigError(f"a router for K models needs K >= 2 distinct model names; found "
-                              f"{self.models}")
-        outputs = len(self.models) or 1
+        self.models, self.auxiliary = list(models), list(auxiliary)
+        _check_models(self.models, self.auxiliary, cfg)
+        outputs = len(self.models) + len(self.auxiliary) or 1
         if encoder is None or tokenizer is None:
             encoder, tokenizer = encoders.build(cfg, resolve_encoder(cfg.encoder))
         self.encoder: Any = encoder  # a transformers PreTrainedModel, or a StaticEncoder
         self.tokenizer = tokenizer  # tokenizers.Tokenizer (fast backend), not an nn.Module
         self.dropout = nn.Dropout(cfg.dropout)
-        width = encoders.feature_size(encoder, cfg)
-        self.head: nn.Module = nn.Linear(width, outputs) if cfg.head == "linear" else \
-            nn.Sequential(nn.Linear(width, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
-                          nn.Linear(cfg.head_hidden, outputs))
+        self.head: nn.Module = heads.build(cfg, encoders.feature_size(encoder, cfg), outputs)
         if cfg.freeze_encoder:
             for param in self.encoder.parameters():
                 param.requires_grad = False
@@ -119,9 +120,15 @@ class RouterModel(nn.Module):
             (batch, K): logit k of P(model k's answer adequate). This is the graph exported to
             ONNX (confroute.export), whose output `logit` has the same shape.
         """
-        pooled = self.embed(input_ids, attention_mask)
-        logits = self.head(self.dropout(pooled))
-        return logits if self.models else logits.squeeze(-1)
+        logits = self.all_logits(input_ids, attention_mask)
+        if not self.models:
+            return logits.squeeze(-1)
+        return logits[:, :len(self.models)] if self.auxiliary else logits
+
+    def all_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits of every model the head predicts, [batch, K + A]: the routed models (as
+        `forward`), then the auxiliary ones; [batch, 1] for the two-model router."""
+        return self.head(self.dropout(self.embed(input_ids, attention_mask)))
 
     def freeze_lower(self, n_layers: int) -> None:
         """Freeze the embeddings and the lowest `n_layers` transformer layers; a number above the
@@ -149,7 +156,8 @@ class RouterModel(nn.Module):
         with replacing(directory / "model.safetensors") as tmp:
             save_file(state, tmp)
         if self.models:
-            write_json(directory / LADDER_FILE, {"models": self.models})
+            write_json(directory / LADDER_FILE, {"models": self.models, **(
+                {"auxiliary": self.auxiliary} if self.auxiliary else {})})
         write_json(directory / "router_model.json", to_dict(self.cfg))
         return directory
 
@@ -166,10 +174,11 @@ class RouterModel(nn.Module):
 
         cfg = from_dict(ModelConfig, json.loads((directory / "router_model.json").read_text()))
         encoder = encoders.from_saved(cfg, directory / "encoder")
-        models = []
+        ladder = {}
         if (directory / LADDER_FILE).is_file():
-            models = json.loads((directory / LADDER_FILE).read_text()).get("models", [])
-        model = cls(cfg, encoder, Tokenizer.from_file(str(directory / "tokenizer.json")), models)
+            ladder = json.loads((directory / LADDER_FILE).read_text())
+        model = cls(cfg, encoder, Tokenizer.from_file(str(directory / "tokenizer.json")),
+                    ladder.get("models", []), ladder.get("auxiliary", []))
         try:
             model.load_state_dict(load_file(directory / "model.safetensors"))
         except Exception as exc:  # safetensors raises SafetensorError for a truncated file
@@ -177,6 +186,16 @@ class RouterModel(nn.Module):
                                 f"config ({type(exc).__name__}: {exc}); retrain with "
                                 "`confroute train --out RUN_DIR --overwrite`") from exc
         return model.eval()
+
+
+def _check_models(models: list[str], auxiliary: list[str], cfg: ModelConfig) -> None:
+    names = [*models, *auxiliary]
+    if len(models) == 1 or len(set(names)) != len(names):
+        raise ConfigError(f"a router for K models needs K >= 2 distinct model names (auxiliary "
+                          f"ones distinct from them too); found {models} and {auxiliary}")
+    if not models and (auxiliary or cfg.head_form == "irt"):
+        raise ConfigError("auxiliary models and model.head_form 'irt' need a K-model table: "
+                          "name the routed models with data.models")
 
 
 def _encoder_layers(encoder: nn.Module) -> list[nn.Module]:

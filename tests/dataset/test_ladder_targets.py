@@ -108,3 +108,42 @@ def test_a_missing_table_or_price_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="prices .* does not exist"):
         schema.load(DataConfig(source=table, models=["small", "large"],
                                prices=str(tmp_path / "none.yaml")))
+
+
+def aux_rows() -> list[dict]:
+    """The ladder rows with two auxiliary models, one of them with unknown outcomes."""
+    return [{**r, "helper": None if i % 3 == 0 else r["small"], "oddball": 1.0 - r["small"]}
+            for i, r in enumerate(make_ladder_rows())]
+
+
+def test_auxiliary_models_become_targets_with_nan_where_unknown(tmp_path: Path) -> None:
+    data = load(tmp_path, aux_rows(), auxiliary_models=["helper", "oddball"])
+    assert data.auxiliary == ["helper", "oddball"]
+    assert data.label_columns == ["target:small", "target:medium", "target:large"]
+    assert data.target_columns[3:] == ["target:helper", "target:oddball"]
+    helper = data.frame["target:helper"]
+    assert helper.isna().sum() == 32 and set(helper.dropna()) == {0.0, 1.0}
+    assert data.report["auxiliary"]["helper"]["unknown"] == 32
+    # the training data's fingerprint covers the auxiliary targets
+    plain = load(tmp_path, aux_rows())
+    assert plain.fingerprint() != data.fingerprint()
+    # judge-like scores: adequate_rating makes 0/1 targets and leaves unknown ones unknown
+    scored = load(tmp_path, [{**r, **{m: None if r[m] is None else 4.0 * r[m] for m in
+                                      ("small", "medium", "large", "helper")}}
+                             for r in aux_rows()], adequate_rating=2.0,
+                  auxiliary_models=["helper"])
+    assert scored.frame["target:helper"].isna().sum() == 32
+    assert set(scored.frame["target:helper"].dropna()) == {0.0, 1.0}
+
+
+def test_bad_auxiliary_settings_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="auxiliary_models adds models to a K-model table"):
+        DataConfig(auxiliary_models=["helper"])
+    with pytest.raises(ConfigError, match="other than data.models.*small repeat"):
+        DataConfig(models=["small", "large"], prices="p.yaml", auxiliary_models=["small"])
+    rows = [{**r, "helper": None} for r in aux_rows()]
+    with pytest.raises(DataError, match="model 'helper' is unknown \\(NaN\\)"):
+        load(tmp_path, rows, auxiliary_models=["helper"])
+    with pytest.raises(DataError, match="ratings of model 'oddball' must be in \\[0, 1\\]"):
+        load(tmp_path, [{**r, "oddball": 3.0} for r in aux_rows()],
+             auxiliary_models=["oddball"])

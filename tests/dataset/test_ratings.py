@@ -130,3 +130,83 @@ def test_split_keeps_mmlu_derived_questions_out_of_training_when_asked():
     assert (mmlu_pro.split(t, seed=0).splits == plain.splits).all()  # fixed by the seed
     with pytest.raises(ConfigError, match="test_fraction"):
         mmlu_pro.split(t, test_fraction=1.0)
+
+
+def test_auxiliary_models_are_read_with_their_unknown_ratings(table, tmp_path):
+    frame = pd.read_csv(table).assign(extra=[1.0, np.nan, 0.0], other=[0, 0, 1])
+    frame.to_csv(tmp_path / "aux.csv", index=False)
+    t = read_ratings(tmp_path / "aux.csv", PRICES, auxiliary=["extra", "other"])
+    assert t.models == ["small", "mid", "big"] and t.auxiliary == ["extra", "other"]
+    np.testing.assert_array_equal(t.auxiliary_ratings, [[1, 0], [np.nan, 0], [0, 1]])
+    # rows move together: a subset and a ladder keep the auxiliary ratings aligned
+    np.testing.assert_array_equal(t.subset(np.array([2, 0])).auxiliary_ratings, [[0, 1], [1, 0]])
+    assert t.ladder(["big", "small"]).auxiliary == ["extra", "other"]
+    assert read_ratings(table, PRICES).auxiliary_ratings.shape == (3, 0)
+
+
+@pytest.mark.parametrize("auxiliary, match", [
+    (["missing"], "missing column.*missing"),
+    (["mid"], "auxiliary models must differ.*mid"),
+    (["word"], "ratings must be numbers"),
+])
+def test_bad_auxiliary_columns_are_named(table, tmp_path, auxiliary, match):
+    pd.read_csv(table).assign(word=["x", "y", "z"]).to_csv(tmp_path / "w.csv", index=False)
+    with pytest.raises(DataError, match=match):
+        read_ratings(tmp_path / "w.csv", PRICES, auxiliary=auxiliary)
+    with pytest.raises(DataError, match="one column per auxiliary model"):
+        Ratings(["a"], ["p"], ["x", "y"], np.zeros((1, 2)), [Price(1, 1)] * 2, np.ones(1),
+                np.ones(1), auxiliary=["z"], auxiliary_ratings=np.zeros((1, 2)))
+    with pytest.raises(DataError, match="finite numbers or NaN"):
+        Ratings(["a"], ["p"], ["x", "y"], np.zeros((1, 2)), [Price(1, 1)] * 2, np.ones(1),
+                np.ones(1), auxiliary=["z"], auxiliary_ratings=np.full((1, 1), np.inf))
+
+
+@needs_data
+def test_mmlu_pro_auxiliary_models_keep_every_question():
+    t = mmlu_pro.load(LLAMA2[:2], {m: 1 for m in LLAMA2[:2]}, MMLU_PRO,
+                      auxiliary=["DeepSeek-Coder-V2", "gemma-7b"])
+    assert len(t) == 12032 and t.auxiliary == ["DeepSeek-Coder-V2", "gemma-7b"]
+    assert np.isnan(t.auxiliary_ratings[:, 0]).sum() == 1681  # its missing outcomes stay NaN
+    assert not np.isnan(t.auxiliary_ratings[:, 1]).any()
+
+
+def test_the_mmlu_pro_command_writes_auxiliary_columns(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small folder in MMLU-Pro's format: `--auxiliary_models` columns come out beside the
+    routed ones, NaN where unknown, and a router can train on them (data.auxiliary_models)."""
+    import json
+
+    import yaml
+    from test_runtime_cli import run_main
+
+    from confroute.config import DataConfig
+    from confroute.dataset import schema
+
+    n = 40
+    pd.DataFrame({"question_id": range(n), "category": ["math", "law"] * (n // 2),
+                  "src": "toy", "question": [f"What is {i} + {i}?" for i in range(n)],
+                  "options": [[str(2 * i), str(i)] for i in range(n)]}).to_parquet(
+        tmp_path / "questions.parquet")
+    i = np.arange(n)
+    pd.DataFrame({"question_id": i, "small": i % 2, "big": (i % 4 != 3) * 1.0,
+                  "helper": np.where(i % 5 == 0, np.nan, i % 3 == 0)}).to_parquet(
+        tmp_path / "outcomes.parquet")
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(yaml.safe_dump({"small": {"input_per_mtok": 0.1, "output_per_mtok": 0.1},
+                                      "big": {"input_per_mtok": 1.0, "output_per_mtok": 1.0}}))
+    code, out, err = run_main(["mmlu-pro", "--dir", str(tmp_path), "--models", "[big, small]",
+                               "--auxiliary_models", "[helper]", "--prices", str(prices),
+                               "--out", str(tmp_path / "t")], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads(out)["auxiliary_models"] == ["helper"]
+    frame = pd.read_parquet(tmp_path / "t" / "ratings.parquet")
+    assert len(frame) == n and frame["helper"].isna().sum() == n // 5
+    data = schema.load(DataConfig(source=str(tmp_path / "t" / "ratings.parquet"),
+                                  models=["small", "big"], auxiliary_models=["helper"],
+                                  prices=str(tmp_path / "t" / "prices.yaml")))
+    assert data.auxiliary == ["helper"]
+    code, _, err = run_main(["mmlu-pro", "--dir", str(tmp_path), "--models", "[big, small]",
+                             "--auxiliary_models", "[nobody]", "--prices", str(prices), "--out",
+                             str(tmp_path / "u")], capsys, monkeypatch)
+    assert code == 2 and "nobody have no outcome column" in err
