@@ -21,6 +21,7 @@ from confroute.policy import Decision
 from confroute.serve.deadlines import Deadline
 from confroute.serve.decisions import Overrides, chat_overrides, headers, named_values
 from confroute.serve.proxy import forward
+from confroute.serve.recording import answer_of, watched
 from confroute.serve.service import Service
 from confroute.serve.wire import Problem, read_json, unless_disconnected
 from confroute.text import NoTextError
@@ -35,17 +36,19 @@ async def chat(service: Service, request: Request) -> Response:
         raise Problem(422, "'messages' must be a non-empty list of chat messages",
                       "invalid_messages")
     overrides = chat_overrides(service.policy, body, request.headers)
-    decision = await _decision(service, messages, overrides)
+    decision, text = await _decision(service, messages, overrides)
+    trace = service.traffic.begin("chat", text, decision, messages)
     try:
         reply, notes = await unless_disconnected(request, forward(
             service.client(), service.upstreams, service.order(decision), body,
             service.settings.fallback, service.metrics, service.how_to_configure(),
             deadline=Deadline.of(request.scope, service.settings)))
     except Problem as problem:  # no upstream answered: still say how it was routed
-        problem.headers.update(headers(decision, None, []))
+        problem.headers.update(headers(decision, None, []) | trace.headers)
+        trace.done(problem.status, notes=[problem.message])
         raise
     answered = reply.upstream
-    out = headers(decision, (answered.name, answered.model), notes)
+    out = headers(decision, (answered.name, answered.model), notes) | trace.headers
     if answered.name != decision.model:
         service.metrics.fallbacks.labels(decision.model).inc()
     log.info("chat: p=%s routed=%s answered=%s status=%d%s",
@@ -53,18 +56,22 @@ async def chat(service: Service, request: Request) -> Response:
              reply.status, " stream" if reply.stream else "")
     if reply.stream is not None:
         done = BackgroundTask(reply.close) if reply.close else None
-        return StreamingResponse(reply.stream, media_type=reply.content_type,
+        stream = watched(reply.stream, trace, answered, notes, service.traffic.shadow is not None)
+        return StreamingResponse(stream, media_type=reply.content_type,
                                  headers={**out, "cache-control": "no-cache",
                                           "x-accel-buffering": "no"}, background=done)
+    trace.done(reply.status, answered, notes, *answer_of(reply.content))
     return Response(reply.content, status_code=reply.status, media_type=reply.content_type,
                     headers=out)
 
 
-async def _decision(service: Service, messages: list[Any], overrides: Overrides) -> Decision:
-    """Score the conversation and decide; one with no text at all goes by rule."""
+async def _decision(service: Service, messages: list[Any], overrides: Overrides
+                    ) -> tuple[Decision, str]:
+    """Score the conversation and decide; one with no text at all goes by rule. Returns the
+    decision and the scored text ("" when there was none)."""
     try:
         texts = service.texts([messages], no_text_ok=True)
     except NoTextError:
-        return service.without_text(overrides, "chat")
+        return service.without_text(overrides, "chat"), ""
     (row,) = await service.scorer.score(texts)
-    return service.decide(row, overrides, "chat")
+    return service.decide(row, overrides, "chat"), texts[0]

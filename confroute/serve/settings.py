@@ -28,10 +28,15 @@ from confroute.config import from_dict
 from confroute.errors import ConfigError
 from confroute.llm_client import redact
 from confroute.serve.hosts import check_hosts, check_origins
+from confroute.traffic.drift import DriftSettings
+from confroute.traffic.log import DEFAULT_URL as DEFAULT_LOG_URL
+from confroute.traffic.log import LogSettings
+from confroute.traffic.shadow import ShadowSettings
 
 RouteName = Literal["edge", "cloud"]
 ROUTES: tuple[RouteName, RouteName] = ("edge", "cloud")
 TOKEN_ENV = "CONFROUTE_TOKEN"
+LOG_URL_ENV = "CONFROUTE_DECISION_LOG_URL"
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -157,6 +162,21 @@ class ServeSettings:
     request_timeout_s: float = 600.0
     """Longest time for a whole chat request, streamed or not, fallbacks included: past it a
     client that has been sent nothing gets 504, and a stream ends with an error event."""
+    log: LogSettings = dataclasses.field(default_factory=LogSettings)
+    """The decision log: every routed request recorded off the request path (log.url, default
+    $CONFROUTE_DECISION_LOG_URL, else a SQLite file in the working directory; log.text off:
+    only the prompt's sha256 is kept); see confroute.traffic.log."""
+    shadow: ShadowSettings = dataclasses.field(default_factory=ShadowSettings)
+    """Shadow judging of answered requests by the models not chosen (off: shadow.fraction 0);
+    the judge is called as the `judge` upstream."""
+    drift: DriftSettings = dataclasses.field(default_factory=DriftSettings)
+    """The realised cloud share against the calibrated target, and the score shift (/metrics)."""
+    judge: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
+    """Shadow judging: the judge's upstream (default from CONFROUTE_JUDGE_*), its key from
+    CONFROUTE_JUDGE_API_KEY or the variable judge.api_key_env names."""
+    reload_artifact: bool = True
+    """Reload the artifact (a served link is resolved again) on SIGHUP and POST /admin/reload;
+    in-flight requests finish on the router they started with."""
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
@@ -284,7 +304,7 @@ def load_settings(values: Mapping[str, Any] | None = None,
     environ = os.environ if environ is None else environ
     values = dict(values or {})
     check_upstreams_config(values.get("upstreams"))
-    for route in ROUTES:
+    for route in (*ROUTES, "judge"):
         upstream = dict(values.get(route) or {})
         for field in ("base_url", "model"):
             if upstream.get(field) is None and environ.get(env_name(route, field)):
@@ -292,6 +312,10 @@ def load_settings(values: Mapping[str, Any] | None = None,
         values[route] = upstream
     if values.get("token") is None and environ.get(TOKEN_ENV):
         values["token"] = environ[TOKEN_ENV]
+    log_values = dict(values.get("log") or {})
+    if log_values.get("url") in (None, DEFAULT_LOG_URL) and environ.get(LOG_URL_ENV):
+        log_values["url"] = environ[LOG_URL_ENV]
+    values["log"] = log_values
     return from_dict(ServeSettings, values)
 
 
@@ -339,6 +363,15 @@ def resolve_upstreams(settings: ServeSettings, models: Sequence[str],
                           f"model: requests fall back up the ladder to it, so it needs one; add "
                           f"upstreams.{top} with base_url and model{pair}")
     return {name: _upstream(name, *entries[name], environ) for name in models if name in entries}
+
+
+def judge_upstream(settings: ServeSettings, environ: Mapping[str, str] | None = None
+                   ) -> Upstream | None:
+    """The shadow judge's upstream (`judge`, or CONFROUTE_JUDGE_*); None when not set."""
+    if settings.judge.base_url is None:
+        return None
+    return _upstream("judge", settings.judge, env_name("judge", "api_key"),
+                     os.environ if environ is None else environ)
 
 
 def _upstream(name: str, cfg: UpstreamSettings, default_key_env: str,

@@ -102,8 +102,9 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
         finally:
             load["in_flight"] -= 1
         if body.get("stream"):
-            return StreamingResponse(_chunks(name, body.get("model"), said.text, break_after),
-                                     media_type="text/event-stream")
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(_chunks(name, body.get("model"), said.text, break_after,
+                                             usage), media_type="text/event-stream")
         return JSONResponse(completion(name, body.get("model"), said,
                                        logprobs=bool(body.get("logprobs"))))
 
@@ -211,9 +212,10 @@ def lm_answer(backend: Any) -> Answerer:
     return answer
 
 
-async def _chunks(name: str, model: Any, text: str, break_after: int | None
-                  ) -> AsyncIterator[bytes]:
-    """One SSE event per word, as OpenAI streams: role first, then content deltas, then stop."""
+async def _chunks(name: str, model: Any, text: str, break_after: int | None,
+                  usage: bool = False) -> AsyncIterator[bytes]:
+    """One SSE event per word, as OpenAI streams: role first, then content deltas, then stop,
+    then (`stream_options.include_usage`) a chunk with no choices and the usage."""
     deltas = [{"role": "assistant", "content": ""}]
     deltas += [{"content": word} for word in _words(text)]
     for i, delta in enumerate(deltas + [{}]):
@@ -224,6 +226,13 @@ async def _chunks(name: str, model: Any, text: str, break_after: int | None
                                               "finish_reason": None if delta else "stop"}]}
         yield f"data: {json.dumps(chunk)}\n\n".encode()
         await asyncio.sleep(0)  # a separate write per event, like a generating model
+    if usage:
+        words = len(text.split())
+        chunk = {"id": f"chatcmpl-{name}", "object": "chat.completion.chunk", "created": CREATED,
+                 "model": model, "choices": [], "usage": {
+                     "prompt_tokens": words, "completion_tokens": words,
+                     "total_tokens": 2 * words}}
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
     yield b"data: [DONE]\n\n"
 
 
