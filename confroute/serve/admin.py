@@ -48,7 +48,8 @@ async def feedback(service: Service, request: Request) -> Response:
 
 
 async def reload(service: Service, request: Request) -> Response:
-    """POST /admin/reload: what is served after the reload, or 409 naming why not."""
+    """POST /admin/reload (a JSON body, {}): what is served after the reload, or 409 naming
+    why not."""
     if not service.settings.reload_artifact:
         raise Problem(403, "reloading is off (reload_artifact: false)", "reload_disabled")
     try:
