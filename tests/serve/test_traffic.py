@@ -211,3 +211,22 @@ def test_shadow_judging_runs_after_the_answer_and_stores_the_verdict(
     assert verdict["verdict"]["winner"] == "cloud" and verdict["source"] == "judge:edge:cloud"
     assert metric(text, "confroute_shadow_calls") == 3  # the cloud's answer, two judge orders
     assert "confroute_shadow_spend_usd_total" in text
+
+
+def test_the_log_settings_come_from_the_file_and_the_compose_variable(tmp_path: Path) -> None:
+    from confroute.errors import ConfigError
+    from confroute.serve.settings import LOG_URL_ENV, load_settings
+    from confroute.traffic.log import DEFAULT_URL
+
+    environ = {LOG_URL_ENV: "postgresql+psycopg://confroute@db/confroute"}
+    assert load_settings({}, environ={}).log.url == DEFAULT_URL
+    assert load_settings({"log": {"text": True}}, environ=environ).log.url == environ[LOG_URL_ENV]
+    given = load_settings({"log": {"url": "sqlite:///here.db"}}, environ=environ)
+    assert given.log.url == "sqlite:///here.db"  # the file wins over the environment
+    shadow = load_settings({"shadow": {"fraction": 0.1}, "drift": {"band": 0.1}}, environ={})
+    assert shadow.shadow.fraction == 0.1 and shadow.drift.band == 0.1
+    for bad, message in (({"log": {"queue_size": 0}}, "log.queue_size"),
+                         ({"shadow": {"fraction": 2}}, "shadow.fraction"),
+                         ({"log": {"colour": 1}}, "colour")):
+        with pytest.raises(ConfigError, match=message):
+            load_settings(bad, environ={})
