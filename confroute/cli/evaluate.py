@@ -17,12 +17,20 @@ def add_arguments(parser: Any) -> None:
 
     parser.add_argument("--config", action="config", help="YAML file of evaluate settings")
     parser.add_class_arguments(EvaluateRequest, sub_configs=True)
+    parser.add_argument("--cascade", type=bool, default=False, help="the cascade instead: "
+                        "edge-failure AUROC and quality vs cost, before and after the edge "
+                        "answers (--truth: smollm2-uncertainty and/or broad-smollm2)")
 
 
 def run(args: Any) -> int:
     from confroute.evaluation.run import EvaluateRequest, evaluate
 
     request = build(EvaluateRequest, args)
+    if args.cascade:
+        from confroute.evaluation.cascade import evaluate_request, markdown
+
+        print(markdown(evaluate_request(request)))
+        return 0
     report = evaluate(request)
     m = report["metrics"]
     cpts = ", ".join(f"CPT({k[4:]}%) {100 * v:.1f}%" for k, v in m.items() if k.startswith("cpt_"))

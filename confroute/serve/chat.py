@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from confroute.policy import Decision
+from confroute.serve.cascade import cascade_chat
 from confroute.serve.deadlines import Deadline
 from confroute.serve.decisions import Overrides, chat_overrides, headers, named_values
 from confroute.serve.proxy import forward
@@ -38,6 +39,13 @@ async def chat(service: Service, request: Request) -> Response:
     overrides = chat_overrides(service.policy, body, request.headers)
     decision, text = await _decision(service, messages, overrides)
     trace = service.traffic.begin("chat", text, decision, messages)
+    if service.cascade is not None and decision.score is not None and overrides == Overrides():
+        response = await cascade_chat(service, request, body, decision)
+        # recorded at the response's start: the cascade holds the answer it relays
+        trace.done(response.status_code, service.upstreams.get(
+            response.headers.get("x-confroute-route", "")))
+        response.headers.update(trace.headers)
+        return response
     try:
         reply, notes = await unless_disconnected(request, forward(
             service.client(), service.upstreams, service.order(decision), body,

@@ -22,12 +22,14 @@ from starlette.responses import Response
 from confroute.errors import InputError
 from confroute.policy import Decision
 from confroute.runtime import Router
+from confroute.serve.cascade import load_cascade
 from confroute.serve.decisions import Overrides, named_values, serving_policy
 from confroute.serve.metrics import Metrics
 from confroute.serve.recording import Traffic
 from confroute.serve.reload import reload_on_sighup, shadow_call, swap, target_share
 from confroute.serve.scoring import Scorer
-from confroute.serve.settings import ServeSettings, judge_upstream, resolve_upstreams
+from confroute.serve.settings import ServeSettings
+from confroute.serve.upstreams import judge_upstream, resolve_upstreams
 from confroute.serve.wire import Problem, check_token, error_response
 from confroute.text import NoTextError
 from confroute.traffic.shadow import Completion
@@ -49,6 +51,7 @@ class Service:
         self.policy = serving_policy(router.policy, settings.threshold, settings.thresholds)
         self.upstreams = resolve_upstreams(settings, self.models, environ)
         self.judge = judge_upstream(settings, environ)
+        self.cascade = load_cascade(router, settings)
         missing = [m for m in self.models if m not in self.upstreams]
         if self.upstreams and missing:
             log.warning("no upstream for %s: requests routed there go up the ladder",

@@ -20,7 +20,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -162,6 +162,20 @@ class ServeSettings:
     request_timeout_s: float = 600.0
     """Longest time for a whole chat request, streamed or not, fallbacks included: past it a
     client that has been sent nothing gets 504, and a stream ends with an error event."""
+    cascade: bool = False
+    """A pair, after generation (opt-in): a request the router does not send to the cloud at
+    once (score >= the cascade's t1) is asked of the edge with `logprobs: true` and its answer
+    HELD; when the edge's uncertainty (from its mean token log-prob) is >= t2 the request goes
+    to the cloud and the client gets only the cloud's answer. A stream is buffered whole until
+    the edge's stream ends: the client's first byte waits for the edge's entire answer (plus
+    the cloud's time to first token when escalated). See confroute.serve.cascade."""
+    cascade_policy: str | None = None
+    """JSON file of the cascade (t1, t2, uncertainty {measure: logprob, weights, bias}), as
+    confroute.cascade.CascadePolicy.to_dict writes it; None = the artifact manifest's `cascade`
+    section."""
+    cascade_missing: Literal["edge", "cloud"] = "edge"
+    """An edge answer whose logprobs are missing or malformed: serve it (edge) or escalate it
+    (cloud); either way the x-confroute-cascade header says so and a warning is logged."""
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
     """The decision log: every routed request recorded off the request path (log.url, default
     $CONFROUTE_DECISION_LOG_URL, else a SQLite file in the working directory; log.text off:
@@ -184,7 +198,7 @@ class ServeSettings:
         for name, value in self.thresholds.items():
             _check_number(f"thresholds.{name}", value, 0.0, 1.0)
         for name, upstream in self.upstreams.items():
-            _check_ladder_upstream(name, upstream)
+            check_ladder_upstream(name, upstream)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in [0, 65535] (0 = any free port); found {self.port}")
         for name in ("max_body_bytes", "max_prompt_chars", "max_prompts", "batch_max",
@@ -225,7 +239,7 @@ def _check_number(name: str, value: Any, low: float, high: float, low_open: bool
     raise ConfigError(f"{name} must be a finite number in {bound}; found {value!r}")
 
 
-def _check_ladder_upstream(name: Any, upstream: Any) -> None:
+def check_ladder_upstream(name: Any, upstream: Any) -> None:
     key = f"upstreams.{name}"
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"upstreams keys must be the artifact's model names; found {name!r}")
@@ -317,75 +331,6 @@ def load_settings(values: Mapping[str, Any] | None = None,
         log_values["url"] = environ[LOG_URL_ENV]
     values["log"] = log_values
     return from_dict(ServeSettings, values)
-
-
-def resolve_upstreams(settings: ServeSettings, models: Sequence[str],
-                      environ: Mapping[str, str] | None = None) -> dict[str, Upstream]:
-    """The upstreams by the artifact's model names (`models`, cheapest first).
-
-    They come from `upstreams`, and for a pair also from `edge` and `cloud` (CONFROUTE_EDGE_* /
-    CONFROUTE_CLOUD_*), the upstreams of models[0] and models[-1]. Raises ConfigError naming the
-    setting and the fix: an upstream for a model the artifact does not have; `edge`/`cloud` for
-    K > 2 models, or beside an upstreams entry for the same model; an upstream URL without a
-    model name; upstreams configured, but none for the most expensive model (the one every
-    request can fall back to); an api_key_env naming a variable that is not set.
-    """
-    environ = os.environ if environ is None else environ
-    listed = ", ".join(models)
-    for name in settings.upstreams:
-        if name not in models:
-            raise ConfigError(f"upstreams.{name}: the artifact has no model {name!r}; its "
-                              f"models are {listed} (cheapest first): use one of those names "
-                              "or remove the entry")
-    entries = {name: (cfg, env_name(name, "api_key")) for name, cfg in settings.upstreams.items()}
-    for route, name in zip(ROUTES, (models[0], models[-1]), strict=True):
-        cfg = getattr(settings, route)
-        if cfg.base_url is None:
-            continue
-        if len(models) != 2:
-            raise ConfigError(f"the {route} upstream is set ({route}.base_url, or "
-                              f"{env_name(route, 'base_url')}), but this artifact routes among "
-                              f"{len(models)} models ({listed}): configure upstreams.<model> "
-                              f"in the --config file instead, and unset "
-                              f"{env_name(route, 'base_url')}")
-        if name in entries:
-            raise ConfigError(f"both {route} ({env_name(route, 'base_url')}) and "
-                              f"upstreams.{name} configure the upstream of {name!r}: keep one")
-        if not cfg.model:
-            raise ConfigError(f"the {route} upstream has a base URL but no model name; set "
-                              f"{env_name(route, 'model')} (or {route}.model in the config)")
-        entries[name] = (cfg, env_name(route, "api_key"))
-    top = models[-1]
-    if entries and top not in entries:
-        pair = " (CONFROUTE_CLOUD_BASE_URL and _MODEL, or cloud.base_url)" \
-            if len(models) == 2 else ""
-        raise ConfigError(f"upstreams has no entry for {top!r}, the artifact's most expensive "
-                          f"model: requests fall back up the ladder to it, so it needs one; add "
-                          f"upstreams.{top} with base_url and model{pair}")
-    return {name: _upstream(name, *entries[name], environ) for name in models if name in entries}
-
-
-def judge_upstream(settings: ServeSettings, environ: Mapping[str, str] | None = None
-                   ) -> Upstream | None:
-    """The shadow judge's upstream (`judge`, or CONFROUTE_JUDGE_*); None when not set."""
-    if settings.judge.base_url is None:
-        return None
-    return _upstream("judge", settings.judge, env_name("judge", "api_key"),
-                     os.environ if environ is None else environ)
-
-
-def _upstream(name: str, cfg: UpstreamSettings, default_key_env: str,
-              environ: Mapping[str, str]) -> Upstream:
-    """The upstream of model `name`, its key from the environment (never from a file)."""
-    _check_ladder_upstream(name, cfg)  # again: the settings may have changed since
-    assert cfg.base_url is not None and cfg.model is not None  # (for mypy: just checked)
-    variable = cfg.api_key_env or default_key_env
-    key = environ.get(variable, "")
-    if cfg.api_key_env and not key:
-        raise ConfigError(f"upstreams.{name}.api_key_env names {variable}, which is not set "
-                          f"(or empty); export {variable}=<key>, or remove api_key_env for an"
-                          f" upstream that needs no key")
-    return Upstream(name, cfg.base_url, cfg.model, key)
 
 
 def is_loopback(host: str) -> bool:

@@ -1,6 +1,6 @@
 """The clients users have still work against the default proxy after the issue-25 guard: the
-official OpenAI SDK (plain, streamed, models) and every curl command in the README, run as
-written (only the port changes), against the real app under uvicorn on loopback."""
+official OpenAI SDK (plain, streamed, models) and every curl command in the README and the docs
+pages, run as written (only the port changes), against the real app under uvicorn on loopback."""
 
 from __future__ import annotations
 
@@ -20,7 +20,13 @@ from upstream import echo_app, serve_in_thread
 from confroute.runtime import Router
 from confroute.serve import ServeSettings, UpstreamSettings, create_app
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+# The README and the documentation site: every curl either shows is run here.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def pages_text() -> str:
+    return "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
 USER = [{"role": "user", "content": "What is 2 plus 2?"}]
 
 
@@ -51,10 +57,10 @@ def test_the_openai_sdk_works_against_the_default_proxy(tiny_artifact: Path) -> 
 
 
 def readme_curls() -> list[tuple[str, str]]:
-    """(artifact kind, command) for each curl in the README's code blocks: "ladder" when the
-    block's `confroute serve` serves a ladder artifact, else "pair"."""
+    """(artifact kind, command) for each curl in the code blocks of the README and the docs
+    pages: "ladder" when the block's `confroute serve` serves a ladder artifact, else "pair"."""
     found = []
-    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", README.read_text(), re.DOTALL):
+    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", pages_text(), re.DOTALL):
         kind = "ladder" if re.search(r"confroute serve \S*ladder", block) else "pair"
         found += [(kind, line) for line in block.splitlines() if line.startswith("curl ")]
     return found
@@ -92,7 +98,7 @@ def test_the_readme_reverse_proxy_example_loads_and_serves_its_name(tiny_artifac
 
     from confroute.serve import load_settings
 
-    blocks = re.findall(r"```yaml\n(# behind a reverse proxy.*?)```", README.read_text(),
+    blocks = re.findall(r"```yaml\n(# behind a reverse proxy.*?)```", pages_text(),
                         re.DOTALL)
     assert len(blocks) == 1
     settings = load_settings(yaml.safe_load(blocks[0]), environ={})

@@ -103,8 +103,9 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
             load["in_flight"] -= 1
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            lps = said.logprobs if body.get("logprobs") else None
             return StreamingResponse(_chunks(name, body.get("model"), said.text, break_after,
-                                             usage), media_type="text/event-stream")
+                                             lps, usage), media_type="text/event-stream")
         return JSONResponse(completion(name, body.get("model"), said,
                                        logprobs=bool(body.get("logprobs"))))
 
@@ -213,25 +214,34 @@ def lm_answer(backend: Any) -> Answerer:
 
 
 async def _chunks(name: str, model: Any, text: str, break_after: int | None,
-                  usage: bool = False) -> AsyncIterator[bytes]:
-    """One SSE event per word, as OpenAI streams: role first, then content deltas, then stop,
-    then (`stream_options.include_usage`) a chunk with no choices and the usage."""
+                  logprobs: list[float] | None = None, usage: bool = False
+                  ) -> AsyncIterator[bytes]:
+    """One SSE event per word, as OpenAI streams: role first, then content deltas, then stop;
+    with `logprobs`, each content chunk carries its share of them (in order), as OpenAI's
+    chunks carry their tokens' `logprobs.content`; with `usage`
+    (`stream_options.include_usage`), a last chunk with no choices and the usage."""
+    words = _words(text)
     deltas = [{"role": "assistant", "content": ""}]
-    deltas += [{"content": word} for word in _words(text)]
+    deltas += [{"content": word} for word in words]
     for i, delta in enumerate(deltas + [{}]):
         if break_after is not None and i >= break_after:
             raise RuntimeError("echo: breaking the stream off on purpose")
+        choice: dict[str, Any] = {"index": 0, "delta": delta,
+                                  "finish_reason": None if delta else "stop"}
+        if logprobs is not None and 1 <= i <= len(words):
+            part = logprobs[(i - 1) * len(logprobs) // len(words):i * len(logprobs) // len(words)]
+            choice["logprobs"] = {"content": [{"token": "", "logprob": lp, "bytes": None,
+                                               "top_logprobs": []} for lp in part]}
         chunk = {"id": f"chatcmpl-{name}", "object": "chat.completion.chunk", "created": CREATED,
-                 "model": model, "choices": [{"index": 0, "delta": delta,
-                                              "finish_reason": None if delta else "stop"}]}
+                 "model": model, "choices": [choice]}
         yield f"data: {json.dumps(chunk)}\n\n".encode()
         await asyncio.sleep(0)  # a separate write per event, like a generating model
     if usage:
-        words = len(text.split())
+        count = len(text.split())
         chunk = {"id": f"chatcmpl-{name}", "object": "chat.completion.chunk", "created": CREATED,
                  "model": model, "choices": [], "usage": {
-                     "prompt_tokens": words, "completion_tokens": words,
-                     "total_tokens": 2 * words}}
+                     "prompt_tokens": count, "completion_tokens": count,
+                     "total_tokens": 2 * count}}
         yield f"data: {json.dumps(chunk)}\n\n".encode()
     yield b"data: [DONE]\n\n"
 
