@@ -219,4 +219,7 @@ def test_postgresql_stopped_under_load(postgres: object, tiny_artifact: Path,
     assert statuses == {200: len(load.results)}
     assert metric(down, "confroute_log_dropped") > 0
     assert metric(after, "confroute_log_written") > metric(down, "confroute_log_written")
-    assert state.log.count("dropping records until the database keeps up again") == 1
+    # each episode of drops is logged once, when it starts, and once when writing resumes (the
+    # backlog after the restart may make a second, short one): never a line per record
+    episodes = state.log.count("dropping records until the database keeps up again")
+    assert 1 <= episodes <= 3 and state.log.count("decision log: writing again") >= episodes
