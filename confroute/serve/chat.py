@@ -6,6 +6,11 @@ The scored text is the user turn(s) picked by the artifact's `preprocess.turn` (
 all), the `data.turn` setting it was trained with. A conversation whose user turns hold no text
 (only images, audio or files) is not scored and goes to the top model (or a forced one). A
 client that disconnects before a non-streamed answer cancels the upstream call.
+
+`relay` is the part every proxied API shares (chat here, `responses` for /v1/responses): the
+forward with fallback, the x-confroute-* headers, and `x-request-id`, the upstream's when it
+sent one, else the proxy's own (`req_` and 32 hex digits), on answers and on the proxy's
+errors after the decision alike.
 """
 
 from __future__ import annotations
@@ -18,11 +23,18 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from confroute.policy import Decision
+from confroute.serve.answers import CHAT, Api
 from confroute.serve.cascade import cascade_chat
 from confroute.serve.deadlines import Deadline
-from confroute.serve.decisions import Overrides, chat_overrides, headers, named_values
-from confroute.serve.proxy import forward
-from confroute.serve.recording import answer_of, watched
+from confroute.serve.decisions import (
+    Overrides,
+    chat_overrides,
+    header_safe,
+    headers,
+    named_values,
+)
+from confroute.serve.proxy import REQUEST_ID, forward
+from confroute.serve.recording import Trace, answer_of, watched
 from confroute.serve.service import Service
 from confroute.serve.wire import Problem, read_json, unless_disconnected
 from confroute.text import NoTextError
@@ -37,7 +49,7 @@ async def chat(service: Service, request: Request) -> Response:
         raise Problem(422, "'messages' must be a non-empty list of chat messages",
                       "invalid_messages")
     overrides = chat_overrides(service.policy, body, request.headers)
-    decision, text = await _decision(service, messages, overrides)
+    decision, text = await scored_decision(service, messages, overrides, "chat")
     trace = service.traffic.begin("chat", text, decision, messages)
     if service.cascade is not None and decision.score is not None and overrides == Overrides():
         response = await cascade_chat(service, request, body, decision)
@@ -46,22 +58,35 @@ async def chat(service: Service, request: Request) -> Response:
             response.headers.get("x-confroute-route", "")))
         response.headers.update(trace.headers)
         return response
+    return await relay(service, request, body, decision, CHAT, trace)
+
+
+async def relay(service: Service, request: Request, body: dict[str, Any], decision: Decision,
+                api: Api, trace: Trace) -> Response:
+    """Forward `body` to `api` of the upstreams `decision` orders (`proxy.forward`); the
+    answer (whole or streamed) with the decision's headers and x-request-id. Raises Problem
+    (429, 499, 502, 503, 504) with those headers when no upstream answered. The request is
+    recorded by `trace` (`recording`) under the proxy's own id, the x-request-id sent when the
+    upstream sends none: an upstream's ids need not be unique across upstreams or restarts."""
+    own_id, endpoint = trace.request_id, trace.endpoint
     try:
         reply, notes = await unless_disconnected(request, forward(
             service.client(), service.upstreams, service.order(decision), body,
             service.settings.fallback, service.metrics, service.how_to_configure(),
-            deadline=Deadline.of(request.scope, service.settings)))
+            deadline=Deadline.of(request.scope, service.settings), api=api))
     except Problem as problem:  # no upstream answered: still say how it was routed
-        problem.headers.update(headers(decision, None, []) | trace.headers)
+        problem.headers.update(headers(decision, None, []) | {REQUEST_ID: own_id}
+                               | trace.headers)
         trace.done(problem.status, notes=[problem.message])
         raise
     answered = reply.upstream
-    out = headers(decision, (answered.name, answered.model), notes) | trace.headers
+    out = headers(decision, (answered.name, answered.model), notes) | header_safe(
+        {REQUEST_ID: reply.request_id or own_id}) | trace.headers
     if answered.name != decision.model:
         service.metrics.fallbacks.labels(decision.model).inc()
-    log.info("chat: p=%s routed=%s answered=%s status=%d%s",
+    log.info("%s: p=%s routed=%s answered=%s status=%d%s id=%s", endpoint,
              named_values(decision.probabilities) or "none", decision.model, answered.name,
-             reply.status, " stream" if reply.stream else "")
+             reply.status, " stream" if reply.stream else "", out[REQUEST_ID])
     if reply.stream is not None:
         done = BackgroundTask(reply.close) if reply.close else None
         stream = watched(reply.stream, trace, answered, notes, service.traffic.shadow is not None)
@@ -73,13 +98,14 @@ async def chat(service: Service, request: Request) -> Response:
                     headers=out)
 
 
-async def _decision(service: Service, messages: list[Any], overrides: Overrides
-                    ) -> tuple[Decision, str]:
-    """Score the conversation and decide; one with no text at all goes by rule. Returns the
-    decision and the scored text ("" when there was none)."""
+async def scored_decision(service: Service, messages: list[Any], overrides: Overrides,
+                          endpoint: str) -> tuple[Decision, str]:
+    """Score the conversation (chat messages) and decide; one with no text at all goes by
+    rule. Counted in the metrics under `endpoint`. Returns the decision and the scored text
+    ("" when there was none)."""
     try:
         texts = service.texts([messages], no_text_ok=True)
     except NoTextError:
-        return service.without_text(overrides, "chat"), ""
+        return service.without_text(overrides, endpoint), ""
     (row,) = await service.scorer.score(texts)
-    return service.decide(row, overrides, "chat"), texts[0]
+    return service.decide(row, overrides, endpoint), texts[0]

@@ -143,7 +143,7 @@ class Trace:
     text: str
     decision: Decision
     messages: list[Any] | None = None
-    request_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = dataclasses.field(default_factory=lambda: f"req_{uuid.uuid4().hex}")
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     @property
@@ -205,7 +205,8 @@ def usage_of(body: Any) -> tuple[int | None, int | None]:
     usage = body.get("usage") if isinstance(body, Mapping) else None
     if not isinstance(usage, Mapping):
         return None, None
-    tokens = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+    tokens = [usage.get("prompt_tokens", usage.get("input_tokens")),  # chat, Responses API
+              usage.get("completion_tokens", usage.get("output_tokens"))]
     return tuple(t if isinstance(t, int) and not isinstance(t, bool) and t >= 0 else None
                  for t in tokens)  # type: ignore[return-value]
 

@@ -230,3 +230,16 @@ def test_the_log_settings_come_from_the_file_and_the_compose_variable(tmp_path: 
                          ({"log": {"colour": 1}}, "colour")):
         with pytest.raises(ConfigError, match=message):
             load_settings(bad, environ={})
+
+
+def test_a_responses_request_is_recorded_with_its_usage(router: Router, echo: SimpleNamespace,
+                                                        tmp_path: Path) -> None:
+    url = log_url(tmp_path)
+    with TestClient(make_app(router, echo, log=LogSettings(url=url))) as client:
+        answer = client.post("/v1/responses", json={"model": "confroute", "input": QUESTION})
+    assert answer.status_code == 200, answer.text
+    (row,) = rows(url)
+    assert row["request_id"] == answer.headers["x-confroute-request-id"]
+    assert row["endpoint"] == "responses" and row["text_chars"] == len(QUESTION)
+    usage = answer.json().get("usage") or {}
+    assert row["prompt_tokens"] == usage.get("input_tokens")
