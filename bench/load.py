@@ -11,6 +11,11 @@ Starts an echo upstream (`python tests/serve/upstream.py`, the test double) and 
 The load generator shares the machine with the server: on a small machine both compete for the
 same cores, so throughput is a lower bound on what the server alone could do.
 
+The decision log: every setup runs with it off; the first setup also with it on (a SQLite file
+in a temporary directory, text off, the default settings), alternating off/on `--log-rounds`
+times, and the table ends with the ratio of the medians (the goal: log on >= 90% of the routes/s
+without it).
+
     python bench/load.py runs/demo/artifact --requests 10000 --concurrency 32
     python bench/load.py ARTIFACT --requests 2000 --concurrency 16 --setups 1/1/auto,32/1/1
 """
@@ -26,6 +31,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,20 +54,27 @@ def main() -> None:
           f"python {platform.python_version()}", flush=True)
     rows, overhead = [], []
     with process([sys.executable, str(ROOT / "tests/serve/upstream.py"), "--name", "edge"],
-                 r"(http://\S+)") as (echo, _):
+                 r"(http://\S+)") as (echo, _), tempfile.TemporaryDirectory() as tmp:
         for batch_max, threads, workers in args.setups:
             flags = ["--batch_max", str(batch_max), "--threads",
                      "null" if threads == "auto" else threads]
             flags += ["--score_workers", workers] if workers != "auto" else []
-            with serve(args.artifact, echo, flags) as (url, pid):
-                run = asyncio.run(load(url, pid, prompts, args.requests, args.concurrency,
-                                       args.warmup))
-                rows.append({"batch_max": batch_max, "threads": threads, "workers": workers,
-                             **run})
-                print(f"done: {rows[-1]}", flush=True)
-                if (batch_max, threads, workers) == args.setups[0]:
-                    overhead = asyncio.run(proxy_overhead(url, pid, echo, args.proxy_requests))
+            first = (batch_max, threads, workers) == args.setups[0]
+            logs = ["off", "on"] * args.log_rounds if first else ["off"]
+            for i, log in enumerate(logs):
+                log_flags = ["--log.enabled", "false"] if log == "off" else [
+                    "--log.url", f"sqlite:///{tmp}/load-{i}.db"]
+                with serve(args.artifact, echo, flags + log_flags) as (url, pid):
+                    run = asyncio.run(load(url, pid, prompts, args.requests, args.concurrency,
+                                           args.warmup))
+                    rows.append({"batch_max": batch_max, "threads": threads,
+                                 "workers": workers, "log": log, **run})
+                    print(f"done: {rows[-1]}", flush=True)
+                    if first and i == 0:
+                        overhead = asyncio.run(proxy_overhead(url, pid, echo,
+                                                              args.proxy_requests))
     print_load(rows, args.requests, args.concurrency)
+    print_log_ratio(rows)
     print_overhead(overhead, args.proxy_requests)
 
 
@@ -80,6 +93,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--proxy-requests", type=int, default=300,
                         help="sequential chat completions per proxy-overhead measurement "
                         "(made against the first setup)")
+    parser.add_argument("--log-rounds", type=int, default=2,
+                        help="off/on runs of the decision log, alternating (first setup)")
     parser.add_argument("--prompts-from", type=Path, default=PROMPTS,
                         help="parquet file with a 'prompt' column")
     parser.add_argument("--max-prompt-chars", type=int, default=4000)
@@ -242,16 +257,29 @@ def print_load(rows: list[dict], total: int, concurrency: int) -> None:
     print(f"\nPOST /v1/route: {total} requests at concurrency {concurrency}, one prompt each")
     print("(server CPU ms/req: the server process's CPU time over the run / N; client: this "
           "process's)")
-    print(f"| {'batch_max':>9} | {'threads':>7} | {'workers':>7} | {'req/s':>7} | {'p50 ms':>7} "
+    print(f"| {'batch_max':>9} | {'threads':>7} | {'workers':>7} | {'log':>3} | {'req/s':>7} "
+          f"| {'p50 ms':>7} "
           f"| {'p99 ms':>7} "
           f"| {'errors':>6} | {'server CPU ms/req':>17} | {'client CPU ms/req':>17} "
           f"| {'wall s':>6} |")
-    print("|" + "|".join("-" * (w + 2) for w in (9, 7, 7, 7, 7, 7, 6, 17, 17, 6)) + "|")
+    print("|" + "|".join("-" * (w + 2) for w in (9, 7, 7, 3, 7, 7, 7, 6, 17, 17, 6)) + "|")
     for r in rows:
-        print(f"| {r['batch_max']:>9} | {r['threads']:>7} | {r['workers']:>7} | "
+        print(f"| {r['batch_max']:>9} | {r['threads']:>7} | {r['workers']:>7} | {r['log']:>3} | "
               f"{r['throughput']:>7.1f} | "
               f"{r['p50']:>7.2f} | {r['p99']:>7.2f} | {r['errors']:>6} | {r['cpu_ms']:>17.2f} | "
               f"{r['client_cpu_ms']:>17.2f} | {r['seconds']:>6.1f} |")
+
+
+def print_log_ratio(rows: list[dict]) -> None:
+    """Median routes/s with the decision log on over off, for the first setup's runs."""
+    first = {k: rows[0][k] for k in ("batch_max", "threads", "workers")}
+    same = [r for r in rows if all(r[k] == v for k, v in first.items())]
+    rate = {log: statistics.median(r["throughput"] for r in same if r["log"] == log)
+            for log in ("off", "on") if any(r["log"] == log for r in same)}
+    if len(rate) == 2:
+        print(f"\ndecision log on / off, median routes/s over {len(same) // 2} run(s) each: "
+              f"{rate['on']:.1f} / {rate['off']:.1f} = {rate['on'] / rate['off']:.1%} "
+              f"(goal >= 90%)")
 
 
 def print_overhead(rows: list[dict], n: int) -> None:

@@ -81,6 +81,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_working_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite runs in a directory of its own: `confroute serve`'s decision log is on by
+    default and writes its SQLite file (confroute-decisions.db) into the working directory,
+    which must not be the checkout. Session-wide, so module-scoped apps are made there too."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """The session's PostgreSQL server (skipped only where Debian's binaries are absent)."""

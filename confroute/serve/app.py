@@ -22,6 +22,8 @@ the same for every artifact, a pair (edge, cloud) or K models (cheapest first):
                              else the proxy's own)
   GET  /v1/models            OpenAI model list: "confroute" (the router) and the artifact's
                              models; a request's `model` naming one of those forces it
+  POST /v1/feedback          an outcome of a logged request (confroute.serve.admin)
+  POST /admin/reload         load the artifact again and swap it in (also on SIGHUP)
   GET  /health               liveness + what is loaded
   GET  /metrics              Prometheus text
 CORS is off unless `cors_origins` is set; then browsers from those origins may call the API.
@@ -51,7 +53,7 @@ from starlette.routing import Route  # noqa: E402
 
 from confroute.artifact import MAKE_IT  # noqa: E402
 from confroute.runtime import Router  # noqa: E402
-from confroute.serve import endpoints  # noqa: E402
+from confroute.serve import admin, endpoints  # noqa: E402
 from confroute.serve.chat import chat  # noqa: E402
 from confroute.serve.decisions import EXPOSED_HEADERS, REQUEST_HEADERS  # noqa: E402
 from confroute.serve.guard import RequestGuard  # noqa: E402
@@ -84,6 +86,8 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
         Route("/metrics", service.endpoint("metrics", endpoints.metrics_text), methods=["GET"]),
         Route("/v1/route", service.endpoint("route", endpoints.route), methods=["POST"]),
         Route("/v1/chat/completions", service.endpoint("chat", chat), methods=["POST"]),
+        Route("/v1/feedback", service.endpoint("feedback", admin.feedback), methods=["POST"]),
+        Route("/admin/reload", service.endpoint("reload", admin.reload), methods=["POST"]),
         Route("/v1/responses", service.endpoint("responses", responses), methods=["POST"]),
         Route("/v1/models", service.endpoint("models", endpoints.models), methods=["GET"]),
         Route("/v1/models/{model:path}", service.endpoint("models", endpoints.model),

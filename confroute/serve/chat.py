@@ -16,7 +16,6 @@ errors after the decision alike.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -35,6 +34,7 @@ from confroute.serve.decisions import (
     named_values,
 )
 from confroute.serve.proxy import REQUEST_ID, forward
+from confroute.serve.recording import Trace, answer_of, watched
 from confroute.serve.service import Service
 from confroute.serve.wire import Problem, read_json, unless_disconnected
 from confroute.text import NoTextError
@@ -49,29 +49,39 @@ async def chat(service: Service, request: Request) -> Response:
         raise Problem(422, "'messages' must be a non-empty list of chat messages",
                       "invalid_messages")
     overrides = chat_overrides(service.policy, body, request.headers)
-    decision = await scored_decision(service, messages, overrides, "chat")
+    decision, text = await scored_decision(service, messages, overrides, "chat")
+    trace = service.traffic.begin("chat", text, decision, messages)
     if service.cascade is not None and decision.score is not None and overrides == Overrides():
-        return await cascade_chat(service, request, body, decision)
-    return await relay(service, request, body, decision, CHAT, "chat")
+        response = await cascade_chat(service, request, body, decision)
+        # recorded at the response's start: the cascade holds the answer it relays
+        trace.done(response.status_code, service.upstreams.get(
+            response.headers.get("x-confroute-route", "")))
+        response.headers.update(trace.headers)
+        return response
+    return await relay(service, request, body, decision, CHAT, trace)
 
 
 async def relay(service: Service, request: Request, body: dict[str, Any], decision: Decision,
-                api: Api, endpoint: str) -> Response:
+                api: Api, trace: Trace) -> Response:
     """Forward `body` to `api` of the upstreams `decision` orders (`proxy.forward`); the
     answer (whole or streamed) with the decision's headers and x-request-id. Raises Problem
-    (429, 499, 502, 503, 504) with those headers when no upstream answered."""
-    own_id = f"req_{uuid.uuid4().hex}"
+    (429, 499, 502, 503, 504) with those headers when no upstream answered. The request is
+    recorded by `trace` (`recording`) under the proxy's own id, the x-request-id sent when the
+    upstream sends none: an upstream's ids need not be unique across upstreams or restarts."""
+    own_id, endpoint = trace.request_id, trace.endpoint
     try:
         reply, notes = await unless_disconnected(request, forward(
             service.client(), service.upstreams, service.order(decision), body,
             service.settings.fallback, service.metrics, service.how_to_configure(),
             deadline=Deadline.of(request.scope, service.settings), api=api))
     except Problem as problem:  # no upstream answered: still say how it was routed
-        problem.headers.update(headers(decision, None, []) | {REQUEST_ID: own_id})
+        problem.headers.update(headers(decision, None, []) | {REQUEST_ID: own_id}
+                               | trace.headers)
+        trace.done(problem.status, notes=[problem.message])
         raise
     answered = reply.upstream
     out = headers(decision, (answered.name, answered.model), notes) | header_safe(
-        {REQUEST_ID: reply.request_id or own_id})
+        {REQUEST_ID: reply.request_id or own_id}) | trace.headers
     if answered.name != decision.model:
         service.metrics.fallbacks.labels(decision.model).inc()
     log.info("%s: p=%s routed=%s answered=%s status=%d%s id=%s", endpoint,
@@ -79,20 +89,23 @@ async def relay(service: Service, request: Request, body: dict[str, Any], decisi
              reply.status, " stream" if reply.stream else "", out[REQUEST_ID])
     if reply.stream is not None:
         done = BackgroundTask(reply.close) if reply.close else None
-        return StreamingResponse(reply.stream, media_type=reply.content_type,
+        stream = watched(reply.stream, trace, answered, notes, service.traffic.shadow is not None)
+        return StreamingResponse(stream, media_type=reply.content_type,
                                  headers={**out, "cache-control": "no-cache",
                                           "x-accel-buffering": "no"}, background=done)
+    trace.done(reply.status, answered, notes, *answer_of(reply.content))
     return Response(reply.content, status_code=reply.status, media_type=reply.content_type,
                     headers=out)
 
 
 async def scored_decision(service: Service, messages: list[Any], overrides: Overrides,
-                          endpoint: str) -> Decision:
+                          endpoint: str) -> tuple[Decision, str]:
     """Score the conversation (chat messages) and decide; one with no text at all goes by
-    rule. Counted in the metrics under `endpoint`."""
+    rule. Counted in the metrics under `endpoint`. Returns the decision and the scored text
+    ("" when there was none)."""
     try:
         texts = service.texts([messages], no_text_ok=True)
     except NoTextError:
-        return service.without_text(overrides, endpoint)
+        return service.without_text(overrides, endpoint), ""
     (row,) = await service.scorer.score(texts)
-    return service.decide(row, overrides, endpoint)
+    return service.decide(row, overrides, endpoint), texts[0]

@@ -44,7 +44,7 @@ ROUTE_KEYS = {"prompt", "prompts", "threshold", "thresholds", "model", "lambda_p
 EXPOSED_HEADERS = [f"x-confroute-{h}" for h in ("route", "model", "decision", "score",
                                                  "threshold", "reason", "probabilities",
                                                  "thresholds", "cascade-stage", "uncertainty",
-                                                 "cascade")] + ["x-request-id"]
+                                                 "cascade", "request-id")] + ["x-request-id"]
 
 
 @dataclasses.dataclass(frozen=True)

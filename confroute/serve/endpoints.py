@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from confroute.serve.decisions import ROUTE_KEYS, route_overrides
+from confroute.serve.recording import REQUEST_ID_HEADER
 from confroute.serve.service import Service
 from confroute.serve.wire import Problem, read_json
 
@@ -33,6 +34,8 @@ async def health(service: Service, request: Request) -> Response:
     return JSONResponse({
         "status": "ok", "variant": service.router.variant, "turn": service.router.turn,
         "models": service.models, **rule, "model_sha256": service.model_sha256,
+        "artifact": {"id": service.traffic.identity.id,
+                     "sha256": service.traffic.identity.sha256},
         "fallback": service.settings.fallback,
         "upstreams": {name: {"configured": name in service.upstreams,
                              "model": u.model if (u := service.upstreams.get(name)) else None}
@@ -57,9 +60,15 @@ async def route(service: Service, request: Request) -> Response:
                       f"{', '.join(service.models)}", "unknown_field")
     overrides = route_overrides(service.policy, body)
     prompts = service.prompts(body)
-    rows = await service.scorer.score(service.texts(prompts))
-    results = [service.decide(row, overrides, "route").to_dict() for row in rows]
-    return JSONResponse(results[0] if "prompt" in body else {"results": results})
+    texts = service.texts(prompts)
+    rows = await service.scorer.score(texts)
+    decisions = [service.decide(row, overrides, "route") for row in rows]
+    traces = [service.traffic.begin("route", t, d) for t, d in zip(texts, decisions, strict=True)]
+    for trace in traces:
+        trace.done(200)
+    results = [d.to_dict() for d in decisions]
+    return JSONResponse(results[0] if "prompt" in body else {"results": results}, headers={
+        REQUEST_ID_HEADER: ",".join(t.request_id for t in traces)})
 
 
 def model_list(service: Service) -> list[dict[str, Any]]:

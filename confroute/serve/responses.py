@@ -44,10 +44,11 @@ async def responses(service: Service, request: Request) -> Response:
     messages = scored_messages(body)
     overrides = chat_overrides(service.policy, body, request.headers)
     if messages:
-        decision = await scored_decision(service, messages, overrides, "responses")
+        decision, text = await scored_decision(service, messages, overrides, "responses")
     else:  # only items such as tool outputs: no message, nothing to score
-        decision = service.without_text(overrides, "responses")
-    return await relay(service, request, body, decision, RESPONSES, "responses")
+        decision, text = service.without_text(overrides, "responses"), ""
+    trace = service.traffic.begin("responses", text, decision)  # no shadow: not chat-shaped
+    return await relay(service, request, body, decision, RESPONSES, trace)
 
 
 def scored_messages(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -25,10 +25,14 @@ from confroute.runtime import Router
 from confroute.serve.cascade import load_cascade
 from confroute.serve.decisions import Overrides, named_values, serving_policy
 from confroute.serve.metrics import Metrics
+from confroute.serve.recording import Traffic
+from confroute.serve.reload import reload_on_sighup, shadow_call, swap, target_share
 from confroute.serve.scoring import Scorer
-from confroute.serve.settings import ServeSettings, resolve_upstreams
+from confroute.serve.settings import ServeSettings
+from confroute.serve.upstreams import judge_upstream, resolve_upstreams
 from confroute.serve.wire import Problem, check_token, error_response
 from confroute.text import NoTextError
+from confroute.traffic.shadow import Completion
 
 log = logging.getLogger("confroute.serve")
 
@@ -46,6 +50,7 @@ class Service:
         self.models = list(router.models)
         self.policy = serving_policy(router.policy, settings.threshold, settings.thresholds)
         self.upstreams = resolve_upstreams(settings, self.models, environ)
+        self.judge = judge_upstream(settings, environ)
         self.cascade = load_cascade(router, settings)
         missing = [m for m in self.models if m not in self.upstreams]
         if self.upstreams and missing:
@@ -59,6 +64,8 @@ class Service:
         model_file = router.manifest["onnx"]["variants"][router.variant]
         self.model_sha256 = router.manifest["files"][model_file]
         self.metrics.info.labels(router.variant, router.turn, self.model_sha256).set(1)
+        self.traffic = Traffic(settings, router, self.metrics, target_share(router))
+        self.reloading = asyncio.Lock()
 
     def _score(self, texts: list[str]) -> np.ndarray:
         """Rows of [P(model k adequate) for k, USD of the prompt on model k for k, P(cloud
@@ -114,11 +121,27 @@ class Service:
         log.info("confroute serve: %s router (turn=%s, %s); upstreams: %s",
                  self.router.variant, self.router.turn, self.describe(),
                  ", ".join(f"{u.name}={u.model}" for u in self.upstreams.values()) or "none")
-        yield
+        self.traffic.start_shadow(self.shadow_call)
+        with reload_on_sighup(self):
+            yield
+        await self.traffic.close()
         await self.scorer.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    async def reload(self) -> dict[str, Any]:
+        """Load the artifact again (a served link resolved anew) and swap it in: requests
+        already scored finish on the old router. Raises ConfrouteError (the old one stays)."""
+        async with self.reloading:
+            return await swap(self)
+
+    async def shadow_call(self, model: str, messages: list[dict[str, Any]],
+                          fields: dict[str, Any]) -> Completion:
+        """One shadow or judge call (`ShadowJudge`'s `call`) to the model's upstream."""
+        upstream = self.judge if model == self.settings.shadow.judge_model else \
+            self.upstreams.get(model)
+        return await shadow_call(self.client(), upstream, model, messages, fields)
 
     def client(self) -> httpx.AsyncClient:
         # One pooled client per event loop (made lazily, so a new loop gets a new pool).

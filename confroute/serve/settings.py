@@ -20,7 +20,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -29,10 +29,15 @@ from confroute.config import from_dict
 from confroute.errors import ConfigError
 from confroute.llm_client import redact
 from confroute.serve.hosts import check_hosts, check_origins
+from confroute.traffic.drift import DriftSettings
+from confroute.traffic.log import DEFAULT_URL as DEFAULT_LOG_URL
+from confroute.traffic.log import LogSettings
+from confroute.traffic.shadow import ShadowSettings
 
 RouteName = Literal["edge", "cloud"]
 ROUTES: tuple[RouteName, RouteName] = ("edge", "cloud")
 TOKEN_ENV = "CONFROUTE_TOKEN"
+LOG_URL_ENV = "CONFROUTE_DECISION_LOG_URL"
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -172,6 +177,21 @@ class ServeSettings:
     cascade_missing: Literal["edge", "cloud"] = "edge"
     """An edge answer whose logprobs are missing or malformed: serve it (edge) or escalate it
     (cloud); either way the x-confroute-cascade header says so and a warning is logged."""
+    log: LogSettings = dataclasses.field(default_factory=LogSettings)
+    """The decision log: every routed request recorded off the request path (log.url, default
+    $CONFROUTE_DECISION_LOG_URL, else a SQLite file in the working directory; log.text off:
+    only the prompt's sha256 is kept); see confroute.traffic.log."""
+    shadow: ShadowSettings = dataclasses.field(default_factory=ShadowSettings)
+    """Shadow judging of answered requests by the models not chosen (off: shadow.fraction 0);
+    the judge is called as the `judge` upstream."""
+    drift: DriftSettings = dataclasses.field(default_factory=DriftSettings)
+    """The realised cloud share against the calibrated target, and the score shift (/metrics)."""
+    judge: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
+    """Shadow judging: the judge's upstream (default from CONFROUTE_JUDGE_*), its key from
+    CONFROUTE_JUDGE_API_KEY or the variable judge.api_key_env names."""
+    reload_artifact: bool = True
+    """Reload the artifact (a served link is resolved again) on SIGHUP and POST /admin/reload;
+    in-flight requests finish on the router they started with."""
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
@@ -179,7 +199,7 @@ class ServeSettings:
         for name, value in self.thresholds.items():
             _check_number(f"thresholds.{name}", value, 0.0, 1.0)
         for name, upstream in self.upstreams.items():
-            _check_ladder_upstream(name, upstream)
+            check_ladder_upstream(name, upstream)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in [0, 65535] (0 = any free port); found {self.port}")
         for name in ("max_body_bytes", "max_prompt_chars", "max_prompts", "batch_max",
@@ -220,7 +240,7 @@ def _check_number(name: str, value: Any, low: float, high: float, low_open: bool
     raise ConfigError(f"{name} must be a finite number in {bound}; found {value!r}")
 
 
-def _check_ladder_upstream(name: Any, upstream: Any) -> None:
+def check_ladder_upstream(name: Any, upstream: Any) -> None:
     key = f"upstreams.{name}"
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"upstreams keys must be the artifact's model names; found {name!r}")
@@ -299,7 +319,7 @@ def load_settings(values: Mapping[str, Any] | None = None,
     environ = os.environ if environ is None else check.mapping(environ, "environ")
     values = dict(check.mapping(values, "values", optional=True) or {})
     check_upstreams_config(values.get("upstreams"))
-    for route in ROUTES:
+    for route in (*ROUTES, "judge"):
         upstream = dict(values.get(route) or {})
         for field in ("base_url", "model"):
             if upstream.get(field) is None and environ.get(env_name(route, field)):
@@ -307,67 +327,11 @@ def load_settings(values: Mapping[str, Any] | None = None,
         values[route] = upstream
     if values.get("token") is None and environ.get(TOKEN_ENV):
         values["token"] = environ[TOKEN_ENV]
+    log_values = dict(values.get("log") or {})
+    if log_values.get("url") in (None, DEFAULT_LOG_URL) and environ.get(LOG_URL_ENV):
+        log_values["url"] = environ[LOG_URL_ENV]
+    values["log"] = log_values
     return from_dict(ServeSettings, values)
-
-
-def resolve_upstreams(settings: ServeSettings, models: Sequence[str],
-                      environ: Mapping[str, str] | None = None) -> dict[str, Upstream]:
-    """The upstreams by the artifact's model names (`models`, cheapest first).
-
-    They come from `upstreams`, and for a pair also from `edge` and `cloud` (CONFROUTE_EDGE_* /
-    CONFROUTE_CLOUD_*), the upstreams of models[0] and models[-1]. Raises ConfigError naming the
-    setting and the fix: an upstream for a model the artifact does not have; `edge`/`cloud` for
-    K > 2 models, or beside an upstreams entry for the same model; an upstream URL without a
-    model name; upstreams configured, but none for the most expensive model (the one every
-    request can fall back to); an api_key_env naming a variable that is not set.
-    """
-    environ = os.environ if environ is None else environ
-    listed = ", ".join(models)
-    for name in settings.upstreams:
-        if name not in models:
-            raise ConfigError(f"upstreams.{name}: the artifact has no model {name!r}; its "
-                              f"models are {listed} (cheapest first): use one of those names "
-                              "or remove the entry")
-    entries = {name: (cfg, env_name(name, "api_key")) for name, cfg in settings.upstreams.items()}
-    for route, name in zip(ROUTES, (models[0], models[-1]), strict=True):
-        cfg = getattr(settings, route)
-        if cfg.base_url is None:
-            continue
-        if len(models) != 2:
-            raise ConfigError(f"the {route} upstream is set ({route}.base_url, or "
-                              f"{env_name(route, 'base_url')}), but this artifact routes among "
-                              f"{len(models)} models ({listed}): configure upstreams.<model> "
-                              f"in the --config file instead, and unset "
-                              f"{env_name(route, 'base_url')}")
-        if name in entries:
-            raise ConfigError(f"both {route} ({env_name(route, 'base_url')}) and "
-                              f"upstreams.{name} configure the upstream of {name!r}: keep one")
-        if not cfg.model:
-            raise ConfigError(f"the {route} upstream has a base URL but no model name; set "
-                              f"{env_name(route, 'model')} (or {route}.model in the config)")
-        entries[name] = (cfg, env_name(route, "api_key"))
-    top = models[-1]
-    if entries and top not in entries:
-        pair = " (CONFROUTE_CLOUD_BASE_URL and _MODEL, or cloud.base_url)" \
-            if len(models) == 2 else ""
-        raise ConfigError(f"upstreams has no entry for {top!r}, the artifact's most expensive "
-                          f"model: requests fall back up the ladder to it, so it needs one; add "
-                          f"upstreams.{top} with base_url and model{pair}")
-    return {name: _upstream(name, *entries[name], environ) for name in models if name in entries}
-
-
-def _upstream(name: str, cfg: UpstreamSettings, default_key_env: str,
-              environ: Mapping[str, str]) -> Upstream:
-    """The upstream of model `name`, its key from the environment (never from a file)."""
-    _check_ladder_upstream(name, cfg)  # again: the settings may have changed since
-    assert cfg.base_url is not None and cfg.model is not None  # (for mypy: just checked)
-    variable = cfg.api_key_env or default_key_env
-    key = environ.get(variable, "")
-    if cfg.api_key_env and not key:
-        raise ConfigError(f"upstreams.{name}.api_key_env names {variable}, which is not set "
-                          f"(or empty); export {variable}=<key>, or remove api_key_env for an"
-                          f" upstream that needs no key")
-    return Upstream(name, cfg.base_url, cfg.model, key)
 
 
 def is_loopback(host: str) -> bool:

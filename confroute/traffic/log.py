@@ -183,7 +183,7 @@ class DecisionLog:
                                   f"request {request_id} cannot be checked; retry later")
         if not known:
             return FeedbackResult("unknown", f"no request {request_id} in the decision log; "
-                                  "send the id from the x-request-id header of a response")
+                                  "send the id from a response's x-confroute-request-id header")
         if not self.add_outcome(row):
             return FeedbackResult("dropped", "the decision log is not accepting records now "
                                   "(its database is slow or down); retry later")

@@ -38,6 +38,10 @@ UPDATED = ("kind", "time", "model", "rating", "verdict", "cost_usd", "detail")
 MAX_BACKOFF_S = 2.0
 
 
+COLLECT_NAP_S = 0.01
+"""How long the writer sleeps between looks at the queue while it fills a batch."""
+
+
 class Writer:
     """Writes queued rows to `engine` from one thread (see the module docstring).
 
@@ -147,14 +151,18 @@ class Writer:
             return []
         batch = [first]
         deadline = time.monotonic() + self.flush_interval_s
-        while len(batch) < self.batch_size:
-            wait = deadline - time.monotonic()
+        # Take what is queued, then nap: a blocking get per row would wake this thread for
+        # every request, and each wake takes the GIL from the threads serving requests.
+        while True:
             try:
-                batch.append(self._queue.get(timeout=wait) if wait > 0 else
-                             self._queue.get_nowait())
+                while len(batch) < self.batch_size:
+                    batch.append(self._queue.get_nowait())
             except queue.Empty:
-                break
-        return batch
+                pass
+            wait = deadline - time.monotonic()
+            if len(batch) >= self.batch_size or wait <= 0 or self._stop.is_set():
+                return batch
+            time.sleep(min(wait, COLLECT_NAP_S))
 
     def _write(self, batch: list[Item]) -> list[Item]:
         """Commit `batch`; returns the rows still to write (empty on success)."""

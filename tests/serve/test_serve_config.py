@@ -17,7 +17,7 @@ import yaml
 from confroute.errors import ConfigError
 from confroute.runtime import Router
 from confroute.serve import ServeSettings, UpstreamSettings, create_app, load_settings
-from confroute.serve.settings import resolve_upstreams
+from confroute.serve.upstreams import resolve_upstreams
 
 SECRET = "sk-live-SECRET-abcdef123456"
 CONFIG = """\

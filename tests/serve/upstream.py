@@ -115,9 +115,11 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
         if responses:
             return responses_reply(name, body, said.text, break_after, ids)
         if body.get("stream"):
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
             lps = said.logprobs if body.get("logprobs") else None
             return StreamingResponse(_chunks(name, body.get("model"), said.text, break_after,
-                                             lps), media_type="text/event-stream", headers=ids)
+                                             lps, usage), media_type="text/event-stream",
+                                             headers=ids)
         return JSONResponse(completion(name, body.get("model"), said,
                                        logprobs=bool(body.get("logprobs"))), headers=ids)
 
@@ -227,10 +229,12 @@ def lm_answer(backend: Any) -> Answerer:
 
 
 async def _chunks(name: str, model: Any, text: str, break_after: int | None,
-                  logprobs: list[float] | None = None) -> AsyncIterator[bytes]:
+                  logprobs: list[float] | None = None, usage: bool = False
+                  ) -> AsyncIterator[bytes]:
     """One SSE event per word, as OpenAI streams: role first, then content deltas, then stop;
     with `logprobs`, each content chunk carries its share of them (in order), as OpenAI's
-    chunks carry their tokens' `logprobs.content`."""
+    chunks carry their tokens' `logprobs.content`; with `usage`
+    (`stream_options.include_usage`), a last chunk with no choices and the usage."""
     words = _words(text)
     deltas = [{"role": "assistant", "content": ""}]
     deltas += [{"content": word} for word in words]
@@ -247,6 +251,13 @@ async def _chunks(name: str, model: Any, text: str, break_after: int | None,
                  "model": model, "choices": [choice]}
         yield f"data: {json.dumps(chunk)}\n\n".encode()
         await asyncio.sleep(0)  # a separate write per event, like a generating model
+    if usage:
+        count = len(text.split())
+        chunk = {"id": f"chatcmpl-{name}", "object": "chat.completion.chunk", "created": CREATED,
+                 "model": model, "choices": [], "usage": {
+                     "prompt_tokens": count, "completion_tokens": count,
+                     "total_tokens": 2 * count}}
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
     yield b"data: [DONE]\n\n"
 
 
