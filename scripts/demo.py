@@ -19,10 +19,10 @@ EASY, TRAIN, PROOF = ("What is 12 + 30?",
                       "the second catch up?", "Prove that the product of two odd integers is odd.")
 
 # Broad supervision (issue 26), chosen on the common-sense suite (bench/results/commonsense.md):
-# the default router adds the 23-model MMLU-Pro difficulty to its pair's outcomes; the SmolLM2
-# router adds SmolLM2's own answers to everyday questions (the same edge model, the same label).
+# the default router adds the 23-model MMLU-Pro difficulty to its pair's outcomes (suite AUROC
+# 0.136 -> 0.603, APGR on its benchmark 0.603 -> 0.625). The SmolLM2 router keeps its own data:
+# adding broad-smollm2 made it rank the suite worse (0.095 -> 0.048).
 DEFAULT_MIX = ["--data.mix", "[mmlu-pro-difficulty]"]
-SMOLLM2_MIX = ["--data.mix", "[broad-smollm2]"]
 
 
 def steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
@@ -39,7 +39,7 @@ def steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                       "--sample", str(args.sample)]),
         # An edge-confidence router from confroute's own uncertainty labels (SmolLM2-135M, SE).
         ("train smollm2", ["train", "--out", smollm2, "--data.source", "smollm2-uncertainty",
-                           "--train.max_epochs", "1", *SMOLLM2_MIX, "--overwrite"]),
+                           "--train.max_epochs", "1", "--overwrite"]),
         ("export smollm2", ["export", smollm2, "--out", f"{smollm2}/artifact"]),
         ("route smollm2", ["route", f"{smollm2}/artifact", "What is 7 + 8?",
                            "What is 487 * 36?"]),
