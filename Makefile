@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 # mirror that holds the CPU wheel); where the index is unreachable pip retries it, then uses those.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-fast lint bench quality clean
+.PHONY: install demo test test-fast lint docs bench quality clean
 
 $(BIN)/confroute: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: install
 	$(BIN)/ruff check confroute tests bench scripts
 	$(BIN)/mypy confroute
 
+# The documentation site from docs/ (README.md is its front door) into site/.
+docs: install
+	$(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python bench/latency.py
 
@@ -56,4 +60,4 @@ quality: install
 	$(BIN)/python bench/quality.py --quick --routellm-dir ../shared/data/routellm
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

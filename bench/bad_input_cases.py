@@ -1,8 +1,9 @@
 """The HTTP cases of bench/bad_inputs.py: (name, method, path, body, headers, expected), and the
 raw-socket ones (name, bytes, expected). `expected` is "ok", "error" (any 4xx with a JSON
 message), "error NNN" (that status) or "refused" (any 4xx: the HTTP parser's own answer).
-Issue 14's cases first, then issue 25 (content types, Host, Origin) and issue 23 item 5
-(hostile JSON), then what only a raw socket can send (issue 23 item 2: bodies that stall)."""
+Issue 14's cases first, then /v1/responses (the Responses API's `input`), issue 25 (content
+types, Host, Origin) and issue 23 item 5 (hostile JSON), on every POST endpoint, then what only a
+raw socket can send (issue 23 item 2: bodies that stall)."""
 
 from __future__ import annotations
 
@@ -77,14 +78,52 @@ HTTP_CASES: list[tuple[str, str, str, Any, dict[str, str], str]] = [
      {"origin": "http://localhost:3000", "access-control-request-method": "POST",
       "access-control-request-headers": "content-type"}, "ok"),
 ]
+R = "/v1/responses"
+_PARTS = [{"type": "input_text", "text": "Describe it."},
+          {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]
+HTTP_CASES += [
+    ("responses input a string", "POST", R, {"input": "What is 2 plus 2?"}, {}, "ok"),
+    ("responses input messages with parts", "POST", R,
+     {"input": [{"type": "message", "role": "user", "content": _PARTS}],
+      "instructions": "Be brief."}, {}, "ok"),
+    ("responses only an image", "POST", R,
+     {"input": [{"role": "user", "content": _PARTS[1:]}]}, {}, "ok"),
+    ("responses only a tool output", "POST", R,
+     {"input": [{"type": "function_call_output", "call_id": "c", "output": "18 C"}]}, {}, "ok"),
+    ("responses streamed", "POST", R, {"input": "hi", "stream": True}, {}, "ok"),
+    ("responses no input", "POST", R, {"model": "confroute"}, {}, "error 422"),
+    ("responses input null", "POST", R, {"input": None}, {}, "error 422"),
+    ("responses input a number", "POST", R, {"input": 7}, {}, "error 422"),
+    ("responses input an object", "POST", R, {"input": {"text": "hi"}}, {}, "error 422"),
+    ("responses input an empty list", "POST", R, {"input": []}, {}, "error 422"),
+    ("responses input empty", "POST", R, {"input": " "}, {}, "error 422"),
+    ("responses item a string", "POST", R, {"input": ["hi"]}, {}, "error 422"),
+    ("responses role a number", "POST", R, {"input": [{"role": 1, "content": "hi"}]}, {},
+     "error 422"),
+    ("responses content a number", "POST", R, {"input": [{"role": "user", "content": 1}]}, {},
+     "error 422"),
+    ("responses part a string", "POST", R, {"input": [{"role": "user", "content": ["hi"]}]},
+     {}, "error 422"),
+    ("responses input_text null", "POST", R, {"input": [{"role": "user", "content": [
+        {"type": "input_text", "text": None}]}]}, {}, "error 422"),
+    ("responses instructions a number", "POST", R, {"input": "hi", "instructions": 3}, {},
+     "error 422"),
+    ("responses lone surrogate", "POST", R, b'{"input": "great phone \\ud83d"}', {},
+     "error 422"),
+    ("responses unknown forced model", "POST", R,
+     {"input": "hi", "confroute_force_model": "gpt-9"}, {}, "error 422"),
+    ("responses input over max_prompt_chars", "POST", R, {"input": "x" * 150_000}, {},
+     "error 413"),
+]
 CHAT_JSON = json.dumps({"messages": USER}).encode()
 ROUTE_JSON = b'{"prompt": "hi"}'
+RESPONSES_JSON = b'{"input": "hi"}'
 # Issue 25 item 1: bodies a web page can send without asking first, and other non-JSON types.
 for _type in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
               "multipart/form-data; boundary=x", "", "text/json", "application/jsonx",
               "application/json; charset=latin-1", "application/json, text/plain"):
     for _path, _body in (("/v1/chat/completions", CHAT_JSON), ("/v1/route", ROUTE_JSON),
-                         ("/v1/completions", CHAT_JSON)):
+                         ("/v1/completions", CHAT_JSON), (R, RESPONSES_JSON)):
         HTTP_CASES.append((f"{_path} Content-Type {_type!r}", "POST", _path, _body,
                            {"content-type": _type}, "error 415"))
 for _type in ("application/json; charset=utf-8", "Application/JSON", "application/vnd.x+json"):
@@ -99,7 +138,8 @@ for _host in ("evil.example", "localhost.evil.example", "evil-localhost", "local
               "localhost:99999", "::1", "[::1", "0.0.0.0", "127.1", "2130706433", "user@localhost",
               "localhost:8000@evil.example", ""):
     for _method, _path, _body in (("GET", "/v1/models", None), ("GET", "/metrics", None),
-                                  ("POST", "/v1/chat/completions", CHAT_JSON)):
+                                  ("POST", "/v1/chat/completions", CHAT_JSON),
+                                  ("POST", R, RESPONSES_JSON)):
         HTTP_CASES.append((f"{_method} {_path} Host {_host!r}", _method, _path, _body,
                            {"host": _host, "content-type": "application/json"}, "error 403"))
 # Issue 25 item 3: Origin (CORS allows http://localhost:3000 here) and Sec-Fetch-Site.
@@ -109,6 +149,8 @@ for _origin in ("http://evil.example", "null", "http://localhost:3001", "https:/
                        {"origin": _origin, "content-type": "text/plain"}, "error 403"))
     HTTP_CASES.append((f"GET /v1/models Origin {_origin!r}", "GET", "/v1/models", None,
                        {"origin": _origin}, "error 403"))
+    HTTP_CASES.append((f"responses Origin {_origin!r}", "POST", R, RESPONSES_JSON,
+                       {"origin": _origin, "content-type": "application/json"}, "error 403"))
 HTTP_CASES += [
     ("chat Origin allowed", "POST", "/v1/chat/completions", CHAT_JSON,
      {"origin": "http://localhost:3000", "content-type": "application/json"}, "ok"),
@@ -145,6 +187,10 @@ for _name, _route, _chat in [
     HTTP_CASES.append((f"route {_name}", "POST", "/v1/route", _route.encode(), {}, "error"))
     HTTP_CASES.append((f"chat {_name}", "POST", "/v1/chat/completions", _chat.encode(), {},
                        "error"))
+    # the same hostile JSON with the Responses API's field names
+    _responses = _chat.replace('"messages": ' + _USER, '"input": "hi"') \
+        .replace('"messages": ', '"input": ').replace('"max_tokens"', '"max_output_tokens"')
+    HTTP_CASES.append((f"responses {_name}", "POST", R, _responses.encode(), {}, "error"))
 
 _HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n" \
         b"Content-Type: application/json\r\n"

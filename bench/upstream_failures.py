@@ -11,7 +11,9 @@ refusing a prompt for length; a client that gives up; an upstream 500's message;
 error that echoes the API key; 200s that are no chat completion (no choices, cut off, not JSON,
 an error object, a redirect, a Content-Length that lies); streams that are no chat-completion
 stream (JSON instead, only keep-alives, a first event that is not a chunk); streams that break
-mid-event or stall after their first chunk; the request deadline; a client body that stalls.
+mid-event or stall after their first chunk; the request deadline; a client body that stalls;
+then the same kinds on /v1/responses (the Responses API: bodies that are no `response`, streams
+that are no Responses event stream, breaks after the first event).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from confroute.serve import ServeSettings, UpstreamSettings, create_app  # noqa:
 
 KEY = "sk-live-EXAMPLEKEY-123456"
 CHAT = {"model": "confroute", "messages": [{"role": "user", "content": "What is 2 plus 2?"}]}
+RESPONSES = {"model": "confroute", "input": "What is 2 plus 2?"}
+BODIES = {"/chat/completions": CHAT, "/responses": RESPONSES}
 TO_EDGE = {"x-confroute-threshold": "1"}
 LENGTH = {"error": {"message": "This model's maximum context length is 2048 tokens.",
                     "type": "invalid_request_error", "code": "context_length_exceeded"}}
@@ -179,13 +183,13 @@ def key_echo(artifact: Path) -> Outcome:
             f"{reply.json()['error']['message']}", not leaked)
 
 
-def falls_back(script: Script, stream: bool = False) -> Any:
+def falls_back(script: Script, stream: bool = False, path: str = "/chat/completions") -> Any:
     """A case: the edge writes `script`; the client should get the cloud's answer."""
     def case(artifact: Path) -> Outcome:
         with proxy(artifact, script, echo_app("cloud")) as url:
-            reply = httpx.post(url + "/chat/completions", json={**CHAT, "stream": stream},
+            reply = httpx.post(url + path, json={**BODIES[path], "stream": stream},
                                headers=TO_EDGE, timeout=60)
-            alone = _alone(artifact, script, stream)
+            alone = _alone(artifact, script, stream, path)
         who = reply.headers.get("x-confroute-route", "nobody")
         handled = reply.status_code == 200 and who == "cloud" and alone[1]
         return f"HTTP {reply.status_code} from {who}; alone: {alone[0]}", handled
@@ -193,12 +197,11 @@ def falls_back(script: Script, stream: bool = False) -> Any:
     return case
 
 
-def _alone(artifact: Path, script: Script, stream: bool) -> Outcome:
+def _alone(artifact: Path, script: Script, stream: bool, path: str) -> Outcome:
     """With no upstream to fall back to (the failing upstream is the top model's, and fallback
     goes up only): 502 (504 for time) with the reason, OpenAI-shaped."""
     with proxy(artifact, script, None) as url:
-        reply = httpx.post(url + "/chat/completions", json={**CHAT, "stream": stream},
-                           timeout=60)
+        reply = httpx.post(url + path, json={**BODIES[path], "stream": stream}, timeout=60)
     try:
         message = reply.json()["error"]["message"].removeprefix("no upstream answered: ")
     except (ValueError, KeyError):
@@ -209,14 +212,15 @@ def _alone(artifact: Path, script: Script, stream: bool) -> Outcome:
 FIRST = b"data: " + chunk("Four", role=True) + b"\n\n"
 
 
-def whole_events_then_error(script: Script) -> Any:
-    """A case: the stream is committed, then breaks: only whole events, the error event last."""
+def whole_events_then_error(script: Script, path: str = "/chat/completions") -> Any:
+    """A case: the stream is committed, then breaks: only whole events, the error event last
+    (for Responses, an `error` event that also holds the `error` object the SDK raises)."""
     def case(artifact: Path) -> Outcome:
         from confroute.serve.sse import EventSplitter, event_data
 
         with proxy(artifact, script, upstream()) as url:
             started = time.monotonic()
-            reply = httpx.post(url + "/chat/completions", json={**CHAT, "stream": True},
+            reply = httpx.post(url + path, json={**BODIES[path], "stream": True},
                                headers=TO_EDGE, timeout=60)
             took = time.monotonic() - started
         splitter = EventSplitter(1 << 20)
@@ -286,6 +290,51 @@ CASES = [
                                                                                end="hang"))),
     ("stream of keep-alives past the deadline", request_deadline),
     ("client body stalls (Content-Length 500)", body_stalls),
+]
+
+
+def _event(kind: str, number: int, **fields: Any) -> bytes:
+    data = json.dumps({"type": kind, "sequence_number": number, **fields})
+    return f"event: {kind}\ndata: {data}\n\n".encode()
+
+
+R = "/responses"
+CREATED = _event("response.created", 0, response={"id": "r", "object": "response",
+                                                  "status": "in_progress", "output": []})
+DELTA = _event("response.output_text.delta", 1, item_id="m", output_index=0, content_index=0,
+               delta="Four")
+OUTPUT = [{"type": "message", "role": "assistant",
+           "content": [{"type": "output_text", "text": "Four", "annotations": []}]}]
+CASES += [
+    ("responses: 200 a chat completion", falls_back(json_answer(completion("up", "m", "4")),
+                                                    path=R)),
+    ("responses: 200 without output", falls_back(json_answer({"object": "response"}), path=R)),
+    ("responses: 200 status failed", falls_back(json_answer(
+        {"object": "response", "status": "failed", "output": []}), path=R)),
+    ("responses: 200 error object", falls_back(json_answer({"error": {"message": "busy"}}),
+                                               path=R)),
+    ("responses: 200 text a number", falls_back(json_answer({"object": "response", "output": [
+        {"type": "message", "content": [{"type": "output_text", "text": 4}]}]}), path=R)),
+    ("responses: 200 cut off", falls_back(json_answer(json.dumps(
+        {"object": "response", "output": OUTPUT}).encode()[:40]), path=R)),
+    ("responses: headers, then stall", falls_back(Script(json_head(200, None), [], "hang"),
+                                                  path=R)),
+    ("responses stream: JSON instead", falls_back(json_answer(
+        {"object": "response", "output": OUTPUT}), stream=True, path=R)),
+    ("responses stream: a chat-completion stream", falls_back(sse_answer(FIRST), stream=True,
+                                                              path=R)),
+    ("responses stream: first event an error", falls_back(sse_answer(_event(
+        "error", 0, code="server_error", message="busy")), stream=True, path=R)),
+    ("responses stream: only keep-alives", falls_back(sse_answer(
+        *[(0.2, b": keepalive\n\n")] * 100, end="hang"), stream=True, path=R)),
+    ("responses stream breaks mid-line", whole_events_then_error(
+        sse_answer(CREATED + b'event: response.output_text.delta\ndata: {"ty'), R)),
+    ("responses stream ends before completed", whole_events_then_error(
+        sse_answer(CREATED + DELTA), R)),
+    ("responses stream: a chunk mid-stream", whole_events_then_error(
+        sse_answer(CREATED + FIRST), R)),
+    ("responses stream stalls after created", whole_events_then_error(
+        sse_answer(CREATED, end="hang"), R)),
 ]
 
 

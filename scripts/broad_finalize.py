@@ -73,7 +73,8 @@ def summarise(frame) -> dict:
 
     def stats(group) -> dict:
         auroc = binary_auroc(group["correct_edge"].to_numpy() == 1, -group["se_edge"].to_numpy())
-        return {"rows": len(group), "greedy_accuracy": round(float(group["correct_edge"].mean()), 3),
+        return {"rows": len(group),
+                "greedy_accuracy": round(float(group["correct_edge"].mean()), 3),
                 "mean_label": round(float(group["label"].mean()), 3),
                 "auroc_neg_se": None if np.isnan(auroc) else round(auroc, 3)}
 

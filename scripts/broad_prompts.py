@@ -22,11 +22,15 @@ TEXT_INSTRUCTION = "Answer with one word."
 ARITH_LEVELS = [("+", 1, 1), ("+", 2, 1), ("-", 1, 1), ("*", 1, 1), ("+", 2, 2), ("-", 2, 2),
                 ("*", 2, 1), ("+", 3, 3), ("*", 2, 2), ("-", 4, 3), ("*", 3, 2), ("*", 4, 4)]
 """From 1-digit sums to 4x4-digit products: a grade the model's errors can follow."""
-WORDS = ("sun tree book lamp frog milk door rain ship bird cake road fish moon hand star wolf "
-         "river garden window pencil orange rabbit silver winter planet bottle candle ladder "
-         "blanket kitchen morning thunder library diamond pumpkin holiday mountain notebook "
-         "elephant umbrella sandwich airplane hospital computer calendar triangle festival "
-         "strawberry basketball chocolate dictionary helicopter watermelon").split()
+WORDS = [
+    "sun", "tree", "book", "lamp", "frog", "milk", "door", "rain", "ship", "bird", "cake",
+    "road", "fish", "moon", "hand", "star", "wolf", "river", "garden", "window", "pencil",
+    "orange", "rabbit", "silver", "winter", "planet", "bottle", "candle", "ladder", "blanket",
+    "kitchen", "morning", "thunder", "library", "diamond", "pumpkin", "holiday", "mountain",
+    "notebook", "elephant", "umbrella", "sandwich", "airplane", "hospital", "computer",
+    "calendar", "triangle", "festival", "strawberry", "basketball", "chocolate", "dictionary",
+    "helicopter", "watermelon"
+]
 UNITS = [("centimetres", "metre", 100), ("millimetres", "centimetre", 10), ("grams", "kilogram",
          1000), ("minutes", "hour", 60), ("seconds", "minute", 60), ("hours", "day", 24),
          ("metres", "kilometre", 1000), ("millilitres", "litre", 1000), ("days", "week", 7),
@@ -237,4 +241,5 @@ def broad_prompts(n: int, seed: int = 0) -> list[dict]:
                      "answer_type": answer_type, "choices": choices, "instruction": instruction,
                      "source": kind, "shape": shape, "length": length_class(prompt)})
     # runs of 64 sorted by length: a batch's prompts need little padding, a partial run is mixed
-    return [r for i in range(0, n, 64) for r in sorted(rows[i:i + 64], key=lambda r: len(r["prompt"]))]
+    return [r for i in range(0, n, 64)
+            for r in sorted(rows[i:i + 64], key=lambda r: len(r["prompt"]))]

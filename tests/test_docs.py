@@ -18,7 +18,8 @@ import yaml
 from confroute.cli import COMMANDS, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted((ROOT / "docs").rglob("*.md"))
+# The README is the site's front door: its commands are checked as the pages' are.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 # `[--flag VALUE]` and `[PROMPT ...]` in a synopsis line: optional parts, not arguments.
 OPTIONAL = re.compile(r"\s\[(?:--|[A-Z])[^\]]*\]")

@@ -16,6 +16,10 @@ the same for every artifact, a pair (edge, cloud) or K models (cheapest first):
                              chosen model), -route and -model (the model that answered, its
                              upstream's model name), -reason (with any fallback),
                              -probabilities, -thresholds, and for a pair -score and -threshold
+  POST /v1/responses         the OpenAI Responses API, scored from its `input` and forwarded
+                             as chat is, with the same headers (confroute.serve.responses);
+                             chat and responses answers carry x-request-id (the upstream's,
+                             else the proxy's own)
   GET  /v1/models            OpenAI model list: "confroute" (the router) and the artifact's
                              models; a request's `model` naming one of those forces it
   GET  /health               liveness + what is loaded
@@ -50,6 +54,7 @@ from confroute.serve.chat import chat  # noqa: E402
 from confroute.serve.decisions import EXPOSED_HEADERS, REQUEST_HEADERS  # noqa: E402
 from confroute.serve.guard import RequestGuard  # noqa: E402
 from confroute.serve.hosts import check_origins  # noqa: E402
+from confroute.serve.responses import responses  # noqa: E402
 from confroute.serve.service import Service  # noqa: E402
 from confroute.serve.settings import ServeSettings  # noqa: E402
 from confroute.serve.wire import error_response  # noqa: E402
@@ -74,6 +79,7 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
         Route("/metrics", service.endpoint("metrics", endpoints.metrics_text), methods=["GET"]),
         Route("/v1/route", service.endpoint("route", endpoints.route), methods=["POST"]),
         Route("/v1/chat/completions", service.endpoint("chat", chat), methods=["POST"]),
+        Route("/v1/responses", service.endpoint("responses", responses), methods=["POST"]),
         Route("/v1/models", service.endpoint("models", endpoints.models), methods=["GET"]),
         Route("/v1/models/{model:path}", service.endpoint("models", endpoints.model),
               methods=["GET"]),

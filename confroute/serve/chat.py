@@ -6,11 +6,17 @@ The scored text is the user turn(s) picked by the artifact's `preprocess.turn` (
 all), the `data.turn` setting it was trained with. A conversation whose user turns hold no text
 (only images, audio or files) is not scored and goes to the top model (or a forced one). A
 client that disconnects before a non-streamed answer cancels the upstream call.
+
+`relay` is the part every proxied API shares (chat here, `responses` for /v1/responses): the
+forward with fallback, the x-confroute-* headers, and `x-request-id`, the upstream's when it
+sent one, else the proxy's own (`req_` and 32 hex digits), on answers and on the proxy's
+errors after the decision alike.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -18,9 +24,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from confroute.policy import Decision
+from confroute.serve.answers import CHAT, Api
+from confroute.serve.cascade import cascade_chat
 from confroute.serve.deadlines import Deadline
-from confroute.serve.decisions import Overrides, chat_overrides, headers, named_values
-from confroute.serve.proxy import forward
+from confroute.serve.decisions import (
+    Overrides,
+    chat_overrides,
+    header_safe,
+    headers,
+    named_values,
+)
+from confroute.serve.proxy import REQUEST_ID, forward
 from confroute.serve.service import Service
 from confroute.serve.wire import Problem, read_json, unless_disconnected
 from confroute.text import NoTextError
@@ -35,22 +49,34 @@ async def chat(service: Service, request: Request) -> Response:
         raise Problem(422, "'messages' must be a non-empty list of chat messages",
                       "invalid_messages")
     overrides = chat_overrides(service.policy, body, request.headers)
-    decision = await _decision(service, messages, overrides)
+    decision = await scored_decision(service, messages, overrides, "chat")
+    if service.cascade is not None and decision.score is not None and overrides == Overrides():
+        return await cascade_chat(service, request, body, decision)
+    return await relay(service, request, body, decision, CHAT, "chat")
+
+
+async def relay(service: Service, request: Request, body: dict[str, Any], decision: Decision,
+                api: Api, endpoint: str) -> Response:
+    """Forward `body` to `api` of the upstreams `decision` orders (`proxy.forward`); the
+    answer (whole or streamed) with the decision's headers and x-request-id. Raises Problem
+    (429, 499, 502, 503, 504) with those headers when no upstream answered."""
+    own_id = f"req_{uuid.uuid4().hex}"
     try:
         reply, notes = await unless_disconnected(request, forward(
             service.client(), service.upstreams, service.order(decision), body,
             service.settings.fallback, service.metrics, service.how_to_configure(),
-            deadline=Deadline.of(request.scope, service.settings)))
+            deadline=Deadline.of(request.scope, service.settings), api=api))
     except Problem as problem:  # no upstream answered: still say how it was routed
-        problem.headers.update(headers(decision, None, []))
+        problem.headers.update(headers(decision, None, []) | {REQUEST_ID: own_id})
         raise
     answered = reply.upstream
-    out = headers(decision, (answered.name, answered.model), notes)
+    out = headers(decision, (answered.name, answered.model), notes) | header_safe(
+        {REQUEST_ID: reply.request_id or own_id})
     if answered.name != decision.model:
         service.metrics.fallbacks.labels(decision.model).inc()
-    log.info("chat: p=%s routed=%s answered=%s status=%d%s",
+    log.info("%s: p=%s routed=%s answered=%s status=%d%s id=%s", endpoint,
              named_values(decision.probabilities) or "none", decision.model, answered.name,
-             reply.status, " stream" if reply.stream else "")
+             reply.status, " stream" if reply.stream else "", out[REQUEST_ID])
     if reply.stream is not None:
         done = BackgroundTask(reply.close) if reply.close else None
         return StreamingResponse(reply.stream, media_type=reply.content_type,
@@ -60,11 +86,13 @@ async def chat(service: Service, request: Request) -> Response:
                     headers=out)
 
 
-async def _decision(service: Service, messages: list[Any], overrides: Overrides) -> Decision:
-    """Score the conversation and decide; one with no text at all goes by rule."""
+async def scored_decision(service: Service, messages: list[Any], overrides: Overrides,
+                          endpoint: str) -> Decision:
+    """Score the conversation (chat messages) and decide; one with no text at all goes by
+    rule. Counted in the metrics under `endpoint`."""
     try:
         texts = service.texts([messages], no_text_ok=True)
     except NoTextError:
-        return service.without_text(overrides, "chat")
+        return service.without_text(overrides, endpoint)
     (row,) = await service.scorer.score(texts)
-    return service.decide(row, overrides, "chat")
+    return service.decide(row, overrides, endpoint)

@@ -43,7 +43,8 @@ REQUEST_HEADERS = [THRESHOLD_HEADER, THRESHOLDS_HEADER, FORCE_HEADER, LAMBDA_HEA
 ROUTE_KEYS = {"prompt", "prompts", "threshold", "thresholds", "model", "lambda_per_usd"}
 EXPOSED_HEADERS = [f"x-confroute-{h}" for h in ("route", "model", "decision", "score",
                                                  "threshold", "reason", "probabilities",
-                                                 "thresholds")]
+                                                 "thresholds", "cascade-stage", "uncertainty",
+                                                 "cascade")] + ["x-request-id"]
 
 
 @dataclasses.dataclass(frozen=True)

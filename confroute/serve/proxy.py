@@ -1,4 +1,5 @@
-"""Forwarding a chat completion to an upstream, with fallback to the next one.
+"""Forwarding a request (a chat completion, or a Responses request: `answers.Api`) to an
+upstream, with fallback to the next one.
 
 The app hands `forward` the upstreams to try, in order: for a two-model artifact the chosen one
 then the other; for a K-model ladder the chosen model then each more expensive one, cheapest
@@ -15,10 +16,11 @@ upstream failed: all rate-limited -> 429 with the smallest upstream `Retry-After
 back off; all refused the length -> the last refusal passes through; else 502 (504 when all
 timed out). Upstream error messages are kept, with anything that could be a key redacted.
 
-No 2xx is trusted unread: a body that is not a chat completion (not JSON, cut off, no
-`choices`, wrong types: `answers`), a stream that is not text/event-stream or whose first data
-event is not a chat.completion.chunk (`streams`), a redirect, and an answer over
-MAX_UPSTREAM_BYTES are failures like a 5xx.
+No 2xx is trusted unread: a body that is not the API's answer (for chat: not JSON, cut off,
+no `choices`, wrong types: `answers`; for Responses: `response_answers`), a stream that is not
+text/event-stream or whose first data event is not the API's (`streams`), a redirect, and an
+answer over MAX_UPSTREAM_BYTES are failures like a 5xx. The upstream's `x-request-id` is kept
+in the Reply.
 
 Deadlines (`deadlines.Deadline`): each upstream has `first_content_timeout_s` for its first
 content (a whole non-streamed answer, or a stream's first data event: SSE comments and
@@ -41,7 +43,7 @@ from typing import Any
 import httpx
 
 from confroute.llm_client import redact
-from confroute.serve.answers import UpstreamFailure, completion_problem
+from confroute.serve.answers import CHAT, Api, UpstreamFailure
 from confroute.serve.deadlines import Deadline
 from confroute.serve.metrics import Metrics
 from confroute.serve.settings import Upstream
@@ -55,6 +57,8 @@ log = logging.getLogger("confroute.serve")
 RATE_LIMITED = 429
 LENGTH_STATUSES = (400, 413, 422)
 LENGTH_CODES = {"context_length_exceeded", "exceed_context_size_error"}
+REQUEST_ID = "x-request-id"
+MAX_REQUEST_ID_CHARS = 200
 LENGTH_MESSAGE = re.compile(r"maximum context length|context[ _](length|size|window)|"
                             r"too many tokens|prompt is too long", re.IGNORECASE)
 MAX_MESSAGE_CHARS = 500
@@ -66,7 +70,7 @@ MAX_UPSTREAM_BYTES = 64 * 1024 * 1024
 @dataclasses.dataclass
 class Reply:
     """An upstream's answer: a whole body, or an open stream whose first data event was read
-    and found to be a chat.completion.chunk."""
+    and found to be the API's (a chat.completion.chunk, a Responses event)."""
 
     upstream: Upstream
     status: int
@@ -75,12 +79,16 @@ class Reply:
     stream: AsyncIterator[bytes] | None = None
     close: Callable[[], Awaitable[None]] | None = None
     """Releases the upstream connection of a stream, also if the client never reads it."""
+    request_id: str | None = None
+    """The upstream's x-request-id header (cut to MAX_REQUEST_ID_CHARS), None without one."""
 
 
 async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream],
                   order: Sequence[str], body: dict[str, Any], fallback: bool, metrics: Metrics,
-                  configure: str = "", *, deadline: Deadline) -> tuple[Reply, list[str]]:
-    """Send `body` to the first configured upstream in `order`; if it fails and `fallback` is
+                  configure: str = "", *, deadline: Deadline, api: Api = CHAT
+                  ) -> tuple[Reply, list[str]]:
+    """Send `body` to `api` of the first configured upstream in `order`; if it fails and
+    `fallback` is
     on, to the next configured one, and so on while `deadline` leaves time. Unconfigured
     names are skipped (and noted).
 
@@ -96,7 +104,7 @@ async def forward(client: httpx.AsyncClient, upstreams: Mapping[str, Upstream],
             notes.append(f"{name} upstream not configured")
             continue
         try:
-            return await attempt(client, upstream, body, metrics, deadline), notes
+            return await attempt(client, upstream, body, metrics, deadline, api), notes
         except UpstreamFailure as failure:
             metrics.upstream_errors.labels(name, failure.kind).inc()
             log.warning("upstream %s failed: %s", name, failure.detail)
@@ -134,20 +142,21 @@ def _no_answer(failures: list[UpstreamFailure], notes: list[str]) -> Problem:
 
 
 async def attempt(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, Any],
-                  metrics: Metrics, deadline: Deadline) -> Reply:
+                  metrics: Metrics, deadline: Deadline, api: Api = CHAT) -> Reply:
     """`call`, its time to first content bounded by `deadline.for_attempt()`."""
     seconds, setting = deadline.for_attempt()
     try:
         async with asyncio.timeout(seconds):
-            return await call(client, upstream, body, metrics, deadline)
+            return await call(client, upstream, body, metrics, deadline, api)
     except TimeoutError:
         what = "first stream event" if body.get("stream") else "answer"
         raise UpstreamFailure("timeout", f"no {what} within {seconds:g} s ({setting})") from None
 
 
 async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, Any],
-               metrics: Metrics, deadline: Deadline) -> Reply:
-    """One upstream call; raises UpstreamFailure when the next upstream should be tried.
+               metrics: Metrics, deadline: Deadline, api: Api = CHAT) -> Reply:
+    """One upstream call to `api`; raises UpstreamFailure when the next upstream should be
+    tried.
     A streamed answer is returned once its first data event is read (its relay ends by
     `deadline`); a whole answer once it is read and checked."""
     streaming = bool(body.get("stream"))
@@ -156,16 +165,18 @@ async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, An
                "accept": "text/event-stream" if streaming else "application/json"}
     if upstream.api_key:
         headers["authorization"] = f"Bearer {upstream.api_key}"
-    request = client.build_request("POST", upstream.chat_url, content=json.dumps(payload),
-                                   headers=headers)
+    request = client.build_request("POST", upstream.base_url.rstrip("/") + api.path,
+                                   content=json.dumps(payload), headers=headers)
     started = time.perf_counter()
     response = await _send(client, request)
     try:
         content_type = response.headers.get("content-type", "application/json")
         if streaming and response.is_success and media_type(content_type) == "text/event-stream":
-            stream = await open_stream(response, upstream, metrics, deadline, MAX_UPSTREAM_BYTES)
+            stream = await open_stream(response, upstream, metrics, deadline,
+                                       MAX_UPSTREAM_BYTES, api)
             metrics.upstream_latency.labels(upstream.name).observe(time.perf_counter() - started)
-            return Reply(upstream, 200, content_type, stream=stream, close=response.aclose)
+            return Reply(upstream, 200, content_type, stream=stream, close=response.aclose,
+                         request_id=_request_id(response))
         content = await _read(_read_capped(response))
         metrics.upstream_latency.labels(upstream.name).observe(time.perf_counter() - started)
     except BaseException:  # also cancellation (the client left, a deadline): close the call
@@ -174,19 +185,25 @@ async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, An
     await response.aclose()
     if upstream.api_key:  # some servers echo the key they rejected; never pass it on
         content = content.replace(upstream.api_key.encode(), b"***")
-    reply = Reply(upstream, response.status_code, content_type, content=content)
-    _raise_if_failed(reply, response.headers.get("retry-after"), streaming)
-    if response.is_success:  # read, and found to be a chat completion
+    reply = Reply(upstream, response.status_code, content_type, content=content,
+                  request_id=_request_id(response))
+    _raise_if_failed(reply, response.headers.get("retry-after"), streaming, api)
+    if response.is_success:  # read, and found to be the API's answer
         reply.content_type = "application/json"
     return reply
 
 
-def _raise_if_failed(reply: Reply, retry_after: str | None, streaming: bool) -> None:
+def _request_id(response: httpx.Response) -> str | None:
+    found = response.headers.get(REQUEST_ID, "").strip()
+    return found[:MAX_REQUEST_ID_CHARS] or None
+
+
+def _raise_if_failed(reply: Reply, retry_after: str | None, streaming: bool, api: Api) -> None:
     """Raise UpstreamFailure for the answers that fall back (see the module docstring)."""
     status = reply.status
     if 200 <= status < 300:
         problem = (f"a stream was asked for and it answered {media_type(reply.content_type)!r}"
-                   if streaming else completion_problem(reply.content))
+                   if streaming else api.body_problem(reply.content))
         if problem is not None:
             raise UpstreamFailure("invalid_answer", redact(f"HTTP {status}, but {problem}",
                                                           reply.upstream.api_key))

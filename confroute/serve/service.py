@@ -22,6 +22,7 @@ from starlette.responses import Response
 from confroute.errors import InputError
 from confroute.policy import Decision
 from confroute.runtime import Router
+from confroute.serve.cascade import load_cascade
 from confroute.serve.decisions import Overrides, named_values, serving_policy
 from confroute.serve.metrics import Metrics
 from confroute.serve.scoring import Scorer
@@ -45,6 +46,7 @@ class Service:
         self.models = list(router.models)
         self.policy = serving_policy(router.policy, settings.threshold, settings.thresholds)
         self.upstreams = resolve_upstreams(settings, self.models, environ)
+        self.cascade = load_cascade(router, settings)
         missing = [m for m in self.models if m not in self.upstreams]
         if self.upstreams and missing:
             log.warning("no upstream for %s: requests routed there go up the ladder",

@@ -157,6 +157,20 @@ class ServeSettings:
     request_timeout_s: float = 600.0
     """Longest time for a whole chat request, streamed or not, fallbacks included: past it a
     client that has been sent nothing gets 504, and a stream ends with an error event."""
+    cascade: bool = False
+    """A pair, after generation (opt-in): a request the router does not send to the cloud at
+    once (score >= the cascade's t1) is asked of the edge with `logprobs: true` and its answer
+    HELD; when the edge's uncertainty (from its mean token log-prob) is >= t2 the request goes
+    to the cloud and the client gets only the cloud's answer. A stream is buffered whole until
+    the edge's stream ends: the client's first byte waits for the edge's entire answer (plus
+    the cloud's time to first token when escalated). See confroute.serve.cascade."""
+    cascade_policy: str | None = None
+    """JSON file of the cascade (t1, t2, uncertainty {measure: logprob, weights, bias}), as
+    confroute.cascade.CascadePolicy.to_dict writes it; None = the artifact manifest's `cascade`
+    section."""
+    cascade_missing: Literal["edge", "cloud"] = "edge"
+    """An edge answer whose logprobs are missing or malformed: serve it (edge) or escalate it
+    (cloud); either way the x-confroute-cascade header says so and a warning is logged."""
 
     def __post_init__(self) -> None:
         if self.threshold is not None:

@@ -1,12 +1,14 @@
 """Relaying an upstream's SSE stream: checked before it is committed, whole events after.
 
 `open_stream` reads the stream up to its first data event (comments and keep-alives before it
-are dropped) and checks that it is a chat.completion.chunk; anything else raises
-UpstreamFailure, so the proxy can still fall back (nothing has reached the client). The relay
-it returns then passes the stream on one whole event at a time (`sse.EventSplitter`) and ends
-it with one OpenAI-style error event when the upstream breaks off, sends an event that is not a
-chunk, stalls past the read timeout, ends before the answer does (no finish_reason and no
-[DONE]), or the request passes its deadline; a half-written event is dropped.
+are dropped) and checks it with the API's checks (`answers.Api`: a chat.completion.chunk, or a
+Responses event); anything else raises UpstreamFailure, so the proxy can still fall back
+(nothing has reached the client). The relay it returns then passes the stream on one whole
+event at a time (`sse.EventSplitter`) and ends it with one error event in the API's form when
+the upstream breaks off, sends an event that is not one of the API's, stalls past the read
+timeout, ends before the answer does (for chat: no finish_reason and no [DONE]; for Responses:
+no response.completed, .incomplete or .failed), or the request passes its deadline; a
+half-written event is dropped.
 """
 
 from __future__ import annotations
@@ -18,36 +20,37 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import httpx
 
 from confroute.llm_client import redact
-from confroute.serve.answers import DONE, UpstreamFailure, chunk_problem, finishes
+from confroute.serve.answers import Api, UpstreamFailure
 from confroute.serve.deadlines import Deadline
 from confroute.serve.metrics import Metrics
 from confroute.serve.settings import Upstream
-from confroute.serve.sse import EventSplitter, EventTooLarge, error_event, event_data
+from confroute.serve.sse import EventSplitter, EventTooLarge, event_data
 
 log = logging.getLogger("confroute.serve")
 
 
 class StreamBroken(Exception):
-    """The stream stopped being a chat-completion stream after it was committed."""
+    """The stream stopped being one of the API's streams after it was committed."""
 
 
 async def open_stream(response: httpx.Response, upstream: Upstream, metrics: Metrics,
-                      deadline: Deadline, max_event_bytes: int) -> AsyncIterator[bytes]:
+                      deadline: Deadline, max_event_bytes: int, api: Api
+                      ) -> AsyncIterator[bytes]:
     """The relay of `response` (an open text/event-stream), once its first data event has
-    arrived and is a chunk. Raises UpstreamFailure (not a chat-completion stream, broken off,
+    arrived and is one of `api`'s. Raises UpstreamFailure (not such a stream, broken off,
     timed out before that); the caller closes `response` then. The relay closes it itself."""
     splitter = EventSplitter(max_event_bytes)
     events = _events(response, splitter)
     try:
-        first = await _first_chunk(events, splitter, upstream)
+        first = await _first_event(events, splitter, upstream, api)
     except BaseException:
         await events.aclose()
         raise
-    return _relay(first, events, splitter, response, upstream, metrics, deadline)
+    return _relay(first, events, splitter, response, upstream, metrics, deadline, api)
 
 
-async def _first_chunk(events: AsyncIterator[bytes], splitter: EventSplitter,
-                       upstream: Upstream) -> bytes:
+async def _first_event(events: AsyncIterator[bytes], splitter: EventSplitter,
+                       upstream: Upstream, api: Api) -> bytes:
     """The first data event, checked; comments and keep-alives before it are dropped (they are
     not content, and relaying one would commit the response)."""
     try:
@@ -55,12 +58,9 @@ async def _first_chunk(events: AsyncIterator[bytes], splitter: EventSplitter,
             data = event_data(event)
             if data is None:
                 continue
-            problem = "it ended with [DONE] before any chunk" if data == DONE \
-                else chunk_problem(data)
-            if problem is not None:
+            if (problem := api.first_problem(data)) is not None:
                 raise UpstreamFailure("invalid_answer", redact(
-                    f"a stream that is not a chat-completion stream: {problem}",
-                    upstream.api_key))
+                    f"a stream that is not a {api.name} stream: {problem}", upstream.api_key))
             return event
     except httpx.TimeoutException as exc:
         raise UpstreamFailure("timeout", f"timed out ({type(exc).__name__})") from exc
@@ -82,31 +82,31 @@ async def _events(response: httpx.Response, splitter: EventSplitter
 
 async def _relay(first: bytes, events: AsyncIterator[bytes], splitter: EventSplitter,
                  response: httpx.Response, upstream: Upstream, metrics: Metrics,
-                 deadline: Deadline) -> AsyncIterator[bytes]:
+                 deadline: Deadline, api: Api) -> AsyncIterator[bytes]:
     """Pass on whole events until the stream ends; always release the upstream connection."""
-    finished = finishes(event_data(first) or "")
+    last = event_data(first) or ""
+    finished = api.finishes(last)
     try:
         yield first
         while (event := await _next(events, deadline)) is not None:
             data = event_data(event)
-            if data is not None and data != DONE and \
-                    (problem := chunk_problem(data, error_ok=True)) is not None:
-                raise StreamBroken(redact(f"sent what is not a chunk: {problem}",
-                                          upstream.api_key))
-            finished = finished or (data is not None and finishes(data))
+            if data is not None:
+                if (problem := api.event_problem(data)) is not None:
+                    raise StreamBroken(redact(f"sent what is not a {api.name} event: "
+                                              f"{problem}", upstream.api_key))
+                finished, last = finished or api.finishes(data), data
             yield event
         if splitter.pending.strip():
             raise StreamBroken("ended its stream in the middle of an event")
         if not finished:
-            raise StreamBroken("ended its stream before the answer (no finish_reason, no "
-                               "[DONE])")
+            raise StreamBroken(f"ended its stream before the answer ({api.unfinished})")
     except (httpx.HTTPError, EventTooLarge, StreamBroken, TimeoutError) as exc:
         # Too late to fall back (the client has part of an answer): end with an error event,
         # which OpenAI clients raise as an APIError rather than returning a truncated answer.
         metrics.upstream_errors.labels(upstream.name, "stream").inc()
         message = _why(exc, upstream, deadline)
         log.warning("upstream %s: %s", upstream.name, message)
-        yield error_event(message, "upstream_stream_error")
+        yield api.error_event(message, "upstream_stream_error", last)
     finally:
         await response.aclose()
 

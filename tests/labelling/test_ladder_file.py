@@ -104,11 +104,11 @@ def test_bad_files(tmp_path):
         read_ladder(nan)
 
 
-def test_readme_ladder_example_is_a_valid_ladder():
+def test_the_labelling_page_ladder_example_is_a_valid_ladder():
     import yaml
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("**K models.**", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
-    models = parse_ladder(yaml.safe_load(block), "README")
+    page = (Path(__file__).resolve().parents[2] / "docs" / "labelling.md").read_text()
+    block = page.split("**K models.**", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    models = parse_ladder(yaml.safe_load(block), "docs/labelling.md")
     assert [m.name for m in models] == ["smollm2", "qwen-7b", "gpt-4o"]
     assert [m.is_url for m in models] == [False, True, True]

@@ -1,10 +1,12 @@
 """The clients users have still work against the default proxy after the issue-25 guard: the
-official OpenAI SDK (plain, streamed, models) and every curl command in the README, run as
-written (only the port changes), against the real app under uvicorn on loopback."""
+official OpenAI SDK (chat and Responses, plain and streamed, models), and every curl command and
+openai SDK snippet in the README and the docs pages, run as written (only the port changes),
+against the real app under uvicorn on loopback."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import shlex
@@ -20,7 +22,13 @@ from upstream import echo_app, serve_in_thread
 from confroute.runtime import Router
 from confroute.serve import ServeSettings, UpstreamSettings, create_app
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+# The README and the documentation site: every curl either shows is run here.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def pages_text() -> str:
+    return "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
 USER = [{"role": "user", "content": "What is 2 plus 2?"}]
 
 
@@ -48,16 +56,28 @@ def test_the_openai_sdk_works_against_the_default_proxy(tiny_artifact: Path) -> 
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) \
             .endswith("What is 2 plus 2?")
         assert "confroute" in [m.id for m in sdk.models.list()]
+        response = sdk.responses.create(model="confroute", input="What is 2 plus 2?")
+        assert response.output_text.endswith("What is 2 plus 2?")
+        events = sdk.responses.create(model="confroute", input="What is 2 plus 2?", stream=True)
+        assert "".join(e.delta for e in events if e.type == "response.output_text.delta") \
+            .endswith("What is 2 plus 2?")
 
 
 def readme_curls() -> list[tuple[str, str]]:
-    """(artifact kind, command) for each curl in the README's code blocks: "ladder" when the
-    block's `confroute serve` serves a ladder artifact, else "pair"."""
+    """(artifact kind, command) for each curl in the code blocks of the README and the docs
+    pages: "ladder" when the block's `confroute serve` serves a ladder artifact, else "pair"."""
     found = []
-    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", README.read_text(), re.DOTALL):
+    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", pages_text(), re.DOTALL):
         kind = "ladder" if re.search(r"confroute serve \S*ladder", block) else "pair"
         found += [(kind, line) for line in block.splitlines() if line.startswith("curl ")]
     return found
+
+
+def sdk_snippets() -> list[str]:
+    """Each Python block of the README and the docs pages that points the openai SDK at the
+    proxy."""
+    return [block for block in re.findall(r"```python\n(.*?)```", pages_text(), re.DOTALL)
+            if "OpenAI(base_url=" in block]
 
 
 CURLS = readme_curls()
@@ -66,6 +86,18 @@ CURLS = readme_curls()
 def test_the_readme_has_curl_examples_that_send_json() -> None:
     assert len(CURLS) >= 3
     assert all("-H 'Content-Type: application/json'" in command for _, command in CURLS)
+    assert {"/v1/route", "/v1/chat/completions", "/v1/responses"} <= {
+        re.search(r"localhost:8000(/\S*)", c).group(1) for _, c in CURLS}  # type: ignore
+
+
+@pytest.mark.parametrize("snippet", sdk_snippets())
+def test_each_sdk_snippet_works_against_the_default_proxy(tiny_artifact: Path,
+                                                          snippet: str) -> None:
+    assert "client.responses.create" in snippet
+    with default_proxy(tiny_artifact) as url, contextlib.redirect_stdout(io.StringIO()) as out:
+        port = url.rpartition(":")[2]
+        exec(re.sub(r"(localhost|127\.0\.0\.1):8000", rf"\1:{port}", snippet), {})
+    assert "says: " in out.getvalue()  # an echo upstream's answer, printed by the snippet
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -78,7 +110,7 @@ def test_each_readme_curl_works_against_the_default_proxy(
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)
-        assert "error" not in answer, answer
+        assert answer.get("error") is None, answer  # (a Responses object has "error": null)
         # without the header curl -d sends a form type, which a web page could send too: 415
         bare = [a for a in argv if a not in ("-H", "Content-Type: application/json")]
         refused = json.loads(subprocess.run(bare, capture_output=True, text=True,
@@ -92,7 +124,7 @@ def test_the_readme_reverse_proxy_example_loads_and_serves_its_name(tiny_artifac
 
     from confroute.serve import load_settings
 
-    blocks = re.findall(r"```yaml\n(# behind a reverse proxy.*?)```", README.read_text(),
+    blocks = re.findall(r"```yaml\n(# behind a reverse proxy.*?)```", pages_text(),
                         re.DOTALL)
     assert len(blocks) == 1
     settings = load_settings(yaml.safe_load(blocks[0]), environ={})

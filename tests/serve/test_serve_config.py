@@ -206,11 +206,11 @@ def test_help_shows_a_ladder_config_that_loads(capsys: pytest.CaptureFixture[str
     assert settings.thresholds == {"small": 0.8}
 
 
-def test_the_readme_example_loads() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL)
+def test_the_serving_page_example_loads() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
+    blocks = re.findall(r"```yaml\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
     examples = [b for b in blocks if b.startswith("# serve.yaml")]
-    assert len(examples) == 1, "the README's serve section has one serve.yaml example"
+    assert len(examples) == 1, "the serving page has one serve.yaml example"
     settings = load_settings(yaml.safe_load(examples[0]), environ={})
     assert len(settings.upstreams) >= 3
     assert all(u.base_url and u.model for u in settings.upstreams.values())

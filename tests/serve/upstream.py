@@ -7,7 +7,9 @@ otherwise (e.g. `lm_answer` serves a real causal LM, with per-token log-probs). 
 SSE-streamed answers, an optional required API key, and failure modes: an HTTP error status
 (always, or for the first N requests, with an optional Retry-After, a chosen body and headers),
 a delay that notices when the caller hangs up, a stream that breaks off, an unknown model (404),
-a 200 whose body is not a chat completion.
+a 200 whose body is not a chat completion. It serves the Responses API (/v1/responses, from
+tests/serve/responses_upstream.py) alike, and every answer carries an x-request-id
+(`req_<name>_<n>`, n counting its requests).
 
     python tests/serve/upstream.py --name edge --port 0    # prints its base URL
 """
@@ -25,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from typing import Any
 
 import uvicorn
+from responses_upstream import input_messages, responses_reply
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -85,6 +88,12 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
     answer_locked = _one_at_a_time(answer or _echo(name))
 
     async def chat(request: Request) -> Response:
+        return await answer_request(request, responses=False)
+
+    async def responses(request: Request) -> Response:
+        return await answer_request(request, responses=True)
+
+    async def answer_request(request: Request, responses: bool) -> Response:
         body = await request.json()
         auth = request.headers.get("authorization")
         seen.append({"model": body.get("model"), "authorization": auth, "body": body,
@@ -98,16 +107,22 @@ def echo_app(name: str = "echo", api_key: str | None = None, fail_status: int | 
             refusal = _refusal(name, body, auth, api_key, echo_key, models, failure, len(seen))
             if refusal is not None:
                 return refusal
-            said = await asyncio.to_thread(answer_locked, body)
+            said = await asyncio.to_thread(answer_locked, {
+                **body, "messages": input_messages(body)} if responses else body)
         finally:
             load["in_flight"] -= 1
+        ids = {"x-request-id": f"req_{name}_{len(seen)}"}
+        if responses:
+            return responses_reply(name, body, said.text, break_after, ids)
         if body.get("stream"):
-            return StreamingResponse(_chunks(name, body.get("model"), said.text, break_after),
-                                     media_type="text/event-stream")
+            lps = said.logprobs if body.get("logprobs") else None
+            return StreamingResponse(_chunks(name, body.get("model"), said.text, break_after,
+                                             lps), media_type="text/event-stream", headers=ids)
         return JSONResponse(completion(name, body.get("model"), said,
-                                       logprobs=bool(body.get("logprobs"))))
+                                       logprobs=bool(body.get("logprobs"))), headers=ids)
 
-    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
+                            Route("/v1/responses", responses, methods=["POST"])])
     app.state.seen = seen
     app.state.load = load
     app.state.hung_up = hung_up
@@ -211,17 +226,25 @@ def lm_answer(backend: Any) -> Answerer:
     return answer
 
 
-async def _chunks(name: str, model: Any, text: str, break_after: int | None
-                  ) -> AsyncIterator[bytes]:
-    """One SSE event per word, as OpenAI streams: role first, then content deltas, then stop."""
+async def _chunks(name: str, model: Any, text: str, break_after: int | None,
+                  logprobs: list[float] | None = None) -> AsyncIterator[bytes]:
+    """One SSE event per word, as OpenAI streams: role first, then content deltas, then stop;
+    with `logprobs`, each content chunk carries its share of them (in order), as OpenAI's
+    chunks carry their tokens' `logprobs.content`."""
+    words = _words(text)
     deltas = [{"role": "assistant", "content": ""}]
-    deltas += [{"content": word} for word in _words(text)]
+    deltas += [{"content": word} for word in words]
     for i, delta in enumerate(deltas + [{}]):
         if break_after is not None and i >= break_after:
             raise RuntimeError("echo: breaking the stream off on purpose")
+        choice: dict[str, Any] = {"index": 0, "delta": delta,
+                                  "finish_reason": None if delta else "stop"}
+        if logprobs is not None and 1 <= i <= len(words):
+            part = logprobs[(i - 1) * len(logprobs) // len(words):i * len(logprobs) // len(words)]
+            choice["logprobs"] = {"content": [{"token": "", "logprob": lp, "bytes": None,
+                                               "top_logprobs": []} for lp in part]}
         chunk = {"id": f"chatcmpl-{name}", "object": "chat.completion.chunk", "created": CREATED,
-                 "model": model, "choices": [{"index": 0, "delta": delta,
-                                              "finish_reason": None if delta else "stop"}]}
+                 "model": model, "choices": [choice]}
         yield f"data: {json.dumps(chunk)}\n\n".encode()
         await asyncio.sleep(0)  # a separate write per event, like a generating model
     yield b"data: [DONE]\n\n"

@@ -1,0 +1,234 @@
+"""The cascade in the proxy, over real HTTP: loopback upstreams (the edge answers with chosen
+token log-probs), streamed and not, kept and escalated, sent direct, and the edge answers whose
+log-probs are missing or malformed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from served import QUESTION, sse_text
+from starlette.testclient import TestClient
+from upstream import Answer, completion, echo_app, serve_in_thread
+
+from confroute.cascade import CascadePolicy, Uncertainty
+from confroute.errors import ArtifactError, ConfigError
+from confroute.runtime import Router
+from confroute.serve import ServeSettings, UpstreamSettings, create_app
+
+CHAT = {"model": "confroute", "messages": [{"role": "user", "content": QUESTION}]}
+SURE, UNSURE = [-0.05, -0.1, -0.02], [-3.0, -2.5, -4.0]  # u = sigmoid(-mean): 0.514, 0.96
+EDGE_TEXT = "The answer is 4"
+BAD = completion("edge", "edge-model", EDGE_TEXT, logprobs=False) | {}
+BAD["choices"][0]["logprobs"] = {"content": [{"token": "4", "logprob": "very sure"}]}
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[SimpleNamespace]:
+    apps = {"sure": echo_app("edge", answer=lambda body: Answer(EDGE_TEXT, SURE)),
+            "unsure": echo_app("edge", answer=lambda body: Answer(EDGE_TEXT, UNSURE)),
+            "none": echo_app("edge", answer=lambda body: Answer(EDGE_TEXT, None)),
+            "bad": echo_app("edge", malformed=json.dumps(BAD)),
+            "broken": echo_app("edge", break_after=2,
+                               answer=lambda body: Answer(EDGE_TEXT, SURE)),
+            "cloud": echo_app("cloud")}
+    with contextlib.ExitStack() as stack:
+        urls = {n: stack.enter_context(serve_in_thread(a)) + "/v1" for n, a in apps.items()}
+        yield SimpleNamespace(urls=urls, apps=apps)
+
+
+def policy_file(tmp_path: Path, t1: float = 1.0, t2: float = 0.8, measure: str = "logprob"
+                ) -> str:
+    """t1 = 1: stage 1 sends nothing direct; t2 = 0.8: SURE is kept, UNSURE escalated."""
+    policy = CascadePolicy(t1, t2, Uncertainty.unfitted("logprob"))
+    data = policy.to_dict()
+    data["uncertainty"]["measure"] = measure
+    path = tmp_path / "cascade.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@contextlib.contextmanager
+def client(router: Router, up: SimpleNamespace, edge: str, path: str,
+           **settings: Any) -> Iterator[TestClient]:
+    upstreams = {"edge": UpstreamSettings(up.urls[edge], "edge-model"),
+                 "cloud": UpstreamSettings(up.urls["cloud"], "cloud-model")}
+    app = create_app(router, ServeSettings(upstreams=upstreams, cascade=True,
+                                           cascade_policy=path, read_timeout_s=2.0,
+                                           **settings), environ={})
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def asked(up: SimpleNamespace, name: str) -> int:
+    return len(up.apps[name].state.seen)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_sure_edge_answer_is_served_without_the_logprobs_the_client_did_not_ask_for(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path, stream: bool) -> None:
+    cloud_before = asked(upstreams, "cloud")
+    with client(router, upstreams, "sure", policy_file(tmp_path)) as c:
+        reply = c.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    assert reply.status_code == 200, reply.text
+    h = reply.headers
+    assert (h["x-confroute-cascade-stage"], h["x-confroute-route"]) == ("edge", "edge")
+    assert float(h["x-confroute-uncertainty"]) == pytest.approx(0.5142, abs=1e-3)
+    assert "x-confroute-cascade" not in h and asked(upstreams, "cloud") == cloud_before
+    assert upstreams.apps["sure"].state.seen[-1]["body"]["logprobs"] is True
+    if stream:
+        text, chunks = sse_text(reply.text)
+        assert all(ch["choices"][0].get("logprobs") is None for ch in chunks)
+    else:
+        text = reply.json()["choices"][0]["message"]["content"]
+        assert reply.json()["choices"][0]["logprobs"] is None
+    assert text == EDGE_TEXT
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_unsure_edge_answer_escalates_and_the_client_gets_only_the_clouds(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path, stream: bool) -> None:
+    with client(router, upstreams, "unsure", policy_file(tmp_path)) as c:
+        reply = c.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    assert reply.status_code == 200, reply.text
+    h = reply.headers
+    assert (h["x-confroute-cascade-stage"], h["x-confroute-route"]) == ("edge", "cloud")
+    assert h["x-confroute-decision"] == "cloud" and float(h["x-confroute-uncertainty"]) > 0.8
+    text = sse_text(reply.text)[0] if stream else reply.json()["choices"][0]["message"][
+        "content"]
+    assert text == f"cloud says: {QUESTION}" and EDGE_TEXT not in reply.text
+    sent = upstreams.apps["cloud"].state.seen[-1]["body"]
+    assert "logprobs" not in sent and sent["model"] == "cloud-model"  # as the client wrote it
+
+
+def test_stage_one_sends_a_request_direct_without_asking_the_edge(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path) -> None:
+    edge_before = asked(upstreams, "unsure")
+    with client(router, upstreams, "unsure", policy_file(tmp_path, t1=0.0)) as c:
+        reply = c.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert reply.headers["x-confroute-cascade-stage"] == "router"
+    assert reply.headers["x-confroute-route"] == "cloud"
+    assert "x-confroute-uncertainty" not in reply.headers
+    assert sse_text(reply.text)[0] == f"cloud says: {QUESTION}"
+    assert asked(upstreams, "unsure") == edge_before
+
+
+@pytest.mark.parametrize(("edge", "note", "stream"), [
+    ("none", "no-logprobs", False), ("none", "no-logprobs", True),
+    ("bad", "bad-logprobs", False)])  # the malformed double answers whole bodies only
+@pytest.mark.parametrize("missing", ["edge", "cloud"])
+def test_missing_or_malformed_logprobs_are_said_and_handled_as_configured(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path, caplog: Any, stream: bool,
+        edge: str, note: str, missing: str) -> None:
+    with client(router, upstreams, edge, policy_file(tmp_path), cascade_missing=missing) as c:
+        reply = c.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-confroute-cascade"] == note
+    assert reply.headers["x-confroute-route"] == missing
+    assert "x-confroute-uncertainty" not in reply.headers
+    text = sse_text(reply.text)[0] if stream else reply.text
+    assert (EDGE_TEXT in text) == (missing == "edge")
+    assert any(note in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_an_edge_stream_that_breaks_off_escalates_before_any_byte(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path) -> None:
+    with client(router, upstreams, "broken", policy_file(tmp_path)) as c:
+        reply = c.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert reply.headers["x-confroute-cascade"] == "edge-stream-broken"
+    assert sse_text(reply.text)[0] == f"cloud says: {QUESTION}"
+
+
+def test_the_client_asking_for_logprobs_gets_them(router: Router, upstreams: SimpleNamespace,
+                                                  tmp_path: Path) -> None:
+    with client(router, upstreams, "sure", policy_file(tmp_path)) as c:
+        reply = c.post("/v1/chat/completions", json={**CHAT, "logprobs": True})
+    content = reply.json()["choices"][0]["logprobs"]["content"]
+    assert [t["logprob"] for t in content] == SURE
+
+
+def test_a_forced_model_bypasses_the_cascade(router: Router, upstreams: SimpleNamespace,
+                                             tmp_path: Path) -> None:
+    with client(router, upstreams, "unsure", policy_file(tmp_path)) as c:
+        reply = c.post("/v1/chat/completions", json={**CHAT, "model": "edge"})
+    assert "x-confroute-cascade-stage" not in reply.headers
+    assert reply.json()["choices"][0]["message"]["content"] == EDGE_TEXT
+
+
+def test_settings_that_cannot_cascade_fail_at_startup(router: Router, ladder_router: Router,
+                                                      tmp_path: Path) -> None:
+    good = policy_file(tmp_path)
+    with pytest.raises(ConfigError, match="manifest has no cascade section"):
+        create_app(router, ServeSettings(cascade=True), environ={})
+    (tmp_path / "junk.json").write_bytes(b"\xff\xfe not json")
+    with pytest.raises(ConfigError, match="cannot read"):
+        create_app(router, ServeSettings(cascade=True, cascade_policy=str(tmp_path / "junk.json")),
+                   environ={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        create_app(router, ServeSettings(cascade=True, cascade_policy=str(tmp_path / "no")),
+                   environ={})
+    (tmp_path / "partial.json").write_text('{"t1": 0.5}')
+    with pytest.raises(ConfigError, match="t1, t2 and uncertainty"):
+        create_app(router, ServeSettings(cascade=True,
+                                         cascade_policy=str(tmp_path / "partial.json")),
+                   environ={})
+    se = tmp_path / "se"
+    se.mkdir()
+    with pytest.raises(ConfigError, match="n sampled answers"):
+        create_app(router, ServeSettings(cascade=True, cascade_policy=policy_file(
+            se, measure="se")), environ={})
+    with pytest.raises(ConfigError, match="for a pair"):
+        create_app(ladder_router, ServeSettings(cascade=True, cascade_policy=good), environ={})
+    app = create_app(router, ServeSettings(cascade_policy=good), environ={})  # off: ignored
+    assert app.state.service.cascade is None
+
+
+def test_the_proxy_reads_the_cascade_the_manifest_stores(tiny_artifact: Path, tmp_path: Path
+                                                        ) -> None:
+    import shutil
+
+    from confroute.cascade_calibration import write_cascade
+
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_artifact, artifact)
+    policy = CascadePolicy(0.9, 0.7, Uncertainty("logprob", (0.2, 1.5), -0.3))
+    write_cascade(artifact, policy)
+    app = create_app(Router.load(artifact, variant="fp32"), ServeSettings(cascade=True),
+                     environ={})
+    assert app.state.service.cascade == policy
+    (artifact / "router.json").write_text("{ damaged")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        write_cascade(artifact, policy)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_real_language_model_as_the_edge(router: Router, tiny_backend: Any, tmp_path: Path,
+                                           stream: bool) -> None:
+    """The edge is a real causal LM (its own token log-probs): stage 2's uncertainty is the
+    sigmoid of minus the mean log-prob of exactly the answer it generated, streamed or not."""
+    from upstream import lm_answer
+
+    edge = echo_app("edge", answer=lm_answer(tiny_backend))
+    with contextlib.ExitStack() as stack:
+        urls = {"lm": stack.enter_context(serve_in_thread(edge)) + "/v1",
+                "cloud": stack.enter_context(serve_in_thread(echo_app("cloud"))) + "/v1"}
+        up = SimpleNamespace(urls=urls, apps={"lm": edge})
+        body = {**CHAT, "temperature": 0, "max_tokens": 8, "stream": stream}
+        with client(router, up, "lm", policy_file(tmp_path, t2=1.0)) as c:  # t2 1: keep all
+            reply = c.post("/v1/chat/completions", json=body)
+        direct = TestClient(edge).post("/v1/chat/completions", json={
+            **body, "stream": False, "logprobs": True}).json()["choices"][0]
+    assert reply.status_code == 200, reply.text
+    lps = [t["logprob"] for t in direct["logprobs"]["content"]]
+    assert lps and all(lp <= 0 for lp in lps)
+    expected = 1 / (1 + math.exp(sum(lps) / len(lps)))
+    assert float(reply.headers["x-confroute-uncertainty"]) == pytest.approx(expected, abs=1e-5)
+    text = sse_text(reply.text)[0] if stream else reply.json()["choices"][0]["message"][
+        "content"]
+    assert text == direct["message"]["content"] and reply.headers["x-confroute-route"] == "edge"
