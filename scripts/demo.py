@@ -18,6 +18,12 @@ EASY, TRAIN, PROOF = ("What is 12 + 30?",
                       "A train leaves at 3pm at 60 km/h and another at 4pm at 80 km/h; when does "
                       "the second catch up?", "Prove that the product of two odd integers is odd.")
 
+# Broad supervision (issue 26), chosen on the common-sense suite (bench/results/commonsense.md):
+# the default router adds the 23-model MMLU-Pro difficulty to its pair's outcomes (suite AUROC
+# 0.136 -> 0.603, APGR on its benchmark 0.603 -> 0.625). The SmolLM2 router keeps its own data:
+# adding broad-smollm2 made it rank the suite worse (0.095 -> 0.048).
+DEFAULT_MIX = ["--data.mix", "[mmlu-pro-difficulty]"]
+
 
 def steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """(name, confroute arguments) of each step, in order."""
@@ -25,7 +31,7 @@ def steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     preset = ["--preset", args.preset] if args.preset else []
     return [
         ("train", ["train", "--out", out, *preset, "--train.max_steps", str(args.steps),
-                   "--train.freeze_layers", str(args.freeze), "--overwrite"]),
+                   "--train.freeze_layers", str(args.freeze), *DEFAULT_MIX, "--overwrite"]),
         ("export", ["export", out, "--out", f"{out}/artifact"]),
         ("route", ["route", f"{out}/artifact", EASY, TRAIN, PROOF]),
         ("evaluate", ["evaluate", "--router", f"{out}/artifact", "--truth",
@@ -47,14 +53,20 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {round(seconds % 60):d} s"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The demo's settings (`make demo`'s defaults unless `argv` names others); the test of the
+    demo's routers (tests/test_demo_routers.py) builds them from these same defaults."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200, help="training steps of the router")
     parser.add_argument("--freeze", type=int, default=0, help="encoder layers to freeze")
     parser.add_argument("--sample", type=int, default=1000, help="prompts to evaluate on")
     parser.add_argument("--preset", default="", help="a training preset (micro, full)")
     parser.add_argument("--out", default="runs/demo", help="the run folder")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     confroute = [sys.executable, "-m", "confroute"]
     timings: list[tuple[str, float]] = []
     for name, command in steps(args):
