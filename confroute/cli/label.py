@@ -104,7 +104,7 @@ def run(args: Any) -> int:
             raise ConfigError("give both --judge_url and --judge_model")
     if args.ladder:
         return _run_ladder(args)
-    from confroute.labelling.pipeline import label
+    from confroute.labelling.pair import label
 
     label_cfg = args.label  # `auto`: tau with a cloud model, edge_wrong with gold, else edge_se
     backends = {"edge": _backend(args, "edge")}

@@ -17,6 +17,7 @@ from upstream import echo_app, lm_answer, serve_in_thread
 from confroute.config import DataConfig, LabelConfig
 from confroute.dataset.schema import load
 from confroute.errors import DataError
+from confroute.labelling import pair
 from confroute.labelling import pipeline as lab
 from confroute.labelling.store import JsonlStore
 
@@ -202,7 +203,7 @@ def test_label_pipeline_writes_a_scores_table_training_reads(tmp_path, prompts, 
 
     backend = tiny_backend
     sampling = SamplingConfig(n=3, temperature=1.0, max_new_tokens=4, batch_size=4)
-    run = lab.label(str(prompts), tmp_path / "out", {"edge": ("tiny", backend)}, sampling,
+    run = pair.label(str(prompts), tmp_path / "out", {"edge": ("tiny", backend)}, sampling,
                     lab.MeasureConfig(), LabelConfig(rule="edge_se", edge_quantile=0.5),
                     progress=False)
     assert run.rows == 12 and run.sampling["edge"]["done_now"] == 12
