@@ -292,9 +292,19 @@ def test_label_cli_samples_an_openai_compatible_endpoint(tmp_path, prompts, tiny
     assert meta["model"] == f"{url}/v1#tiny"
 
 
-def test_label_cli_url_without_model_is_one_line_error(tmp_path, prompts, capsys):
+@pytest.mark.parametrize("form", ["pair", "ladder"])
+def test_label_cli_url_without_model_is_one_line_error(tmp_path, prompts, capsys, form):
+    """Both forms name their models through the same spec rules; nothing is sampled."""
     from confroute.cli import main
 
-    assert main(["label", str(prompts), "--out", str(tmp_path / "o"),
-                 "--edge", "http://127.0.0.1:9/v1"]) == 2
-    assert "name the model" in capsys.readouterr().err
+    models = ["--edge", "http://127.0.0.1:9/v1"]
+    if form == "ladder":
+        ladder = tmp_path / "ladder.json"
+        ladder.write_text(json.dumps([
+            {"name": n, "spec": "http://127.0.0.1:9/v1", "input_per_mtok": 0,
+             "output_per_mtok": 0} for n in ("edge", "cloud")]))
+        models = ["--ladder", str(ladder)]
+    assert main(["label", str(prompts), "--out", str(tmp_path / "o"), *models]) == 2
+    err = capsys.readouterr().err
+    assert "name the model" in err and len(err.strip().splitlines()) == 1, err
+    assert not list((tmp_path / "o").glob("samples_*"))
