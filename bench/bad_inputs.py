@@ -35,6 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "serve"))
+sys.path.insert(0, str(ROOT / "tests"))  # api_table: the public API and its hostile arguments
 
 from bad_input_cases import (  # noqa: E402 - bench/ is on sys.path when this script runs
     CUT_EMOJI_JSON,
@@ -214,21 +215,49 @@ def _np_half() -> Any:
 
 
 def run_api(artifact: Path) -> list[tuple[str, str, str]]:
-    from confroute.errors import ConfrouteError
+    """The cases above, then every public callable with each hostile argument of its kind
+    (tests/api_table.py: wrong types, NaN, infinities, negatives, huge, empty, bools for
+    numbers, missing paths, files for folders, non-UTF-8 files) on a copy of `artifact`; a
+    refusal counts as expected only when its one-line message names the argument."""
+    import shutil
+
+    from api_table import Context, hostile_calls, said
+
     from confroute.runtime import Router
 
     router = Router.load(artifact)
-    results = []
-    for name, expected, call in api_cases():
-        try:
-            call(router)
-            outcome = "as expected" if expected == "ok" else "wrong status (accepted)"
-        except ConfrouteError as exc:
-            outcome = "as expected" if expected == "error" else f"wrong status ({exc})"
-        except Exception as exc:  # noqa: BLE001 - counting what escapes
-            outcome = f"raw exception ({type(exc).__name__})"
-        results.append((name, expected, outcome))
+    results = [(name, expected, _api_outcome(lambda c=call: c(router), expected))
+               for name, expected, call in api_cases()]
+    with tempfile.TemporaryDirectory() as tmp:
+        copy, scratch = Path(tmp) / "artifact", Path(tmp) / "scratch"
+        shutil.copytree(artifact, copy)  # set_policy and write_manifest rewrite it
+        scratch.mkdir()
+        ctx = Context(Router.load(copy), copy, scratch)
+        for name, arg, value, call in hostile_calls(ctx):
+            case = f"{name}({arg}={_short(value)})"
+            results.append((case, "error", _api_outcome(call, "error", said(name, arg))))
     return results
+
+
+def _api_outcome(call: Callable[[], Any], expected: str, names: str = "") -> str:
+    from confroute.errors import ConfrouteError
+
+    try:
+        call()
+        return "as expected" if expected == "ok" else "wrong status (accepted)"
+    except ConfrouteError as exc:
+        if expected != "error":
+            return f"wrong status ({exc})"
+        if names not in str(exc) or "\n" in str(exc).strip():
+            return f"wrong status (does not name {names!r} in one line: {exc})"
+        return "as expected"
+    except Exception as exc:  # noqa: BLE001 - counting what escapes
+        return f"raw exception ({type(exc).__name__}: {exc})"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @contextlib.contextmanager

@@ -6,6 +6,12 @@ encoder), same threads for every backend. Ratios within one run are
 what to quote: this VM's absolute times vary with load.
 
     .venv/bin/python bench/latency.py [--threads 2] [--repeats 200]
+    .venv/bin/python bench/latency.py --router ARTIFACT [--repeats 2000]
+
+`--router ARTIFACT` instead times the per-call path of a loaded `Router` (p50 / p99 microseconds
+of `score` and `decide` on one short prompt, and of the policy's own `Policy.decide` on given
+probabilities, the part without tokenising and inference): the cost of the argument checks
+shows as the difference between two versions of the code on the same artifact.
 """
 
 from __future__ import annotations
@@ -50,7 +56,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--batch-repeats", type=int, default=20)
     parser.add_argument("--layers", type=int, help="encoder layers kept (default: ModelConfig's)")
+    parser.add_argument("--router", type=Path, help="time Router.score/decide on this artifact")
     args = parser.parse_args()
+    if args.router is not None:
+        router_overhead(args.router, args.threads, args.repeats)
+        return
 
     import onnxruntime as ort
     import torch
@@ -113,6 +123,25 @@ def main() -> None:
         print("| " + " | ".join(cells) + f" | {speedup:.2f}x |")
 
 
+
+
+def router_overhead(artifact: Path, threads: int, repeats: int) -> None:
+    """Print p50 / p99 us per call of Router.score, Router.decide and Policy.decide."""
+    from confroute.runtime import Router
+
+    router = Router.load(artifact, threads=threads)
+    prompt = "What is the capital of France?"
+    probs = router.adequacy([prompt])[0]
+    calls = {"Router.score([prompt])": lambda: router.score([prompt]),
+             "Router.decide(prompt)": lambda: router.decide(prompt),
+             "Router.decide(prompt, threshold=0.5)": lambda: router.decide(prompt, 0.5),
+             "Policy.decide(probs)": lambda: router.policy.decide(probs)}
+    print(f"router {artifact.name}: threads={threads} repeats={repeats}; {cpu_summary()}")
+    print("| call | p50 us | p99 us |")
+    print("|---|---|---|")
+    for name, call in calls.items():
+        t = timings(call, repeats, warmup=50) * 1e6
+        print(f"| {name} | {np.percentile(t, 50):.1f} | {np.percentile(t, 99):.1f} |")
 
 
 def calibration_prompts(n: int = 64) -> list[str]:

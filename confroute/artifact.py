@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from confroute import arguments as check
 from confroute.errors import ArtifactError
 from confroute.files import write_json
 from confroute.policy import Policy
@@ -251,6 +252,7 @@ def validate(data: Any, path: Path) -> Manifest:
     Raises:
         ArtifactError: naming the first bad field, what was found, and the fix.
     """
+    path = check.path(path, "path", ArtifactError)
     if not isinstance(data, dict):
         raise ArtifactError(f"{path} must hold a JSON object; found {type(data).__name__}. "
                             f"{MAKE_IT}")
@@ -283,9 +285,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     Raises:
         ArtifactError: the directory or `router.json` is missing, not JSON, or fails the schema.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ArtifactError(f"router artifact {directory} does not exist; {MAKE_IT}")
+    directory = check.path(directory, "directory", ArtifactError, kind="folder", fix=MAKE_IT)
     path = directory / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{directory} has no {MANIFEST}, so it is not a router artifact; "
@@ -302,17 +302,25 @@ def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:
     """Validate `manifest` and replace `directory/router.json` with it atomically.
 
     Raises:
-        ArtifactError: the manifest fails the schema (nothing is written).
+        ArtifactError: `directory` is not a folder, or the manifest fails the schema; nothing
+            is written then.
     """
-    path = Path(directory) / MANIFEST
-    validate(manifest, path)
+    path = check.path(directory, "directory", ArtifactError, kind="folder") / MANIFEST
+    try:
+        validate(manifest, path)
+    except ArtifactError as exc:
+        raise ArtifactError(f"manifest: {exc}") from None
     return write_json(path, manifest)
 
 
 def routing_section(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest's routing in the format 2 form (`Routing`), also for a format 1 manifest:
     its `threshold` is a pair (edge, cloud) whose head gives P(cloud needed), its `ladder`
-    K models with one head each. `source` says how the policy was set."""
+    K models with one head each. `source` says how the policy was set. ArtifactError when
+    `manifest` is not a manifest (see `read_manifest`)."""
+    if not isinstance(manifest, dict) or not {"routing", "ladder", "threshold"} & set(manifest):
+        raise check.fail(ArtifactError, "manifest", "a manifest as read_manifest returns it "
+                         "(with 'routing', or 'threshold' / 'ladder' in format 1)", manifest)
     if "routing" in manifest:
         return dict(manifest["routing"])
     if "ladder" in manifest:
@@ -334,8 +342,10 @@ def set_policy(directory: str | Path, policy: Policy, **provenance: Any) -> dict
     it was chosen (`provenance`), atomically; a format 1 manifest is rewritten as format 2.
 
     Returns the new manifest. Raises ArtifactError when the artifact is invalid, the policy's
-    models are not the artifact's, or a value is out of range (nothing is written then).
+    models are not the artifact's, or a value is out of range (nothing is written then);
+    ConfigError when `policy` is not a Policy.
     """
+    check.instance(policy, "policy", Policy, "a confroute.policy.Policy")
     manifest = read_manifest(directory)
     routing = routing_section(manifest)
     names = [m["name"] for m in routing["models"]]
@@ -357,8 +367,13 @@ def set_policy(directory: str | Path, policy: Policy, **provenance: Any) -> dict
 
 
 def verify_files(directory: Path, manifest: dict[str, Any], names: Sequence[str]) -> None:
-    """Check that the named files exist and match the manifest's sha256."""
-    for name in names:
+    """Check that the named files exist and match the manifest's sha256; ArtifactError names
+    the first that does not (or a bad argument)."""
+    directory = check.path(directory, "directory", ArtifactError, kind="folder", fix=MAKE_IT)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise check.fail(ArtifactError, "manifest", "a manifest with a 'files' mapping",
+                         manifest)
+    for name in check.names(names, "names", error=ArtifactError):
         expected = manifest["files"].get(name)
         path = directory / name
         if expected is None or not path.is_file():
@@ -369,7 +384,8 @@ def verify_files(directory: Path, manifest: dict[str, Any], names: Sequence[str]
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
+    """Hex sha256 of a file, read in 1 MiB blocks; ArtifactError when `path` is no file."""
+    path = check.path(path, "path", ArtifactError, kind="file")
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -17,23 +17,26 @@ two-model calibration to a cloud fraction F is the K = 2 case, shares [1 - F, F]
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from confroute import arguments as check
 from confroute.errors import ConfigError
 from confroute.policy import (
     Policy,
     Rule,
     check_costs,
     check_probs,
+    check_scores,
     choose,
     choose_utility,
     shared_thresholds,
 )
+
+__all__ = ["SMALL_SAMPLE", "Calibration", "calibrate", "calibrate_cost", "calibrate_lambda",
+           "calibrate_shares", "check_fraction", "check_shares"]
 
 SMALL_SAMPLE = 100
 """Calibrating on fewer prompts than this warns: each prompt moves a share by > 1%."""
@@ -65,10 +68,8 @@ class Calibration:
 
 def check_fraction(value: Any) -> float:
     """`value` as a float in [0, 1], or ConfigError (NaN, infinities, strings, bools refused)."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not 0.0 <= float(value) <= 1.0):  # written so that NaN fails too
-        raise ConfigError(f"cloud_fraction must be in [0, 1] (a number, not NaN); found {value!r}")
-    return float(value)
+    return float(check.number(value, "cloud_fraction", low=0.0, high=1.0,
+                              unit="the share of prompts sent to the cloud"))
 
 
 def calibrate(policy: Policy, probs: np.ndarray, *, scores: np.ndarray | None = None,
@@ -83,8 +84,12 @@ def calibrate(policy: Policy, probs: np.ndarray, *, scores: np.ndarray | None = 
     or both targets, shares with the utility rule, a cost target without prices or below the
     cheapest model's cost, bad shares; InputError for bad probabilities.
     """
+    check.instance(policy, "policy", Policy, "a confroute.policy.Policy")
     probs = check_probs(probs)
-    rule = rule or policy.rule
+    scores = None if scores is None else check_scores(scores, len(probs))
+    costs = None if costs is None else check_costs(costs, probs)
+    rule = check.choice(rule, "rule", ("threshold", "utility"), optional=True) or policy.rule
+    target_cost = None if target_cost is None else _target_cost(target_cost)
     if (target_cost is None) == (shares is None):
         raise ConfigError("give exactly one of a target cost (USD per prompt) or shares")
     if rule == "utility" and shares is not None:
@@ -99,8 +104,8 @@ def calibrate(policy: Policy, probs: np.ndarray, *, scores: np.ndarray | None = 
     if shares is not None:
         thresholds, cut = share_thresholds(probs, shares, scores)
         new = dataclasses.replace(new, thresholds=thresholds, cut=cut)
-    else:
-        new = _to_cost(new, probs, scores, check_costs(costs, probs), target_cost)
+    elif costs is not None:  # always, with a target cost (checked above)
+        new = _to_cost(new, probs, scores, costs, target_cost)
     return _achieved(new, probs, scores, costs, shares, target_cost)
 
 
@@ -111,8 +116,8 @@ def _to_cost(policy: Policy, probs: np.ndarray, scores: np.ndarray | None, costs
         return dataclasses.replace(policy, lambda_per_usd=calibrate_lambda(probs, costs, target))
     if scores is not None:
         return dataclasses.replace(policy, cut=cost_cut(scores, costs, target))
-    return dataclasses.replace(policy, cut=None, thresholds=np.minimum(
-        calibrate_cost(probs, costs, target), 1.0))
+    return dataclasses.replace(policy, cut=None, thresholds=np.clip(
+        calibrate_cost(probs, costs, target), 0.0, 1.0))  # +-inf: the model takes all / none
 
 
 def _achieved(policy: Policy, probs: np.ndarray, scores: np.ndarray | None,
@@ -163,14 +168,15 @@ def share_thresholds(probs: np.ndarray, shares: Sequence[float],
     `scores` [n] (P(cloud needed); the model takes scores below it) when they are given."""
     probs = check_probs(probs)
     n, k = probs.shape
-    target = _check_shares(shares, k)
+    target = check_shares(shares, k)
+    scores = None if scores is None else check_scores(scores, n)
     thresholds, cut = np.zeros(k), None
     left = np.ones(n, dtype=bool)
     for model in range(k - 1):
         escalate = float(target[model + 1:].sum()) * n  # prompts wanted past this model
         if model == 0 and scores is not None:
-            cut = nearest_cut(np.asarray(scores, dtype=float), escalate, by_score=True)
-            left &= np.asarray(scores) >= cut
+            cut = nearest_cut(scores, escalate, by_score=True)
+            left &= scores >= cut
             continue
         thresholds[model] = nearest_cut(probs[left, model], escalate, by_score=False) \
             if left.any() else 1.0
@@ -197,24 +203,25 @@ def nearest_cut(values: np.ndarray, escalate: float, by_score: bool) -> float:
     return float(u[m - 1]) if m > 0 else float(np.nextafter(u[0], np.inf))
 
 
-def _check_shares(shares: Sequence[float], k: int) -> np.ndarray:
-    try:
-        target = np.asarray(shares, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"shares must be {k} numbers >= 0 summing to 1; found {shares!r}") \
-            from exc
-    if target.shape != (k,) or not np.isfinite(target).all() or (target < 0).any() \
-            or not abs(target.sum() - 1) <= 1e-6:
-        raise ConfigError(f"shares must be {k} numbers >= 0 summing to 1; found "
-                          f"{target.tolist()}")
+def check_shares(shares: Any, k: int) -> np.ndarray:
+    """`shares` as [k] floats >= 0 summing to 1, or ConfigError naming `shares`."""
+    wants = f"{k} numbers >= 0 summing to 1 (one share of the prompts per model)"
+    raw = np.asarray(shares) if not isinstance(shares, str | bytes) else None
+    if raw is None or raw.dtype.kind not in "iuf" or raw.shape != (k,):
+        raise check.fail(ConfigError, "shares", wants, shares)
+    target = raw.astype(float)
+    if not np.isfinite(target).all() or (target < 0).any() or not abs(target.sum() - 1) <= 1e-6:
+        raise check.fail(ConfigError, "shares", wants, target.tolist())
     return target
 
 
 def calibrate_cost(probs: np.ndarray, costs: Any, target: Any) -> np.ndarray:
     """Thresholds [K] (shared form) whose mean cost per prompt on `probs` [n, K] with `costs`
-    [n, K] (USD) is at most `target`, with the largest such threshold (the most quality).
+    [n, K] (USD) is at most `target`, with the largest such threshold (the most quality); a
+    threshold of inf sends nothing to the models below the top, -inf everything to the cheapest.
 
-    Raises ConfigError when even routing every prompt to the cheapest model costs more.
+    Raises ConfigError when even routing every prompt to the cheapest model costs more, or for
+    bad probabilities, costs or target.
     """
     probs = check_probs(probs)
     costs = check_costs(costs, probs)
@@ -232,7 +239,10 @@ def cost_cut(scores: np.ndarray, costs: np.ndarray, target: Any) -> float:
     """A pair's cut on `scores` [n] (P(cloud needed); the edge takes those below it) whose mean
     cost on `costs` [n, 2] (USD) is at most `target`, with the most prompts on the cloud.
     ConfigError when even sending every prompt to the edge costs more."""
-    s = np.asarray(scores, dtype=float)
+    costs = check.array(costs, "costs", 2, low=0.0)
+    s = check_scores(scores, len(costs))
+    if costs.shape != (len(s), 2) or not len(s):
+        raise ConfigError(f"costs must be [n >= 1, 2] for a pair; found {costs.shape}")
     top = float(np.nextafter(s.max(), np.inf)) if s.max() < 1.0 else 1.0
 
     def mean_cost(cut: float) -> float:
@@ -294,8 +304,4 @@ def calibrate_lambda(probs: np.ndarray, costs: Any, target: Any) -> float:
 
 def _target_cost(target: Any) -> float:
     """`target` as a finite float >= 0 (USD per prompt), or ConfigError."""
-    if isinstance(target, bool) or not isinstance(target, numbers.Real) \
-            or not (math.isfinite(float(target)) and float(target) >= 0):
-        raise ConfigError(f"the target cost must be a number >= 0 (USD per prompt); found "
-                          f"{target!r}")
-    return float(target)
+    return float(check.number(target, "target_cost", low=0.0, unit="USD per prompt"))

@@ -31,10 +31,11 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
+from confroute import arguments as check
 from confroute.errors import ConfigError, InputError
 
 Measure = Literal["logprob", "se", "both"]
@@ -52,10 +53,7 @@ class MissingLogprobs(InputError):
 
 def check_measure(value: Any) -> Measure:
     """`value` as a `Measure`, or ConfigError naming the choices."""
-    if value not in get_args(Measure):
-        raise ConfigError(f"the cascade's measure must be one of {', '.join(get_args(Measure))}"
-                          f"; found {value!r}")
-    return value
+    return cast(Measure, check.choice(value, "measure", get_args(Measure)))
 
 
 def token_logprobs(choice: Any) -> list[float]:
@@ -178,6 +176,8 @@ class Uncertainty:
 
     def __post_init__(self) -> None:
         check_measure(self.measure)
+        check.array(self.weights, "weights", 1)  # frozen: checked, kept as given
+        check.number(self.bias, "bias")
         width = len(_COLUMNS[self.measure])
         if len(self.weights) != width or not all(math.isfinite(w) for w in self.weights) \
                 or not math.isfinite(self.bias):
@@ -194,8 +194,7 @@ class Uncertainty:
         """The model's inputs [n, d] from router scores [n] and each prompt's evidence;
         MissingLogprobs / InputError when a signal the measure needs is missing."""
         s = _vector("scores", scores)
-        if len(evidence) != len(s):
-            raise InputError(f"need one EdgeEvidence per score ({len(s)}); found {len(evidence)}")
+        evidence = check_evidence(evidence, len(s))
         full = np.empty((len(s), 3))
         full[:, 0] = _logit(s)
         for i, e in enumerate(evidence):
@@ -230,6 +229,7 @@ def fit_uncertainty(measure: Measure, scores: Any, evidence: Sequence[EdgeEviden
     `measure`'s features, by Newton's method with an L2 penalty `l2` on the standardised weights
     (the bias is not penalised). A few features and a few thousand rows: numpy suffices, and the
     runtime stays free of scikit-learn. Raises InputError when both outcomes are not present."""
+    l2 = check.number(l2, "l2", low=0.0, unit="the L2 penalty")
     model = Uncertainty.unfitted(measure)
     x = model.features(scores, evidence)
     y = _vector("edge_wrong", edge_wrong, len(x))
@@ -282,15 +282,13 @@ class CascadePolicy:
 
     def __post_init__(self) -> None:
         for name in ("t1", "t2"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not (0.0 <= float(value) <= 1.5):
-                raise ConfigError(f"the cascade's {name} must be a number in [0, 1] (above 1: "
-                                  f"never); found {value!r}")
+            check.number(getattr(self, name), name, low=0.0, high=1.5, unit="above 1: never")
+        check.instance(self.uncertainty, "uncertainty", Uncertainty, "a cascade.Uncertainty")
 
     def first(self, score: float) -> CascadeDecision | None:
         """Stage 1: a decision when the router sends the request to the cloud, else None (ask
-        the edge, then call `second`)."""
+        the edge, then call `second`). InputError for a score not in [0, 1]."""
+        score = check.number(score, "score", low=0.0, high=1.0, error=InputError)
         if score >= self.t1:
             return CascadeDecision("cloud", "router", float(score), self.t1,
                                    reason=f"router score {score:.3f} >= t1 {self.t1:.3f}")
@@ -299,6 +297,8 @@ class CascadePolicy:
     def second(self, score: float, evidence: EdgeEvidence) -> CascadeDecision:
         """Stage 2, after the edge answered: escalate when its uncertainty is >= t2. Raises
         MissingLogprobs / InputError when the evidence lacks what the measure needs."""
+        score = check.number(score, "score", low=0.0, high=1.0, error=InputError)
+        check.instance(evidence, "evidence", EdgeEvidence, "an EdgeEvidence", error=InputError)
         u = float(self.uncertainty([score], [evidence])[0])
         route: Literal["edge", "cloud"] = "cloud" if u >= self.t2 else "edge"
         sign = ">=" if route == "cloud" else "<"
@@ -319,6 +319,17 @@ class CascadePolicy:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"a cascade section needs t1, t2 and uncertainty {{measure, "
                               f"weights, bias}}; found {data!r} ({exc})") from exc
+
+
+def check_evidence(evidence: Any, n: int) -> list[EdgeEvidence]:
+    """`evidence` as a list of n EdgeEvidence (one per score), or InputError naming it."""
+    if isinstance(evidence, str | bytes | Mapping) or not isinstance(evidence, Sequence) \
+            or not all(isinstance(e, EdgeEvidence) for e in evidence):
+        raise check.fail(InputError, "evidence", "a list of EdgeEvidence", evidence)
+    if len(evidence) != n:
+        raise InputError(f"scores and evidence must be one per prompt; found {n} scores and "
+                         f"{len(evidence)} evidence")
+    return list(evidence)
 
 
 def _vector(name: str, values: Any, length: int | None = None) -> np.ndarray:

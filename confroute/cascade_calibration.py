@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from confroute import arguments as check
 from confroute.artifact import read_manifest, write_manifest
-from confroute.calibration import SMALL_SAMPLE, check_fraction, nearest_cut
+from confroute.calibration import SMALL_SAMPLE, nearest_cut
 from confroute.cascade import CascadePolicy, EdgeEvidence, Uncertainty, _vector
 from confroute.errors import ConfigError
 
@@ -89,18 +90,20 @@ def calibrate_cascade(uncertainty: Uncertainty, scores: Any, evidence: Sequence[
     Raises ConfigError (a bad share, neither outcomes nor a direct share) or InputError (bad
     scores, evidence or outcomes).
     """
-    target = check_fraction(cloud_share)
+    check.instance(uncertainty, "uncertainty", Uncertainty, "a cascade.Uncertainty")
+    target = check.number(cloud_share, "cloud_share", low=0.0, high=1.0)
+    direct_share = check.number(direct_share, "direct_share", low=0.0, high=1.0, optional=True)
     s = _vector("scores", scores)
     n = len(s)
     if n == 0:
-        raise ConfigError("calibrating a cascade needs at least one prompt")
+        raise ConfigError("scores: calibrating a cascade needs at least one prompt")
     u = uncertainty(s, evidence)
     edge_q = None if edge_correct is None else _vector("edge_correct", edge_correct, n)
     cloud_q = np.ones(n) if cloud_correct is None else _vector("cloud_correct", cloud_correct, n)
     costs = [None if c is None else np.broadcast_to(_vector(name, np.ravel(c)), (n,))
              for name, c in (("edge_cost", edge_cost), ("cloud_cost", cloud_cost))]
     if direct_share is not None:
-        wanted = [min(check_fraction(direct_share), target) * n]
+        wanted = [min(direct_share, target) * n]
     elif edge_q is None:
         raise ConfigError("give edge_correct (the edge's outcomes on these prompts) to choose "
                           "the split between the stages, or fix it with direct_share")
@@ -128,7 +131,9 @@ def calibrate_cascade(uncertainty: Uncertainty, scores: Any, evidence: Sequence[
 def write_cascade(directory: str | Path, policy: CascadePolicy) -> Path:
     """Store `policy` as the `cascade` section of the artifact's manifest in `directory`
     (atomically; the proxy reads it with `cascade: true`). Raises ArtifactError for a missing
-    or damaged artifact (nothing is written then)."""
+    or damaged artifact (nothing is written then), ConfigError when `policy` is no
+    CascadePolicy."""
+    check.instance(policy, "policy", CascadePolicy, "a cascade.CascadePolicy")
     manifest = read_manifest(directory)
     manifest["cascade"] = policy.to_dict()
     return write_manifest(directory, manifest)

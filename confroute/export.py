@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from confroute import __version__, quiet
+from confroute import arguments as check
 from confroute.artifact import FORMAT_VERSION, MANIFEST, sha256_file, write_manifest
 from confroute.calibration import calibrate_lambda, calibrate_shares
 from confroute.config import ExportConfig, RunConfig, load_yaml
@@ -53,8 +54,11 @@ def export(run_dir: str | Path, out_dir: str | Path, cfg: ExportConfig | None = 
     Raises:
         ArtifactError: the run directory is incomplete or damaged, or a check fails.
     """
-    cfg = cfg or ExportConfig()
-    run_dir, out = Path(run_dir), Path(out_dir)
+    run_dir = check.path(run_dir, "run_dir", ArtifactError, kind="folder",
+                         fix="give the folder `confroute train` wrote")
+    out = check.path(out_dir, "out_dir", ArtifactError, kind="out")
+    cfg = check.instance(cfg, "cfg", ExportConfig, "a confroute.config.ExportConfig",
+                         optional=True) or ExportConfig()
     run = _read_run(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.export-") as tmp:
@@ -107,7 +111,7 @@ def _build(stage: Path, run_dir: Path, run: tuple[RunConfig, dict[str, Any], Any
                                 f"routes among {len(model.models)}: leave it unset and calibrate "
                                 "with `confroute calibrate ARTIFACT --target_cost USD --write`")
         manifest["routing"] = _ladder(model.models, metrics, chosen, labels, cfg.ladder_rule,
-                                      prompts)
+                                      prompts, fp32_router.input_tokens)
     else:
         manifest["routing"] = _pair(cfg, chosen, labels)
     write_manifest(stage, manifest)
@@ -131,13 +135,15 @@ def macro_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def _ladder(models: list[str], metrics: dict[str, Any], probs: np.ndarray | None = None,
             targets: np.ndarray | None = None, rule: str = "threshold",
-            prompts: Sequence[str] = ()) -> dict[str, Any]:
+            prompts: Sequence[str] = (),
+            count: Callable[[list[str]], np.ndarray] = estimate_tokens) -> dict[str, Any]:
     """The manifest's `routing` for a run with one head per model: models with prices, the rule,
     and its parameters calibrated on
     the validation prompts to the K-model analogue of the two-model default: thresholds that send
     each model the share of prompts whose cheapest adequate model it is (the top model when none
     is), and the lambda whose mean cost equals that assignment's. Placeholders (0.5 each, lambda
-    0) until `probs` [n, K] and `targets` [n, K] are given."""
+    0) until `probs` [n, K] and `targets` [n, K] are given. `count` gives input tokens as the
+    runtime's `Router.costs` counts them, so lambda is calibrated on the costs it will see."""
     ladder = metrics.get("ladder") or {}
     prices = ladder.get("prices") or {}
     missing = [m for m in models if m not in prices]
@@ -159,7 +165,7 @@ def _ladder(models: list[str], metrics: dict[str, Any], probs: np.ndarray | None
                               "shares": dict(zip(models, shares.round(4).tolist(),
                                                  strict=True))}
     if rule == "utility":
-        tokens_in = estimate_tokens(prompts)
+        tokens_in = count(list(prompts))
         tokens_out = np.full(len(tokens_in), out["output_tokens"])
         costs = np.stack([Price(**prices[m]).cost(tokens_in, tokens_out) for m in models],
                          axis=1)

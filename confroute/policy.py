@@ -36,13 +36,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
+from confroute import arguments as check
 from confroute.errors import ConfigError, InputError
+
+__all__ = ["Decision", "Policy", "Route", "Rule", "check_lambda", "check_threshold", "choose",
+           "choose_utility"]
 
 Rule = Literal["threshold", "utility"]
 """`threshold`: the cheapest model predicted adequate (`choose`); `utility`: the highest
@@ -54,10 +57,7 @@ NO_TEXT = "no text to score (user turns hold only images, audio or files)"
 
 def check_threshold(value: Any, name: str = "threshold") -> float:
     """`value` as a float in [0, 1] (numpy scalars too), or InputError (NaN, bools, text)."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not 0 <= float(value) <= 1):  # written so that NaN fails too
-        raise InputError(f"{name} must be a number in [0, 1]; found {value!r}")
-    return float(value)
+    return float(check.number(value, name, low=0.0, high=1.0, error=InputError))
 
 
 def choose(probs: np.ndarray, thresholds: np.ndarray | Sequence[float],
@@ -67,14 +67,22 @@ def choose(probs: np.ndarray, thresholds: np.ndarray | Sequence[float],
 
     With `cut` (a P(cloud needed) threshold), the cheapest model clears iff its score is below
     it, `scores` [n] (default 1 - probs[:, 0]) instead of probs[:, 0] >= thresholds[0].
+    Raises InputError / ConfigError naming a bad argument.
     """
     probs = check_probs(probs)
-    t = np.asarray(thresholds, dtype=float)
-    if t.shape != (probs.shape[1],) or np.isnan(t).any():
-        raise ConfigError(f"need one threshold per model ({probs.shape[1]}); found {t.tolist()}")
+    t = _check_thresholds(thresholds, probs.shape[1])
+    if cut is not None:
+        cut = check_threshold(cut, "cut")
+        scores = None if scores is None else check_scores(scores, len(probs))
+    return _choose(probs, t, scores, cut)
+
+
+def _choose(probs: np.ndarray, t: np.ndarray, scores: np.ndarray | None, cut: float | None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """`choose` on arguments already checked (a policy's own, per request)."""
     cleared = probs >= t[None, :]
     if cut is not None:
-        cleared[:, 0] = (1.0 - probs[:, 0] if scores is None else np.asarray(scores)) < cut
+        cleared[:, 0] = (1.0 - probs[:, 0] if scores is None else scores) < cut
     any_cleared = np.asarray(cleared.any(axis=1))
     index = np.where(any_cleared, cleared.argmax(axis=1), probs.argmax(axis=1))
     return index, any_cleared
@@ -83,10 +91,12 @@ def choose(probs: np.ndarray, thresholds: np.ndarray | Sequence[float],
 def choose_utility(probs: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
     """Chosen model index [n]: argmax_k probs[k] - lam x costs[k] (ties: the cheaper). `costs`
     [n, K] in USD, `lam` in adequacy per USD: 0 picks the best predicted model, larger values
-    cheaper ones. Unlike the threshold rule it never pays for a model predicted no better than a
-    cheaper one."""
+    cheaper ones (a negative one, where an evaluation sweeps past 0, pricier ones). Unlike the
+    threshold rule it never pays for a model predicted no better than a cheaper one. Raises
+    InputError / ConfigError for bad probabilities, costs or `lam`."""
     probs = check_probs(probs)
     costs = check_costs(costs, probs)
+    lam = check.number(lam, "lam", unit="adequacy per USD", error=InputError)
     return (probs - lam * costs).argmax(axis=1)
 
 
@@ -156,18 +166,16 @@ class Policy:
     that probability (the score): the cheapest model is chosen iff score < cut."""
 
     def __post_init__(self) -> None:
-        self.thresholds = np.array(self.thresholds, dtype=float)
-        if len(self.models) < 2 or self.thresholds.shape != (len(self.models),):
-            raise ConfigError(f"a policy needs >= 2 models and one threshold each; found "
-                              f"{len(self.models)} model(s), thresholds "
+        self.models = check.names(self.models, "models", at_least=2)
+        self.thresholds = check.array(self.thresholds, "thresholds", 1, low=0.0, high=1.0).copy()
+        if self.thresholds.shape != (len(self.models),):
+            raise ConfigError(f"thresholds must be one per model ({len(self.models)}); found "
                               f"{self.thresholds.tolist()}")
-        if self.rule not in ("threshold", "utility"):
-            raise ConfigError(f"unknown rule '{self.rule}'; choose threshold or utility")
-        if not (np.isfinite(self.lambda_per_usd) and self.lambda_per_usd >= 0):
-            raise ConfigError(f"lambda_per_usd must be a number >= 0; found "
-                              f"{self.lambda_per_usd}")
+        check.choice(self.rule, "rule", ("threshold", "utility"))
+        self.lambda_per_usd = check.number(self.lambda_per_usd, "lambda_per_usd", low=0.0,
+                                           unit="adequacy per USD")
         if self.cut is not None:
-            self.cut = float(self.cut)
+            self.cut = check.number(self.cut, "cut", low=0.0, high=1.0)
             self.thresholds[0] = 1.0 - self.cut
 
     @property
@@ -209,7 +217,7 @@ class Policy:
         t, cut = self.thresholds.copy(), self.cut
         for name, value in (thresholds or {}).items():
             if name not in self.models:
-                raise InputError(f"threshold override for unknown model '{name}'; models: "
+                raise InputError(f"thresholds: unknown model '{name}'; models: "
                                  f"{', '.join(self.models)}")
             try:
                 t[self.models.index(name)] = check_threshold(value)
@@ -236,21 +244,33 @@ class Policy:
         utility rule's lambda, `model` forces a model. The utility rule needs the request's
         `costs` [K] (USD). Raises InputError for an unknown model, an override of the other
         rule, or missing costs."""
-        p = check_probs(np.asarray(probs, dtype=float)[None, :])[0]
+        p = check.array(probs, "probs", 1, low=0.0, high=1.0, error=InputError)
         if len(p) != len(self.models):
-            raise InputError(f"{len(p)} probabilities for {len(self.models)} models")
-        if self.rule == "threshold" and lambda_per_usd is not None:
-            raise InputError("this router uses the threshold rule: override thresholds, not "
-                             "lambda_per_usd")
+            raise InputError(f"probs must be one P(adequate) per model ({len(self.models)}); "
+                             f"found {len(p)}")
+        score = check.number(score, "score", low=0.0, high=1.0, optional=True, error=InputError)
+        self.check_request(model, lambda_per_usd)
         policy = self.overridden(thresholds, threshold)
         s = float(1.0 - p[0] if score is None else score)
         if model is not None:
             return policy._forced(model, p, s, lambda_per_usd)
         if self.rule == "utility":
             return policy._utility(p, s, costs, lambda_per_usd)
-        index, cleared = choose(p[None, :], policy.thresholds, np.array([s]), policy.cut)
+        index, cleared = _choose(p[None, :], policy.thresholds, np.array([s]), policy.cut)
         i = int(index[0])
         return policy._decision(i, policy._reason(i, bool(cleared[0]), p, s), p, s)
+
+    def check_request(self, model: Any = None, lambda_per_usd: Any = None) -> None:
+        """Check a request's forced `model` (one of `models`) and `lambda_per_usd` (a number >= 0,
+        utility rule only) before anything is scored; InputError naming the argument."""
+        if model is not None and model not in self.models:
+            raise InputError(f"unknown model {check.shown(model)}; models: "
+                             f"{', '.join(self.models)}")
+        if lambda_per_usd is not None:
+            if self.rule == "threshold":
+                raise InputError("this router uses the threshold rule: override thresholds, "
+                                 "not lambda_per_usd")
+            check_lambda(lambda_per_usd)
 
     def without_text(self, model: str | None = None) -> Decision:
         """A request with nothing to score (no text in its user turns): the forced `model`, else
@@ -263,8 +283,7 @@ class Policy:
 
     def _forced(self, model: str, p: np.ndarray | None, s: float | None,
                 lam: float | None) -> Decision:
-        if model not in self.models:
-            raise InputError(f"unknown model '{model}'; models: {', '.join(self.models)}")
+        self.check_request(model)
         return self._decision(self.models.index(model), FORCED, p, s, lam)
 
     def _reason(self, i: int, cleared: bool, p: np.ndarray, s: float) -> str:
@@ -278,12 +297,14 @@ class Policy:
 
     def _utility(self, p: np.ndarray, s: float, costs: Sequence[float] | np.ndarray | None,
                  lam: float | None) -> Decision:
-        if costs is None or np.shape(costs) != p.shape:
-            raise InputError(f"the utility rule needs the request's cost for each of the "
-                             f"{len(p)} models")
+        if costs is None:
+            raise InputError(f"the utility rule needs the request's costs, one per model "
+                             f"({len(p)}, USD)")
+        c = check.array(costs, "costs", 1, low=0.0, error=InputError)
+        if c.shape != p.shape:
+            raise InputError(f"costs must be one per model ({len(p)}, USD); found {len(c)}")
         lam = self.lambda_per_usd if lam is None else check_lambda(lam)
-        c = np.asarray(costs, dtype=float)
-        i = int(choose_utility(p[None, :], c[None, :], lam)[0])
+        i = int(np.argmax(p - lam * c))  # choose_utility's rule on checked arguments
         reason = (f"highest P - lambda x cost: P = {p[i]:.3f}, cost {c[i]:.3g} USD, lambda "
                   f"{lam:.4g} per USD")
         return self._decision(i, reason, p, s, lam)
@@ -302,25 +323,37 @@ class Policy:
 
 def check_lambda(value: Any, name: str = "lambda_per_usd") -> float:
     """`value` as a finite float >= 0 (adequacy per USD), or InputError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not (math.isfinite(float(value)) and float(value) >= 0):
-        raise InputError(f"{name} must be a number >= 0 (adequacy per USD); found {value!r}")
-    return float(value)
+    return float(check.number(value, name, low=0.0, unit="adequacy per USD", error=InputError))
 
 
 def check_costs(costs: Any, probs: np.ndarray) -> np.ndarray:
-    """`costs` as a float array shaped like `probs` [n, K], or ConfigError."""
-    costs = np.asarray(costs, dtype=float)
+    """`costs` as a finite float array >= 0 (USD) shaped like `probs` [n, K], or ConfigError."""
+    costs = check.array(costs, "costs", 2, low=0.0)
     if costs.shape != probs.shape:
         raise ConfigError(f"costs must be [n, K] like probs {probs.shape}; found {costs.shape}")
     return costs
 
 
-def check_probs(probs: np.ndarray) -> np.ndarray:
-    """`probs` as a finite float array [n >= 1, K >= 2], or InputError."""
-    probs = np.asarray(probs, dtype=float)
-    if probs.ndim != 2 or probs.shape[1] < 2 or probs.shape[0] == 0:
-        raise InputError(f"probabilities must be [prompts, models >= 2]; found {probs.shape}")
-    if not np.isfinite(probs).all():
-        raise InputError("probabilities must be finite numbers")
+def check_probs(probs: Any, name: str = "probs") -> np.ndarray:
+    """`probs` as a float array [n >= 1, K >= 2] of probabilities in [0, 1], or InputError."""
+    probs = check.array(probs, name, 2, low=0.0, high=1.0, error=InputError)
+    if probs.shape[1] < 2 or probs.shape[0] == 0:
+        raise InputError(f"{name} must be [prompts >= 1, models >= 2]; found {probs.shape}")
     return probs
+
+
+def check_scores(scores: Any, n: int) -> np.ndarray:
+    """`scores` as [n] P(cloud needed) in [0, 1], or InputError."""
+    scores = check.array(scores, "scores", 1, low=0.0, high=1.0, error=InputError)
+    if len(scores) != n:
+        raise InputError(f"scores must be one per prompt ({n}); found {len(scores)}")
+    return scores
+
+
+def _check_thresholds(thresholds: Any, k: int) -> np.ndarray:
+    """[K] thresholds: numbers, not NaN (an infinity: the model never / always clears)."""
+    raw = np.asarray(thresholds) if not isinstance(thresholds, str | bytes) else None
+    if raw is None or raw.dtype.kind not in "iuf" or raw.shape != (k,) or np.isnan(raw).any():
+        raise ConfigError(f"thresholds must be one number per model ({k}); found "
+                          f"{check.shown(thresholds)}")
+    return raw.astype(float, copy=False)

@@ -22,10 +22,11 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from confroute import arguments as check
 from confroute import privacy
 from confroute.artifact import MAKE_IT, read_manifest, routing_section, verify_files
-from confroute.calibration import Calibration, calibrate, check_fraction
-from confroute.dataset.ratings import Price, estimate_tokens
+from confroute.calibration import Calibration, calibrate, check_fraction, check_shares
+from confroute.dataset.ratings import Price
 from confroute.errors import ArtifactError, ConfigError, InputError
 from confroute.policy import Decision, Policy, Rule, check_threshold
 from confroute.text import TextEncoder, Turn, prompt_text
@@ -33,13 +34,18 @@ from confroute.text import TextEncoder, Turn, prompt_text
 __all__ = ["Router", "Variant", "check_fraction", "check_threshold"]
 
 Variant = Literal["auto", "fp32", "int8"]
+VARIANTS = ("auto", "fp32", "int8")
+MAX_THREADS = 1024
+MAX_BATCH = 65536
 
 
 class Router:
     """Predicts, per prompt, P(model k's answer adequate) for K models (cheapest first) and picks
     one with `confroute.policy` by the artifact's rule. A pair trained on a "cloud needed" label
     (heads `cloud_needed`) predicts P(cloud needed) = `score` directly: its adequacy is
-    [1 - score, 1.0], the top model being the fallback."""
+    [1 - score, 1.0], the top model being the fallback.
+
+    Made by `Router.load`; the constructor takes what `load` read and checked."""
 
     def __init__(self, directory: Path, manifest: dict[str, Any], session: Any,
                  encoder: TextEncoder, variant: str, batch_size: int = 32):
@@ -67,9 +73,19 @@ class Router:
     def load(cls, directory: str | Path, variant: Variant = "auto", threads: int | None = None,
              batch_size: int = 32) -> Router:
         """Load and verify an artifact directory (manifest, files, sha256); any format this
-        version reads (see confroute.artifact). Raises ArtifactError naming what is wrong."""
+        version reads (see confroute.artifact). `variant`: which ONNX model ("auto": the one
+        export chose); `threads`: onnxruntime's intra-op threads (None or 0: its default, one
+        per core; at most MAX_THREADS); `batch_size`: prompts per inference (1 to MAX_BATCH).
+
+        Raises ArtifactError naming what is wrong with the artifact, ConfigError for a bad
+        argument (each checked before anything is read).
+        """
         privacy.warn_if_too_late()
-        directory = Path(directory)
+        directory = check.path(directory, "directory", ArtifactError)
+        variant = check.choice(variant, "variant", VARIANTS)
+        threads = check.number(threads, "threads", low=0, high=MAX_THREADS, integer=True,
+                               optional=True)
+        batch_size = check.number(batch_size, "batch_size", low=1, high=MAX_BATCH, integer=True)
         manifest = read_manifest(directory)
         onnx = manifest["onnx"]
         if variant == "auto":
@@ -152,13 +168,24 @@ class Router:
         array of shape (n_prompts,) in [0, 1]; InputError for bad prompts."""
         return self.probabilities(self.texts(prompts))[1]
 
-    def costs(self, texts: Sequence[str]) -> np.ndarray:
-        """USD of answering each text with each model, (n, K): input tokens estimated as
-        ceil(chars / 4), output tokens as the artifact's `output_tokens`; zeros when the
-        artifact has no prices."""
+    def costs(self, prompts: Sequence[Any] | str) -> np.ndarray:
+        """USD of answering each prompt with each model, float64 (n_prompts, K): input tokens
+        counted by the artifact's own tokenizer on the whole scored text (closer to the LLMs'
+        counts than ceil(chars / 4): see `TextEncoder.token_counts`), output tokens as the
+        artifact's `output_tokens`; zeros when the artifact has no prices. InputError for bad
+        prompts."""
+        return self._costs(self.texts(prompts))
+
+    def input_tokens(self, texts: list[str]) -> np.ndarray:
+        """Input tokens [n] of texts (already validated by `texts`) as `costs` counts them: the
+        artifact's own tokenizer on the whole text (see `TextEncoder.token_counts`)."""
+        return self._encoder.token_counts(texts)
+
+    def _costs(self, texts: list[str]) -> np.ndarray:
+        """`costs` of texts already validated by `texts`."""
         if self.prices is None:
             return np.zeros((len(texts), len(self.models)))
-        tokens_in = estimate_tokens(texts)
+        tokens_in = self.input_tokens(texts)
         tokens_out = np.full(len(texts), self.output_tokens)
         return np.stack([p.cost(tokens_in, tokens_out) for p in self.prices], axis=1)
 
@@ -181,11 +208,12 @@ class Router:
         rule the artifact does not use.
         """
         policy = self.policy.overridden(thresholds, threshold)
+        policy.check_request(model, lambda_per_usd)
         texts = self.texts(prompts)
         if not texts:
             return []
         probs, scores = self.probabilities(texts)
-        costs = self.costs(texts) if self.policy.rule == "utility" else [None] * len(texts)
+        costs = self._costs(texts) if self.policy.rule == "utility" else [None] * len(texts)
         return [policy.decide(p, model=model, costs=c, lambda_per_usd=lambda_per_usd,
                               score=float(s)) for p, s, c in zip(probs, scores, costs,
                                                                  strict=True)]
@@ -197,8 +225,10 @@ class Router:
     def choose(self, prompts: Sequence[Any]) -> np.ndarray:
         """The chosen model's index for each prompt [n] under the artifact's policy."""
         texts = self.texts(prompts)
+        if not texts:
+            return np.zeros(0, dtype=int)
         probs, scores = self.probabilities(texts)
-        return self.policy.route(probs, self.costs(texts), scores)
+        return self.policy.route(probs, self._costs(texts), scores)
 
     def calibration(self, prompts: Sequence[Any], cloud_fraction: float | None = None, *,
                     shares: Sequence[float] | None = None, target_cost: float | None = None,
@@ -212,6 +242,12 @@ class Router:
         Raises ConfigError (a bad or missing target, a fraction for K > 2, a cost target
         without prices) or InputError (no prompts, a bad prompt).
         """
+        rule = check.choice(rule, "rule", ("threshold", "utility"), optional=True)
+        if target_cost is not None:
+            target_cost = check.number(target_cost, "target_cost", low=0.0,
+                                       unit="USD per prompt")
+        if shares is not None:
+            shares = check_shares(shares, len(self.models)).tolist()
         if cloud_fraction is not None:
             if len(self.models) != 2:
                 raise ConfigError(f"cloud_fraction is the two-model target; this artifact "
@@ -226,7 +262,7 @@ class Router:
             raise InputError("calibrate needs at least one prompt")
         probs, scores = self.probabilities(texts)
         return calibrate(self.policy, probs, scores=scores if self.heads == "cloud_needed"
-                         else None, costs=None if self.prices is None else self.costs(texts),
+                         else None, costs=None if self.prices is None else self._costs(texts),
                          shares=shares, target_cost=target_cost, rule=rule)
 
     def calibrate(self, prompts: Sequence[Any], cloud_fraction: float | None = None, *,
@@ -245,7 +281,7 @@ def _session(path: Path, threads: int | None) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    if threads:
+    if threads:  # None or 0: onnxruntime's default
         options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:

@@ -158,6 +158,7 @@ class TextEncoder:
         self.max_length = max_length
         self.truncation_side = truncation_side
         self.input_names = tuple(input_names)
+        self._whole: Any = None  # an untruncated, unpadded copy, made on first token_counts
         tokenizer.enable_truncation(max_length, direction=truncation_side)
         pad_id = tokenizer.token_to_id("[PAD]")
         if pad_id is None:
@@ -180,6 +181,20 @@ class TextEncoder:
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
         return {name: arrays[name] for name in self.input_names}
+
+    def token_counts(self, texts: Sequence[str]) -> np.ndarray:
+        """Tokens of each text [n] (float), whole (not truncated), without special tokens or
+        padding: a cost estimate's input tokens. On 1,440 bundled prompts this tokenizer
+        (MiniLM's WordPiece) summed to 0.96 of gpt-4o's count against 0.90 for ceil(chars / 4)
+        (median error per prompt 6.2% against 12.0%; bench/token_counts.py)."""
+        if self._whole is None:
+            from tokenizers import Tokenizer
+
+            self._whole = Tokenizer.from_str(self.tokenizer.to_str())
+            self._whole.no_truncation()
+            self._whole.no_padding()
+        encodings = self._whole.encode_batch(list(texts), add_special_tokens=False)
+        return np.array([len(e.ids) for e in encodings], dtype=float)
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """Token counts after truncation, without padding (for length-sorted batching)."""

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from confroute.artifact import MANIFEST, read_manifest, set_policy, sha256_file, write_manifest
-from confroute.errors import ArtifactError
+from confroute.errors import ArtifactError, ConfigError
 from confroute.files import replacing, write_text
 from confroute.policy import Policy
 from confroute.runtime import Router
@@ -230,8 +230,12 @@ def test_set_policy_validates_and_keeps_the_rest(art: Path, form: str) -> None:
     assert {k: v for k, v in after.items() if k in kept} == kept
     assert Router.load(art).threshold == 0.25
     for bad in (float("nan"), 1.5):
+        with pytest.raises(ConfigError, match=r"cut must be a number in \[0, 1\]"):
+            Policy(["edge", "cloud"], [0.5, 0.0], cut=bad)
+        changed = Policy(["edge", "cloud"], [0.5, 0.0], cut=0.5)
+        changed.cut = bad  # changed after it was checked: the manifest's schema still refuses
         with pytest.raises(ArtifactError, match="routing.threshold"):
-            set_policy(art, Policy(["edge", "cloud"], [0.5, 0.0], cut=bad))
+            set_policy(art, changed)
     with pytest.raises(ArtifactError, match="routes among edge, cloud; the policy names a, b"):
         set_policy(art, Policy(["a", "b"], [0.5, 0.0]))
     with pytest.raises(ArtifactError, match="utility rule weighs each model's price"):

@@ -135,7 +135,7 @@ def test_fit_refuses_one_class_and_missing_signals():
         fit_uncertainty("logprob", scores, evidence, np.zeros(50))
     with pytest.raises(MissingLogprobs, match="prompt 0"):
         fit_uncertainty("se", scores, [EdgeEvidence(-0.1, None)] + evidence[1:], wrong)
-    with pytest.raises(InputError, match="one EdgeEvidence per score"):
+    with pytest.raises(InputError, match="scores and evidence must be one per prompt"):
         fit_uncertainty("logprob", scores, evidence[:3], wrong)
 
 

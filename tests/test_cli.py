@@ -109,7 +109,8 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
      "threshold must be a number or null; found .high."),
     (["route", "{art}", "hi", "--variant", "int4"], None,
      "variant must be one of 'auto', 'fp32', 'int8'; found 'int4'"),
-    (["calibrate", "{art}", "--cloud_fraction", "1.5"], "a\nb\n", "cloud_fraction must be in"),
+    (["calibrate", "{art}", "--cloud_fraction", "1.5"], "a\nb\n",
+     "cloud_fraction must be a number in"),
     (["calibrate", "{art}"], "a\n", r"routes between two models \(edge, cloud\): give "
      "--cloud_fraction F"),
     (["export", "{tmp}", "--out", "{tmp}/a"], None, "not a complete training run"),

@@ -14,7 +14,7 @@ import pytest
 from test_artifact import _DELETE, _edit, _set, write_old_form
 
 from confroute.artifact import MANIFEST, read_manifest, set_policy
-from confroute.errors import ArtifactError
+from confroute.errors import ArtifactError, ConfigError
 from confroute.policy import Policy
 from confroute.runtime import Router
 
@@ -91,8 +91,12 @@ def test_set_policy_validates_and_keeps_the_rest(ladder_art: Path, form: str) ->
     models = (before.get("routing") or before["ladder"])["models"]
     assert after["routing"]["models"] == models and after["routing"]["heads"] == "adequacy"
     for bad in ([float("nan"), 0.5, 0.0], [2.0, 0.5, 0.0]):
+        with pytest.raises(ConfigError, match="thresholds must be a 1-d array of finite"):
+            Policy(LADDER, bad)
+        changed = Policy(LADDER, [0.5, 0.5, 0.0])
+        changed.thresholds = np.array(bad)  # changed after it was checked: the schema refuses
         with pytest.raises(ArtifactError, match="routing.thresholds"):
-            set_policy(ladder_art, Policy(LADDER, bad))
+            set_policy(ladder_art, changed)
     with pytest.raises(ArtifactError, match="predicts P\\(adequate\\) per model"):
         set_policy(ladder_art, Policy(LADDER, [0.5, 0.5, 0.0], cut=0.5))
     assert read_manifest(ladder_art)["routing"]["thresholds"] == [0.7, 0.6, 0.0]

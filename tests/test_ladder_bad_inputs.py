@@ -42,7 +42,7 @@ def test_the_python_api_refuses_wrong_types(ladder_router: Router,
             utility.decide_batch(PROMPTS, lambda_per_usd=bad)  # type: ignore[arg-type]
     for target in (float("nan"), "0.0001", -1.0, float("inf")):
         for rule in ("utility", "threshold"):
-            with pytest.raises(ConfigError, match="target cost must be a number >= 0"):
+            with pytest.raises(ConfigError, match="target_cost must be a number >= 0"):
                 utility.calibration(PROMPTS, target_cost=target, rule=rule)  # type: ignore
 
 

@@ -123,5 +123,5 @@ def test_thresholds_that_are_not_numbers_in_range_are_refused(router: Router,
 @pytest.mark.parametrize("fraction", [math.nan, math.inf, -0.1, 1.5, "0.3", True])
 def test_cloud_fractions_that_are_not_numbers_in_range_are_refused(router: Router,
                                                                    fraction: object) -> None:
-    with pytest.raises(ConfigError, match=r"cloud_fraction must be in \[0, 1\] \(a number"):
+    with pytest.raises(ConfigError, match=r"cloud_fraction must be a number in \[0, 1\]"):
         router.calibrate(["a", "b"], fraction)  # type: ignore[arg-type]

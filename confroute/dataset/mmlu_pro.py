@@ -28,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from confroute.dataset.ratings import Price, Ratings, estimate_tokens, order_by_price, parse_prices
+from confroute import arguments as check
+from confroute.dataset.ratings import (
+    Price,
+    Ratings,
+    count_input,
+    listed_prices,
+    order_by_price,
+    parse_prices,
+)
 from confroute.errors import ConfigError, DataError, require
 
 ROOT_ENV = "CONFROUTE_MMLU_PRO_DIR"
@@ -38,6 +46,9 @@ QUESTION_COLUMNS = ("question_id", "category", "src", "question", "options")
 
 def resolve_root(root: str | Path | None = None) -> Path:
     """The MMLU-Pro folder: the argument, else $CONFROUTE_MMLU_PRO_DIR."""
+    if root is not None:
+        root = check.path(root, "root", DataError, kind="folder",
+                          fix="give the folder holding questions.parquet and outcomes.parquet")
     value = root or os.environ.get(ROOT_ENV)
     if not value:
         raise DataError(f"the MMLU-Pro files are needed: pass their folder (or set {ROOT_ENV}) "
@@ -66,10 +77,9 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
     fewer than 2 models, or files without the expected columns.
     """
     pd = require("pandas", "train")
-    models = list(models)
-    if len(models) < 2:
-        raise DataError(f"a ladder needs at least 2 models to route between; found {models}")
-    priced = parse_prices(prices)
+    models = check.names(models, "models", at_least=2, error=DataError)
+    priced = {} if isinstance(prices, Mapping) and not prices else parse_prices(prices)
+    priced = {**listed_prices([m for m in models if m not in priced]), **priced}  # file wins
     folder = resolve_root(root)
     questions = pd.read_parquet(folder / "questions.parquet")
     outcomes = pd.read_parquet(folder / "outcomes.parquet")
@@ -94,14 +104,15 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
         raise DataError(f"no question has an outcome for all of {', '.join(models)}")
     prompts = [format_prompt(q, o) for q, o in zip(frame["question"], frame["options"],
                                                    strict=True)]
-    out_tokens, out_note = _output_tokens(folder)
+    tokens_in, how = count_input(prompts, models, priced)
+    out_tokens, out_note = _output_tokens(folder, models, priced)
     info = {"source": str(folder), "questions": int(len(na)), "dropped_missing_outcome": int(
         na.sum()), "quality": "correctness (0/1), 5-shot chain of thought",
-        "tokens": f"input: ceil(chars / 4) of question + options; output: {out_note}"}
+        "tokens": f"input: {how} of question + options; output: {out_note}"}
     table = Ratings(
         np.array([f"mmlu_pro/{q}" for q in frame["question_id"]]), prompts, models,
         frame[models].to_numpy(dtype=float), [priced[m] for m in models],
-        estimate_tokens(prompts), np.full(len(frame), out_tokens),
+        tokens_in, np.full(len(frame), out_tokens),
         frame["category"].astype(str).to_numpy(), None, frame["src"].astype(str).to_numpy(),
         info)
     return order_by_price(table)
@@ -110,7 +121,8 @@ def load(models: Sequence[str], prices: Mapping[str, Any] | str | Path,
 def format_prompt(question: str, options: Any) -> str:
     """The question and its lettered options, one per line (`A. ...`)."""
     letters = "ABCDEFGHIJKLMNOP"
-    options = list(options)
+    check.text(question, "question", error=DataError)
+    options = check.names(options, "options", error=DataError)
     if len(options) > len(letters):
         raise DataError(f"a question has {len(options)} options; at most {len(letters)}")
     return str(question).strip() + "\n" + "\n".join(
@@ -133,9 +145,8 @@ def split(table: Ratings, seed: int = 0, test_fraction: float = 0.3,
     (whatever other questions a pair drops), and the shares are those asked up to sampling.
     With `routellm_mmlu`, every MMLU-derived question goes to test, so nothing trained here has
     seen an MMLU question."""
-    if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
-        raise ConfigError(f"test_fraction {test_fraction} and val_fraction {val_fraction} must be "
-                          "in [0, 1) and leave rows for training")
+    check.instance(table, "table", Ratings, "a confroute.dataset.ratings.Ratings table")
+    seed, test_fraction, val_fraction = _split_arguments(seed, test_fraction, val_fraction)
     splits = assign_splits(table.ids, seed, test_fraction, val_fraction).astype(object)
     info = dict(table.info, split={"seed": seed, "test_fraction": test_fraction,
                                    "val_fraction": val_fraction, "routellm_mmlu": routellm_mmlu,
@@ -154,21 +165,39 @@ def split(table: Ratings, seed: int = 0, test_fraction: float = 0.3,
 
 def assign_splits(ids: Sequence[str] | np.ndarray, seed: int = 0, test_fraction: float = 0.3,
                   val_fraction: float = 0.0) -> np.ndarray:
-    """The split of each question id [n] (see `split`), without a table."""
+    """The split of each question id [n] (see `split`), without a table. ConfigError for a bad
+    argument."""
+    ids = check.names(ids, "ids")
+    seed, test_fraction, val_fraction = _split_arguments(seed, test_fraction, val_fraction)
     u = np.array([int(hashlib.sha256(f"{seed}/{i}".encode()).hexdigest()[:15], 16) / 16 ** 15
                   for i in ids])
     return np.where(u < test_fraction, "test",
                     np.where(u < test_fraction + val_fraction, "val", "train"))
 
 
-def _output_tokens(folder: Path) -> tuple[float, str]:
+def _split_arguments(seed: Any, test_fraction: Any, val_fraction: Any
+                     ) -> tuple[int, float, float]:
+    """The split's arguments checked: a whole seed, fractions that leave rows to train on."""
+    seed = check.number(seed, "seed", low=0, high=2 ** 32 - 1, integer=True)
+    test_fraction = check.number(test_fraction, "test_fraction", low=0.0, high=1.0,
+                                 low_open=True)
+    val_fraction = check.number(val_fraction, "val_fraction", low=0.0, high=1.0)
+    if test_fraction + val_fraction >= 1:
+        raise ConfigError(f"test_fraction {test_fraction} + val_fraction {val_fraction} must be "
+                          "below 1 to leave rows for training")
+    return seed, test_fraction, val_fraction
+
+
+def _output_tokens(folder: Path, models: list[str], priced: dict[str, Price]
+                   ) -> tuple[float, str]:
     path = folder / "responses_sample.jsonl.gz"
     if not path.is_file():
         return 0.0, "unknown (counted as 0; responses_sample.jsonl.gz absent)"
     pd = require("pandas", "train")
     responses = pd.read_json(path, lines=True)["response"].fillna("").astype(str)
-    mean = float(estimate_tokens(responses.tolist()).mean())
-    return mean, (f"{mean:.0f} per answer, the mean ceil(chars / 4) of the {len(responses)} real "
+    counts, how = count_input(responses.tolist(), models, priced)
+    mean = float(counts.mean())
+    return mean, (f"{mean:.0f} per answer, the mean ({how}) of the {len(responses)} real "
                   "chain-of-thought responses in responses_sample.jsonl.gz")
 
 

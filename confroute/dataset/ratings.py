@@ -21,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from confroute import arguments as check
 from confroute.dataset.tables import read_table
 from confroute.errors import DataError
 from confroute.files import read_settings_file
 
+PRICES_FIX = "give a YAML or JSON mapping of model -> {input_per_mtok, output_per_mtok}"
 RESERVED = ("id", "prompt", "category", "split", "tokens_in", "tokens_out", "src")
 
 
@@ -148,14 +150,11 @@ def parse_prices(prices: Mapping[str, Any] | str | Path) -> dict[str, Price]:
     `{model: {input_per_mtok: x, output_per_mtok: y}}` (or `{model: x}` for one price for both).
     Raises DataError on a missing file, a missing, non-numeric or negative price."""
     if isinstance(prices, str | Path):
-        path = Path(prices)
-        if not path.is_file():
-            raise DataError(f"price file {path} does not exist; give a YAML or JSON mapping of "
-                            "model -> {input_per_mtok, output_per_mtok}")
-        prices = read_settings_file(path, "price file", DataError)
+        path = check.path(prices, "prices", DataError, kind="file", fix=PRICES_FIX)
+        prices = read_settings_file(path, "prices file", DataError)
     if not isinstance(prices, Mapping) or not prices:
         raise DataError("prices must be a non-empty mapping of model -> {input_per_mtok, "
-                        f"output_per_mtok}}; found {type(prices).__name__}")
+                        f"output_per_mtok}} or its file; found {check.shown(prices)}")
     out = {}
     for model, value in prices.items():
         if not isinstance(value, Mapping):
@@ -165,7 +164,7 @@ def parse_prices(prices: Mapping[str, Any] | str | Path) -> dict[str, Price]:
             number = value.get(key)
             if isinstance(number, bool) or not isinstance(number, int | float) \
                     or not np.isfinite(number) or number < 0:
-                raise DataError(f"price {key} of model '{model}' must be a number >= 0 (USD per "
+                raise DataError(f"prices: {key} of model '{model}' must be a number >= 0 (USD per "
                                 f"million tokens); found {number!r}")
             pair.append(float(number))
         out[str(model)] = Price(*pair)
@@ -176,19 +175,31 @@ def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
                  models: Sequence[str] | None = None) -> Ratings:
     """A K-model table from a local file (see the module docstring), models cheapest first.
 
-    `models` defaults to every priced model. Raises DataError naming a model column that is
-    missing, a model without a price, NaN ratings, fewer than 2 models, or an unreadable file.
+    `models` defaults to every priced model. A model missing from `prices` (which may be an
+    empty mapping) takes its list price from LiteLLM's model cost map when LiteLLM knows it;
+    without a `tokens_in` column, input tokens are counted with the tokenizer of the priciest
+    model LiteLLM knows, else as ceil(chars / 4) (see `confroute.dataset.tokens`). Raises
+    DataError naming a model column that is missing, a model without a price, NaN ratings,
+    fewer than 2 models, or an unreadable file.
     """
-    path = Path(source)
-    if not path.is_file():
-        raise DataError(f"ratings file {path} does not exist")
+    path = check.path(source, "source", DataError, kind="file",
+                      fix="give a .parquet/.jsonl/.json/.csv ratings table")
+    if models is not None:
+        models = check.names(models, "models", at_least=2, error=DataError)
     frame = read_table(str(path))
-    priced = parse_prices(prices)
+    priced = {} if isinstance(prices, Mapping) and not prices else parse_prices(prices)
+    if not priced and models is None:
+        raise DataError("prices must be a non-empty mapping of model -> {input_per_mtok, "
+                        "output_per_mtok}, or name the models (models=[...]) for LiteLLM's cost "
+                        "map to price")
     models = list(priced) if models is None else list(models)
+    listed = listed_prices([m for m in models if m not in priced])  # the file overrides
+    priced = {**listed, **priced}
     unpriced = [m for m in models if m not in priced]
     if unpriced:
-        raise DataError(f"no price for model(s) {', '.join(unpriced)}; give input_per_mtok and "
-                        "output_per_mtok for every routed model")
+        raise DataError(f"no price for model(s) {', '.join(unpriced)}; give "
+                        "input_per_mtok and output_per_mtok for every routed model (LiteLLM's "
+                        "cost map knows none of these names)")
     missing = [m for m in ["prompt", *models] if m not in frame.columns]
     if missing:
         found = ", ".join(map(str, frame.columns))
@@ -199,8 +210,10 @@ def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
     except (TypeError, ValueError) as exc:
         raise DataError(f"{path}: model ratings must be numbers: {exc}") from exc
     prompts = [_prompt(path, i, p) for i, p in enumerate(frame["prompt"])]
+    counted = (np.zeros(0), "given") if "tokens_in" in frame.columns else \
+        count_input(prompts, models, priced)
     tokens_in = (frame["tokens_in"].to_numpy(dtype=float) if "tokens_in" in frame.columns
-                 else estimate_tokens(prompts))
+                 else counted[0])
     tokens_out = (frame["tokens_out"].to_numpy(dtype=float) if "tokens_out" in frame.columns
                   else np.zeros(len(frame)))
     table = Ratings(
@@ -211,13 +224,37 @@ def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
         frame["split"].astype(str).to_numpy() if "split" in frame.columns else None,
         frame["src"].astype(str).to_numpy() if "src" in frame.columns else None,
         {"source": str(path), "tokens": "given" if "tokens_in" in frame.columns else
-         "estimated: ceil(chars / 4) of the prompt; output tokens "
-         + ("given" if "tokens_out" in frame.columns else "unknown (counted as 0)")})
+         f"{counted[1]} of the prompt; output tokens "
+         + ("given" if "tokens_out" in frame.columns else "unknown (counted as 0)"),
+         "prices": {m: "LiteLLM's model cost map" if m in listed else "given" for m in models}})
     return order_by_price(table)
 
 
+def listed_prices(models: Sequence[str]) -> dict[str, Price]:
+    """LiteLLM's list prices of those `models` its cost map knows (see dataset.tokens)."""
+    from confroute.dataset import tokens
+
+    found = {m: tokens.list_price(m) for m in models}
+    return {m: Price(*p) for m, p in found.items() if p is not None}
+
+
+def count_input(prompts: list[str], models: list[str], priced: dict[str, Price]
+                ) -> tuple[np.ndarray, str]:
+    """Tokens of `prompts` [n] by the tokenizer of the priciest of `models` LiteLLM knows (its
+    share of the cost is the largest), else ceil(chars / 4); and how they were counted."""
+    from confroute.dataset import tokens
+
+    by_price = sorted(models, key=lambda m: priced[m].input_per_mtok, reverse=True)
+    model = next((m for m in by_price if tokens.known(m) is not None), None)
+    return tokens.count(prompts, model)
+
+
 def estimate_tokens(texts: Sequence[str]) -> np.ndarray:
-    """ceil(characters / 4) per text: OpenAI's rule of thumb when no tokenizer is at hand."""
+    """ceil(characters / 4) per text [n] (float): OpenAI's rule of thumb when no tokenizer is
+    at hand. DataError when `texts` is not a list of strings."""
+    if isinstance(texts, str | bytes | Mapping) or not isinstance(texts, Sequence) \
+            or not all(isinstance(t, str) for t in texts):
+        raise check.fail(DataError, "texts", "a list of strings", texts)
     return np.array([-(-len(t) // 4) for t in texts], dtype=float)
 
 

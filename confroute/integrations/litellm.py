@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from confroute import arguments as check
 from confroute.errors import ConfigError, InputError, require
 
 require("litellm", "litellm")
@@ -46,10 +47,15 @@ class ConfrouteStrategy(CustomRoutingStrategyBase):
 
     def __init__(self, llm_router: Any, router: Any, models: Mapping[str, str] | None = None,
                  alias: str = ALIAS):
+        from confroute.runtime import Router
+
+        self.router = check.instance(router, "router", Router, "a loaded confroute Router")
+        models = check.mapping(models, "models", optional=True)
+        self.alias = check.text(alias, "alias")
+        if not callable(getattr(llm_router, "registry", None)):
+            raise check.fail(ConfigError, "llm_router", "a litellm.Router", llm_router)
         self.llm_router = llm_router
-        self.router = router
-        self.alias = alias
-        names = model_names(router)
+        names = list(router.models)
         self.groups = {name: (models or {}).get(name, name) for name in names}
         unknown = sorted(set(models or {}) - set(names))
         if unknown:
@@ -64,9 +70,9 @@ class ConfrouteStrategy(CustomRoutingStrategyBase):
     def group_for(self, messages: Any) -> str:
         """The model group confroute chooses for a chat request's `messages`."""
         try:
-            model = chosen_model(self.router, messages)
+            model = self.router.decide(messages).model
         except InputError as exc:  # nothing to score: the most expensive model is the safe side
-            model = model_names(self.router)[-1]
+            model = self.router.models[-1]
             log.info("confroute: %s; sending to %s", exc, model)
         return self.groups[model]
 
@@ -103,24 +109,10 @@ def use_confroute(llm_router: Any, artifact: str | Path | Any,
     the artifact's model names to model groups (default: the same names). Raises ConfigError
     when a model has no model group, ArtifactError for a missing or damaged artifact.
     """
-    if isinstance(artifact, str | Path):
-        from confroute.runtime import Router
+    from confroute.runtime import Router
 
-        artifact = Router.load(artifact)
+    if not isinstance(artifact, Router):
+        artifact = Router.load(check.path(artifact, "artifact", ConfigError, kind="folder"))
     strategy = ConfrouteStrategy(llm_router, artifact, models, alias)
     llm_router.register_plugin(strategy)
     return strategy
-
-
-# The one place that knows both router interfaces: after the one-routing-model merge every
-# artifact answers `decide`; before it, a two-model Router answers `route` only.
-def model_names(router: Any) -> list[str]:
-    """The artifact's models, cheapest first (a pair: edge, cloud)."""
-    return list(getattr(router, "models", None) or ["edge", "cloud"])
-
-
-def chosen_model(router: Any, prompt: Any) -> str:
-    """The model `router` chooses for `prompt` (a string or chat messages); raises InputError."""
-    if hasattr(router, "decide"):
-        return str(router.decide(prompt).model)
-    return str(router.route(prompt).route)

@@ -34,7 +34,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from confroute.errors import require
+from confroute import arguments as check
+from confroute.errors import ArtifactError, require
 
 require("starlette", "serve")
 require("httpx", "serve")
@@ -48,6 +49,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from confroute.artifact import MAKE_IT  # noqa: E402
 from confroute.runtime import Router  # noqa: E402
 from confroute.serve import endpoints  # noqa: E402
 from confroute.serve.chat import chat  # noqa: E402
@@ -69,9 +71,12 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
     ConfigError when the settings do not fit the artifact (see `resolve_upstreams` and
     `decisions.serving_policy`).
     """
-    settings = settings or ServeSettings()
+    settings = check.instance(settings, "settings", ServeSettings, "a ServeSettings",
+                              optional=True) or ServeSettings()
+    environ = check.mapping(environ, "environ", optional=True)
     router = router_or_dir if isinstance(router_or_dir, Router) else Router.load(
-        router_or_dir, variant=settings.variant, threads=settings.threads)
+        check.path(router_or_dir, "router_or_dir", ArtifactError, kind="folder", fix=MAKE_IT),
+        variant=settings.variant, threads=settings.threads)
     service = Service(router, settings, environ)
     routes = [
         Route("/health", service.endpoint("health", endpoints.health, auth=False),

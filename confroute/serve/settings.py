@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from confroute import arguments as check
 from confroute.config import from_dict
 from confroute.errors import ConfigError
 from confroute.llm_client import redact
@@ -295,8 +296,8 @@ class Upstream:
 def load_settings(values: Mapping[str, Any] | None = None,
                   environ: Mapping[str, str] | None = None) -> ServeSettings:
     """Settings from a dict (e.g. parsed YAML), with upstream URLs/models filled from the env."""
-    environ = os.environ if environ is None else environ
-    values = dict(values or {})
+    environ = os.environ if environ is None else check.mapping(environ, "environ")
+    values = dict(check.mapping(values, "values", optional=True) or {})
     check_upstreams_config(values.get("upstreams"))
     for route in ROUTES:
         upstream = dict(values.get(route) or {})

@@ -24,6 +24,7 @@ import torch
 import torchmetrics
 from torch import nn
 
+from confroute import arguments as check
 from confroute import quiet
 from confroute.config import RunConfig, TrainConfig, dump_yaml
 from confroute.dataset import schema
@@ -155,7 +156,10 @@ class FitResult:
 def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = (),
         data: schema.LabelledPrompts | None = None) -> FitResult:
     """Train a router on `cfg` and write the run directory; returns its best metrics."""
-    out = Path(out_dir)
+    check.instance(cfg, "cfg", RunConfig, "a confroute.config.RunConfig")
+    out = check.path(out_dir, "out_dir", ConfigError, kind="out")
+    check.instance(data, "data", schema.LabelledPrompts, "confroute.dataset.schema's "
+                   "LabelledPrompts", optional=True)
     started = time.time()
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     quiet.lightning()

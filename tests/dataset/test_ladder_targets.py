@@ -66,9 +66,9 @@ def test_adequate_rating_turns_scores_into_targets(tmp_path: Path) -> None:
     (lambda rows, prices: {k: v for k, v in prices.items() if k != "large"},
      "no price for model(s) large"),
     (lambda rows, prices: {**prices, "small": {"input_per_mtok": -1, "output_per_mtok": 1}},
-     "price input_per_mtok of model 'small' must be a number >= 0"),
+     "prices: input_per_mtok of model 'small' must be a number >= 0"),
     (lambda rows, prices: {**prices, "small": {"input_per_mtok": 1}},
-     "price output_per_mtok of model 'small' must be a number >= 0"),
+     "prices: output_per_mtok of model 'small' must be a number >= 0"),
     (lambda rows, prices: [{**r, "small": None} if i == 3 else r for i, r in enumerate(rows)],
      "ratings of model 'small' are missing (NaN) at 1 prompt(s), first row3"),
     (lambda rows, prices: [{**r, "small": "good"} if i == 3 else r
@@ -105,6 +105,6 @@ def test_a_missing_table_or_price_file_is_named(tmp_path: Path) -> None:
         schema.load(DataConfig(source=str(tmp_path / "none.parquet"), models=["a", "b"],
                                prices=str(tmp_path / "p.yaml")))
     table, _ = write(tmp_path, make_ladder_rows(), LADDER_PRICES)
-    with pytest.raises(DataError, match="price file .* does not exist"):
+    with pytest.raises(DataError, match="prices .* does not exist"):
         schema.load(DataConfig(source=table, models=["small", "large"],
                                prices=str(tmp_path / "none.yaml")))

@@ -33,9 +33,9 @@ def test_decide_explains_and_honours_overrides():
     for bad in ({"thresholds": {"gpt": 0.1}}, {"model": "gpt"}):
         with pytest.raises(InputError, match="unknown model"):
             pol.decide([0.5, 0.7, 0.9], **bad)
-    with pytest.raises(InputError, match="2 probabilities for 3"):
+    with pytest.raises(InputError, match=r"probs must be one P\(adequate\) per model \(3\)"):
         pol.decide([0.5, 0.7])
-    with pytest.raises(ConfigError, match=">= 2 models"):
+    with pytest.raises(ConfigError, match="at least 2 distinct non-empty names"):
         policy.Policy(["only"], [0.5])
 
 
@@ -71,7 +71,7 @@ def test_calibrated_shares_are_met():
 def test_bad_probabilities_are_named():
     with pytest.raises(InputError, match="finite"):
         policy.choose(np.array([[np.nan, 1.0]]), [0.5, 0.5])
-    with pytest.raises(ConfigError, match="one threshold per model"):
+    with pytest.raises(ConfigError, match="one number per model"):
         policy.choose(np.ones((2, 2)), [0.5])
 
 

@@ -22,7 +22,7 @@ from confroute.runtime import Router
 from conftest import make_rows
 
 litellm = pytest.importorskip("litellm")
-from confroute.integrations.litellm import chosen_model, use_confroute  # noqa: E402
+from confroute.integrations.litellm import use_confroute  # noqa: E402
 
 PROMPTS = [row["prompt"] for row in make_rows(8)]
 PRICED = "openai/gpt-4o"  # in LiteLLM's bundled cost map
@@ -59,7 +59,7 @@ def test_litellm_sends_each_prompt_where_confroute_routes_it(tiny_artifact: Path
     llm = llm_router(upstreams, {"edge": "edge", "cloud": "cloud"})
     use_confroute(llm, tiny_artifact)
     router = Router.load(tiny_artifact)
-    expected = [chosen_model(router, ask(p)) for p in PROMPTS]
+    expected = [router.decide(ask(p)).model for p in PROMPTS]
     assert set(expected) == {"edge", "cloud"}  # the toy prompts exercise both routes
 
     async def run() -> list[Any]:
@@ -82,7 +82,7 @@ def test_litellm_fallbacks_still_apply(tiny_artifact: Path, upstreams: dict[str,
                      fallbacks=[{"confroute": ["cloud"]}])
     use_confroute(llm, tiny_artifact)
     router = Router.load(tiny_artifact)
-    easy = next(p for p in PROMPTS if chosen_model(router, ask(p)) == "edge")
+    easy = next(p for p in PROMPTS if router.decide(ask(p)).model == "edge")
     answer = llm.completion(model="confroute", messages=ask(easy))
     assert answered_by(answer) == "cloud"  # the edge upstream failed; LiteLLM fell back
 
@@ -108,7 +108,7 @@ def test_k_models_map_to_their_groups(tiny_ladder_artifact: Path,
     llm = llm_router(upstreams, groups)
     use_confroute(llm, tiny_ladder_artifact, models={"medium": "mid-tier"})
     router = Router.load(tiny_ladder_artifact)
-    expected = [chosen_model(router, ask(p)) for p in PROMPTS]
+    expected = [router.decide(ask(p)).model for p in PROMPTS]
     answers = [llm.completion(model="confroute", messages=ask(p)) for p in PROMPTS]
     assert [answered_by(a) for a in answers] == expected
 
@@ -141,7 +141,7 @@ def test_confroute_serve_uses_a_litellm_gateway_as_upstream(tiny_artifact: Path,
     router = Router.load(tiny_artifact)
     with TestClient(create_app(router, settings, environ={})) as client:
         for prompt in PROMPTS[:2]:
-            route = chosen_model(router, ask(prompt))
+            route = router.decide(ask(prompt)).model
             plain = client.post("/v1/chat/completions", json={"model": "auto",
                                                               "messages": ask(prompt)})
             assert plain.status_code == 200, plain.text

@@ -65,7 +65,7 @@ def test_text_is_kept_only_when_asked_and_after_the_redaction_hook(db_url: str) 
     ({"text": True, "redact": "confroute.traffic.records:MAX_ID"}, "is not a function"),
     ({"queue_size": 0}, "queue_size must be an integer >= 1"),
     ({"flush_interval_s": float("nan")}, "flush_interval_s must be a number"),
-    ({"prices": "/no/such/prices.yaml"}, "log.prices: price file"),
+    ({"prices": "/no/such/prices.yaml"}, "log.prices: prices "),
 ])
 def test_bad_settings_are_refused_naming_the_setting(sqlite_url: str, settings: dict,
                                                      message: str) -> None:
