@@ -1,21 +1,22 @@
-"""confroute label: sample your models on prompts and measure how sure each one is, in one of
-two modes. Edge/cloud (--edge, optionally --cloud): answer each prompt N times with the edge model
-(and the cloud model), cluster the answers by meaning, measure semantic entropy, and label each
-prompt; samples are stored as they arrive (OUT/samples_<role>.jsonl), so an interrupted run
-resumes, and rerunning with another --label.rule or --label.tau relabels without sampling.
-Writes OUT/scores.parquet, which `confroute train --data.source` reads. K models (--ladder FILE):
-FILE is a YAML/JSON list of K >= 2 models, each with `name` (its column in the output), `spec`
-(as --edge), optional `model` (the name at a URL), `gguf` and `api_key_env`, and its price
-`input_per_mtok` and `output_per_mtok` (USD per million tokens). Every model answers every prompt
-N times (OUT/samples_<name>.jsonl, resumable) and gets a rating per prompt in [0, 1], higher is
-better: correctness of its greedy answer where the prompt has a gold answer, else the judge's
-MT-Bench rating r (1-10) as (r - 1) / 9 with --judge_url and --judge_model, else the semantic-
-entropy confidence 1 - SE / log N (Kuhn et al. 2023). Writes OUT/ratings.parquet (one column per
-model named as the model; the evidence as se:<name>, correct:<name>, greedy:<name>,
-rating_kind:<name>, ...), OUT/prices.yaml and OUT/ratings_report.json, for
-`confroute train --data.source OUT/ratings.parquet --data.prices OUT/prices.yaml --data.models
-'[a, b, c]'`. Settings: --sampling.<key> (SamplingConfig), --measure.<key> (MeasureConfig),
---label.<key> (LabelConfig, edge/cloud mode only); --config reads them from YAML.
+"""confroute label: sample your models on prompts and measure how sure each one is, in one of two
+forms of one run. Edge/cloud (--edge, optionally --cloud), the ladder of the models `edge` and
+`cloud`, sampled and measured as --ladder's are: answer each prompt N times with the edge model (and
+the cloud model), cluster the answers by meaning, measure semantic entropy, and label each prompt;
+samples are stored as they arrive (OUT/samples_<role>.jsonl), so an interrupted run resumes, and
+rerunning with another --label.rule or --label.tau relabels without sampling. Writes
+OUT/scores.parquet, which `confroute train --data.source` reads. K models (--ladder FILE): FILE is a
+YAML/JSON list of K >= 2 models, each with `name` (its column in the output), `spec` (as --edge),
+optional `model` (the name at a URL), `gguf` and `api_key_env`, and its price `input_per_mtok` and
+`output_per_mtok` (USD per million tokens). Every model answers every prompt N times
+(OUT/samples_<name>.jsonl, resumable) and gets a rating per prompt in [0, 1], higher is better:
+correctness of its greedy answer where the prompt has a gold answer, else the judge's MT-Bench
+rating r (1-10) as (r - 1) / 9 with --judge_url and --judge_model, else the semantic-entropy
+confidence 1 - SE / log N (Kuhn et al. 2023). Writes OUT/ratings.parquet (one column per model named
+as the model; the evidence as se:<name>, correct:<name>, greedy:<name>, rating_kind:<name>, ...),
+OUT/prices.yaml and OUT/ratings_report.json, for `confroute train --data.source OUT/ratings.parquet
+--data.prices OUT/prices.yaml --data.models '[a, b, c]'`. Settings: --sampling.<key>
+(SamplingConfig), --measure.<key> (MeasureConfig), --label.<key> (LabelConfig, edge/cloud mode
+only); --config reads them from YAML.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def run(args: Any) -> int:
             raise ConfigError("give both --judge_url and --judge_model")
     if args.ladder:
         return _run_ladder(args)
-    from confroute.labelling.pipeline import label
+    from confroute.labelling.pair import label
 
     label_cfg = args.label  # `auto`: tau with a cloud model, edge_wrong with gold, else edge_se
     backends = {"edge": _backend(args, "edge")}

@@ -1,10 +1,11 @@
 """K-model labelling (`confroute label --ladder`): a rating per model per prompt.
 
 Every model of the ladder (`confroute.labelling.ladder`) answers every prompt N times, into its
-own resumable store `OUT/samples_<name>.jsonl`; its answers are measured exactly as in the
-two-model pipeline (`pipeline.evidence_table`: clusters, every SE variant, the greedy answer's
-correctness). Each model then gets an adequacy rating per prompt in [0, 1], higher = better,
-the first of these that applies (the column `rating_kind:<name>` says which, per row):
+own resumable store `OUT/samples_<name>.jsonl`, and its answers are measured (clusters, every SE
+variant, the greedy answer's correctness) by `confroute.labelling.models`, the code the
+two-model form (`confroute.labelling.pair`) samples and measures with too. Each model then gets
+an adequacy rating per prompt in [0, 1], higher = better, the first of these that applies
+(the column `rating_kind:<name>` says which, per row):
 
 1. `correctness`: 1 or 0, the model's greedy answer (its first sample with
    --sampling.greedy false) against the prompt's gold `answer`.
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,21 +44,14 @@ import numpy as np
 
 from confroute.errors import ConfigError, DataError, require
 from confroute.files import write_json, write_text
-from confroute.labelling import pipeline
+from confroute.labelling import models, pipeline
 from confroute.labelling.judge import RatingJudgeConfig, rate_table
 from confroute.labelling.measure import MeasureConfig
+from confroute.labelling.models import ROLE
 from confroute.labelling.sampling import Backend, SamplingConfig
 from confroute.labelling.store import JsonlStore
 
-ROLE = "model"
-"""The role inside each model's own store and evidence frame (store keys `model:<id>`,
-columns `se_model`, ...); the output renames the columns to `<what>:<name>`."""
-_ROLE_IN_COLUMN = re.compile(rf"_{ROLE}(?=_|$)")
 KINDS = ("correctness", "judge", "se_confidence")
-
-
-def sample_path(out_dir: str | Path, name: str) -> Path:
-    return Path(out_dir) / f"samples_{name}.jsonl"
 
 
 def judgment_path(out_dir: str | Path, name: str) -> Path:
@@ -92,12 +85,8 @@ def label_ladder(prompts: str, out_dir: str | Path,
         raise ConfigError(f"prompts without a gold answer are rated by 1 - SE / log N, which "
                           f"needs --sampling.n >= 2 (found {sampling.n}); sample more, or "
                           "give a judge (--judge_url and --judge_model)")
-    stores, sampled = {}, {}
-    for name, (stored_as, backend) in backends.items():
-        stores[name] = JsonlStore(sample_path(out_dir, name),
-                                  {**pipeline.store_meta(ROLE, stored_as, sampling), "name": name})
-        sampled[name] = pipeline.sample_to_store(rows, backend, sampling, stores[name], ROLE,
-                                        progress=progress, desc=name)
+    stores, sampled = models.sample_models(rows, out_dir, backends, sampling,
+                                           progress=progress)
     return rate_from_stores(rows, out_dir, stores, prices, measure_cfg, judge, sampled,
                             progress)
 
@@ -109,16 +98,8 @@ def rate_from_stores(rows: Sequence[dict[str, Any]], out_dir: Path,
     """Measure and rate the stored samples, then write the table, prices and report."""
     import yaml
 
-    from confroute.labelling.equivalence import make_equivalence
-
-    equivalence = make_equivalence(measure_cfg.equivalence)  # one NLI model for every store
-    frames = {name: pipeline.evidence_table(rows, {ROLE: store}, measure_cfg, equivalence)
-              .set_index("id", drop=False) for name, store in stores.items()}
-    common = [str(r["id"]) for r in rows if all(str(r["id"]) in f.index for f in frames.values())]
-    if not common:
-        raise DataError(f"no prompt has samples from every model in {out_dir}; run sampling "
-                        "first")
-    frames = {name: f.loc[common].reset_index(drop=True) for name, f in frames.items()}
+    frames = models.measure_models(rows, out_dir, stores, measure_cfg)
+    common = list(next(iter(frames.values()))["id"])
     by_id = {str(r["id"]): r for r in rows}
     table, category_from = _prompt_columns(next(iter(frames.values())), rows)
     evidence, per_model = [], {}
@@ -240,8 +221,8 @@ def _prompt_columns(frame: Any, rows: Sequence[dict[str, Any]]) -> tuple[Any, st
 def _evidence(frame: Any, rated: dict[str, Any], name: str) -> Any:
     """The model's evidence columns renamed `<what>:<name>` (se_model_discrete -> se_discrete)."""
     pd = require("pandas", "label")
-    columns = {c: f"{_ROLE_IN_COLUMN.sub('', c, count=1)}:{name}" for c in frame.columns
-               if _ROLE_IN_COLUMN.search(c)}
+    columns = {c: f"{models.rename_column(c, '')}:{name}" for c in frame.columns
+               if models.in_column(c)}
     out = frame[list(columns)].rename(columns=columns)
     extra = pd.DataFrame({f"{key}:{name}": value for key, value in rated.items()})
     return pd.concat([extra, out], axis=1)
@@ -250,7 +231,7 @@ def _evidence(frame: Any, rated: dict[str, Any], name: str) -> Any:
 def _quality(frame: Any) -> dict[str, Any]:
     """quality_report of one model, its keys without the internal role."""
     per = pipeline.quality_report(frame, [ROLE])[ROLE]
-    return {group: {_ROLE_IN_COLUMN.sub("", k): v for k, v in entry.items()}
+    return {group: {models.rename_column(k, ""): v for k, v in entry.items()}
             for group, entry in per.items()}
 
 

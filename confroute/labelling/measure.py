@@ -41,22 +41,25 @@ class MeasureConfig:
 
 def measure(rows: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]], role: str,
             cfg: MeasureConfig, equivalence: Any | None = None,
-            prefix: str | None = None) -> list[dict[str, Any]]:
+            prefix: str | None = None, stored_as: str | None = None) -> list[dict[str, Any]]:
     """Evidence columns `*_<role>` for every row that has a stored record for `role`.
 
+    `stored_as`: the role the records are keyed by in their store, when it is not `role` (a
+    pair store's `edge:<id>` measured as a ladder model's evidence).
     `prefix`: the sampling `answer_prefix` the answers continue ("The answer is"); answers are
     read with it in front, so "4. He has 8 - 4 = 2" commits to 4, not 2."""
     from confroute.labelling.equivalence import make_equivalence
 
     equivalence = equivalence or make_equivalence(cfg.equivalence)
+    key = stored_as or role
     if hasattr(equivalence, "prepare"):  # LLM entailment: every prompt's pairs in one batch
-        found = [(row, records[store_key(role, row["id"])]) for row in rows
-                 if store_key(role, row["id"]) in records]
+        found = [(row, records[store_key(key, row["id"])]) for row in rows
+                 if store_key(key, row["id"]) in records]
         equivalence.prepare([(str(row["prompt"]), _answer_values(row, rec, prefix))
                              for row, rec in found])
     out = []
     for row in rows:
-        record = records.get(store_key(role, row["id"]))
+        record = records.get(store_key(key, row["id"]))
         if record is not None:
             out.append(_measure_one(row, record, role, cfg, equivalence, prefix))
     return out

@@ -6,10 +6,12 @@ Stages, each resumable and each keeping its evidence:
    resumes where it stopped.
 2. `measure`: answers are parsed, clustered by meaning and scored (every SE variant, correctness
    against a gold answer when there is one). No model is called, so this is cheap to redo.
-3. `label_frame`: a label rule from `confroute.dataset.labels` turns the evidence into labels.
+3. `apply_rule`: a label rule from `confroute.dataset.labels` turns the evidence into labels.
    Relabelling with another rule or tau reruns only this stage.
 
-The result is a table in the `scores` format that `confroute.dataset.schema` reads.
+Both forms of `confroute label` run these stages through `confroute.labelling.models` (one store
+per model): `--ladder` rates each model (`kmodel`), `--edge/--cloud` labels the pair (`pair`,
+a table in the `scores` format that `confroute.dataset.schema` reads).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from confroute.dataset import tables
 from confroute.errors import DataError, require
-from confroute.files import write_json, write_text
+from confroute.files import write_text
 from confroute.labelling.measure import MeasureConfig, measure, store_key
 from confroute.labelling.sampling import Backend, Generation, SamplingConfig, prompt_seed
 from confroute.labelling.store import JsonlStore
@@ -146,6 +148,8 @@ def evidence_table(rows: Sequence[dict[str, Any]], stores: dict[str, JsonlStore]
                    cfg: MeasureConfig, equivalence: Any | None = None) -> Any:
     """One row per prompt answered by every role: prompt columns + `*_<role>` evidence.
 
+    Each store's records are looked up by the role its settings line names (its keys), which
+    may differ from the column role it is measured under (`measure`'s `stored_as`).
     `equivalence` (default: made from `cfg.equivalence`) lets several calls share one NLI model.
     """
     pd = require("pandas", "label")
@@ -155,8 +159,10 @@ def evidence_table(rows: Sequence[dict[str, Any]], stores: dict[str, JsonlStore]
     frame = pd.DataFrame(list(rows))
     frame["id"] = frame["id"].astype(str)
     for role, store in stores.items():
-        prefix = ((store.meta or {}).get("sampling") or {}).get("answer_prefix")
-        measured = measure(rows, store.records, role, cfg, equivalence, prefix)
+        meta = store.meta or {}
+        prefix = (meta.get("sampling") or {}).get("answer_prefix")
+        measured = measure(rows, store.records, role, cfg, equivalence, prefix,
+                           meta.get("role"))
         frame = frame.merge(pd.DataFrame(measured, columns=["id"] if not measured else None),
                             on="id", how="inner")
     if "source" not in frame.columns:
@@ -187,54 +193,6 @@ def apply_rule(frame: Any, label: Any) -> tuple[Any, dict[str, Any]]:
 def write_table(frame: Any, path: str | Path) -> Path:
     """Write the scores table as parquet (or jsonl by suffix); atomically."""
     return tables.write(frame, path, (".parquet", ".jsonl"))
-
-
-@dataclasses.dataclass
-class LabelRun:
-    """What `label` did: files written, counts, and the label rule's report."""
-
-    table: Path
-    rows: int
-    sampling: dict[str, Any]
-    labels: dict[str, Any]
-    quality: dict[str, Any]
-
-
-def label(prompts: str, out_dir: str | Path,
-          backends: dict[str, tuple[str, Backend | Callable[[], Backend]]],
-          sampling: SamplingConfig, measure_cfg: MeasureConfig, label_cfg: Any,
-          limit: int | None = None, progress: bool = True) -> LabelRun:
-    """The whole pipeline; rerunning it resumes sampling and only redoes measuring/labelling.
-
-    `backends` maps a role (`edge`, `cloud`) to (model name, backend or backend factory).
-    Samples go to `out_dir/samples_<role>.jsonl`, the table to `out_dir/scores.parquet`.
-    """
-    out_dir = Path(out_dir)
-    rows = read_prompts(prompts, limit)
-    stores, report = {}, {}
-    if "edge" not in backends:
-        raise DataError("label needs an edge model")
-    for role, (name, backend) in backends.items():
-        stores[role] = JsonlStore(out_dir / f"samples_{role}.jsonl",
-                                  store_meta(role, name, sampling))
-        report[role] = sample_to_store(rows, backend, sampling, stores[role], role,
-                                       progress=progress)
-    return relabel_from_stores(rows, out_dir, stores, measure_cfg, label_cfg, report)
-
-
-def relabel_from_stores(rows: Sequence[dict[str, Any]], out_dir: Path,
-                        stores: dict[str, JsonlStore], measure_cfg: MeasureConfig,
-                        label_cfg: Any, report: dict[str, Any] | None = None) -> LabelRun:
-    frame = evidence_table(rows, stores, measure_cfg)
-    if len(frame) == 0:
-        raise DataError(f"no prompt has samples from every model in {out_dir}; run sampling first")
-    frame, labels = apply_rule(frame, label_cfg)
-    table = write_table(frame, out_dir / "scores.parquet")
-    quality = quality_report(frame, list(stores))
-    write_json(out_dir / "label_report.json",
-               {"rows": len(frame), "sampling": report or {}, "labels": labels,
-                "quality": quality}, default=str)
-    return LabelRun(table, len(frame), report or {}, labels, quality)
 
 
 def quality_report(frame: Any, roles: Sequence[str]) -> dict[str, Any]:

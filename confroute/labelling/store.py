@@ -111,6 +111,14 @@ class JsonlStore:
             os.close(fd)
 
 
+def first_meta(path: str | Path) -> dict[str, Any] | None:
+    """The settings a store file was written with (its first line), or None: no file, or none.
+
+    Reads one line and changes nothing, so it may look at a store another process writes."""
+    first = next(iter(_read(Path(path))), None)
+    return first["meta"] if first is not None and first.get("key") == "__meta__" else None
+
+
 _LOCKS: dict[Path, int] = {}
 """Store files this process holds the writer lock of -> the locked file descriptor."""
 

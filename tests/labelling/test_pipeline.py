@@ -17,6 +17,7 @@ from upstream import echo_app, lm_answer, serve_in_thread
 from confroute.config import DataConfig, LabelConfig
 from confroute.dataset.schema import load
 from confroute.errors import DataError
+from confroute.labelling import pair
 from confroute.labelling import pipeline as lab
 from confroute.labelling.store import JsonlStore
 
@@ -202,7 +203,7 @@ def test_label_pipeline_writes_a_scores_table_training_reads(tmp_path, prompts, 
 
     backend = tiny_backend
     sampling = SamplingConfig(n=3, temperature=1.0, max_new_tokens=4, batch_size=4)
-    run = lab.label(str(prompts), tmp_path / "out", {"edge": ("tiny", backend)}, sampling,
+    run = pair.label(str(prompts), tmp_path / "out", {"edge": ("tiny", backend)}, sampling,
                     lab.MeasureConfig(), LabelConfig(rule="edge_se", edge_quantile=0.5),
                     progress=False)
     assert run.rows == 12 and run.sampling["edge"]["done_now"] == 12
@@ -291,9 +292,19 @@ def test_label_cli_samples_an_openai_compatible_endpoint(tmp_path, prompts, tiny
     assert meta["model"] == f"{url}/v1#tiny"
 
 
-def test_label_cli_url_without_model_is_one_line_error(tmp_path, prompts, capsys):
+@pytest.mark.parametrize("form", ["pair", "ladder"])
+def test_label_cli_url_without_model_is_one_line_error(tmp_path, prompts, capsys, form):
+    """Both forms name their models through the same spec rules; nothing is sampled."""
     from confroute.cli import main
 
-    assert main(["label", str(prompts), "--out", str(tmp_path / "o"),
-                 "--edge", "http://127.0.0.1:9/v1"]) == 2
-    assert "name the model" in capsys.readouterr().err
+    models = ["--edge", "http://127.0.0.1:9/v1"]
+    if form == "ladder":
+        ladder = tmp_path / "ladder.json"
+        ladder.write_text(json.dumps([
+            {"name": n, "spec": "http://127.0.0.1:9/v1", "input_per_mtok": 0,
+             "output_per_mtok": 0} for n in ("edge", "cloud")]))
+        models = ["--ladder", str(ladder)]
+    assert main(["label", str(prompts), "--out", str(tmp_path / "o"), *models]) == 2
+    err = capsys.readouterr().err
+    assert "name the model" in err and len(err.strip().splitlines()) == 1, err
+    assert not list((tmp_path / "o").glob("samples_*"))
