@@ -25,8 +25,9 @@ def add_arguments(parser: Any) -> None:
                         help="the calibration prompts (.txt, one per line, or .jsonl); default: "
                              "the first bucket of logged traffic")
     parser.add_argument("--bucket_s", type=float, default=3600.0,
-                        help="seconds per point of the time series")
-    parser.add_class_arguments(DriftSettings)
+                        help="seconds per point of the time series (> 0)")
+    # window and min_decisions shape the service's in-memory /metrics numbers, not this report
+    parser.add_class_arguments(DriftSettings, skip={"window", "min_decisions"})
 
 
 def run(args: Any) -> int:

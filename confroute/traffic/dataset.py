@@ -44,8 +44,9 @@ NO_TEXT = ("{n} of the {total} requests with outcomes have no logged text (text 
 
 @dataclasses.dataclass
 class LogTableSettings:
-    """How the decision log becomes a labelled table (`confroute logs export`, training from a
-    database URL, the promotion gate)."""
+    """How the decision log becomes a labelled table.
+
+    Read by `confroute logs export`, training from a database URL and the promotion gate."""
 
     test_fraction: float = 0.2
     """The newest share of the rows (by decision time) held out as `test`; the older rows are

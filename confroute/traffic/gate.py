@@ -38,6 +38,8 @@ from confroute.traffic import served
 from confroute.traffic.dataset import LogTableSettings, log_table
 from confroute.traffic.routers import RouterView
 
+MAX_BOOTSTRAP = 100_000  # each resample scores every held-out row; more adds time, not accuracy
+
 
 @dataclasses.dataclass
 class GateSettings:
@@ -49,9 +51,11 @@ class GateSettings:
     min_rows: int = 100
     """Fewest held-out logged requests with outcomes to decide on."""
     confidence: float = 0.95
+    """Confidence level of the gain's bootstrap CI, in (0, 1)."""
     bootstrap: int = 1000
     """Bootstrap resamples of the requests for the CI."""
     seed: int = 0
+    """Seed of the bootstrap resampling (the same seed, log and routers give the same CI)."""
     promote: bool = True
     """Swap the served link to the candidate when the gate passes (false: only report)."""
     log: LogTableSettings = dataclasses.field(default_factory=LogTableSettings)
@@ -60,8 +64,12 @@ class GateSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"confidence must be in (0, 1); found {self.confidence!r}")
-        if self.min_rows < 1 or self.bootstrap < 1:
-            raise ConfigError("min_rows and bootstrap must be >= 1")
+        for name, most in (("min_rows", None), ("bootstrap", MAX_BOOTSTRAP)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 \
+                    or (most is not None and value > most):
+                bound = f"in [1, {most:,}]" if most else ">= 1"
+                raise ConfigError(f"{name} must be an integer {bound}; found {value!r}")
 
 
 def evaluate(candidate: RouterView, current: RouterView, table: Any,

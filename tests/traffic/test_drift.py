@@ -72,6 +72,16 @@ def test_bad_drift_settings_are_refused() -> None:
             DriftSettings(**values)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name, value", [
+    ("window", 1), ("window", 10**12), ("window", True), ("min_decisions", 0),
+    ("min_decisions", 2.5), ("bins", 1), ("bins", 10**9)])
+def test_each_bad_count_is_named_with_its_value(name: str, value: object) -> None:
+    with pytest.raises(ConfigError) as error:
+        DriftSettings(**{name: value})  # type: ignore[arg-type]
+    assert f"drift.{name} must be an integer in [" in str(error.value)
+    assert f"found {value!r}" in str(error.value)
+
+
 @pytest.fixture
 def shifted_log(sqlite_url: str, tiny_artifact: Path) -> tuple[str, list[str]]:
     """Two hours of traffic routed by the tiny router: mixed prompts, then only hard ones."""

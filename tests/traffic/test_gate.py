@@ -114,3 +114,16 @@ def test_promote_swaps_a_link_atomically(tiny_artifact: Path, worse_artifact: Pa
     assert link.is_symlink() and served.resolve(link) == tiny_artifact.resolve()
     assert [p.name for p in tmp_path.iterdir()] == ["served"]  # no temporary link left
     assert served.identity(link) == served.identity(tiny_artifact)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("min_rows", 0, "min_rows must be an integer >= 1; found 0"),
+    ("bootstrap", 0, "bootstrap must be an integer in [1, 100,000]; found 0"),
+    ("bootstrap", 10**9, "bootstrap must be an integer in [1, 100,000]; found 1000000000"),
+    ("bootstrap", True, "found True"),
+    ("confidence", 1.0, "confidence must be in (0, 1); found 1.0")])
+def test_each_bad_gate_setting_is_named_with_its_value(name: str, value: object,
+                                                       message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        GateSettings(**{name: value})  # type: ignore[arg-type]
+    assert message in str(error.value)
