@@ -139,3 +139,20 @@ def test_a_report_for_an_artifact_the_log_never_served(sqlite_url: str, tiny_art
     with pytest.raises(DataError, match="holds no decision of"):
         report(sqlite_url, tiny_artifact, tmp_path)
     assert served.identity(tiny_artifact).id == tiny_artifact.resolve().name
+
+
+def test_unknown_savings_are_not_drawn_as_zero_dollars() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from confroute.traffic.report import _plot_savings
+
+    fig, (unknown, partial) = plt.subplots(2, 1)
+    _plot_savings(unknown, [0.0, 1.0, 2.0], [None, None, None])
+    assert not unknown.lines and "unknown" in unknown.texts[0].get_text()
+    _plot_savings(partial, [0.0, 1.0, 2.0], [0.5, None, 0.25])
+    x, y = partial.lines[0].get_data()
+    assert list(x) == [0.0, 2.0] and list(y) == [0.5, 0.75]  # the gap is skipped, not a 0
+    plt.close(fig)
