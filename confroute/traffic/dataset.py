@@ -146,7 +146,20 @@ def log_table(url: str, settings: LogTableSettings | None = None) -> tuple[Any, 
     n_test = math.ceil(settings.test_fraction * len(frame)) if len(frame) else 0
     frame["split"] = ["train"] * (len(frame) - n_test) + ["test"] * n_test  # oldest first
     report = _report(url, frame, models, dropped, len(found), settings)
+    report["test_period"] = _test_period(found, models, report["test_from_time"])
     return frame, report
+
+
+def _test_period(found: list[dict[str, Any]], models: list[str], since: float | None
+                 ) -> dict[str, Any]:
+    """The share the deployment sent past the cheapest model over every request of `models`
+    with outcomes in the held-out period, those left out of the table included: with feedback
+    alone, a request sent up has no rating of the cheaper model and is left out, so the table's
+    own test rows would show a cloud share near 0."""
+    chosen = [d["chosen_model"] for d in found
+              if since is not None and d["time"] >= since and list(d["models"]) == models]
+    share = sum(c != models[0] for c in chosen) / len(chosen) if chosen else None
+    return {"requests": len(chosen), "cloud_share": share}
 
 
 def _ladder(found: list[dict[str, Any]], wanted: Sequence[str]) -> list[str]:
