@@ -285,8 +285,8 @@ class CascadePolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) \
                     or not (0.0 <= float(value) <= 1.5):
-                raise ConfigError(f"the cascade's {name} must be a number in [0, 1] (above 1: "
-                                  f"never); found {value!r}")
+                raise ConfigError(f"the cascade's {name} must be a number in [0, 1] (or up "
+                                  f"to 1.5, meaning never); found {value!r:.80}")
 
     def first(self, score: float) -> CascadeDecision | None:
         """Stage 1: a decision when the router sends the request to the cloud, else None (ask
@@ -312,13 +312,21 @@ class CascadePolicy:
     @classmethod
     def from_dict(cls, data: Any) -> CascadePolicy:
         """Read `to_dict`'s form; ConfigError naming what is missing or wrong."""
+        expected = "a cascade section is an object {t1, t2, uncertainty: {measure, weights, bias}}"
+        u = data.get("uncertainty") if isinstance(data, dict) else None
+        if not isinstance(u, dict):
+            raise ConfigError(f"{expected}; found {data!r:.200}")
+        missing = [k for k in ("t1", "t2") if k not in data] + \
+            [f"uncertainty.{k}" for k in ("measure", "weights") if k not in u]
+        if missing:
+            raise ConfigError(f"{expected}; {', '.join(missing)} missing in {data!r:.200}")
         try:
-            u = data["uncertainty"]
-            return cls(data["t1"], data["t2"], Uncertainty(
-                u["measure"], tuple(float(w) for w in u["weights"]), float(u.get("bias", 0.0))))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"a cascade section needs t1, t2 and uncertainty {{measure, "
-                              f"weights, bias}}; found {data!r} ({exc})") from exc
+            weights = tuple(float(w) for w in u["weights"])
+            bias = float(u.get("bias", 0.0))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"the cascade's uncertainty weights and bias must be numbers; "
+                              f"found {u.get('weights')!r:.80}, {u.get('bias')!r:.80}") from exc
+        return cls(data["t1"], data["t2"], Uncertainty(u["measure"], weights, bias))
 
 
 def _vector(name: str, values: Any, length: int | None = None) -> np.ndarray:
