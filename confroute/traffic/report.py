@@ -49,7 +49,7 @@ def report(url: str, artifact: str | Path, out: str | Path,
     artifact at `artifact` (matched by its router.json sha256), bucketed by `bucket_s` seconds;
     returns the report. `reference_texts`: the calibration prompts (scored by the artifact),
     else the first bucket's scores are the reference. Raises DataError when the log holds no
-    decision of this artifact, ConfigError when it cannot be read."""
+    decision of this artifact or `reference_texts` is empty, ConfigError when it cannot be read."""
     settings = settings or drift.DriftSettings()
     if not bucket_s > 0:
         raise ConfigError(f"bucket_s must be a number of seconds > 0; found {bucket_s!r}")
@@ -58,9 +58,14 @@ def report(url: str, artifact: str | Path, out: str | Path,
     if len(decisions) == 0:
         raise DataError(f"the decision log at {store.shown(url)} holds no decision of "
                         f"{artifact} (router.json sha256 {view.identity.sha256[:12]}...); "
-                        "serve it with the log on, or give the artifact that was served")
+                        "serve it with the log on, or give the artifact that was served "
+                        "(`calibrate --write` and `write_cascade` rewrite router.json, which "
+                        "makes a new artifact identity)")
     scores = decisions["score"].dropna().to_numpy(float)
-    if reference_texts:
+    if reference_texts is not None:
+        if not reference_texts:  # an empty file must not fall back to the traffic silently
+            raise DataError("the reference (calibration prompts) holds no prompt; give the "
+                            "prompts the artifact was calibrated on, one per line")
         reference, source = view.score(list(reference_texts)), "calibration prompts"
     else:
         first = decisions["time"] < decisions["time"].min() + bucket_s

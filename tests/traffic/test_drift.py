@@ -127,6 +127,12 @@ def test_the_report_shows_the_shift_and_the_share_leaving_its_band(
     assert first["feedback_rate"] == pytest.approx(30 / 150)
     assert result["savings_usd"] > 0 and 0 <= result["shift"]["ks_pvalue"] <= 1
     assert (tmp_path / "drift" / "drift.png").stat().st_size > 10_000
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")  # given but empty: an error, never the first bucket in its place
+    assert main(["drift", "--db", url, "--artifact", str(tiny_artifact), "--out",
+                 str(tmp_path / "drift2"), "--reference", str(empty)]) == 2
+    assert "holds no prompt" in capsys.readouterr().err
+    assert not (tmp_path / "drift2").exists()
 
 
 def test_a_report_for_an_artifact_the_log_never_served(sqlite_url: str, tiny_artifact: Path,
