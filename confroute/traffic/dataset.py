@@ -63,6 +63,10 @@ class LogTableSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.test_fraction < 1.0:
             raise ConfigError(f"test_fraction must be in [0, 1); found {self.test_fraction!r}")
+        if self.since is not None and (isinstance(self.since, bool)
+                                       or not math.isfinite(self.since)):
+            raise ConfigError(f"since must be a finite time (seconds since the epoch, UTC); "
+                              f"found {self.since!r}")
 
 
 def read_rows(url: str, since: float | None = None) -> tuple[list[dict], dict[str, list[dict]]]:
@@ -215,12 +219,16 @@ def export(url: str, out: str | Path, settings: LogTableSettings | None = None
     message), ConfigError when the log cannot be read."""
     from confroute.dataset import tables
 
+    settings = settings or LogTableSettings()
     frame, report = log_table(url, settings)
     if len(frame) == 0:
+        hint = "record outcomes first (feedback or shadow judging)"
+        if settings.since is not None and not report["requests_with_outcomes"]:
+            hint = (f"none has outcomes at or after --since {settings.since!r} (seconds since "
+                    "the epoch, UTC); give an earlier time or leave it out")
         raise DataError(f"the decision log at {store.shown(url)} has no request with both "
                         f"logged text and ratings of every model ({report['dropped']}); "
-                        + "; ".join(report["messages"] or ["record outcomes first (feedback or "
-                                                           "shadow judging)"]))
+                        + "; ".join(report["messages"] or [hint]))
     tables.write(frame, out)
     return report | {"out": str(out)}
 
