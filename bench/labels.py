@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from confroute.dataset import labels as rules  # noqa: E402
-from confroute.dataset.schema import read_table  # noqa: E402
+from confroute.dataset.tables import read_table  # noqa: E402
 from confroute.errors import DataError  # noqa: E402
 from confroute.evaluation import metrics  # noqa: E402
 from confroute.evaluation.embeddings import DEFAULT_MAX_LENGTH, cached, embed  # noqa: E402

@@ -75,7 +75,7 @@ def test_a_settings_file_that_is_not_utf8_is_one_line(tiny_ladder_artifact: Path
     config = tmp_path / "serve.yaml"
     config.write_bytes(b"port: 8001\nhost: caf\xe9\n")
     for argv in (["serve", str(tiny_ladder_artifact), "--config", str(config)],
-                 ["evaluate-ladder", "--config", str(config)]):
+                 ["evaluate", "--config", str(config)]):
         code, _, err = run_main(argv, capsys, monkeypatch)
         assert code == 2 and "is not UTF-8 text" in err and len(err.splitlines()) == 1
 
@@ -100,26 +100,27 @@ def table(tmp_path: Path) -> Path:
     return path
 
 
-def test_evaluate_ladder_refuses_out_of_range_ratings_and_a_file_as_out(
+def test_evaluate_refuses_out_of_range_ratings_and_a_file_as_out(
         tiny_ladder_artifact: Path, table: Path, tmp_path: Path) -> None:
-    from confroute.evaluation.ladder_run import LadderEvaluateRequest, evaluate_ladder
+    from confroute.evaluation.run import EvaluateRequest, evaluate
 
     frame = pd.read_parquet(table)
     frame.loc[3, "medium"] = 3.0
     frame.to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(DataError, match="ratings of model 'medium' must be in \\[0, 1\\]"):
-        evaluate_ladder(LadderEvaluateRequest(tiny_ladder_artifact, tmp_path / "bad.parquet",
-                                              tmp_path / "out"))
+        evaluate(EvaluateRequest(ratings=tmp_path / "bad.parquet", router=tiny_ladder_artifact,
+                                 out=tmp_path / "out"))
     (tmp_path / "a_file").write_text("keep me")
     with pytest.raises(DataError, match="is a file; give a folder"):
-        evaluate_ladder(LadderEvaluateRequest(tiny_ladder_artifact, table, tmp_path / "a_file"))
+        evaluate(EvaluateRequest(ratings=table, router=tiny_ladder_artifact,
+                                 out=tmp_path / "a_file"))
     assert (tmp_path / "a_file").read_text() == "keep me"
 
 
-def test_evaluate_ladder_scores_as_the_run_defined_adequacy(tiny_ladder_artifact: Path,
+def test_evaluate_scores_as_the_run_defined_adequacy(tiny_ladder_artifact: Path,
                                                             table: Path, tmp_path: Path) -> None:
     """A router trained with data.adequate_rating is evaluated on ratings >= it."""
-    from confroute.evaluation.ladder_run import LadderEvaluateRequest, evaluate_ladder
+    from confroute.evaluation.run import EvaluateRequest, evaluate
 
     artifact = Path(shutil.copytree(tiny_ladder_artifact, tmp_path / "artifact"))
     manifest = read_manifest(artifact)
@@ -128,10 +129,10 @@ def test_evaluate_ladder_scores_as_the_run_defined_adequacy(tiny_ladder_artifact
     frame = pd.read_parquet(table)
     scaled = frame.assign(**{m: 2.0 + 7 * frame[m] for m in ("small", "medium", "large")})
     scaled.to_parquet(tmp_path / "scores.parquet")
-    on_scores = evaluate_ladder(LadderEvaluateRequest(artifact, tmp_path / "scores.parquet",
-                                                      tmp_path / "a", bootstrap=0))
-    on_binary = evaluate_ladder(LadderEvaluateRequest(tiny_ladder_artifact, table,
-                                                      tmp_path / "b", bootstrap=0))
+    on_scores = evaluate(EvaluateRequest(ratings=tmp_path / "scores.parquet", router=artifact,
+                                         out=tmp_path / "a", bootstrap=0))
+    on_binary = evaluate(EvaluateRequest(ratings=table, router=tiny_ladder_artifact,
+                                         out=tmp_path / "b", bootstrap=0))
     assert on_scores["model_quality"] == on_binary["model_quality"]
     assert on_scores["curves"]["router"]["area"] == on_binary["curves"]["router"]["area"]
     assert json.loads((artifact / MANIFEST).read_text())["label_rule"]["params"] == {

@@ -56,8 +56,6 @@ def command_args(command: str, tmp: Path, artifact: Path, ladder: Path) -> list[
             "export": [str(tmp), "--out", str(tmp / "artifact")],
             "evaluate": ["--router", str(artifact), "--truth", "routellm-judge:test",
                          "--out", str(tmp / "eval")],
-            "evaluate-ladder": ["--router", str(ladder), "--ratings", str(table),
-                                "--out", str(tmp / "eval")],
             "mmlu-pro": ["--models", "[a, b]", "--prices", str(table), "--out", str(tmp / "m")],
             "tune": ["--out", str(tmp / "study")],
             "label": [str(table), "--out", str(tmp / "labels"), "--edge", "smollm2"],

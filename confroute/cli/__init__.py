@@ -24,16 +24,16 @@ from confroute.errors import ConfigError, ConfrouteError
 
 # Subcommand modules, in the order --help lists them. A new command is a new module + a name here.
 COMMANDS = ["train", "export", "route", "calibrate", "datasets", "mmlu-pro", "evaluate",
-            "evaluate-ladder", "serve", "tune", "label", "judge", "logs", "gate", "drift"]
+            "serve", "tune", "label", "judge", "logs", "gate", "drift"]
 # The pip extra each command needs beyond the base install (a missing one is named in one line).
-EXTRAS = {"train": "train", "export": "train", "evaluate": "train", "evaluate-ladder": "train",
-          "mmlu-pro": "train", "tune": "train", "label": "label", "judge": "label",
+EXTRAS = {"train": "train", "export": "train", "evaluate": "train", "mmlu-pro": "train",
+          "tune": "train", "label": "label", "judge": "label",
           "serve": "serve", "logs": "train", "gate": "train", "drift": "train"}
 DESCRIPTION = "Decide per prompt whether an edge or a cloud LLM should answer it."
 
 
 def command_module(command: str) -> Any:
-    """The module of a subcommand (`evaluate-ladder` lives in `evaluate_ladder.py`)."""
+    """The module of a subcommand (`mmlu-pro` lives in `mmlu_pro.py`)."""
     return importlib.import_module(f"confroute.cli.{command.replace('-', '_')}")
 
 

@@ -31,7 +31,7 @@ def add_arguments(parser: Any) -> None:
 
 
 def run(args: Any) -> int:
-    from confroute.dataset.schema import read_table
+    from confroute.dataset.tables import read_table
     from confroute.errors import ConfigError
     from confroute.labelling.judge import RatingJudgeConfig, rate_table
     from confroute.labelling.pipeline import write_table

@@ -1,7 +1,7 @@
 """confroute mmlu-pro: write a pair or ladder of MMLU-Pro models (real per-question correctness)
 as a ratings table with train / val / test splits and a price file, ready for `confroute train
 --data.source OUT/ratings.parquet --data.models [...] --data.prices OUT/prices.yaml` and
-`confroute evaluate-ladder`. Splits are fixed by the seed and each question's id; with
+`confroute evaluate --ratings`. Splits are fixed by the seed and each question's id; with
 --routellm_mmlu every MMLU-derived question goes to test."""
 
 from __future__ import annotations

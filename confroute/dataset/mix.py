@@ -10,6 +10,7 @@ fixed random subset). The report lists what each dataset contributed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from confroute.errors import DataError, require
@@ -17,12 +18,11 @@ from confroute.errors import DataError, require
 CANONICAL = ("id", "prompt", "label", "source", "split")
 
 
-def add_mixed(main: Any, cfg: Any) -> Any:
+def add_mixed(main: Any, cfg: Any, load: Callable[[Any], Any]) -> Any:
     """`main` (LabelledPrompts of `cfg.source`) with the train/val rows of every `cfg.mix`
-    dataset appended (canonical columns only). Raises DataError when a mixed dataset cannot be
-    read or labelled (naming it) or when ids repeat across datasets."""
-    from confroute.dataset.schema import LabelledPrompts, load
-
+    dataset appended (canonical columns only); `load` reads one DataConfig (schema.load, passed
+    in so that this module does not import schema back). Raises DataError when a mixed dataset
+    cannot be read or labelled (naming it) or when ids repeat across datasets."""
     pd = require("pandas", "train")
     frames, report = [main.frame], dict(main.report, mix={})
     for name in cfg.mix:
@@ -44,4 +44,4 @@ def add_mixed(main: Any, cfg: Any) -> Any:
         raise DataError(f"data.mix: id {repeated.iloc[0]!r} appears in more than one dataset; "
                         "ids must be unique across data.source and data.mix")
     report["rows"] = {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")}
-    return LabelledPrompts(frame, report)
+    return type(main)(frame, report)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from confroute.dataset.tables import read_table
 from confroute.errors import DataError
 from confroute.files import read_settings_file
 
@@ -178,8 +179,6 @@ def read_ratings(source: str | Path, prices: Mapping[str, Any] | str | Path,
     `models` defaults to every priced model. Raises DataError naming a model column that is
     missing, a model without a price, NaN ratings, fewer than 2 models, or an unreadable file.
     """
-    from confroute.dataset.schema import read_table
-
     path = Path(source)
     if not path.is_file():
         raise DataError(f"ratings file {path} does not exist")

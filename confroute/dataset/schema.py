@@ -26,6 +26,7 @@ import numpy as np
 from confroute.config import DataConfig, LabelConfig
 from confroute.dataset import labels as rules
 from confroute.dataset import tables
+from confroute.dataset.ratings import read_ratings
 from confroute.errors import DataError, require
 from confroute.text import prompt_text
 
@@ -83,7 +84,7 @@ def load(cfg: DataConfig) -> LabelledPrompts:
         return load_from_log(cfg, load)
     if cfg.models:
         return load_ratings(cfg)
-    frame = read_table(cfg.source, cfg.hf_split)
+    frame = tables.read_table(cfg.source, cfg.hf_split)
     fmt = detect_format(frame) if cfg.format == "auto" else cfg.format
     report: dict[str, Any] = {"source": cfg.source, "format": fmt, "rows_read": len(frame),
                               "dropped": {}}
@@ -111,7 +112,7 @@ def load(cfg: DataConfig) -> LabelledPrompts:
     if cfg.mix:
         from confroute.dataset.mix import add_mixed
 
-        return add_mixed(LabelledPrompts(frame, report), cfg)
+        return add_mixed(LabelledPrompts(frame, report), cfg, load)
     return LabelledPrompts(frame, report)
 
 
@@ -124,7 +125,6 @@ def load_ratings(cfg: DataConfig) -> LabelledPrompts:
     model column or price, NaN ratings, ratings outside [0, 1], or a file that cannot be read.
     """
     from confroute.dataset.builtin import builtin_path
-    from confroute.dataset.ratings import read_ratings
 
     path = builtin_path(cfg.source) or Path(cfg.source)
     table = read_ratings(path, cfg.prices or {}, cfg.models)
@@ -173,25 +173,6 @@ def load_ratings(cfg: DataConfig) -> LabelledPrompts:
               for m, p in zip(table.models, table.prices, strict=True)}
     report["output_tokens"] = float(np.mean(table.tokens_out)) if len(table) else 0.0
     return LabelledPrompts(frame, report, list(table.models), prices)
-
-
-def read_table(source: str, hf_split: str = "train") -> Any:
-    """A bundled dataset name, a local parquet/jsonl/json/csv file, or a Hugging Face dataset."""
-    from confroute.dataset.builtin import builtin_path
-
-    path = builtin_path(source) or Path(source)
-    if path.exists():
-        return tables.read(path, what="labelled table")
-    if source.endswith((".parquet", ".jsonl", ".json", ".csv")) or source.startswith((".", "/")):
-        raise DataError(f"data file {source} does not exist; give a .parquet/.jsonl/.csv path, "
-                        "a bundled dataset name (confroute datasets), or a Hugging Face name")
-    datasets = require("datasets", "train")
-    try:
-        ds = datasets.load_dataset(source, split=hf_split)
-    except Exception as exc:  # the hub raises many types; the message is what matters
-        raise DataError(f"could not load '{source}' as a bundled name, a local file, or a Hugging "
-                        f"Face dataset (split '{hf_split}'): {type(exc).__name__}: {exc}") from exc
-    return ds.to_pandas()
 
 
 def detect_format(frame: Any) -> str:

@@ -1,5 +1,6 @@
 """Tables on disk, by suffix: .parquet, .jsonl, .json, .csv. The one place confroute reads or
-writes a table file (labelled data, scores, label tables, RouteLLM's evaluation files).
+writes a table file (labelled data, scores, label tables, RouteLLM's evaluation files), and
+where a dataset given by name (bundled, a file, or a Hugging Face dataset) is read.
 
 Reading names the file and the fix when the suffix is unknown or the content does not parse;
 writing is atomic (a temporary file renamed over the target), so a killed or failed write
@@ -65,3 +66,24 @@ def write(frame: Any, path: str | Path, allowed: Sequence[str] = (".parquet", ".
         else:
             frame.to_csv(partial, index=False)
     return path
+
+
+def read_table(source: str, hf_split: str = "train") -> Any:
+    """A bundled dataset name, a local parquet/jsonl/json/csv file, or a Hugging Face dataset
+    (its `hf_split`), as a pandas DataFrame. Raises DataError naming the source when none of
+    these reads it."""
+    from confroute.dataset.builtin import builtin_path
+
+    path = builtin_path(source) or Path(source)
+    if path.exists():
+        return read(path, what="labelled table")
+    if source.endswith((".parquet", ".jsonl", ".json", ".csv")) or source.startswith((".", "/")):
+        raise DataError(f"data file {source} does not exist; give a .parquet/.jsonl/.csv path, "
+                        "a bundled dataset name (confroute datasets), or a Hugging Face name")
+    datasets = require("datasets", "train")
+    try:
+        ds = datasets.load_dataset(source, split=hf_split)
+    except Exception as exc:  # the hub raises many types; the message is what matters
+        raise DataError(f"could not load '{source}' as a bundled name, a local file, or a Hugging "
+                        f"Face dataset (split '{hf_split}'): {type(exc).__name__}: {exc}") from exc
+    return ds.to_pandas()

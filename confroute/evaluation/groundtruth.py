@@ -94,16 +94,7 @@ class GroundTruth:
             raise DataError(f"sample size must be >= 1; found {n}")
         if n >= len(self):
             return self
-        groups = self.groups if self.groups is not None else np.zeros(len(self), dtype=int)
-        _, inverse, counts = np.unique(groups.astype(str), return_inverse=True,
-                                       return_counts=True)
-        share = counts * n / len(self)
-        quota = np.floor(share).astype(int)
-        quota[np.argsort(quota - share, kind="stable")[: n - int(quota.sum())]] += 1
-        rng = np.random.default_rng(seed)
-        index = np.concatenate([rng.choice(np.flatnonzero(inverse == g), q, replace=False)
-                                for g, q in enumerate(quota)])
-        sampled = self.subset(np.sort(index))
+        sampled = self.subset(stratified_sample(self.groups, len(self), n, seed))
         sampled.info = {**sampled.info, "sample_seed": seed}
         return sampled
 
@@ -124,6 +115,21 @@ class GroundTruth:
             tokens_out_cloud=rows(self.tokens_out_cloud), answers_edge=items(self.answers_edge),
             answers_cloud=items(self.answers_cloud), groups=rows(self.groups),
             info={**self.info, "subset_of": len(self)})
+
+
+def stratified_sample(groups: np.ndarray | None, total: int, n: int, seed: int = 0
+                      ) -> np.ndarray:
+    """Sorted positions of a seeded sample of `n` of `total` rows, each group (None: one pool)
+    represented in proportion (largest remainder)."""
+    groups = np.asarray(groups) if groups is not None else np.zeros(total, dtype=int)
+    _, inverse, counts = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
+    share = counts * n / total
+    quota = np.floor(share).astype(int)
+    quota[np.argsort(quota - share, kind="stable")[: n - int(quota.sum())]] += 1
+    rng = np.random.default_rng(seed)
+    index = np.concatenate([rng.choice(np.flatnonzero(inverse == g), q, replace=False)
+                            for g, q in enumerate(quota)])
+    return np.sort(index)
 
 
 def load_truth(spec: str, routellm_dir: str | Path | None = None) -> GroundTruth:
@@ -157,7 +163,8 @@ def resolve_routellm_dir(path: str | Path | None) -> Path:
 
 def load_labelled(source: str) -> GroundTruth:
     """A dataset with `prompt`, `rating_edge`, `rating_cloud` (bundled name or file[:split])."""
-    from confroute.dataset.schema import SPLITS, numeric_column, read_table
+    from confroute.dataset.schema import SPLITS, numeric_column
+    from confroute.dataset.tables import read_table
 
     name, _, split = source.rpartition(":")
     if name and split in SPLITS:

@@ -100,8 +100,8 @@ def _record(role: str, model: str, row: dict[str, Any], gen: Generation) -> dict
 
 
 def read_prompts(source: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Prompt rows from anything `schema.read_table` reads: `prompt`, and `id` (made if absent)."""
-    from confroute.dataset.schema import read_table
+    """Prompt rows from anything `tables.read_table` reads: `prompt`, and `id` (made if absent)."""
+    from confroute.dataset.tables import read_table
 
     frame = read_table(source)
     if "prompt" not in frame.columns:

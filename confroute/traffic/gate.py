@@ -17,7 +17,7 @@ after everything a router trained on this log saw. On them, with ratings R [n, K
   requests (both routers scored on each resample: Efron 1979, as `stats.weighted_bootstrap`);
 - each router as calibrated: the share it sends up and its quality at its own thresholds;
 - beside them, at s*: the prior (the per-category rate of "a pricier model rated better" on the
-  log's older rows, `evaluation.priors.GroupPrior`; one global rate when no request carries a
+  log's older rows, `dataset.prior.GroupPrior`; one global rate when no request carries a
   category), random (constant scores) and the oracle.
 
 The candidate is promoted only when at least `min_rows` rows were scored and the CI's lower end
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from confroute.dataset.prior import GroupPrior
 from confroute.errors import ConfigError, DataError
 from confroute.evaluation import metrics
-from confroute.evaluation.priors import GroupPrior
 from confroute.stats import weighted_bootstrap
 from confroute.traffic import served
 from confroute.traffic.dataset import LogTableSettings, log_table

@@ -27,8 +27,8 @@ from torch import nn
 from confroute import quiet
 from confroute.config import RunConfig, TrainConfig, dump_yaml
 from confroute.dataset import schema
+from confroute.dataset.prior import validation_prior
 from confroute.errors import ConfigError
-from confroute.evaluation.priors import validation_prior
 from confroute.files import replacing, write_json
 from confroute.training.datamodule import RouterDataModule
 from confroute.training.model import RouterModel

@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import shutil
 import signal
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from confroute.errors import ConfigError, ConfrouteError, require
 from confroute.files import write_json
 from confroute.training.fit import MAXIMISED, METRICS, Metric
 from confroute.training.search_space import PARAMS, SearchSpace, active_space, check_space
+from confroute.training.study_storage import masked, open_storage
 
 DIRECTIONS = {m: "maximize" if m in MAXIMISED else "minimize" for m in METRICS}
 BASE_ATTR = "confroute_base"  # user attribute marking the trial that runs the base config
@@ -162,7 +162,7 @@ def prepare(cfg: TuneConfig, out: Path) -> Prepared:
     if cfg.storage is None:
         out.mkdir(parents=True, exist_ok=True)
     url = cfg.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    storage = _open_storage(url)
+    storage = open_storage(url)
     out.mkdir(parents=True, exist_ok=True)
     return Prepared(active, data, storage, url, skipped)
 
@@ -179,46 +179,7 @@ def _check_single_process(base: RunConfig) -> None:
             "with the same --storage and --study-name")
 
 
-# --- storage and study -----------------------------------------------------------------------
-
-
-def _open_storage(url: str) -> Any:
-    """An optuna RDB storage for `url`, connected now so an unreachable one fails before trials."""
-    optuna = require("optuna", "train")
-    shown = _masked(url)
-    if url.startswith("sqlite:///"):
-        folder = Path(url.removeprefix("sqlite:///")).parent
-        if not folder.is_dir():
-            raise ConfigError(f"storage {shown}: folder {folder} does not exist; create it or use "
-                              "another path")
-    elif "://" not in url:
-        raise ConfigError(f"storage {shown!r} is not a storage URL; expected e.g. "
-                          "sqlite:///path/study.db or postgresql://user@host/db")
-    engine: dict[str, Any] = {}
-    if not url.startswith("sqlite"):
-        engine["connect_args"] = {"connect_timeout": 10}  # psycopg2 and pymysql both take it
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in optuna 4-5
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # Heartbeats let a later worker mark trials of a killed worker as failed.
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60,
-                                              grace_period=180)
-    except Exception as exc:  # sqlalchemy raises driver-specific types; the message matters
-        reason = str(exc).splitlines()[0].rstrip(".") if str(exc) else ""
-        raise ConfigError(f"cannot open optuna storage {shown}: {type(exc).__name__}: "
-                          f"{reason}. Give an optuna "
-                          "storage URL this machine can reach (sqlite:///path/study.db, "
-                          "postgresql://user:pass@host/db, mysql://...) with its driver "
-                          "installed") from exc
-
-
-def _masked(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL sqlalchemy understands: nothing to hide
-        return url
+# --- study -----------------------------------------------------------------------
 
 
 def _open_study(optuna: Any, cfg: TuneConfig, prepared: Prepared) -> Any:
@@ -231,7 +192,7 @@ def _open_study(optuna: Any, cfg: TuneConfig, prepared: Prepared) -> Any:
                                    direction=DIRECTIONS[cfg.metric], sampler=sampler,
                                    pruner=pruner, load_if_exists=True)
     except ValueError as exc:  # an existing study with another direction
-        raise ConfigError(f"study '{cfg.study_name}' in {_masked(prepared.storage_url)} cannot "
+        raise ConfigError(f"study '{cfg.study_name}' in {masked(prepared.storage_url)} cannot "
                           f"be resumed for metric {cfg.metric}: {exc}. Use another "
                           "--study-name") from exc
 
@@ -380,7 +341,7 @@ def _summarise(optuna: Any, study: Any, cfg: TuneConfig, prepared: Prepared,
     base = next((t for t in trials if t.user_attrs.get(BASE_ATTR)
                  and t.state == optuna.trial.TrialState.COMPLETE), None)
     summary = {
-        "study_name": cfg.study_name, "storage": _masked(prepared.storage_url),
+        "study_name": cfg.study_name, "storage": masked(prepared.storage_url),
         "metric": cfg.metric, "direction": DIRECTIONS[cfg.metric],
         "best": {"trial": best.number, "value": best.value, "params": best.params,
                  "metrics": best.user_attrs.get("metrics"), "run_dir": best.user_attrs.get(
