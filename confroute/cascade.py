@@ -312,7 +312,7 @@ class CascadePolicy:
     @classmethod
     def from_dict(cls, data: Any) -> CascadePolicy:
         """Read `to_dict`'s form; ConfigError naming what is missing or wrong."""
-        expected = "a cascade section is an object {t1, t2, uncertainty: {measure, weights, bias}}"
+        expected = "a cascade section needs t1, t2 and uncertainty {measure, weights, bias}"
         u = data.get("uncertainty") if isinstance(data, dict) else None
         if not isinstance(u, dict):
             raise ConfigError(f"{expected}; found {data!r:.200}")

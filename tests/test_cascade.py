@@ -241,7 +241,7 @@ def test_the_cascade_stays_inside_the_runtime_boundary():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ([1, 2], "is an object {t1, t2, uncertainty"),
+    ([1, 2], "needs t1, t2 and uncertainty {measure"),
     ({"t2": 0.5, "uncertainty": {"measure": "logprob", "weights": [1, 1]}}, "t1 missing"),
     ({"t1": 0.5, "t2": 0.5, "uncertainty": {"weights": [1, 1]}}, "uncertainty.measure missing"),
     ({"t1": 0.5, "t2": 0.5, "uncertainty": {"measure": "logprob", "weights": "ab"}},
@@ -251,7 +251,7 @@ def test_the_cascade_stays_inside_the_runtime_boundary():
     ({"t1": "x" * 10_000, "t2": 0.5, "uncertainty": {"measure": "logprob", "weights": [1, 1]}},
      "or up to 1.5, meaning never"),
     ({"t1": 0.5, "t2": 0.5, "uncertainty": {"measure": "logprob", "weights": [1, 1]},
-      "pad": ["y"] * 100_000}, "is an object"),
+      "pad": ["y"] * 100_000}, "needs t1, t2 and uncertainty"),
 ])
 def test_a_damaged_section_says_what_is_wrong_in_one_short_line(bad: object, message: str):
     """No Python exception text (e.g. 'list indices must be integers'), and a huge section is
