@@ -312,13 +312,21 @@ class CascadePolicy:
     @classmethod
     def from_dict(cls, data: Any) -> CascadePolicy:
         """Read `to_dict`'s form; ConfigError naming what is missing or wrong."""
+        expected = "a cascade section needs t1, t2 and uncertainty {measure, weights, bias}"
+        u = data.get("uncertainty") if isinstance(data, dict) else None
+        if not isinstance(u, dict):
+            raise ConfigError(f"{expected}; found {data!r:.200}")
+        missing = [k for k in ("t1", "t2") if k not in data] + \
+            [f"uncertainty.{k}" for k in ("measure", "weights") if k not in u]
+        if missing:
+            raise ConfigError(f"{expected}; {', '.join(missing)} missing in {data!r:.200}")
         try:
-            u = data["uncertainty"]
-            return cls(data["t1"], data["t2"], Uncertainty(
-                u["measure"], tuple(float(w) for w in u["weights"]), float(u.get("bias", 0.0))))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"a cascade section needs t1, t2 and uncertainty {{measure, "
-                              f"weights, bias}}; found {data!r} ({exc})") from exc
+            weights = tuple(float(w) for w in u["weights"])
+            bias = float(u.get("bias", 0.0))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"the cascade's uncertainty weights and bias must be numbers; "
+                              f"found {u.get('weights')!r:.80}, {u.get('bias')!r:.80}") from exc
+        return cls(data["t1"], data["t2"], Uncertainty(u["measure"], weights, bias))
 
 
 def check_evidence(evidence: Any, n: int) -> list[EdgeEvidence]:

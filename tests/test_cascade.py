@@ -238,3 +238,27 @@ def test_the_cascade_stays_inside_the_runtime_boundary():
             "sys.exit(f'imported {bad}' if bad else 0)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([1, 2], "needs t1, t2 and uncertainty {measure"),
+    ({"t2": 0.5, "uncertainty": {"measure": "logprob", "weights": [1, 1]}}, "t1 missing"),
+    ({"t1": 0.5, "t2": 0.5, "uncertainty": {"weights": [1, 1]}}, "uncertainty.measure missing"),
+    ({"t1": 0.5, "t2": 0.5, "uncertainty": {"measure": "logprob", "weights": "ab"}},
+     "weights and bias must be numbers"),
+    ({"t1": 0.5, "t2": 0.5, "uncertainty": {"measure": "logprob", "weights": [1, 1],
+                                             "bias": {}}}, "weights and bias must be numbers"),
+    ({"t1": "x" * 10_000, "t2": 0.5, "uncertainty": {"measure": "logprob", "weights": [1, 1]}},
+     "above 1: never"),
+    ({"t1": 0.5, "t2": 0.5, "uncertainty": {"measure": "logprob", "weights": [1, 1]},
+      "pad": ["y"] * 100_000}, "needs t1, t2 and uncertainty"),
+])
+def test_a_damaged_section_says_what_is_wrong_in_one_short_line(bad: object, message: str):
+    """No Python exception text (e.g. 'list indices must be integers'), and a huge section is
+    shown cut, not whole."""
+    if isinstance(bad, dict) and "pad" in bad:
+        bad = {k: v for k, v in bad.items() if k != "uncertainty"} | {"uncertainty": []}
+    with pytest.raises(ConfigError) as error:
+        CascadePolicy.from_dict(bad)
+    text = str(error.value)
+    assert message in text and len(text) < 500 and "indices" not in text, text

@@ -25,8 +25,9 @@ def add_arguments(parser: Any) -> None:
                         help="the calibration prompts (.txt, one per line, or .jsonl); default: "
                              "the first bucket of logged traffic")
     parser.add_argument("--bucket_s", type=float, default=3600.0,
-                        help="seconds per point of the time series")
-    parser.add_class_arguments(DriftSettings)
+                        help="seconds per point of the time series (> 0)")
+    # window and min_decisions shape the service's in-memory /metrics numbers, not this report
+    parser.add_class_arguments(DriftSettings, skip={"window", "min_decisions"})
 
 
 def run(args: Any) -> int:
@@ -41,11 +42,12 @@ def run(args: Any) -> int:
     result = report(args.db, args.artifact, args.out, build(DriftSettings, args), args.bucket_s,
                     texts)
     target = result["target_cloud_share"]
-    shift = result["shift"]
+    shift, reference = result["shift"], result["reference"]
     print(f"{result['requests']} requests: cloud share {result['cloud_share']:.1%} (target "
           f"{'unknown' if target is None else f'{target:.1%}'} +- {result['band']:.1%}; "
           f"{result['out_of_band_buckets']} of {len(result['buckets'])} buckets outside); score "
-          f"shift PSI {shift['psi']:.3f}, KS {shift['ks']:.3f}; savings vs always-cloud "
+          f"shift PSI {shift['psi']:.3f}, KS {shift['ks']:.3f} against {reference['scores']} "
+          f"scores of {reference['source']}; savings vs always-cloud "
           f"{result['savings_usd'] if result['savings_usd'] is not None else 'unknown'} USD")
     print(json.dumps({k: result[k] for k in ("cloud_share", "target_cloud_share", "shift",
                                              "savings_usd", "feedback_rate")}))

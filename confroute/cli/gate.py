@@ -46,6 +46,8 @@ def run(args: Any) -> int:
           f"[{ci['low']:+.4f}, {ci['high']:+.4f}]; as calibrated: " + ", ".join(
               f"{name} sends {r['cloud_share']:.1%} up, quality {r['quality']:.4f}"
               for name, r in report["as_calibrated"].items()))
+    for message in report["log"]["messages"]:  # rows the log could not give, and how to get them
+        print(f"note: {message}")
     if report["promoted"]:
         print(f"promoted: {args.served} -> {Path(args.candidate).resolve()} (was "
               f"{report['previous']}); reload the service (SIGHUP or the admin call)")

@@ -22,6 +22,7 @@ by every request stage 1 did not send direct (escalated ones pay both).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -177,10 +178,12 @@ def evaluate(router: Any, tables: dict[str, Any], split: str = "val", measure: M
                            "folds": k, "tables": {}}
     for name, frame in tables.items():
         missing = [c for c in COLUMNS if c not in frame.columns]
-        rows, train = frame[frame["split"] == split], frame[frame["split"] != split]
+        rows = frame[frame["split"] == split] if not missing else frame.iloc[:0]
+        train = frame[frame["split"] != split] if not missing else frame.iloc[:0]
         if missing or len(rows) < 2 * k:
-            raise DataError(f"table '{name}' needs columns {', '.join(COLUMNS)} and at least "
-                            f"{2 * k} '{split}' rows; missing {missing}, rows {len(rows)}")
+            found = f"no {', '.join(missing)}" if missing else f"{len(rows)} '{split}' rows"
+            raise DataError(f"table '{name}' needs the columns {', '.join(COLUMNS)} and at "
+                            f"least {2 * k} '{split}' rows; found {found}")
         scores = router.score(list(rows["prompt"]))
         out["tables"][name] = {
             "rows": len(rows), "edge_accuracy": float(rows["correct_edge"].mean()),
@@ -237,6 +240,7 @@ def evaluate_request(request: Any) -> dict[str, Any]:
     import pandas as pd
 
     from confroute import files
+    from confroute.dataset import tables as tables_io
     from confroute.dataset.builtin import builtin_path
     from confroute.errors import ConfigError
     from confroute.runtime import Router
@@ -244,14 +248,19 @@ def evaluate_request(request: Any) -> dict[str, Any]:
     if request.router is None:
         raise ConfigError("--cascade needs --router ARTIFACT (it scores the prompts itself)")
     names = [n.strip() for n in str(request.truth).split(",") if n.strip()]
-    split = names[0].partition(":")[2] or "val"
+    splits = {n.partition(":")[2] or "val" for n in names}
+    if len(splits) > 1:
+        raise ConfigError(f"--truth gives the tables different splits ({', '.join(names)}); the "
+                          "cascade evaluates one split of every table: give it once or the same")
+    split = splits.pop() if splits else "val"
     tables = {}
     for name in (n.partition(":")[0] for n in names):
         path = builtin_path(name)
-        if path is None:
-            raise DataError(f"--cascade reads a bundled table with the edge's evidence ({COLUMNS}"
-                            f"): smollm2-uncertainty or broad-smollm2; found {name!r}")
-        tables[name] = pd.read_parquet(path)
+        if path is None and not Path(name).suffix:
+            raise DataError(f"--truth {name!r} is neither a bundled table with the edge's "
+                            f"evidence (smollm2-uncertainty, broad-smollm2) nor a table file "
+                            f"with the columns {', '.join(COLUMNS)}")
+        tables[name] = pd.read_parquet(path) if path is not None else tables_io.read(name)
     result = evaluate(Router.load(request.router, variant=request.variant), tables, split)
     request.out.mkdir(parents=True, exist_ok=True)
     files.write_text(request.out / "cascade.md", markdown(result) + "\n")

@@ -44,8 +44,9 @@ NO_TEXT = ("{n} of the {total} requests with outcomes have no logged text (text 
 
 @dataclasses.dataclass
 class LogTableSettings:
-    """How the decision log becomes a labelled table (`confroute logs export`, training from a
-    database URL, the promotion gate)."""
+    """How the decision log becomes a labelled table.
+
+    Read by `confroute logs export`, training from a database URL and the promotion gate."""
 
     test_fraction: float = 0.2
     """The newest share of the rows (by decision time) held out as `test`; the older rows are
@@ -62,6 +63,10 @@ class LogTableSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.test_fraction < 1.0:
             raise ConfigError(f"test_fraction must be in [0, 1); found {self.test_fraction!r}")
+        if self.since is not None and (isinstance(self.since, bool)
+                                       or not math.isfinite(self.since)):
+            raise ConfigError(f"since must be a finite time (seconds since the epoch, UTC); "
+                              f"found {self.since!r}")
 
 
 def read_rows(url: str, since: float | None = None) -> tuple[list[dict], dict[str, list[dict]]]:
@@ -145,7 +150,20 @@ def log_table(url: str, settings: LogTableSettings | None = None) -> tuple[Any, 
     n_test = math.ceil(settings.test_fraction * len(frame)) if len(frame) else 0
     frame["split"] = ["train"] * (len(frame) - n_test) + ["test"] * n_test  # oldest first
     report = _report(url, frame, models, dropped, len(found), settings)
+    report["test_period"] = _test_period(found, models, report["test_from_time"])
     return frame, report
+
+
+def _test_period(found: list[dict[str, Any]], models: list[str], since: float | None
+                 ) -> dict[str, Any]:
+    """The share the deployment sent past the cheapest model over every request of `models`
+    with outcomes in the held-out period, those left out of the table included: with feedback
+    alone, a request sent up has no rating of the cheaper model and is left out, so the table's
+    own test rows would show a cloud share near 0."""
+    chosen = [d["chosen_model"] for d in found
+              if since is not None and d["time"] >= since and list(d["models"]) == models]
+    share = sum(c != models[0] for c in chosen) / len(chosen) if chosen else None
+    return {"requests": len(chosen), "cloud_share": share}
 
 
 def _ladder(found: list[dict[str, Any]], wanted: Sequence[str]) -> list[str]:
@@ -201,12 +219,16 @@ def export(url: str, out: str | Path, settings: LogTableSettings | None = None
     message), ConfigError when the log cannot be read."""
     from confroute.dataset import tables
 
+    settings = settings or LogTableSettings()
     frame, report = log_table(url, settings)
     if len(frame) == 0:
+        hint = "record outcomes first (feedback or shadow judging)"
+        if settings.since is not None and not report["requests_with_outcomes"]:
+            hint = (f"none has outcomes at or after --since {settings.since!r} (seconds since "
+                    "the epoch, UTC); give an earlier time or leave it out")
         raise DataError(f"the decision log at {store.shown(url)} has no request with both "
                         f"logged text and ratings of every model ({report['dropped']}); "
-                        + "; ".join(report["messages"] or ["record outcomes first (feedback or "
-                                                           "shadow judging)"]))
+                        + "; ".join(report["messages"] or [hint]))
     tables.write(frame, out)
     return report | {"out": str(out)}
 

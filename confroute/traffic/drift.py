@@ -37,6 +37,11 @@ PSI_EPSILON = 1e-4
 """Share given to an empty bin, so that ln(a / e) stays finite (the usual PSI convention)."""
 
 
+# Bounds that keep memory small: the window is held in memory, each PSI bin is a quantile.
+MAX_WINDOW = 10_000_000
+MAX_BINS = 1_000
+
+
 @dataclasses.dataclass
 class DriftSettings:
     """What counts as drift of the traffic from the router's calibration."""
@@ -58,8 +63,12 @@ class DriftSettings:
         if self.target_share is not None and not 0.0 <= self.target_share <= 1.0:
             raise ConfigError(f"drift.target_share must be in [0, 1]; found "
                               f"{self.target_share!r}")
-        if self.window < 2 or self.min_decisions < 1 or self.bins < 2:
-            raise ConfigError("drift.window must be >= 2, min_decisions >= 1 and bins >= 2")
+        for name, least, most in (("window", 2, MAX_WINDOW), ("min_decisions", 1, MAX_WINDOW),
+                                  ("bins", 2, MAX_BINS)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+                raise ConfigError(f"drift.{name} must be an integer in [{least}, {most:,}]; "
+                                  f"found {value!r}")
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:

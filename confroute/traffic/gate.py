@@ -5,8 +5,10 @@ Rows: the `test` rows of the log's table (`confroute.traffic.dataset`: the newes
 `test_fraction` of the requests with ratings of every model and logged text), i.e. traffic
 after everything a router trained on this log saw. On them, with ratings R [n, K]:
 
-- the current cloud share s* is the share of these requests the deployment sent above its
-  cheapest model (the logged decisions);
+- the current cloud share s* is the share of the held-out period's requests with outcomes
+  that the deployment sent above its cheapest model (the logged decisions), counting those the
+  table left out: with feedback alone a request sent up has no rating of the cheaper model, so
+  the scored rows themselves would show a share near 0, where every router ties;
 - each router's quality at s* (the two-model view, `confroute.evaluation.metrics`): its s*
   highest P(cloud needed) go up (to the model its calibrated policy picks there, the top model
   when it picks the cheapest), the rest get the cheapest model's answer; equal scores move
@@ -38,6 +40,8 @@ from confroute.traffic import served
 from confroute.traffic.dataset import LogTableSettings, log_table
 from confroute.traffic.routers import RouterView
 
+MAX_BOOTSTRAP = 100_000  # each resample scores every held-out row; more adds time, not accuracy
+
 
 @dataclasses.dataclass
 class GateSettings:
@@ -49,9 +53,11 @@ class GateSettings:
     min_rows: int = 100
     """Fewest held-out logged requests with outcomes to decide on."""
     confidence: float = 0.95
+    """Confidence level of the gain's bootstrap CI, in (0, 1)."""
     bootstrap: int = 1000
     """Bootstrap resamples of the requests for the CI."""
     seed: int = 0
+    """Seed of the bootstrap resampling (the same seed, log and routers give the same CI)."""
     promote: bool = True
     """Swap the served link to the candidate when the gate passes (false: only report)."""
     log: LogTableSettings = dataclasses.field(default_factory=LogTableSettings)
@@ -60,15 +66,21 @@ class GateSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"confidence must be in (0, 1); found {self.confidence!r}")
-        if self.min_rows < 1 or self.bootstrap < 1:
-            raise ConfigError("min_rows and bootstrap must be >= 1")
+        for name, most in (("min_rows", None), ("bootstrap", MAX_BOOTSTRAP)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 \
+                    or (most is not None and value > most):
+                bound = f"in [1, {most:,}]" if most else ">= 1"
+                raise ConfigError(f"{name} must be an integer {bound}; found {value!r}")
 
 
 def evaluate(candidate: RouterView, current: RouterView, table: Any,
-             settings: GateSettings) -> dict[str, Any]:
+             settings: GateSettings, share: float | None = None) -> dict[str, Any]:
     """The gate's figures for `candidate` vs `current` on `table` (the log's table; its test
-    rows are scored, its train rows fit the prior). Raises DataError when the routers' models
-    differ from the log's or no held-out row is left."""
+    rows are scored, its train rows fit the prior) at the deployment's cloud share `share`
+    (None: the share of the scored rows sent up; the log's `test_period` share is better, see
+    `dataset._test_period`). Raises DataError when the routers' models differ from the log's or
+    no held-out row is left."""
     models = list(current.models)
     for view in (candidate, current):
         if view.models != models or [c for c in models if c not in table.columns]:
@@ -82,7 +94,8 @@ def evaluate(candidate: RouterView, current: RouterView, table: Any,
                         "with outcomes (feedback, shadow judging) or raise log.test_fraction")
     texts = test["prompt"].tolist()
     ratings = test[models].to_numpy(dtype=float)
-    share = float(np.mean(test["chosen_model"].to_numpy() != models[0]))
+    scored_share = float(np.mean(test["chosen_model"].to_numpy() != models[0]))
+    share = scored_share if share is None else share
     views = {"candidate": candidate, "served": current}
     routed = {name: _routing(view, texts, ratings) for name, view in views.items()}
     top = np.full(len(test), len(models) - 1)
@@ -95,7 +108,8 @@ def evaluate(candidate: RouterView, current: RouterView, table: Any,
     gain = quality["candidate"] - quality["served"]
     ci = _gain_ci(routed, ratings, share, settings)
     return {"models": models, "rows": len(test), "train_rows": len(train),
-            "current_cloud_share": share, "quality_at_current_share": quality,
+            "current_cloud_share": share, "scored_rows_cloud_share": scored_share,
+            "quality_at_current_share": quality,
             "gain": gain, "gain_ci": ci,
             "as_calibrated": {name: {"cloud_share": r["share"], "quality": r["quality"],
                                      "target_share": views[name].target_share()}
@@ -135,7 +149,8 @@ def gate(candidate: str | Path, link: str | Path, url: str, settings: GateSettin
                           f"swapped atomically; serve a link (ln -s $PWD/ARTIFACT_DIR {link}) "
                           "or pass --promote false to only compare")
     table, log_report = log_table(url, settings.log)
-    report = evaluate(RouterView.load(candidate), RouterView.load(link), table, settings)
+    report = evaluate(RouterView.load(candidate), RouterView.load(link), table, settings,
+                      log_report["test_period"]["cloud_share"])
     reasons = decide(report, settings)
     report.update(reasons=reasons, promoted=False, previous=None, log=log_report,
                   margin=settings.margin)

@@ -49,7 +49,7 @@ def report(url: str, artifact: str | Path, out: str | Path,
     artifact at `artifact` (matched by its router.json sha256), bucketed by `bucket_s` seconds;
     returns the report. `reference_texts`: the calibration prompts (scored by the artifact),
     else the first bucket's scores are the reference. Raises DataError when the log holds no
-    decision of this artifact, ConfigError when it cannot be read."""
+    decision of this artifact or `reference_texts` is empty, ConfigError when it cannot be read."""
     settings = settings or drift.DriftSettings()
     if not bucket_s > 0:
         raise ConfigError(f"bucket_s must be a number of seconds > 0; found {bucket_s!r}")
@@ -58,9 +58,14 @@ def report(url: str, artifact: str | Path, out: str | Path,
     if len(decisions) == 0:
         raise DataError(f"the decision log at {store.shown(url)} holds no decision of "
                         f"{artifact} (router.json sha256 {view.identity.sha256[:12]}...); "
-                        "serve it with the log on, or give the artifact that was served")
+                        "serve it with the log on, or give the artifact that was served "
+                        "(`calibrate --write` and `write_cascade` rewrite router.json, which "
+                        "makes a new artifact identity)")
     scores = decisions["score"].dropna().to_numpy(float)
-    if reference_texts:
+    if reference_texts is not None:
+        if not reference_texts:  # an empty file must not fall back to the traffic silently
+            raise DataError("the reference (calibration prompts) holds no prompt; give the "
+                            "prompts the artifact was calibrated on, one per line")
         reference, source = view.score(list(reference_texts)), "calibration prompts"
     else:
         first = decisions["time"] < decisions["time"].min() + bucket_s
@@ -122,12 +127,11 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     axes[2].plot(hours, [b["feedback_rate"] for b in buckets], marker="o", label="feedback")
     axes[2].plot(hours, [b["retry_rate"] for b in buckets], marker="s", label="retries")
     axes[2].set_ylabel("share of requests")
-    axes[3].plot(hours, np.cumsum([b["savings_usd"] or 0.0 for b in buckets]), marker="o",
-                 label="vs always-cloud")
-    axes[3].set_ylabel("savings, USD")
+    _plot_savings(axes[3], hours, [b["savings_usd"] for b in buckets])
     axes[3].set_xlabel("hours since the first logged request")
     for ax in axes:
-        ax.legend(loc="best", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(f"drift of {result['artifact']['id']}: {result['requests']} requests")
     fig.tight_layout()
@@ -135,3 +139,16 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
+
+
+def _plot_savings(ax: Any, hours: list[float], savings: list[float | None]) -> None:
+    """Cumulative savings over the buckets whose cost is known; a bucket without logged prices
+    or usage is a gap, not 0 USD, and a log with no known cost says so instead of a line."""
+    ax.set_ylabel("savings, USD")
+    known = [(h, s) for h, s in zip(hours, savings, strict=True) if s is not None]
+    if not known:
+        ax.text(0.5, 0.5, "unknown: no logged cost (set log.prices, or serve a K-model "
+                "artifact with prices)", ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.plot([h for h, _ in known], np.cumsum([s for _, s in known]), marker="o",
+            label="vs always-cloud (buckets with a known cost)")

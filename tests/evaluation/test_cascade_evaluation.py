@@ -91,4 +91,33 @@ def test_confroute_evaluate_cascade_writes_its_tables(tiny_artifact: Path, tmp_p
     assert (out / "cascade.md").read_text().startswith("### broad-smollm2")
     assert main(["evaluate", "--cascade", "true", "--router", str(tiny_artifact), "--truth",
                  "gsm8k", "--out", str(out)]) != 0
-    assert "smollm2-uncertainty or broad-smollm2" in capsys.readouterr().err
+    assert "smollm2-uncertainty, broad-smollm2" in capsys.readouterr().err
+
+
+def test_evaluate_cascade_reads_a_users_evidence_table_and_refuses_bad_truths(
+        val, tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """Own table files with the evidence columns work like the bundled ones; a table without
+    them, without a split column, a missing file or two different splits each get one line."""
+    import json
+
+    from confroute.cli import main
+
+    base = ["evaluate", "--cascade", "true", "--router", str(tiny_artifact), "--out",
+            str(tmp_path / "eval"), "--truth"]
+    mine = tmp_path / "mine.parquet"
+    pd.concat([val.iloc[:120], val.iloc[120:200].assign(split="train")]).to_parquet(mine)
+    assert main([*base, str(mine)]) == 0
+    capsys.readouterr()
+    result = json.loads((tmp_path / "eval" / "cascade.json").read_text())
+    assert result["tables"][str(mine)]["rows"] == 120
+    no_split = tmp_path / "no_split.csv"
+    val.iloc[:50].drop(columns=["split"]).to_csv(no_split, index=False)
+    for truth, message in [(str(no_split), "found no split"),
+                           (str(tmp_path / "nope.csv"), "does not exist"),
+                           ("routellm-judge", "found no correct_edge, greedy_logprob_edge"),
+                           ("gsm8k", "neither a bundled table"),
+                           ("broad-smollm2:val,smollm2-uncertainty:train", "different splits")]:
+        assert main([*base, truth]) == 2, truth
+        error = capsys.readouterr().err
+        assert message in error and len(error.strip().splitlines()) == 1, error
+        assert "('prompt'" not in error  # no Python tuple in the message

@@ -92,6 +92,14 @@ def test_logs_export_writes_the_table(sqlite_url: str, tmp_path: Path,
     assert report["rows"] == {"train": 3, "test": 2}
     assert [json.loads(line)["split"] for line in out.read_text().splitlines()] == \
         ["train"] * 3 + ["test"] * 2
+    # a --since after every request says so (not "record outcomes"); a non-finite one is refused
+    for since, message in [("2e9", "none has outcomes at or after --since 2000000000.0"),
+                           ("1e400", "since must be a finite time"),
+                           ("nan", "must be a number")]:
+        assert main(["logs", "export", "--db", sqlite_url, "--out", str(tmp_path / "t.csv"),
+                     "--since", since]) == 2
+        assert message in capsys.readouterr().err, since
+    assert not (tmp_path / "t.csv").exists()
 
 
 def rows_and_outcomes(n: int) -> tuple[list[str], dict[str, np.ndarray]]:

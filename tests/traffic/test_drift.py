@@ -72,6 +72,16 @@ def test_bad_drift_settings_are_refused() -> None:
             DriftSettings(**values)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name, value", [
+    ("window", 1), ("window", 10**12), ("window", True), ("min_decisions", 0),
+    ("min_decisions", 2.5), ("bins", 1), ("bins", 10**9)])
+def test_each_bad_count_is_named_with_its_value(name: str, value: object) -> None:
+    with pytest.raises(ConfigError) as error:
+        DriftSettings(**{name: value})  # type: ignore[arg-type]
+    assert f"drift.{name} must be an integer in [" in str(error.value)
+    assert f"found {value!r}" in str(error.value)
+
+
 @pytest.fixture
 def shifted_log(sqlite_url: str, tiny_artifact: Path) -> tuple[str, list[str]]:
     """Two hours of traffic routed by the tiny router: mixed prompts, then only hard ones."""
@@ -117,6 +127,12 @@ def test_the_report_shows_the_shift_and_the_share_leaving_its_band(
     assert first["feedback_rate"] == pytest.approx(30 / 150)
     assert result["savings_usd"] > 0 and 0 <= result["shift"]["ks_pvalue"] <= 1
     assert (tmp_path / "drift" / "drift.png").stat().st_size > 10_000
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")  # given but empty: an error, never the first bucket in its place
+    assert main(["drift", "--db", url, "--artifact", str(tiny_artifact), "--out",
+                 str(tmp_path / "drift2"), "--reference", str(empty)]) == 2
+    assert "holds no prompt" in capsys.readouterr().err
+    assert not (tmp_path / "drift2").exists()
 
 
 def test_a_report_for_an_artifact_the_log_never_served(sqlite_url: str, tiny_artifact: Path,
@@ -129,3 +145,20 @@ def test_a_report_for_an_artifact_the_log_never_served(sqlite_url: str, tiny_art
     with pytest.raises(DataError, match="holds no decision of"):
         report(sqlite_url, tiny_artifact, tmp_path)
     assert served.identity(tiny_artifact).id == tiny_artifact.resolve().name
+
+
+def test_unknown_savings_are_not_drawn_as_zero_dollars() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from confroute.traffic.report import _plot_savings
+
+    fig, (unknown, partial) = plt.subplots(2, 1)
+    _plot_savings(unknown, [0.0, 1.0, 2.0], [None, None, None])
+    assert not unknown.lines and "unknown" in unknown.texts[0].get_text()
+    _plot_savings(partial, [0.0, 1.0, 2.0], [0.5, None, 0.25])
+    x, y = partial.lines[0].get_data()
+    assert list(x) == [0.0, 2.0] and list(y) == [0.5, 0.75]  # the gap is skipped, not a 0
+    plt.close(fig)

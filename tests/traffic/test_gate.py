@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from logged import fill
+from logged import entry, fill
 
 from confroute.cli import main
 from confroute.errors import ConfigError
@@ -114,3 +114,42 @@ def test_promote_swaps_a_link_atomically(tiny_artifact: Path, worse_artifact: Pa
     assert link.is_symlink() and served.resolve(link) == tiny_artifact.resolve()
     assert [p.name for p in tmp_path.iterdir()] == ["served"]  # no temporary link left
     assert served.identity(link) == served.identity(tiny_artifact)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("min_rows", 0, "min_rows must be an integer >= 1; found 0"),
+    ("bootstrap", 0, "bootstrap must be an integer in [1, 100,000]; found 0"),
+    ("bootstrap", 10**9, "bootstrap must be an integer in [1, 100,000]; found 1000000000"),
+    ("bootstrap", True, "found True"),
+    ("confidence", 1.0, "confidence must be in (0, 1); found 1.0")])
+def test_each_bad_gate_setting_is_named_with_its_value(name: str, value: object,
+                                                       message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        GateSettings(**{name: value})  # type: ignore[arg-type]
+    assert message in str(error.value)
+
+
+def test_the_current_share_counts_requests_sent_up_with_feedback_only(
+        tmp_path: Path, tiny_artifact: Path, worse_artifact: Path) -> None:
+    """Feedback rates only the answer the client got, so a request sent up lacks the edge's
+    rating and leaves the table: the share must come from every held-out logged request."""
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    rows = make_rows(96 + 300)[96:]
+    prompts = [r["prompt"] for r in rows]
+    chosen = RouterView.load(tiny_artifact).chosen(prompts)
+    log = DecisionLog.open(LogSettings(url=url, text=True, flush_interval_s=0.01))
+    for i, (text, up) in enumerate(zip(prompts, chosen, strict=True)):
+        model = ["edge", "cloud"][up]
+        log.record(entry(i, text=text, chosen_model=model, answering_model=model,
+                         time=1e6 + i))
+    assert log.flush(30)
+    for i, (up, row) in enumerate(zip(chosen, rows, strict=True)):
+        log.feedback(f"req-{i}", rating=1.0 if up else 1.0 - row["label"])
+    log.close()
+    report = gate(tiny_artifact, link_to(tmp_path, worse_artifact), url,
+                  GateSettings(promote=False, bootstrap=50, min_rows=1))
+    sent_up = float(np.mean(chosen[-report["log"]["test_period"]["requests"]:] > 0))
+    assert report["scored_rows_cloud_share"] == 0.0  # only the edge-routed rows are complete
+    assert report["current_cloud_share"] == pytest.approx(sent_up) and sent_up > 0.1
+    assert f"({sent_up:.1%})" in " ".join(report["reasons"])
+    assert "lack a rating of some model" in report["log"]["messages"][0]
