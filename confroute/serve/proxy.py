@@ -183,7 +183,9 @@ async def call(client: httpx.AsyncClient, upstream: Upstream, body: dict[str, An
         await response.aclose()
         raise
     await response.aclose()
-    if upstream.api_key:  # some servers echo the key they rejected; never pass it on
+    # Some servers echo a rejected key in their error body: never pass it on. An answer (2xx) is
+    # passed as it is: a short key would otherwise be cut out of its words ("prompt_to***ens").
+    if upstream.api_key and not response.is_success:
         content = content.replace(upstream.api_key.encode(), b"***")
     reply = Reply(upstream, response.status_code, content_type, content=content,
                   request_id=_request_id(response))

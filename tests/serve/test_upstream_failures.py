@@ -195,3 +195,22 @@ def test_a_fallback_reason_with_any_characters_is_a_valid_header(
     assert reply.headers["x-confroute-route"] == "cloud"
     assert reply.headers["x-confroute-reason"].startswith(
         "fallback: edge upstream failed: HTTP 503: \\xfcberlastet \\u2192 sp\\xe4ter ;")
+
+
+@pytest.mark.parametrize("key", ["k", "tokens", EDGE_KEY])
+def test_an_answer_is_passed_unchanged_whatever_the_key(
+        router: Router, upstreams: SimpleNamespace, key: str) -> None:
+    # Only error bodies are searched for the key: in an answer a short key would be cut out of
+    # its words ("prompt_to***ens"), and a key that is a word of the answer would hide it.
+    direct = httpx.post(upstreams.urls["edge"] + "/chat/completions", json=CHAT).json()
+    cfg = ServeSettings(edge=UpstreamSettings(upstreams.urls["edge"], "edge-model"),
+                        cloud=UpstreamSettings(upstreams.urls["cloud"], "cloud-model"))
+    app = create_app(router, cfg, environ={"CONFROUTE_EDGE_API_KEY": key})
+    with TestClient(app) as client:
+        reply = client.post("/v1/chat/completions", json=CHAT, headers=EDGE)
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    assert "***" not in reply.text
+    assert answer["usage"].keys() == direct["usage"].keys()
+    assert answer["choices"][0]["message"]["content"] == \
+        direct["choices"][0]["message"]["content"]
