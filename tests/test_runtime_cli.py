@@ -156,3 +156,29 @@ def test_calibrate_with_ties_reports_the_achieved_share(tiny_artifact: Path,
                        "--threshold", str(result["threshold"])], capsys, monkeypatch)[1]
     share = sum(json.loads(x)["route"] == "cloud" for x in routes.splitlines()) / 20
     assert share == result["achieved_cloud_fraction"]
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "a_file_as_folder", "read_only"])
+def test_an_output_path_that_cannot_be_written_is_one_line(
+        tiny_run_dir: Path, tiny_artifact: Path, tmp_path: Path, where: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("a user's file\n")
+    if where == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        out = locked / "artifact"
+    else:
+        out = blocker / "artifact" if where == "under_a_file" else blocker
+    for argv in (["export", str(tiny_run_dir), "--out", str(out)],
+                 ["evaluate", "--cascade", "true", "--router", str(tiny_artifact), "--truth",
+                  "smollm2-uncertainty:val", "--out", str(out / "eval")]):
+        code, _, err = run_main(argv, capsys, monkeypatch)
+        assert code == 2, err
+        one_line_error(err, argv[0])
+        assert "afile" in err or "locked" in err, err
+    assert blocker.read_text() == "a user's file\n"  # nothing lost

@@ -114,11 +114,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"confroute {command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path of the user's that cannot be read or written (a folder that
+        if exc.filename is None:  # is a file, no permission, a full disk): one line naming it
+            raise
+        print(f"confroute {command}: error: {os_error(exc)}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:
         if command not in EXTRAS or not exc.name or exc.name.startswith("confroute"):
             raise
         print(f"confroute {command}: error: {missing_extra(command, exc.name)}", file=sys.stderr)
         return 2
+
+
+def os_error(exc: OSError) -> str:
+    """One line for an OSError on a user's path: what failed, where, and what to check."""
+    where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    hint = {FileExistsError: "a file stands where a folder is needed; choose another path",
+            NotADirectoryError: "a part of the path is a file, not a folder; choose another path",
+            IsADirectoryError: "a folder stands where a file is needed; choose another path",
+            PermissionError: "check the permissions, or choose a path you can write"}
+    return f"{exc.strerror or type(exc).__name__}: {where}; " + hint.get(
+        type(exc), "check the path and the free disk space")
 
 
 def missing_extra(command: str, module: str) -> str:
