@@ -38,7 +38,8 @@ def fmt(value: float) -> str:
 
 def tables(scored: dict[str, dict[str, np.ndarray]]) -> list[str]:
     """Markdown lines: one summary table over sets, then a per-family table per set."""
-    lines = ["| set | ranker | AUROC overall | AUROC short-hard vs long-easy |", "|---|---|---|---|"]
+    lines = ["| set | ranker | AUROC overall | AUROC short-hard vs long-easy |",
+             "|---|---|---|---|"]
     family_lines = []
     for name, rankers in scored.items():
         rows = load_suite(name)
