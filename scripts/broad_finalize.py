@@ -56,7 +56,7 @@ def drop_suite_prompts(frame):
     from collections import Counter
 
     from confroute.dataset.commonsense import SUITES, load_suite
-    from confroute.dataset.leaks import exact_leaks
+    from confroute.evaluation.leaks import exact_leaks
 
     probes = [r["prompt"] for name in SUITES for r in load_suite(name)]
     leaks = exact_leaks({"broad": frame["prompt"].tolist()}, probes)

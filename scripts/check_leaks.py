@@ -40,7 +40,7 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder")
     args = parser.parse_args()
     from confroute.dataset.commonsense import SUITES, load_suite
-    from confroute.dataset.leaks import NEAR_THRESHOLD, exact_leaks, near_leaks, nearest
+    from confroute.evaluation.leaks import NEAR_THRESHOLD, exact_leaks, near_leaks, nearest
 
     threshold = NEAR_THRESHOLD if args.threshold is None else args.threshold
     train = training_prompts()

@@ -51,9 +51,10 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+import confroute.serve.admin as admin  # noqa: E402
+import confroute.serve.endpoints as endpoints  # noqa: E402
 from confroute.artifact import MAKE_IT  # noqa: E402
 from confroute.runtime import Router  # noqa: E402
-from confroute.serve import admin, endpoints  # noqa: E402
 from confroute.serve.chat import chat  # noqa: E402
 from confroute.serve.decisions import EXPOSED_HEADERS, REQUEST_HEADERS  # noqa: E402
 from confroute.serve.guard import RequestGuard  # noqa: E402

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
@@ -38,7 +37,7 @@ from confroute.cascade import (
     MissingLogprobs,
     token_logprobs,
 )
-from confroute.errors import ConfigError, InputError
+from confroute.errors import InputError
 from confroute.policy import Decision
 from confroute.serve.answers import DONE
 from confroute.serve.deadlines import Deadline
@@ -48,41 +47,9 @@ from confroute.serve.sse import event_data
 from confroute.serve.wire import unless_disconnected
 
 if TYPE_CHECKING:
-    from confroute.runtime import Router
     from confroute.serve.service import Service
-    from confroute.serve.settings import ServeSettings
 
 log = logging.getLogger("confroute.serve")
-
-
-def load_cascade(router: Router, settings: ServeSettings) -> CascadePolicy | None:
-    """The serving cascade: None when off; else from `cascade_policy` (a JSON file), or the
-    artifact manifest's `cascade` section. ConfigError when it cannot apply."""
-    if not settings.cascade:
-        return None
-    if len(router.models) != 2:
-        raise ConfigError(f"cascade is for a pair (edge, cloud); this artifact routes among "
-                          f"{', '.join(router.models)}: turn cascade off")
-    if settings.cascade_policy:
-        path = Path(settings.cascade_policy)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ConfigError(f"cascade_policy: cannot read {path} as JSON ({exc}); write it "
-                              "with CascadePolicy.to_dict") from exc
-    else:
-        data = router.manifest.get("cascade")
-        if data is None:
-            raise ConfigError("cascade is on, but the artifact's manifest has no cascade "
-                              "section: set cascade_policy to a JSON file of t1, t2 and "
-                              "uncertainty (CascadePolicy.to_dict), or turn cascade off")
-    policy = CascadePolicy.from_dict(data)
-    if policy.uncertainty.measure != "logprob":
-        raise ConfigError(f"the proxy's cascade reads the edge's mean token log-prob (measure "
-                          f"'logprob'); '{policy.uncertainty.measure}' needs n sampled answers "
-                          "per request, which the proxy does not ask for: calibrate a "
-                          "'logprob' cascade")
-    return policy
 
 
 async def cascade_chat(service: Service, request: Request, body: dict[str, Any],

@@ -18,7 +18,7 @@ import json
 import logging
 import signal
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -29,10 +29,22 @@ from confroute.serve.recording import usage_of
 from confroute.serve.settings import Upstream
 from confroute.traffic.shadow import Completion
 
-if TYPE_CHECKING:
-    from confroute.serve.service import Service
-
 log = logging.getLogger("confroute.serve")
+
+
+class Service(Protocol):
+    """What a reload reads and replaces of the running service (serve.service.Service, which
+    imports this module, so it is described here rather than imported)."""
+
+    router: Router
+    policy: Any
+    model_sha256: str
+    models: list[str]
+    settings: Any
+    metrics: Any
+    traffic: Any
+
+    async def reload(self) -> dict[str, Any]: ...
 
 
 def target_share(router: Router) -> float | None:

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from confroute.errors import InputError
 from confroute.policy import Decision
 from confroute.runtime import Router
-from confroute.serve.cascade import load_cascade
+from confroute.serve.cascade_policy import load_cascade
 from confroute.serve.decisions import Overrides, named_values, serving_policy
 from confroute.serve.metrics import Metrics
 from confroute.serve.recording import Traffic

@@ -120,7 +120,7 @@ def adapt(model: RouterModel, prompts: Sequence[str], targets: np.ndarray,
 def adapt_run(cfg: RunConfig, out_dir: str | Path, data: schema.LabelledPrompts) -> Any:
     """`confroute train --train.adapt_from RUN_DIR`: adapt that run's router to `data.models` on
     `data`'s training rows, score its validation rows, write a run directory; a FitResult."""
-    from confroute.training.fit import FitResult, ladder_facts, prior_report, write_run
+    from confroute.training.run_files import FitResult, ladder_facts, prior_report, write_run
 
     started, out = time.time(), Path(out_dir)
     base_dir = Path(str(cfg.train.adapt_from))

@@ -19,8 +19,8 @@ from confroute.dataset.commonsense import (
     shape_prior,
     suite_scores,
 )
-from confroute.dataset.leaks import normalise
 from confroute.errors import DataError
+from confroute.evaluation.leaks import normalise
 
 MINIMUM = {"suite": 200, "heldout": 100}
 
