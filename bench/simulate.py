@@ -40,25 +40,15 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "traffic"), str(ROOT / "tests" / "serve"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "tests" / "traffic"), str(ROOT / "tests" / "serve"), str(ROOT),
+                str(ROOT / "bench")]
 
 import doubles  # noqa: E402
+from gemm import cpu_summary  # noqa: E402  (the CPU line every bench table prints)
 from upstream import echo_app, serve_in_thread  # noqa: E402
 
 EDGE, CLOUD = "Meta-Llama-3.1-8B-Instruct", "Meta-Llama-3.1-70B-Instruct"
 RESULTS = ROOT / "bench" / "results" / "simulate.md"
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
 
 
 def traffic(n: int, seed: int) -> doubles.KnownOutcomes:
@@ -231,7 +221,7 @@ def table(result: dict[str, Any]) -> str:
 
 def report(result: dict[str, Any]) -> str:
     c, t = result["counts"], result["timings"]
-    head = (f"CPU: {cpu_name()} ({os.cpu_count()} cores). Traffic: {c['requests']} MMLU-Pro "
+    head = (f"CPU: {cpu_summary()} ({os.cpu_count()} cores). Traffic: {c['requests']} MMLU-Pro "
             f"requests outside its MMLU part (edge = {EDGE}, cloud = {CLOUD}, real per-question "
             f"outcomes); the served micro router (trained on routellm-judge; threshold "
             f"{c['threshold']:.4f}, the score quantile sending {c['share']:.0%} of the first "
