@@ -114,3 +114,26 @@ def raw_upstream(script: Callable[[dict[str, Any]], Script]) -> Iterator[RawUpst
         asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+FIRST_CONTENT_S, REQUEST_S = 1.0, 3.0  # the proxy's deadlines in the scripted-upstream tests
+
+
+@contextlib.contextmanager
+def scripted_proxy(router: Any, script: Script, cloud: Any, **settings: Any) -> Iterator[str]:
+    """The proxy's base URL (`.../v1`) with the scripted upstream as its edge and `cloud` (an
+    echo app with `state.url`) as its cloud; with `cloud` None the scripted upstream is the cloud
+    (the top model: nothing to fall back to) and an echo upstream the edge."""
+    from upstream import echo_app, serve_in_thread
+
+    from confroute.serve import ServeSettings, UpstreamSettings, create_app
+
+    with raw_upstream(lambda body: script) as scripted, serve_in_thread(echo_app("edge")) as echo:
+        limits = {"first_content_timeout_s": FIRST_CONTENT_S, "request_timeout_s": REQUEST_S,
+                  "read_timeout_s": 5.0, **settings}
+        edge, top = (scripted.url, cloud.state.url) if cloud is not None \
+            else (echo + "/v1", scripted.url)
+        cfg = ServeSettings(edge=UpstreamSettings(edge, "edge-m"),
+                            cloud=UpstreamSettings(top, "cloud-m"), **limits)
+        with serve_in_thread(create_app(router, cfg)) as url:
+            yield url + "/v1"

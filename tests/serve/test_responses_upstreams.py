@@ -18,18 +18,24 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from raw_upstream import Script, chunk, json_answer, json_head, raw_upstream, sse_answer
+from raw_upstream import (
+    REQUEST_S,
+    Script,
+    chunk,
+    json_answer,
+    json_head,
+    scripted_proxy,
+    sse_answer,
+)
 from responses_upstream import response_object
 from upstream import completion, echo_app, serve_in_thread
 
 from confroute.runtime import Router
-from confroute.serve import ServeSettings, UpstreamSettings, create_app
 from confroute.serve.sse import EventSplitter, event_data
 
 BODY = {"model": "confroute", "input": "What is 2 plus 2?"}
 TO_EDGE = {"x-confroute-threshold": "1"}
 TO_CLOUD = {"x-confroute-threshold": "0"}
-FIRST_CONTENT_S, REQUEST_S = 1.0, 3.0
 OWN_ID = re.compile(r"req_[0-9a-f]{32}")
 
 
@@ -108,17 +114,9 @@ def cloud() -> Iterator[Any]:
 
 @contextlib.contextmanager
 def proxy(router: Router, script: Script, cloud: Any, **settings: Any) -> Iterator[str]:
-    """The proxy's /v1/responses with the scripted upstream as its edge and `cloud` as its
-    cloud; with `cloud` None the scripted upstream is the cloud (nothing to fall back to)."""
-    with raw_upstream(lambda body: script) as scripted, serve_in_thread(echo_app("edge")) as echo:
-        limits = {"first_content_timeout_s": FIRST_CONTENT_S, "request_timeout_s": REQUEST_S,
-                  "read_timeout_s": 5.0, **settings}
-        edge, top = (scripted.url, cloud.state.url) if cloud is not None \
-            else (echo + "/v1", scripted.url)
-        cfg = ServeSettings(edge=UpstreamSettings(edge, "edge-m"),
-                            cloud=UpstreamSettings(top, "cloud-m"), **limits)
-        with serve_in_thread(create_app(router, cfg)) as url:
-            yield url + "/v1"
+    """The proxy's base URL (.../v1) over the scripted upstream (raw_upstream.scripted_proxy)."""
+    with scripted_proxy(router, script, cloud, **settings) as base:
+        yield base
 
 
 @pytest.mark.parametrize("name, script, stream", CASES, ids=[c[0] for c in CASES])

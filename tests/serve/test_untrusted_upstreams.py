@@ -14,16 +14,23 @@ from typing import Any
 
 import httpx
 import pytest
-from raw_upstream import Script, chunk, json_answer, json_head, raw_upstream, sse_answer
+from raw_upstream import (
+    REQUEST_S,
+    Script,
+    chunk,
+    json_answer,
+    json_head,
+    scripted_proxy,
+    sse_answer,
+)
 from upstream import echo_app, serve_in_thread
 
 from confroute.runtime import Router
-from confroute.serve import ServeSettings, UpstreamSettings, create_app
+from confroute.serve import ServeSettings
 
 CHAT = {"messages": [{"role": "user", "content": "What is 2 plus 2?"}]}
 TO_EDGE = {"x-confroute-threshold": "1"}
 TO_CLOUD = {"x-confroute-threshold": "0"}
-FIRST_CONTENT_S, REQUEST_S = 1.0, 3.0
 FIRST = b"data: " + chunk("Four", role=True) + b"\n\n"
 
 NOT_A_COMPLETION = {
@@ -85,21 +92,9 @@ def cloud() -> Iterator[Any]:
 
 @contextlib.contextmanager
 def proxy(router: Router, script: Script, cloud: Any, **settings: Any) -> Iterator[str]:
-    """The proxy with the scripted upstream as its edge and `cloud` as its cloud; with `cloud`
-    None the scripted upstream is the cloud (the top model: nothing to fall back to) and an
-    echo upstream the edge."""
-    with raw_upstream(lambda body: script) as scripted, serve_in_thread(echo_app("edge")) as echo:
-        limits = {"first_content_timeout_s": FIRST_CONTENT_S, "request_timeout_s": REQUEST_S,
-                  "read_timeout_s": 5.0, **settings}
-        if cloud is not None:
-            edge, top = UpstreamSettings(scripted.url, "edge-m"), \
-                UpstreamSettings(cloud.state.url, "cloud-m")
-        else:
-            edge, top = UpstreamSettings(echo + "/v1", "edge-m"), \
-                UpstreamSettings(scripted.url, "cloud-m")
-        cfg = ServeSettings(edge=edge, cloud=top, **limits)
-        with serve_in_thread(create_app(router, cfg)) as url:
-            yield url + "/v1/chat/completions"
+    """The proxy's chat completions URL over the scripted upstream (raw_upstream.scripted_proxy)."""
+    with scripted_proxy(router, script, cloud, **settings) as base:
+        yield base + "/chat/completions"
 
 
 CASES = [(name, script, False) for name, script in NOT_A_COMPLETION.items()] + \
