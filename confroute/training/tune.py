@@ -22,10 +22,8 @@ scored against the validation labels of the base config, so trials stay comparab
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shutil
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from confroute.config import RunConfig, dump_yaml, from_dict, override, to_dict
 from confroute.errors import ConfigError, ConfrouteError, require
 from confroute.files import write_json
 from confroute.training.fit import MAXIMISED, METRICS, Metric
+from confroute.training.interrupts import Interrupts
 from confroute.training.search_space import PARAMS, SearchSpace, active_space, check_space
 from confroute.training.study_storage import masked, open_storage
 
@@ -124,14 +123,18 @@ def tune(cfg: TuneConfig, out_dir: str | Path) -> TuneResult:
         stop = optuna.study.MaxTrialsCallback(
             cfg.n_trials, states=(optuna.trial.TrialState.COMPLETE,
                                   optuna.trial.TrialState.PRUNED))
-        try:
-            study.optimize(_objective(optuna, cfg, prepared, out), n_trials=missing,
-                           timeout=cfg.timeout_s, catch=(ConfrouteError,),
-                           callbacks=[stop, _model_keeper(optuna, cfg)], gc_after_trial=True)
-        except Exception as exc:
-            if _interrupted(exc):
-                raise KeyboardInterrupt from exc
-            raise
+        with Interrupts() as interrupts:
+            try:
+                study.optimize(_objective(optuna, cfg, prepared, out, interrupts),
+                               n_trials=missing, timeout=cfg.timeout_s, catch=(ConfrouteError,),
+                               callbacks=[stop, _model_keeper(optuna, cfg),
+                                          lambda *_: interrupts.check()],
+                               gc_after_trial=True)
+            except Exception as exc:
+                if _interrupted(exc) or interrupts.received.is_set():
+                    raise KeyboardInterrupt from exc
+                raise
+            interrupts.check()
     return _summarise(optuna, study, cfg, prepared, out)
 
 
@@ -205,19 +208,20 @@ def _finished(optuna: Any, study: Any) -> int:
 # --- trials ----------------------------------------------------------------------------------
 
 
-def _objective(optuna: Any, cfg: TuneConfig, prepared: Prepared, out: Path) -> Any:
+def _objective(optuna: Any, cfg: TuneConfig, prepared: Prepared, out: Path,
+               interrupts: Interrupts) -> Any:
     from confroute.training.fit import fit
 
     def objective(trial: Any) -> float:
+        interrupts.check()  # a Ctrl-C lost in a finalizer since the last trial
         run_cfg = _trial_config(trial, cfg, prepared.active)
         run_dir = out / "trials" / f"{trial.number:04d}"
         trial.set_user_attr("config", to_dict(run_cfg))
         trial.set_user_attr("run_dir", str(run_dir))
-        sigint = signal.getsignal(signal.SIGINT)
         try:
             data = _trial_data(run_cfg, cfg.base, prepared.data)
-            result = fit(run_cfg, run_dir, callbacks=[PruneOnValidation(trial, cfg.metric)],
-                         data=data)
+            result = fit(run_cfg, run_dir, data=data, callbacks=[
+                PruneOnValidation(trial, cfg.metric), interrupts.callback()])
         except ConfrouteError as exc:
             trial.set_user_attr("error", str(exc))
             raise
@@ -226,8 +230,7 @@ def _objective(optuna: Any, cfg: TuneConfig, prepared: Prepared, out: Path) -> A
             # trial failed (a rerun resumes the study) and the CLI reports an interruption.
             raise KeyboardInterrupt(f"trial {trial.number} interrupted") from exc
         finally:
-            with contextlib.suppress(ValueError):  # ValueError: not the main thread
-                signal.signal(signal.SIGINT, sigint)  # Lightning ignores SIGINT after Ctrl-C
+            interrupts.restore()  # Lightning ignores SIGINT after a Ctrl-C it caught
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # model/ holds the weights
         metrics = {k: v for k, v in result.metrics.items() if k.startswith("val_")}
         trial.set_user_attr("metrics", metrics)
