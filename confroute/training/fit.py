@@ -30,6 +30,7 @@ from confroute.config import RunConfig, TrainConfig
 from confroute.dataset import schema
 from confroute.errors import ConfigError
 from confroute.training.datamodule import RouterDataModule
+from confroute.training.interrupts import Interrupts
 from confroute.training.model import RouterModel
 from confroute.training.run_files import FitResult, ladder_facts, prior_report, write_run
 
@@ -200,10 +201,11 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
     stopper = pl.callbacks.EarlyStopping(monitor="val_auroc", mode="max",
                                          patience=cfg.train.patience)
     best, counter = BestMetrics(), TrainingCounter()
+    interrupts = Interrupts()  # a Ctrl-C is never lost in a finalizer (see interrupts.py)
     trainer = pl.Trainer(
         max_epochs=cfg.train.max_epochs, max_steps=cfg.train.max_steps,
         val_check_interval=cfg.train.val_check_interval,
-        callbacks=[checkpoint, stopper, *callbacks, best, counter],
+        callbacks=[checkpoint, stopper, *callbacks, best, counter, interrupts.callback()],
         default_root_dir=out, logger=pl.loggers.CSVLogger(out, name="logs"),
         num_sanity_val_steps=0, **dataclasses.asdict(cfg.train.trainer))
     # The interval depends on the batches per epoch of each rank, so on the world size, which
@@ -211,7 +213,8 @@ def fit(cfg: RunConfig, out_dir: str | Path, callbacks: Sequence[pl.Callback] = 
     # when fit sets up the data.
     trainer.val_check_interval = validation_interval(cfg.train, len(train), trainer.world_size)
     task = RouterTask(model, cfg.train)
-    trainer.fit(task, dm)
+    with interrupts:
+        trainer.fit(task, dm)
     if checkpoint.best_model_path:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
         task.load_state_dict(state["state_dict"])

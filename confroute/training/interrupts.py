@@ -17,47 +17,64 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+_received = threading.Event()
+_depth = 0  # Interrupts entered and not yet left (a study's, then each trial's fit)
+_previous: Any = None  # the SIGINT handler before the outermost one
+
 
 class Interrupts:
     """While entered (main thread only; elsewhere a no-op), SIGINT raises KeyboardInterrupt and
-    is remembered; `check()` raises KeyboardInterrupt again if one was received since entering.
-    On exit the previous SIGINT handler is back."""
+    is remembered; `check()` raises KeyboardInterrupt again if one was received since the
+    outermost `Interrupts` was entered. Nested ones (a study around each trial's training) share
+    what was received. When the outermost exits, the previous SIGINT handler is back."""
 
     def __init__(self) -> None:
-        self.received = threading.Event()
-        self._previous: Any = None
         self._installed = False
 
     def __enter__(self) -> Interrupts:
+        global _depth, _previous
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            if _depth == 0:
+                _received.clear()
+                _previous = signal.signal(signal.SIGINT, _handle)
+            else:
+                signal.signal(signal.SIGINT, _handle)
+            _depth += 1
             self._installed = True
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
+        global _depth
         if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+            _depth -= 1
+            signal.signal(signal.SIGINT, _previous if _depth == 0 else _handle)
             self._installed = False
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received.set()
-        raise KeyboardInterrupt
+    @property
+    def received(self) -> bool:
+        """Whether a SIGINT arrived since the outermost `Interrupts` was entered."""
+        return _received.is_set()
 
     def restore(self) -> None:
-        """Put this handler back (Lightning sets SIGINT to SIG_IGN once it has caught one)."""
+        """Put the handler back (Lightning sets SIGINT to SIG_IGN once it has caught one)."""
         if self._installed:
-            signal.signal(signal.SIGINT, self._handle)
+            signal.signal(signal.SIGINT, _handle)
 
     def check(self) -> None:
-        """Raise KeyboardInterrupt when a SIGINT arrived since entering."""
-        if self.received.is_set():
+        """Raise KeyboardInterrupt when a SIGINT arrived since the outermost was entered."""
+        if _received.is_set():
             raise KeyboardInterrupt("interrupted (Ctrl-C)")
 
     def callback(self) -> pl.Callback:
         """A Lightning callback that calls `check()` after every training and validation batch,
         so Lightning's own Ctrl-C handling (graceful teardown, then SystemExit) takes over."""
         return _CheckAfterBatches(self)
+
+
+def _handle(signum: int, frame: FrameType | None) -> None:
+    _received.set()
+    raise KeyboardInterrupt
 
 
 class _CheckAfterBatches(pl.Callback):

@@ -131,7 +131,7 @@ def tune(cfg: TuneConfig, out_dir: str | Path) -> TuneResult:
                                           lambda *_: interrupts.check()],
                                gc_after_trial=True)
             except Exception as exc:
-                if _interrupted(exc) or interrupts.received.is_set():
+                if _interrupted(exc) or interrupts.received:
                     raise KeyboardInterrupt from exc
                 raise
             interrupts.check()
@@ -220,8 +220,8 @@ def _objective(optuna: Any, cfg: TuneConfig, prepared: Prepared, out: Path,
         trial.set_user_attr("run_dir", str(run_dir))
         try:
             data = _trial_data(run_cfg, cfg.base, prepared.data)
-            result = fit(run_cfg, run_dir, data=data, callbacks=[
-                PruneOnValidation(trial, cfg.metric), interrupts.callback()])
+            result = fit(run_cfg, run_dir, callbacks=[PruneOnValidation(trial, cfg.metric)],
+                         data=data)
         except ConfrouteError as exc:
             trial.set_user_attr("error", str(exc))
             raise
