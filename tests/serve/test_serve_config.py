@@ -219,8 +219,48 @@ def test_the_serving_page_example_loads() -> None:
 def test_settings_objects_check_their_upstreams_too() -> None:
     with pytest.raises(ConfigError, match="upstreams.small.base_url is missing"):
         ServeSettings(upstreams={"small": UpstreamSettings(model="m")})
-    with pytest.raises(ConfigError, match="upstreams.small must be an upstream"):
+    # a mapping is validated as an upstream, so what it lacks is named; anything else is refused
+    with pytest.raises(ConfigError, match="upstreams.small.model is missing"):
         ServeSettings(upstreams={"small": {"base_url": URL}})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="upstreams.small must be a mapping with base_url"):
+        ServeSettings(upstreams={"small": URL})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="edge.api_key: API keys are never read from the "
+                       "config file; .* edge.api_key_env \\(default CONFROUTE_EDGE_API_KEY\\)"):
+        ServeSettings(edge={"base_url": URL, "api_key": SECRET})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: UpstreamSettings("ftp://h/v1", "m"), "base_url must be an http(s) URL such as"),
+    (lambda: UpstreamSettings(URL, "m", SECRET), "api_key_env must be the NAME of an environment"),
+    (lambda: ServeSettings(port=True), "port must be an integer in [0, 65535] (0 = any free"),
+    (lambda: ServeSettings(max_prompts=2.5), "max_prompts must be an integer >= 1; found 2.5"),
+    (lambda: ServeSettings(prot=1), "unknown setting prot"),
+    (lambda: ServeSettings(variant="fp16"),
+     "variant: input should be 'auto', 'fp32' or 'int8'; found 'fp16'"),
+    (lambda: ServeSettings(upstreams={"small": {"base_url": URL, "model": "m", "api_key_env": 7}}),
+     "upstreams.small.api_key_env: input should be a valid string; found 7"),
+    (lambda: ServeSettings(log={"queue_size": 0}), "log.queue_size must be an integer >= 1"),
+])
+def test_settings_built_in_python_are_validated_naming_the_key(build: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        build()
+    assert message in str(error.value) and SECRET not in str(error.value), str(error.value)
+
+
+def test_the_environment_fills_only_what_the_settings_leave_unset(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {"CONFROUTE_EDGE_BASE_URL": URL, "CONFROUTE_EDGE_MODEL": "env-model",
+               "CONFROUTE_JUDGE_MODEL": "", "CONFROUTE_TOKEN": "tok", "CONFROUTE_PORT": "1",
+               "CONFROUTE_CACHE": "/elsewhere"}
+    settings = load_settings({"edge": {"model": "file-model"}}, environ=environ)
+    assert (settings.edge.base_url, settings.edge.model) == (URL, "file-model")  # the file wins
+    assert settings.judge.model is None  # an empty variable counts as unset
+    assert settings.token == "tok" and settings.port == 8000  # only the variables named
+    monkeypatch.setenv("CONFROUTE_TOKEN", "from-os")
+    monkeypatch.setenv("CONFROUTE_CLOUD_MODEL", "from-os")
+    assert load_settings({}, environ={}).token is None  # the environment given, only
+    assert load_settings({}).token == "from-os" and load_settings({}).cloud.model == "from-os"
+    assert ServeSettings().token is None and ServeSettings().cloud.model is None  # no env read
 
 
 # --- a pair: its two upstreams from the environment, or from upstreams like any artifact ------
