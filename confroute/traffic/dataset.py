@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from confroute.dataset import sources
 from confroute.errors import ConfigError, DataError, require
 from confroute.traffic import store
 
@@ -236,7 +237,9 @@ def export(url: str, out: str | Path, settings: LogTableSettings | None = None
 def load_from_log(cfg: Any, load: Callable[[Any], Any]) -> Any:
     """`confroute.dataset.schema.load` for a database URL in `cfg.source`: the log's table
     (time-split, `LogTableSettings` defaults; K models: `cfg.models`) labelled by the same
-    rules as any table; its report says where the rows came from and what was left out."""
+    rules as any table; its report says where the rows came from and what was left out.
+    Registered as the reader of database URLs (`confroute.dataset.sources`) when this module is
+    imported."""
     with tempfile.TemporaryDirectory(prefix="confroute-log-") as folder:
         path = Path(folder) / "log.parquet"
         report = export(cfg.source, path, LogTableSettings(models=list(cfg.models)))
@@ -244,3 +247,6 @@ def load_from_log(cfg: Any, load: Callable[[Any], Any]) -> Any:
     result.report["source"] = report["source"]
     result.report["log"] = {k: v for k, v in report.items() if k != "out"}
     return result
+
+
+sources.register("database URL", store.is_database_url, load_from_log)
