@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shlex
 import sys
 import time
 import warnings
@@ -53,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_args  # noqa: E402
 import irt_knn  # noqa: E402
 import irt_report  # noqa: E402
 import irt_runs  # noqa: E402
@@ -90,12 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help=f"CI sizes: {QUICK}")
-    parser.add_argument("--mmlu-pro-dir", type=Path, default=Path(os.environ.get(
-        mmlu_pro.ROOT_ENV) or ROOT.parent / "shared/data/mmlu_pro"),
-        help=f"the MMLU-Pro folder (default: ${mmlu_pro.ROOT_ENV}, else ../shared/data)")
+    parser = bench_args.parser(__doc__, QUICK)
+    bench_args.add_data_dir(parser, "--mmlu-pro-dir", mmlu_pro.ROOT_ENV, "mmlu_pro")
     parser.add_argument("--max-rows", type=int, help="at most this many questions (seeded)")
     parser.add_argument("--bootstrap", type=int)
     parser.add_argument("--epochs", type=int, help="max_epochs (full: the micro preset's)")
@@ -107,16 +102,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--random-seeds", type=int, default=20)
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, default=ROOT / "bench/.cache")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.command = "python bench/irt.py " + " ".join(
-        map(shlex.quote, sys.argv[1:] if argv is None else argv))
-    return args
+    bench_args.add_seed_cache_out(parser)
+    return bench_args.parse(parser, argv, "irt.py", QUICK, FULL)
 
 
 class Groups:

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -38,6 +36,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_args  # noqa: E402
 
 from confroute.evaluation import baselines, metrics, priors, protocols  # noqa: E402
 from confroute.evaluation import report as reporting  # noqa: E402
@@ -105,12 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help=f"CI sizes: {QUICK}")
-    parser.add_argument("--routellm-dir", type=Path,
-                        default=Path(os.environ.get("CONFROUTE_ROUTELLM_DIR",
-                                                    ROOT.parent / "shared/data/routellm")))
+    parser = bench_args.parser(__doc__, QUICK)
+    bench_args.add_data_dir(parser, "--routellm-dir", "CONFROUTE_ROUTELLM_DIR", "routellm")
     parser.add_argument("--routers", default=",".join(ALL_ROUTERS),
                         help=f"comma-separated subset of {','.join(ALL_ROUTERS)}")
     parser.add_argument("--folds", type=int)
@@ -124,23 +121,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ft-max-length", type=int, help="fine-tuning max tokens per prompt")
     parser.add_argument("--ft-cells", choices=("all", "cv", "transfer"),
                         help="protocol cells that include the fine-tuned router (CPU budget)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge-url", help="OpenAI-compatible API root for the optional "
                         "LLM-as-a-judge comparison (key in $OPENAI_API_KEY); off when unset")
     parser.add_argument("--judge-model", default="gpt-4o")
     parser.add_argument("--judge-benchmark", default="gsm8k", choices=("gsm8k", "mt-bench"))
-    parser.add_argument("--cache", type=Path, default=ROOT / "bench/.cache")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    bench_args.add_seed_cache_out(parser)
+    args = bench_args.parse(parser, argv, "quality.py", QUICK, FULL)
     args.routers = [r for r in args.routers.split(",") if r]
     unknown = set(args.routers) - set(ALL_ROUTERS)
     if unknown:
         parser.error(f"unknown router(s) {sorted(unknown)}; choose from {ALL_ROUTERS}")
-    args.command = "python bench/quality.py " + " ".join(map(shlex.quote, sys.argv[1:] if argv
-                                                           is None else argv))
     return args
 
 
