@@ -194,14 +194,25 @@ def table_without_aux(table: Ratings) -> Ratings:
     return dataclasses.replace(table, auxiliary=[], auxiliary_ratings=None)
 
 
+def test_outcomes(table: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test questions' outcomes [n, K], costs [n, K] (USD) and categories [n]."""
+    test = table.splits == "test"
+    return table.ratings[test], table.costs()[test], table.categories[test]
+
+
+def router_probs(args, data: Groups, runs: irt_runs.Runs, models: tuple[str, ...],
+                 table: Ratings) -> dict[str, np.ndarray]:
+    """Each router's P(model adequate) [test, K] on `table`: the three specs and the tuned kNN."""
+    probs = {s.name: test_probs(runs, s, table) for s in specs(models, table, args.irt_dims)}
+    probs[KNN] = data.knn(table)
+    return probs
+
+
 def pair_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, str]) -> dict:
     table = data.table(pair)
-    test = table.splits == "test"
-    q, costs, cats = table.ratings[test], table.costs()[test], table.categories[test]
-    probs = {s.name: test_probs(runs, s, table) for s in specs(pair, table, args.irt_dims)}
-    probs[KNN] = data.knn(table)
-    prior = data.prior(table)
-    out: dict[str, Any] = {"pair": list(pair), "test_questions": int(test.sum()),
+    q, costs, cats = test_outcomes(table)
+    probs, prior = router_probs(args, data, runs, pair, table), data.prior(table)
+    out: dict[str, Any] = {"pair": list(pair), "test_questions": len(q),
                            "accuracy": q.mean(0).tolist(), "scores": {}}
     for choice, score in st.CHOICES.items():
         references = {"prior": score(prior)}
@@ -219,12 +230,9 @@ def pair_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, str]) 
 
 def ladder_result(args, data: Groups, runs: irt_runs.Runs, models: tuple[str, ...]) -> dict:
     table = data.table(models)
-    test = table.splits == "test"
-    q, costs, cats = table.ratings[test], table.costs()[test], table.categories[test]
-    probs = {s.name: test_probs(runs, s, table) for s in specs(models, table, args.irt_dims)}
-    probs[KNN] = data.knn(table)
-    prior = data.prior(table)
-    out: dict[str, Any] = {"ladder": list(models), "test_questions": int(test.sum()),
+    q, costs, cats = test_outcomes(table)
+    probs, prior = router_probs(args, data, runs, models, table), data.prior(table)
+    out: dict[str, Any] = {"ladder": list(models), "test_questions": len(q),
                            "accuracy": q.mean(0).tolist(),
                            "cost_share_of_best": (costs.mean(0) / costs.mean(0)[-1]).tolist()}
     for policy in ladder.POLICIES:
@@ -248,12 +256,11 @@ def transfer_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, st
     base_table = data.table(base_pair)
     base_table = table_without_models(base_table, pair)
     table = data.table(pair)
-    test = table.splits == "test"
-    q, costs, cats = table.ratings[test], table.costs()[test], table.categories[test]
+    q, costs, cats = test_outcomes(table)
     few = np.sort(np.random.default_rng(args.seed).permutation(
         np.flatnonzero(table.splits == "train"))[:args.few_labels])
     prompts, targets = [table.prompts[i] for i in few], table.ratings[few]
-    test_prompts = [table.prompts[i] for i in np.flatnonzero(test)]
+    test_prompts = [table.prompts[i] for i in np.flatnonzero(table.splits == "test")]
     label = f"{len(few)} labels"
     probs: dict[str, np.ndarray] = {}
     seconds = {}
@@ -273,7 +280,7 @@ def transfer_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, st
     prior_few = data.prior(table, few)
     out: dict[str, Any] = {"pair": list(pair), "base_pair": list(base_pair),
                            "few_labels": len(few), "adapt_seconds": seconds,
-                           "test_questions": int(test.sum()), "scores": {}}
+                           "test_questions": len(q), "scores": {}}
     for choice, score in st.CHOICES.items():
         references = {"prior": score(data.prior(table)), f"prior on {label}": score(prior_few)}
         rows = {name: st.pair_stats(score(p), references, q, costs, cats, args.bootstrap,
