@@ -9,7 +9,6 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,6 @@ from raw_upstream import (
     scripted_proxy,
     sse_answer,
 )
-from upstream import echo_app, serve_in_thread
 
 from confroute.runtime import Router
 from confroute.serve import ServeSettings
@@ -75,19 +73,6 @@ NOT_A_STREAM = {
     "a stall before any event": sse_answer(end="hang"),
     "text/plain": Script(json_head(200, None, "text/plain"), [(0.0, FIRST)]),
 }
-
-
-@pytest.fixture(scope="module")
-def router(tiny_artifact: Path) -> Router:
-    return Router.load(tiny_artifact, variant="fp32")
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[Any]:
-    app = echo_app("cloud")
-    with serve_in_thread(app) as url:
-        app.state.url = url + "/v1"
-        yield app
 
 
 @contextlib.contextmanager
