@@ -73,29 +73,20 @@ class LogTableSettings:
 def read_rows(url: str, since: float | None = None) -> tuple[list[dict], dict[str, list[dict]]]:
     """The decisions that have rating outcomes (judge, feedback), oldest first, and their
     outcomes by request id. Raises ConfigError when the database cannot be read."""
-    from sqlalchemy import exc, select
+    from sqlalchemy import select
 
     from confroute.traffic.schema import decisions, outcomes
 
-    engine = store.connect(url, must_exist=True)
     rated = select(outcomes.c.request_id).where(outcomes.c.kind.in_(("judge", "feedback")))
     query = select(decisions).where(decisions.c.request_id.in_(rated)).order_by(decisions.c.time)
     if since is not None:
         query = query.where(decisions.c.time >= since)
-    try:
-        store.migrate(engine)  # an older log is upgraded; a newer one refused, naming both
-        with engine.connect() as conn:
-            found = [dict(r._mapping) for r in conn.execute(query)]
-            by_request: dict[str, list[dict]] = collections.defaultdict(list)
-            for row in conn.execute(select(outcomes).where(
-                    outcomes.c.kind.in_(("judge", "feedback")),
-                    outcomes.c.request_id.in_(rated))):
-                by_request[row.request_id].append(dict(row._mapping))
-    except exc.SQLAlchemyError as error:
-        raise ConfigError(f"cannot read the decision log at {store.shown(url)}: "
-                          f"{store.one_line_error(error)}") from error
-    finally:
-        engine.dispose()
+    with store.reading(url) as conn:
+        found = [dict(r._mapping) for r in conn.execute(query)]
+        by_request: dict[str, list[dict]] = collections.defaultdict(list)
+        for row in conn.execute(select(outcomes).where(outcomes.c.kind.in_(("judge", "feedback")),
+                                                       outcomes.c.request_id.in_(rated))):
+            by_request[row.request_id].append(dict(row._mapping))
     return found, by_request
 
 
