@@ -17,6 +17,7 @@ from raw_upstream import (
     REQUEST_S,
     Script,
     chunk,
+    echo_cloud,  # noqa: F401  (the `cloud` fixture)
     json_answer,
     json_head,
     scripted_proxy,
