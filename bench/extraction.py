@@ -24,22 +24,11 @@ import re
 import time
 from pathlib import Path
 
+from gemm import cpu_summary  # bench/ is on sys.path when this script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mmlu_pro"
 LETTERS = "ABCDEFGHIJ"
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def load(responses: Path, questions: Path) -> list[dict]:
@@ -173,7 +162,7 @@ def main() -> int:
                  and (d["ours"] is None) == (ours == "none")]
         print(f"| {how} | {ours} | {n} | {sum(d['ours_is_gold'] for d in group)} | "
               f"{sum(d['upstream_is_gold'] for d in group)} |")
-    print(f"\nSpeed on {cpu_name()} (one run, one thread):\n")
+    print(f"\nSpeed on {cpu_summary()} (one run, one thread):\n")
     print("| answers | n | us per answer | bare re.findall us | ratio |\n|---|---|---|---|---|")
     for s in speed(rows, args.dataset):
         print(f"| {s['what']} | {s['answers']} | {s['us_per_answer']} | {s['bare_regex_us']} | "

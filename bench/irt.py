@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shlex
 import sys
 import time
 import warnings
@@ -53,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_args  # noqa: E402
 import irt_knn  # noqa: E402
 import irt_report  # noqa: E402
 import irt_runs  # noqa: E402
@@ -90,12 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help=f"CI sizes: {QUICK}")
-    parser.add_argument("--mmlu-pro-dir", type=Path, default=Path(os.environ.get(
-        mmlu_pro.ROOT_ENV) or ROOT.parent / "shared/data/mmlu_pro"),
-        help=f"the MMLU-Pro folder (default: ${mmlu_pro.ROOT_ENV}, else ../shared/data)")
+    parser = bench_args.parser(__doc__, QUICK)
+    bench_args.add_data_dir(parser, "--mmlu-pro-dir", mmlu_pro.ROOT_ENV, "mmlu_pro")
     parser.add_argument("--max-rows", type=int, help="at most this many questions (seeded)")
     parser.add_argument("--bootstrap", type=int)
     parser.add_argument("--epochs", type=int, help="max_epochs (full: the micro preset's)")
@@ -107,16 +102,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--random-seeds", type=int, default=20)
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, default=ROOT / "bench/.cache")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.command = "python bench/irt.py " + " ".join(
-        map(shlex.quote, sys.argv[1:] if argv is None else argv))
-    return args
+    bench_args.add_seed_cache_out(parser)
+    return bench_args.parse(parser, argv, "irt.py", QUICK, FULL)
 
 
 class Groups:
@@ -207,14 +194,25 @@ def table_without_aux(table: Ratings) -> Ratings:
     return dataclasses.replace(table, auxiliary=[], auxiliary_ratings=None)
 
 
+def test_outcomes(table: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test questions' outcomes [n, K], costs [n, K] (USD) and categories [n]."""
+    test = table.splits == "test"
+    return table.ratings[test], table.costs()[test], table.categories[test]
+
+
+def router_probs(args, data: Groups, runs: irt_runs.Runs, models: tuple[str, ...],
+                 table: Ratings) -> dict[str, np.ndarray]:
+    """Each router's P(model adequate) [test, K] on `table`: the three specs and the tuned kNN."""
+    probs = {s.name: test_probs(runs, s, table) for s in specs(models, table, args.irt_dims)}
+    probs[KNN] = data.knn(table)
+    return probs
+
+
 def pair_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, str]) -> dict:
     table = data.table(pair)
-    test = table.splits == "test"
-    q, costs, cats = table.ratings[test], table.costs()[test], table.categories[test]
-    probs = {s.name: test_probs(runs, s, table) for s in specs(pair, table, args.irt_dims)}
-    probs[KNN] = data.knn(table)
-    prior = data.prior(table)
-    out: dict[str, Any] = {"pair": list(pair), "test_questions": int(test.sum()),
+    q, costs, cats = test_outcomes(table)
+    probs, prior = router_probs(args, data, runs, pair, table), data.prior(table)
+    out: dict[str, Any] = {"pair": list(pair), "test_questions": len(q),
                            "accuracy": q.mean(0).tolist(), "scores": {}}
     for choice, score in st.CHOICES.items():
         references = {"prior": score(prior)}
@@ -232,12 +230,9 @@ def pair_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, str]) 
 
 def ladder_result(args, data: Groups, runs: irt_runs.Runs, models: tuple[str, ...]) -> dict:
     table = data.table(models)
-    test = table.splits == "test"
-    q, costs, cats = table.ratings[test], table.costs()[test], table.categories[test]
-    probs = {s.name: test_probs(runs, s, table) for s in specs(models, table, args.irt_dims)}
-    probs[KNN] = data.knn(table)
-    prior = data.prior(table)
-    out: dict[str, Any] = {"ladder": list(models), "test_questions": int(test.sum()),
+    q, costs, cats = test_outcomes(table)
+    probs, prior = router_probs(args, data, runs, models, table), data.prior(table)
+    out: dict[str, Any] = {"ladder": list(models), "test_questions": len(q),
                            "accuracy": q.mean(0).tolist(),
                            "cost_share_of_best": (costs.mean(0) / costs.mean(0)[-1]).tolist()}
     for policy in ladder.POLICIES:
@@ -261,12 +256,11 @@ def transfer_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, st
     base_table = data.table(base_pair)
     base_table = table_without_models(base_table, pair)
     table = data.table(pair)
-    test = table.splits == "test"
-    q, costs, cats = table.ratings[test], table.costs()[test], table.categories[test]
+    q, costs, cats = test_outcomes(table)
     few = np.sort(np.random.default_rng(args.seed).permutation(
         np.flatnonzero(table.splits == "train"))[:args.few_labels])
     prompts, targets = [table.prompts[i] for i in few], table.ratings[few]
-    test_prompts = [table.prompts[i] for i in np.flatnonzero(test)]
+    test_prompts = [table.prompts[i] for i in np.flatnonzero(table.splits == "test")]
     label = f"{len(few)} labels"
     probs: dict[str, np.ndarray] = {}
     seconds = {}
@@ -286,7 +280,7 @@ def transfer_result(args, data: Groups, runs: irt_runs.Runs, pair: tuple[str, st
     prior_few = data.prior(table, few)
     out: dict[str, Any] = {"pair": list(pair), "base_pair": list(base_pair),
                            "few_labels": len(few), "adapt_seconds": seconds,
-                           "test_questions": int(test.sum()), "scores": {}}
+                           "test_questions": len(q), "scores": {}}
     for choice, score in st.CHOICES.items():
         references = {"prior": score(data.prior(table)), f"prior on {label}": score(prior_few)}
         rows = {name: st.pair_stats(score(p), references, q, costs, cats, args.bootstrap,

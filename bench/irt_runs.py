@@ -94,7 +94,7 @@ class Runs:
     def _fit(self, values: dict[str, Any], table: Ratings, folder: Path) -> None:
         import shutil
 
-        from ladder_confroute import _quiet, static_encoder
+        from ladder_confroute import _quiet, static_encoder, write_table
         from pytorch_lightning.callbacks import ModelSummary
 
         from confroute.config import RunConfig, override
@@ -107,32 +107,6 @@ class Runs:
         shutil.rmtree(folder / "run", ignore_errors=True)  # an interrupted earlier run
         with _quiet():
             fit(cfg, folder / "run", callbacks=[ModelSummary(max_depth=0)])
-
-
-def write_table(table: Ratings, folder: Path) -> tuple[Path, Path]:
-    """The train and val rows of `table` (routed and auxiliary ratings) as a ratings parquet and
-    a price YAML of the routed models; ValueError when a test row or no val row is left."""
-    import pandas as pd
-    import yaml
-
-    if table.splits is None or not (table.splits == "val").any():
-        raise ValueError("the table needs train and val splits (mmlu_pro.split with val_fraction)")
-    keep = np.flatnonzero(table.splits != "test")
-    aux = np.asarray(table.auxiliary_ratings)
-    frame = pd.DataFrame({
-        "id": table.ids[keep], "prompt": [table.prompts[i] for i in keep],
-        "category": None if table.categories is None else table.categories[keep],
-        "split": table.splits[keep], "tokens_in": table.tokens_in[keep],
-        "tokens_out": table.tokens_out[keep],
-        **{m: table.ratings[keep, k] for k, m in enumerate(table.models)},
-        **{m: aux[keep, k] for k, m in enumerate(table.auxiliary)}})
-    folder.mkdir(parents=True, exist_ok=True)
-    source, prices = folder / "ratings.parquet", folder / "prices.yaml"
-    frame.to_parquet(source, index=False)
-    prices.write_text(yaml.safe_dump({m: {"input_per_mtok": p.input_per_mtok,
-                                          "output_per_mtok": p.output_per_mtok}
-                                      for m, p in zip(table.models, table.prices, strict=True)}))
-    return source, prices
 
 
 def adequacy(model: Any, prompts: Sequence[str], batch_size: int = 256) -> np.ndarray:

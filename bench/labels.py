@@ -32,8 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
-import shlex
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from confroute.dataset import labels as rules  # noqa: E402
+from confroute.dataset.mmlu_pro import ROOT_ENV  # noqa: E402
 from confroute.dataset.tables import read_table  # noqa: E402
 from confroute.errors import DataError  # noqa: E402
 from confroute.evaluation import metrics  # noqa: E402
@@ -53,6 +53,8 @@ from confroute.evaluation.embeddings import DEFAULT_MAX_LENGTH, cached, embed  #
 from confroute.labelling.pipeline import split_of  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+import bench_args  # noqa: E402
+from gemm import cpu_summary  # noqa: E402
 from labels_lib import auroc, fit_score, group_prior, spearman, with_ci, within  # noqa: E402
 
 PAIRS = ("Meta-Llama-3.1-8B-Instruct->Meta-Llama-3.1-70B-Instruct",
@@ -311,42 +313,20 @@ def _pairs_markdown(pairs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def cpu_name() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux) and its core count."""
-    import os
-
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="CI size (see QUICK)")
+    p = bench_args.parser(__doc__, QUICK)
     p.add_argument("--data", default="smollm2-uncertainty",
                    help="labelled uncertainty table (bundled name or file)")
     p.add_argument("--max-rows", type=int, help="only this many rows of --data (a stable slice)")
-    p.add_argument("--mmlu-pro-dir", type=Path, default=ROOT.parent / "shared/data/mmlu_pro")
+    bench_args.add_data_dir(p, "--mmlu-pro-dir", ROOT_ENV, "mmlu_pro")
     p.add_argument("--mmlu-pro-rows", type=int, help="questions sampled per pair (default: all)")
     p.add_argument("--pairs", default=",".join(PAIRS), help="edge->cloud,... outcome columns")
     p.add_argument("--bootstrap", type=int, help="bootstrap draws (quick 200, full 1000)")
     p.add_argument("--quantile", type=float, default=0.7, help="edge_se rule's quantile")
     p.add_argument("--encoder", default="minilm")
     p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache", type=Path, default=ROOT / "bench/.cache")
-    p.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    args = p.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    args.bootstrap = args.bootstrap or sizes["bootstrap"]
-    if args.mmlu_pro_rows is None:
-        args.mmlu_pro_rows = sizes["mmlu_pro_rows"]
+    bench_args.add_seed_cache_out(p)
+    args = bench_args.parse(p, argv, "labels.py", QUICK, FULL)
     args.pairs = [x.strip() for x in args.pairs.split(",") if x.strip()]
     return args
 
@@ -355,10 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     started = time.time()
     result: dict[str, Any] = {"smollm2": smollm2_study(args), "mmlu_pro": mmlu_pro_study(args)}
-    result.update(command="python bench/labels.py " + shlex.join(sys.argv[1:] if argv is None
-                                                                 else argv),
+    result.update(command=args.command,
                   date=dt.date.today().isoformat(), encoder=args.encoder, seed=args.seed,
-                  bootstrap=args.bootstrap, cpu=cpu_name(),
+                  bootstrap=args.bootstrap, cpu=f"{cpu_summary()}, {os.cpu_count()} cores",
                   wall_s=time.time() - started)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "labels.json").write_text(json.dumps(result, indent=1, default=str))

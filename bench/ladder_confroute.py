@@ -140,19 +140,23 @@ def train(table: Ratings, preset: str, settings: Settings, folder: Path) -> tupl
 
 
 def write_table(table: Ratings, folder: Path) -> tuple[Path, Path]:
-    """The train and val rows of `table` as a K-model ratings parquet and a price YAML (never a
-    test row); ValueError when the table has no splits or nothing to validate on."""
+    """The train and val rows of `table` (routed and auxiliary ratings) as a K-model ratings
+    parquet and a price YAML of the routed models (never a test row); ValueError when the table
+    has no splits or nothing to validate on. bench/irt_runs.py writes its tables here too."""
     import pandas as pd
     import yaml
 
     if table.splits is None or not (table.splits == "val").any():
         raise ValueError("the table needs train and val splits (mmlu_pro.split with val_fraction)")
     keep = np.flatnonzero(table.splits != "test")
-    frame = pd.DataFrame({"id": table.ids[keep], "prompt": [table.prompts[i] for i in keep],
-                          "category": None if table.categories is None else
-                          table.categories[keep], "split": table.splits[keep],
-                          "tokens_in": table.tokens_in[keep], "tokens_out": table.tokens_out[keep],
-                          **{m: table.ratings[keep, k] for k, m in enumerate(table.models)}})
+    aux = np.asarray(table.auxiliary_ratings)
+    frame = pd.DataFrame({
+        "id": table.ids[keep], "prompt": [table.prompts[i] for i in keep],
+        "category": None if table.categories is None else table.categories[keep],
+        "split": table.splits[keep], "tokens_in": table.tokens_in[keep],
+        "tokens_out": table.tokens_out[keep],
+        **{m: table.ratings[keep, k] for k, m in enumerate(table.models)},
+        **{m: aux[keep, k] for k, m in enumerate(table.auxiliary)}})
     folder.mkdir(parents=True, exist_ok=True)
     source, prices = folder / "ratings.parquet", folder / "prices.yaml"
     frame.to_parquet(source, index=False)

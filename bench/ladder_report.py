@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import report_io
 
 from confroute.evaluation import report as reporting
 
@@ -18,28 +18,28 @@ GOAL_TRANSFER = 0.03  # issue 13: transfer within 0.03 APGR of the pair-specific
 def write(args: argparse.Namespace, results: dict[str, Any], prices: dict[str, tuple],
           price_source: str, info: dict[str, Any], seconds: float) -> None:
     """bench/results/ladders.{md,json} and one plot per ladder."""
-    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    payload = {"date": date, "command": args.command, "seconds": round(seconds), "data": info,
+    run = report_io.stamp(args.command, seconds)
+    payload = {**run, "data": info,
                "prices_per_mtok": {m: {"input": p[0], "output": p[1]} for m, p in prices.items()},
                "price_source": price_source, **results}
     reporting.write_json(payload, args.out / "ladders.json")
     for result in results["ladders"]:
         plot(result, args.out / "plots" / f"ladder-{_slug(result['ladder'][0])}.png")
-    text = "\n".join([_header(args, date, seconds, info, prices, price_source),
+    text = "\n".join([_header(args, run, info, prices, price_source),
                       _pairs(results["pairs"]), _ladders(results["ladders"]),
                       _transfer(results["transfer"]), _confroute(results.get("confroute", []))])
     (args.out / "ladders.md").write_text(text)
 
 
-def _header(args, date, seconds, info, prices, source) -> str:
-    lines = [f"Routing among MMLU-Pro models (real 5-shot CoT outcomes). Generated {date} by "
-             f"`{args.command}` in {seconds / 60:.1f} min. {info['questions']} questions, split "
-             f"by {info['split']}; {info['features']} features; [95% bootstrap CI over test "
+def _header(args, run, info, prices, source) -> str:
+    lines = [f"Routing among MMLU-Pro models (real 5-shot CoT outcomes). Generated "
+             f"{report_io.generated(run)}. {info['questions']} questions, split by "
+             f"{info['split']}; {info['features']} features; [95% bootstrap CI over test "
              f"questions, {args.bootstrap} resamples]; random = mean of {args.random_seeds} "
              "seeds.", "", f"List prices, USD per million tokens (input / output); {source}:",
              ""]
     lines += [f"- {m}: ${p[0]:.2f} / ${p[1]:.2f}" for m, p in prices.items()]
-    return "\n".join(lines) + "\n"
+    return report_io.text(lines)
 
 
 POLICY_NOTE = ("Policies: threshold = the cheapest model whose predicted P(correct) clears a "
@@ -63,10 +63,10 @@ def routers(result: dict[str, Any]) -> list[str]:
 
 
 def _pairs(rows: list[dict[str, Any]]) -> str:
-    lines = ["(a) Pairs. Goal: router APGR above the per-category prior's (same policy, same "
-             "test questions); random routing has APGR 0.500. " + POLICY_NOTE + " "
-             + ROUTER_NOTE, "", "| edge -> cloud | policy | scorer | APGR | - prior APGR |",
-             "|---" * 5 + "|"]
+    lines = report_io.table_head(
+        "(a) Pairs. Goal: router APGR above the per-category prior's (same policy, same test "
+        "questions); random routing has APGR 0.500. " + POLICY_NOTE + " " + ROUTER_NOTE,
+        ["edge -> cloud", "policy", "scorer", "APGR", "- prior APGR"])
     for r in rows:
         lines.append(f"| {r['pair'][0]} -> {r['pair'][1]} ({r['test_questions']} test q.; "
                      f"accuracy {r['accuracy'][0]:.3f} / {r['accuracy'][1]:.3f}; oracle APGR "
@@ -77,16 +77,16 @@ def _pairs(rows: list[dict[str, Any]]) -> str:
                 gap = _gap(res[name]["minus_prior"]) if name != "prior" else ""
                 lines.append(f"| | {policy} | {name} | "
                              f"{_cell(res[name]['apgr'], res[name]['ci'].get('apgr'))} | {gap} |")
-    return "\n".join(lines) + "\n"
+    return report_io.text(lines)
 
 
 def _ladders(rows: list[dict[str, Any]]) -> str:
-    lines = ["(b) Ladders: area = normalised area under accuracy vs cost (0 = cheapest model "
-             "alone, 1 = best alone); cost at 95% = cost, as a share of the best model's, at "
-             f"which 95% of its accuracy is reached (goal on Llama-2: <= {GOAL_COST_SHARE:.0%}; "
-             "'never' = not reached). router - prior: area difference [paired bootstrap CI].",
-             "", "| ladder | policy | scorer | area | cost at 95% | - prior area |",
-             "|---" * 6 + "|"]
+    lines = report_io.table_head(
+        "(b) Ladders: area = normalised area under accuracy vs cost (0 = cheapest model alone, "
+        "1 = best alone); cost at 95% = cost, as a share of the best model's, at which 95% of "
+        f"its accuracy is reached (goal on Llama-2: <= {GOAL_COST_SHARE:.0%}; 'never' = not "
+        "reached). router - prior: area difference [paired bootstrap CI].",
+        ["ladder", "policy", "scorer", "area", "cost at 95%", "- prior area"])
     for r in rows:
         models = ", ".join(f"{m} {a:.3f} at {c:.0%}" for m, a, c in
                            zip(r["ladder"], r["accuracy"], r["cost_share_of_best"], strict=True))
@@ -102,19 +102,19 @@ def _ladders(rows: list[dict[str, Any]]) -> str:
                     f"{_share(res[name]['cost_at_95'], ci.get('cost_at_95'))} | "
                     + (f"{res[name]['area'] - res['prior']['area']:+.3f} "
                        f"[{gap['low']:+.3f}, {gap['high']:+.3f}]" if gap else "") + " |")
-    return "\n".join(lines) + "\n"
+    return report_io.text(lines)
 
 
 def _transfer(rows: list[dict[str, Any]]) -> str:
-    lines = ["(c) Transfer: APGR on each held-out pair's test questions; the transfer head was "
-             "trained on the other models' outcomes only (names only: the held-out models' "
-             "abilities from the most similar training model name; few labels: a slope, "
-             "intercept and per-category offsets fitted on that many labelled training questions "
-             f"of each held-out model). Goal: within {GOAL_TRANSFER} of the pair-specific "
-             "router. [paired bootstrap CI of the difference]", "",
-             "| held-out pair | policy | pair-specific | names only | few labels | pair-specific "
-             "on the few labels | names only - specific | few labels - specific |",
-             "|---" * 8 + "|"]
+    lines = report_io.table_head(
+        "(c) Transfer: APGR on each held-out pair's test questions; the transfer head was "
+        "trained on the other models' outcomes only (names only: the held-out models' "
+        "abilities from the most similar training model name; few labels: a slope, "
+        "intercept and per-category offsets fitted on that many labelled training questions "
+        f"of each held-out model). Goal: within {GOAL_TRANSFER} of the pair-specific "
+        "router. [paired bootstrap CI of the difference]",
+        ["held-out pair", "policy", "pair-specific", "names only", "few labels",
+         "pair-specific on the few labels", "names only - specific", "few labels - specific"])
     for r in rows:
         few = f"{r['few_labels']} labels"
         for policy in ("threshold", "utility"):
@@ -124,23 +124,24 @@ def _transfer(rows: list[dict[str, Any]]) -> str:
                      _gap(gaps[few])]
             lines.append(f"| {r['pair'][0]} -> {r['pair'][1]} ({few}) | {policy} | "
                          + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return report_io.text(lines)
 
 
 def _confroute(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return ""
-    lines = ["confroute routers as trained here (val = the held-out slice of the training "
-             "questions; macro AUROC over the K heads; the category prior's on the same val "
-             "questions; variant = the one `Router.load` picked):", "",
-             "| preset | models | train / val q. | epochs (best step / steps) | val AUROC | "
-             "prior val AUROC | variant | seconds |", "|---" * 8 + "|"]
+    lines = report_io.table_head(
+        "confroute routers as trained here (val = the held-out slice of the training "
+        "questions; macro AUROC over the K heads; the category prior's on the same val "
+        "questions; variant = the one `Router.load` picked):",
+        ["preset", "models", "train / val q.", "epochs (best step / steps)", "val AUROC",
+         "prior val AUROC", "variant", "seconds"])
     for r in runs:
         lines.append(f"| {r['preset']} | {' -> '.join(r['models'])} | {r['train_rows']} / "
                      f"{r['val_rows']} | {r['epochs']} ({r['best_step']} / {r['global_steps']}) "
                      f"| {r['val_auroc']:.3f} | {r['val_prior_auroc']:.3f} | {r['variant']} | "
                      f"{r['seconds']:.0f} |")
-    return "\n".join(lines) + "\n"
+    return report_io.text(lines)
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import shlex
 import sys
 import time
 import warnings
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import bench_args  # noqa: E402
 import ladder_confroute as lc  # noqa: E402
 import ladder_report  # noqa: E402
 import ladder_router as lr  # noqa: E402
@@ -107,10 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help=f"CI sizes: {QUICK}")
-    parser.add_argument("--mmlu-pro-dir", type=Path, default=ROOT.parent / "shared/data/mmlu_pro")
+    parser = bench_args.parser(__doc__, QUICK)
+    bench_args.add_data_dir(parser, "--mmlu-pro-dir", mmlu_pro.ROOT_ENV, "mmlu_pro")
     parser.add_argument("--features", choices=("minilm", "tfidf"))
     parser.add_argument("--max-rows", type=int, help="at most this many questions (seeded)")
     parser.add_argument("--bootstrap", type=int)
@@ -129,16 +127,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-runs", type=Path,
                         help="keep the confroute runs and artifacts here (default: discarded)")
     parser.add_argument("--test-fraction", type=float, default=0.3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, default=ROOT / "bench/.cache")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.command = "python bench/ladders.py " + " ".join(
-        map(shlex.quote, sys.argv[1:] if argv is None else argv))
-    return args
+    bench_args.add_seed_cache_out(parser)
+    return bench_args.parse(parser, argv, "ladders.py", QUICK, FULL)
 
 
 def _presets(text: str) -> list[str]:

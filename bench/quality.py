@@ -26,9 +26,6 @@ sizes and the exact command.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -38,6 +35,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_args  # noqa: E402
+import report_io  # noqa: E402
 
 from confroute.evaluation import baselines, metrics, priors, protocols  # noqa: E402
 from confroute.evaluation import report as reporting  # noqa: E402
@@ -105,12 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help=f"CI sizes: {QUICK}")
-    parser.add_argument("--routellm-dir", type=Path,
-                        default=Path(os.environ.get("CONFROUTE_ROUTELLM_DIR",
-                                                    ROOT.parent / "shared/data/routellm")))
+    parser = bench_args.parser(__doc__, QUICK)
+    bench_args.add_data_dir(parser, "--routellm-dir", "CONFROUTE_ROUTELLM_DIR", "routellm")
     parser.add_argument("--routers", default=",".join(ALL_ROUTERS),
                         help=f"comma-separated subset of {','.join(ALL_ROUTERS)}")
     parser.add_argument("--folds", type=int)
@@ -124,23 +121,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ft-max-length", type=int, help="fine-tuning max tokens per prompt")
     parser.add_argument("--ft-cells", choices=("all", "cv", "transfer"),
                         help="protocol cells that include the fine-tuned router (CPU budget)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge-url", help="OpenAI-compatible API root for the optional "
                         "LLM-as-a-judge comparison (key in $OPENAI_API_KEY); off when unset")
     parser.add_argument("--judge-model", default="gpt-4o")
     parser.add_argument("--judge-benchmark", default="gsm8k", choices=("gsm8k", "mt-bench"))
-    parser.add_argument("--cache", type=Path, default=ROOT / "bench/.cache")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    bench_args.add_seed_cache_out(parser)
+    args = bench_args.parse(parser, argv, "quality.py", QUICK, FULL)
     args.routers = [r for r in args.routers.split(",") if r]
     unknown = set(args.routers) - set(ALL_ROUTERS)
     if unknown:
         parser.error(f"unknown router(s) {sorted(unknown)}; choose from {ALL_ROUTERS}")
-    args.command = "python bench/quality.py " + " ".join(map(shlex.quote, sys.argv[1:] if argv
-                                                           is None else argv))
     return args
 
 
@@ -268,26 +258,23 @@ def _write(args: argparse.Namespace, rows: list[dict[str, Any]], reports: list[d
            truths: dict[str, GroundTruth], judged: dict[str, Any], seconds: float) -> None:
     import dataclasses
 
-    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    run = report_io.stamp(args.command, seconds)
     sizes = {k: getattr(args, k) for k in QUICK}
-    payload = {"date": date, "command": args.command, "seconds": round(seconds),
-               "sizes": sizes, "finetune": dataclasses.asdict(settings),
+    payload = {**run, "sizes": sizes, "finetune": dataclasses.asdict(settings),
                "ground_truth": {n: t.info for n, t in truths.items()}, "rows": rows,
                "folds": folds, "finetune_fits": ft_log, "judge": judged or None,
                "curves": {f"{r['protocol']}|{r['ground_truth']}|{r['router']}": r["curve"]
                           for r in reports}}
     reporting.write_json(payload, args.out / "quality.json")
-    text = _markdown(rows, date, args, seconds) + "\n" + _truth_markdown(truths)
+    text = _markdown(rows, run, args) + "\n" + _truth_markdown(truths)
     if judged:
         text += "\n" + _judge_markdown(judged)
     (args.out / "quality.md").write_text(text)
 
 
-def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
-              seconds: float) -> str:
+def _markdown(rows: list[dict[str, Any]], run: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [f"Routing quality, edge = Mixtral-8x7B-Instruct, cloud = gpt-4-1106-preview "
-             f"(RouteLLM outcomes). Generated {date} by `{args.command}` "
-             f"in {seconds / 60:.0f} min.",
+             f"(RouteLLM outcomes). Generated {report_io.generated(run)}.",
              f"Sizes: {args.folds}-fold CV, at most {args.max_rows or 'all'} prompts per "
              f"benchmark; {_ft_sizes(args)}. CPT lower is better, APGR "
              "higher is better; [95% bootstrap CI over prompts]; random = mean over "
@@ -315,7 +302,7 @@ def _markdown(rows: list[dict[str, Any]], date: str, args: argparse.Namespace,
         cells.insert(1, _gap(r.get("minus_prior")))
         lines.append(f"| {r['protocol']} | {r['benchmark']} | {r['router']} | "
                      f"{' | '.join(cells)} | {_usd(r['cost_at_cpt_80'])} |")
-    return "\n".join(lines) + "\n"
+    return report_io.text(lines)
 
 
 def _ft_sizes(args: argparse.Namespace) -> str:
@@ -345,17 +332,18 @@ def _truth_markdown(truths: dict[str, GroundTruth]) -> str:
         lines.append(f"| {name} | {len(t)} | {t.quality_edge.mean():.4f} | "
                      f"{t.quality_cloud.mean():.4f} | {100 * t.labels().mean():.1f}% | "
                      f"{t.info.get('dropped_contaminated', 0)} |")
-    return "\n".join(lines) + "\n"
+    return report_io.text(lines)
 
 
 def _judge_markdown(judged: dict[str, Any]) -> str:
-    lines = [f"LLM-as-a-judge ({judged['judge_model']}) on {judged['benchmark']}: % of prompts "
-             "where the router's answer was judged best, each router at its own CPT point.", "",
-             "| router | best @CPT(50%) | best @CPT(80%) |", "|---|---|---|"]
+    lines = report_io.table_head(
+        f"LLM-as-a-judge ({judged['judge_model']}) on {judged['benchmark']}: % of prompts where "
+        "the router's answer was judged best, each router at its own CPT point.",
+        ["router", "best @CPT(50%)", "best @CPT(80%)"])
     for name, r50 in judged["cpt_50"]["routers"].items():
         r80 = judged["cpt_80"]["routers"][name]
         lines.append(f"| {name} | {r50['best_pct']:.2f}% | {r80['best_pct']:.2f}% |")
-    return "\n".join(lines) + "\n"
+    return report_io.text(lines)
 
 
 def _usd(value: float | None) -> str:

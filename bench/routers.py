@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import bench_args  # noqa: E402
 from gemm import cpu_summary  # noqa: E402
 from router_features import Family, Features, matrix  # noqa: E402
 
@@ -97,32 +97,23 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "routers.md").write_text(text)
     (args.out / "routers.json").write_text(json.dumps({"rows": rows, "wall_s": wall,
-                                                       "command": _command(argv)}, indent=1,
+                                                       "command": args.command}, indent=1,
                                                       default=float) + "\n")
     return 0
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"CI sizes: {QUICK}")
-    parser.add_argument("--routellm-dir", type=Path,
-                        default=Path(os.environ.get("CONFROUTE_ROUTELLM_DIR",
-                                                    ROOT.parent / "shared/data/routellm")))
+    parser = bench_args.parser(__doc__, QUICK)
+    bench_args.add_data_dir(parser, "--routellm-dir", "CONFROUTE_ROUTELLM_DIR", "routellm")
     parser.add_argument("--encoder", default="minilm", help="encoder the families are cut from")
     parser.add_argument("--max-rows", type=int, help="prompts per benchmark (seeded subsample)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, help="latency runs per shape")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-only", action="store_true",
                         help="time the shapes only (quality columns left empty)")
-    parser.add_argument("--cache", type=Path, default=ROOT / "bench/.cache/routers")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    bench_args.add_seed_cache_out(parser, cache="bench/.cache/routers")
+    return bench_args.parse(parser, argv, "routers.py", QUICK, FULL)
 
 
 # --- quality ----------------------------------------------------------------------------------
@@ -307,7 +298,7 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace, wall: float) -> 
              f"on MMLU+GSM8K, SE = smollm2-uncertainty val AUROC); latency: batch 1, 64 tokens, "
              f"int8 ONNX, {args.threads} threads, p50 of {args.repeats}, ratio to the "
              f"full-depth int8 router; * = Pareto front (mean APGR vs latency).",
-             f"CPU: {cpu_summary()}. Wall time {wall:.0f} s. Command: {_command(None)}", "",
+             f"CPU: {cpu_summary()}. Wall time {wall:.0f} s. Command: {args.command}", "",
              "| router | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for row in rows:
         name = row["router"] + (" *" if row.get("pareto") else "")
@@ -366,10 +357,6 @@ def _digest(parts: list[Any]) -> str:
 
 def _short(row: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k.endswith(("APGR", "AUROC")))
-
-
-def _command(argv: list[str] | None) -> str:
-    return "python bench/routers.py " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def _log(message: str) -> None:

@@ -14,7 +14,6 @@ the two tables measure the same model the same way.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from broad_prompts import broad_prompts  # noqa: E402
-from build_uncertainty_dataset import sampling_config  # noqa: E402
+from build_uncertainty_dataset import sample  # noqa: E402  (the same model, the same way)
 
 WORK = ROOT / "runs" / "broad"
 N_PROMPTS = 2400
@@ -56,18 +55,6 @@ def main() -> int:
     from broad_finalize import finalize
 
     return finalize(rows, args)
-
-
-def sample(rows: list[dict], args: argparse.Namespace) -> int:
-    from confroute.labelling.local import LocalBackend
-    from confroute.labelling.pipeline import sample_to_store, store_meta
-    from confroute.labelling.store import JsonlStore
-
-    cfg = sampling_config()
-    store = JsonlStore(args.work / "edge.jsonl", store_meta("edge", "smollm2", cfg))
-    backend = LocalBackend("smollm2", cache_dir=ROOT / "runs" / "cache", threads=args.threads)
-    print(json.dumps(sample_to_store(rows, backend, cfg, store, "edge")))
-    return 0
 
 
 if __name__ == "__main__":

@@ -191,6 +191,8 @@ def import_bundled(parquet: Path, work: Path) -> int:
 
 
 def sample(rows: list[dict], args: argparse.Namespace) -> int:
+    """SmolLM2's `sampling_config()` samples of `rows` into `args.work`/edge.jsonl (resumable);
+    build_broad_dataset.py samples its prompts here too."""
     from confroute.labelling.local import LocalBackend
     from confroute.labelling.pipeline import sample_to_store, store_meta
     from confroute.labelling.store import JsonlStore

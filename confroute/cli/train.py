@@ -59,6 +59,7 @@ def prepare_out(out: Path, overwrite: bool) -> None:
 
 
 def run(args: Any) -> int:
+    import confroute.traffic.dataset  # noqa: F401  registers --data.source <database URL>
     from confroute.training.fit import fit
 
     cfg = build(RunConfig, args)

@@ -24,6 +24,7 @@ def add_arguments(parser: Any) -> None:
 
 
 def run(args: Any) -> int:
+    import confroute.traffic.dataset  # noqa: F401  registers --base.data.source <database URL>
     from confroute.config import build
     from confroute.training.tune import TuneConfig, tune
 

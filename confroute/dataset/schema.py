@@ -25,7 +25,7 @@ import numpy as np
 
 from confroute.config import DataConfig, LabelConfig
 from confroute.dataset import labels as rules
-from confroute.dataset import tables
+from confroute.dataset import sources, tables
 from confroute.dataset.ratings import read_ratings
 from confroute.errors import DataError, require
 from confroute.text import prompt_text
@@ -83,12 +83,13 @@ class LabelledPrompts:
 
 def load(cfg: DataConfig) -> LabelledPrompts:
     """Read `cfg.source`, label it, assign splits, and report every dropped row."""
-    from confroute.traffic.store import is_database_url
-
-    if is_database_url(cfg.source):  # the decision log of `confroute serve`, split by time
-        from confroute.traffic.dataset import load_from_log
-
-        return load_from_log(cfg, load)
+    read = sources.reader(cfg.source)
+    if read is not None:  # e.g. a database URL: the decision log (confroute.traffic.dataset)
+        return read(cfg, load)
+    if "://" in cfg.source and not Path(cfg.source).exists():
+        raise DataError(f"data.source {cfg.source} is a URL that no reader claims; a database URL "
+                        "(the decision log) is read by `confroute train` or, in Python, after "
+                        "`import confroute.traffic.dataset`")
     if cfg.models:
         return load_ratings(cfg)
     frame = tables.read_table(cfg.source, cfg.hf_split)

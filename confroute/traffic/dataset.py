@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from confroute.dataset import sources
 from confroute.errors import ConfigError, DataError, require
 from confroute.traffic import store
 
@@ -72,29 +73,20 @@ class LogTableSettings:
 def read_rows(url: str, since: float | None = None) -> tuple[list[dict], dict[str, list[dict]]]:
     """The decisions that have rating outcomes (judge, feedback), oldest first, and their
     outcomes by request id. Raises ConfigError when the database cannot be read."""
-    from sqlalchemy import exc, select
+    from sqlalchemy import select
 
     from confroute.traffic.schema import decisions, outcomes
 
-    engine = store.connect(url, must_exist=True)
     rated = select(outcomes.c.request_id).where(outcomes.c.kind.in_(("judge", "feedback")))
     query = select(decisions).where(decisions.c.request_id.in_(rated)).order_by(decisions.c.time)
     if since is not None:
         query = query.where(decisions.c.time >= since)
-    try:
-        store.migrate(engine)  # an older log is upgraded; a newer one refused, naming both
-        with engine.connect() as conn:
-            found = [dict(r._mapping) for r in conn.execute(query)]
-            by_request: dict[str, list[dict]] = collections.defaultdict(list)
-            for row in conn.execute(select(outcomes).where(
-                    outcomes.c.kind.in_(("judge", "feedback")),
-                    outcomes.c.request_id.in_(rated))):
-                by_request[row.request_id].append(dict(row._mapping))
-    except exc.SQLAlchemyError as error:
-        raise ConfigError(f"cannot read the decision log at {store.shown(url)}: "
-                          f"{store.one_line_error(error)}") from error
-    finally:
-        engine.dispose()
+    with store.reading(url) as conn:
+        found = [dict(r._mapping) for r in conn.execute(query)]
+        by_request: dict[str, list[dict]] = collections.defaultdict(list)
+        for row in conn.execute(select(outcomes).where(outcomes.c.kind.in_(("judge", "feedback")),
+                                                       outcomes.c.request_id.in_(rated))):
+            by_request[row.request_id].append(dict(row._mapping))
     return found, by_request
 
 
@@ -236,7 +228,9 @@ def export(url: str, out: str | Path, settings: LogTableSettings | None = None
 def load_from_log(cfg: Any, load: Callable[[Any], Any]) -> Any:
     """`confroute.dataset.schema.load` for a database URL in `cfg.source`: the log's table
     (time-split, `LogTableSettings` defaults; K models: `cfg.models`) labelled by the same
-    rules as any table; its report says where the rows came from and what was left out."""
+    rules as any table; its report says where the rows came from and what was left out.
+    Registered as the reader of database URLs (`confroute.dataset.sources`) when this module is
+    imported."""
     with tempfile.TemporaryDirectory(prefix="confroute-log-") as folder:
         path = Path(folder) / "log.parquet"
         report = export(cfg.source, path, LogTableSettings(models=list(cfg.models)))
@@ -244,3 +238,6 @@ def load_from_log(cfg: Any, load: Callable[[Any], Any]) -> Any:
     result.report["source"] = report["source"]
     result.report["log"] = {k: v for k, v in report.items() if k != "out"}
     return result
+
+
+sources.register("database URL", store.is_database_url, load_from_log)

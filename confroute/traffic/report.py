@@ -19,26 +19,18 @@ from confroute.traffic.routers import RouterView
 def read_log(url: str, sha256: str) -> tuple[Any, Any]:
     """(decisions, outcomes) of the artifact with router.json sha256 `sha256`, as DataFrames."""
     pd = require("pandas", "train")
-    from sqlalchemy import exc, select
+    from sqlalchemy import select
 
     from confroute.traffic.schema import decisions, outcomes
 
-    engine = store.connect(url, must_exist=True)
     mine = select(decisions.c.request_id).where(decisions.c.artifact_sha256 == sha256)
-    try:
-        store.migrate(engine)
-        with engine.connect() as conn:
-            found = pd.DataFrame([dict(r._mapping) for r in conn.execute(
-                select(decisions).where(decisions.c.artifact_sha256 == sha256)
-                .order_by(decisions.c.time))], columns=[c.name for c in decisions.columns])
-            rated = pd.DataFrame([dict(r._mapping) for r in conn.execute(
-                select(outcomes.c.request_id, outcomes.c.kind, outcomes.c.rating).where(
-                    outcomes.c.request_id.in_(mine)))], columns=["request_id", "kind", "rating"])
-    except exc.SQLAlchemyError as error:
-        raise ConfigError(f"cannot read the decision log at {store.shown(url)}: "
-                          f"{store.one_line_error(error)}") from error
-    finally:
-        engine.dispose()
+    with store.reading(url) as conn:
+        found = pd.DataFrame([dict(r._mapping) for r in conn.execute(
+            select(decisions).where(decisions.c.artifact_sha256 == sha256)
+            .order_by(decisions.c.time))], columns=[c.name for c in decisions.columns])
+        rated = pd.DataFrame([dict(r._mapping) for r in conn.execute(
+            select(outcomes.c.request_id, outcomes.c.kind, outcomes.c.rating).where(
+                outcomes.c.request_id.in_(mine)))], columns=["request_id", "kind", "rating"])
     return found, rated
 
 

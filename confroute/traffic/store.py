@@ -14,7 +14,9 @@ not know (written by a newer confroute), naming both revisions.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,25 @@ def check_reachable(engine: Any) -> None:
     except exc.SQLAlchemyError as exc_:
         raise ConfigError(f"cannot reach the decision log at {shown(str(engine.url))}: "
                           f"{one_line_error(exc_)}; start the database or fix the URL") from exc_
+
+
+@contextlib.contextmanager
+def reading(url: str) -> Iterator[Any]:
+    """A connection to the existing log at `url`, its schema migrated first (an older log is
+    upgraded, a newer one refused naming both revisions); the engine is disposed after. Raises
+    ConfigError naming the log (password hidden) when it cannot be read, in the block too."""
+    from sqlalchemy import exc
+
+    engine = connect(url, must_exist=True)
+    try:
+        migrate(engine)
+        with engine.connect() as conn:
+            yield conn
+    except exc.SQLAlchemyError as error:
+        raise ConfigError(f"cannot read the decision log at {shown(url)}: "
+                          f"{one_line_error(error)}") from error
+    finally:
+        engine.dispose()
 
 
 def one_line_error(exc: BaseException) -> str:

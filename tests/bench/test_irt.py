@@ -80,7 +80,7 @@ def test_ladder_stats_gap_to_itself_is_zero() -> None:
 
 def test_bench_tables_keep_test_questions_away_from_training(tmp_path: Path) -> None:
     import irt
-    import irt_runs
+    from ladder_confroute import write_table
 
     from confroute.dataset.ratings import Price, Ratings, read_ratings
 
@@ -91,7 +91,7 @@ def test_bench_tables_keep_test_questions_away_from_training(tmp_path: Path) -> 
                     np.array(["math"] * n), np.array(["train", "val", "test", "train"] * 10),
                     auxiliary=["other"], auxiliary_ratings=np.where(np.arange(n) % 5 == 0,
                                                                     np.nan, 1.0)[:, None])
-    source, prices = irt_runs.write_table(table, tmp_path)
+    source, prices = write_table(table, tmp_path)
     back = read_ratings(source, prices, ["small", "large"], ["other"])
     assert "test" not in set(back.splits) and len(back) == 30
     assert np.isnan(back.auxiliary_ratings).sum() == np.isnan(

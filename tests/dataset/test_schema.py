@@ -180,3 +180,20 @@ def test_the_label_pipeline_names_text_in_evidence_columns(tmp_path: Path) -> No
     frame = pd.DataFrame({"prompt": ["a", "b"], "se_edge": [0.1, "oops"], "se_cloud": [0.2, 0.3]})
     with pytest.raises(DataError, match="column 'se_edge' must hold numbers; row 1"):
         apply_rule(frame, LabelConfig(rule="tau"))
+
+
+def test_a_registered_reader_reads_its_sources_and_an_unclaimed_url_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from confroute.dataset import sources
+
+    table = write(tmp_path, [{"prompt": f"q {i}?", "label": float(i % 2)} for i in range(20)])
+    with pytest.raises(DataError, match="rows://x is a URL that no reader claims"):
+        schema.load(DataConfig(source="rows://x"))
+    monkeypatch.setattr(sources, "_READERS", {})
+    sources.register("rows", lambda source: source.startswith("rows://"),
+                     lambda cfg, load: load(dataclasses.replace(cfg, source=table)))
+    data = schema.load(DataConfig(source="rows://x"))
+    assert data.report["source"] == table and len(data.frame) == 20
+    assert sources.reader(table) is None  # a file stays with tables.read_table

@@ -5,6 +5,9 @@ so that nothing (no framework) tidies the bytes up.
 
     with raw_upstream(lambda request: Script(json_head(200, 50), [(0, b'{"id": 1')])) as up:
         up.url     # http://127.0.0.1:PORT/v1 ; up.calls: the requests it was sent (bodies)
+
+`scripted_proxy` puts such an upstream behind the proxy as its edge, with the `cloud` fixture
+(`echo_cloud`, which test modules import) as the fallback.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
+
+import pytest
 
 
 @dataclasses.dataclass
@@ -137,3 +142,15 @@ def scripted_proxy(router: Any, script: Script, cloud: Any, **settings: Any) -> 
                             cloud=UpstreamSettings(top, "cloud-m"), **limits)
         with serve_in_thread(create_app(router, cfg)) as url:
             yield url + "/v1"
+
+
+@pytest.fixture(scope="module", name="cloud")
+def echo_cloud() -> Iterator[Any]:
+    """A real echo server as the cloud upstream: the app, its base URL (.../v1) in state.url,
+    as `scripted_proxy` reads it."""
+    from upstream import echo_app, serve_in_thread
+
+    app = echo_app("cloud")
+    with serve_in_thread(app) as url:
+        app.state.url = url + "/v1"
+        yield app

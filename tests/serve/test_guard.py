@@ -8,7 +8,6 @@ import contextlib
 import json
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,11 +22,6 @@ from confroute.serve import ServeSettings, UpstreamSettings, create_app
 CHAT = {"messages": [{"role": "user", "content": "What is 2 plus 2?"}]}
 BODY = json.dumps(CHAT).encode()
 POSTS = ["/v1/chat/completions", "/v1/route", "/v1/completions", "/v1/embeddings"]
-
-
-@pytest.fixture(scope="module")
-def router(tiny_artifact: Path) -> Router:
-    return Router.load(tiny_artifact, variant="fp32")
 
 
 @contextlib.contextmanager

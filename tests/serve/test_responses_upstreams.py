@@ -7,12 +7,9 @@ Responses `error` event, which the openai SDK raises, and the client never sees 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,13 +19,14 @@ from raw_upstream import (
     REQUEST_S,
     Script,
     chunk,
+    echo_cloud,  # noqa: F401  (the `cloud` fixture)
     json_answer,
     json_head,
     scripted_proxy,
     sse_answer,
 )
 from responses_upstream import response_object
-from upstream import completion, echo_app, serve_in_thread
+from upstream import completion
 
 from confroute.runtime import Router
 from confroute.serve.sse import EventSplitter, event_data
@@ -99,30 +97,10 @@ CASES = [(n, s, False) for n, s in NOT_A_RESPONSE.items()] + \
     [(n, s, True) for n, s in NOT_A_STREAM.items()]
 
 
-@pytest.fixture(scope="module")
-def router(tiny_artifact: Path) -> Router:
-    return Router.load(tiny_artifact, variant="fp32")
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[Any]:
-    app = echo_app("cloud")
-    with serve_in_thread(app) as url:
-        app.state.url = url + "/v1"
-        yield app
-
-
-@contextlib.contextmanager
-def proxy(router: Router, script: Script, cloud: Any, **settings: Any) -> Iterator[str]:
-    """The proxy's base URL (.../v1) over the scripted upstream (raw_upstream.scripted_proxy)."""
-    with scripted_proxy(router, script, cloud, **settings) as base:
-        yield base
-
-
 @pytest.mark.parametrize("name, script, stream", CASES, ids=[c[0] for c in CASES])
 def test_an_answer_that_is_not_a_response_falls_back(router: Router, cloud: Any, name: str,
                                                      script: Script, stream: bool) -> None:
-    with proxy(router, script, cloud) as url:
+    with scripted_proxy(router, script, cloud) as url:
         started = time.monotonic()
         reply = httpx.post(url + "/responses", json={**BODY, "stream": stream},
                            headers=TO_EDGE, timeout=30)
@@ -144,7 +122,7 @@ def test_an_answer_that_is_not_a_response_falls_back(router: Router, cloud: Any,
 def test_with_nothing_to_fall_back_to_it_is_a_502_with_the_reason(router: Router, name: str,
                                                                   script: Script,
                                                                   stream: bool) -> None:
-    with proxy(router, script, None) as url:
+    with scripted_proxy(router, script, None) as url:
         reply = httpx.post(url + "/responses", json={**BODY, "stream": stream},
                            headers=TO_CLOUD, timeout=30)
     assert reply.status_code in (502, 504), reply.text
@@ -172,7 +150,7 @@ BREAKS = {  # after the first event is relayed (committed): no fallback, an erro
 @pytest.mark.parametrize("where", BREAKS)
 def test_a_broken_stream_ends_with_a_responses_error_event(router: Router, cloud: Any,
                                                            where: str) -> None:
-    with proxy(router, sse_answer(BREAKS[where]), cloud) as url:
+    with scripted_proxy(router, sse_answer(BREAKS[where]), cloud) as url:
         reply = httpx.post(url + "/responses", json={**BODY, "stream": True}, headers=TO_EDGE,
                            timeout=30)
     assert reply.headers["x-confroute-route"] == "edge"  # committed: no fallback now
@@ -190,7 +168,7 @@ def test_a_broken_stream_ends_with_a_responses_error_event(router: Router, cloud
 
 
 def test_the_sdk_raises_instead_of_returning_half_an_answer(router: Router, cloud: Any) -> None:
-    with proxy(router, sse_answer(BREAKS["mid-line"]), cloud) as url:
+    with scripted_proxy(router, sse_answer(BREAKS["mid-line"]), cloud) as url:
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0,
                                default_headers=TO_EDGE)
         stream = client.responses.create(model="confroute", input="hi", stream=True)
@@ -202,7 +180,7 @@ def test_the_sdk_raises_instead_of_returning_half_an_answer(router: Router, clou
 def test_an_upstreams_own_error_event_ends_the_stream_as_sent(router: Router,
                                                               cloud: Any) -> None:
     error = event("error", 2, code="server_error", message="overloaded")
-    with proxy(router, sse_answer(CREATED + DELTA + error), cloud) as url:
+    with scripted_proxy(router, sse_answer(CREATED + DELTA + error), cloud) as url:
         reply = httpx.post(url + "/responses", json={**BODY, "stream": True}, headers=TO_EDGE,
                            timeout=30)
     assert reply.content == CREATED + DELTA + error  # it says why; nothing added
@@ -210,7 +188,7 @@ def test_an_upstreams_own_error_event_ends_the_stream_as_sent(router: Router,
 
 def test_a_whole_stream_passes_as_sent_with_done(router: Router, cloud: Any) -> None:
     sent = CREATED + b": ping\n\n" + DELTA + DONE + b"data: [DONE]\n\n"
-    with proxy(router, sse_answer(*[bytes([b]) for b in sent]), cloud) as url:
+    with scripted_proxy(router, sse_answer(*[bytes([b]) for b in sent]), cloud) as url:
         reply = httpx.post(url + "/responses", json={**BODY, "stream": True}, headers=TO_EDGE,
                            timeout=30)
     assert reply.content == sent
@@ -219,7 +197,7 @@ def test_a_whole_stream_passes_as_sent_with_done(router: Router, cloud: Any) -> 
 def test_a_stall_after_the_first_event_ends_the_stream_in_time(router: Router,
                                                                cloud: Any) -> None:
     keepalives = [(0.1, b": ping\n\n") for _ in range(100)]
-    with proxy(router, sse_answer(CREATED, *keepalives, end="hang"), cloud) as url:
+    with scripted_proxy(router, sse_answer(CREATED, *keepalives, end="hang"), cloud) as url:
         started = time.monotonic()
         reply = httpx.post(url + "/responses", json={**BODY, "stream": True}, headers=TO_EDGE,
                            timeout=30)
@@ -245,7 +223,7 @@ ANSWERS = {  # (path, body, a good answer from an upstream that sends no x-reque
 def test_without_an_upstream_request_id_the_proxy_gives_its_own(router: Router, cloud: Any,
                                                                 name: str) -> None:
     path, body, script = ANSWERS[name]
-    with proxy(router, script, cloud) as url:
+    with scripted_proxy(router, script, cloud) as url:
         ids = [httpx.post(url + path, json=body, headers=TO_EDGE, timeout=30)
                for _ in range(2)]
     assert [r.headers["x-confroute-route"] for r in ids] == ["edge", "edge"]
@@ -262,7 +240,7 @@ def test_an_upstream_request_id_is_kept_as_a_bounded_ascii_header(
     raw = json.dumps(GOOD).encode()
     head = json_head(200, len(raw)).replace(b"\r\n\r\n", b"\r\nx-request-id: " + sent
                                             + b"\r\n\r\n")
-    with proxy(router, Script(head, [(0.0, raw)]), cloud) as url:
+    with scripted_proxy(router, Script(head, [(0.0, raw)]), cloud) as url:
         reply = httpx.post(url + "/responses", json=BODY, headers=TO_EDGE, timeout=30)
     assert reply.status_code == 200 and reply.headers["x-confroute-route"] == "edge"
     assert reply.headers["x-request-id"] == kept

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -66,11 +65,6 @@ def test_event_data_follows_the_sse_field_rules() -> None:
 
 
 # --- through the proxy, from an upstream that writes exact bytes ------------------------------
-
-@pytest.fixture(scope="module")
-def router(tiny_artifact: Path) -> Router:
-    return Router.load(tiny_artifact, variant="fp32")
-
 
 @pytest.fixture()
 def proxy(router: Router) -> Iterator[Any]:

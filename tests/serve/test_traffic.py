@@ -3,27 +3,21 @@ through the redaction hook), its usage, cost and fallbacks; POST /v1/feedback; /
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from served import CHAT, QUESTION, echo_servers, make_app, pick, served_router  # noqa: F401
-from sqlalchemy import create_engine, select
 from starlette.testclient import TestClient
 
 from confroute.runtime import Router
 from confroute.traffic.log import LogSettings
-from confroute.traffic.schema import decisions, outcomes
+from confroute.traffic.schema import outcomes
 
-
-def rows(url: str, table: Any = decisions) -> list[dict[str, Any]]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(table))]
-    finally:
-        engine.dispose()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "traffic"))
+from logged import rows  # noqa: E402  (the decision-log tests' reader)
 
 
 def log_url(tmp_path: Path) -> str:

@@ -9,7 +9,6 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,12 +17,12 @@ from raw_upstream import (
     REQUEST_S,
     Script,
     chunk,
+    echo_cloud,  # noqa: F401  (the `cloud` fixture)
     json_answer,
     json_head,
     scripted_proxy,
     sse_answer,
 )
-from upstream import echo_app, serve_in_thread
 
 from confroute.runtime import Router
 from confroute.serve import ServeSettings
@@ -75,19 +74,6 @@ NOT_A_STREAM = {
     "a stall before any event": sse_answer(end="hang"),
     "text/plain": Script(json_head(200, None, "text/plain"), [(0.0, FIRST)]),
 }
-
-
-@pytest.fixture(scope="module")
-def router(tiny_artifact: Path) -> Router:
-    return Router.load(tiny_artifact, variant="fp32")
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[Any]:
-    app = echo_app("cloud")
-    with serve_in_thread(app) as url:
-        app.state.url = url + "/v1"
-        yield app
 
 
 @contextlib.contextmanager
