@@ -65,15 +65,18 @@ async def cascade_chat(service: Service, request: Request, body: dict[str, Any],
     if direct is not None:
         trace.cascade = _stage(policy, "router", direct)
         return await _cloud(service, request, body, trace, deadline, decision, direct, [], "")
+    asked = _routed(decision, CascadeDecision(  # stage 1 chose the edge
+        "edge", "router", decision.score, policy.t1, None, policy.t2,
+        f"score {decision.score:.4f} < t1 {policy.t1:.4f}: the edge answers first"))
     try:
         reply, notes = await _ask(service, request, _edge_body(body), [edge, cloud], deadline)
     except Problem as problem:  # neither answered
         trace.cascade = _stage(policy, "edge")
-        raise refused(problem, trace, decision) from None
+        raise refused(problem, trace, asked) from None
     edit = _as_asked(body)
     if reply.upstream.name != edge:  # the edge failed; the cloud answered by fallback
         trace.cascade = _stage(policy, "fallback")
-        return respond(service.metrics, trace, reply, notes, decision,
+        return respond(service.metrics, trace, reply, notes, asked,
                        {"x-confroute-cascade-stage": "fallback"}, edit=edit)
     if not 200 <= reply.status < 300:  # a 4xx the client must see (proxy.py's classes)
         kept = CascadeDecision("edge", "edge", decision.score, policy.t1, None, policy.t2,

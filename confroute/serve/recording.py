@@ -162,7 +162,8 @@ class Trace:
     started: float = dataclasses.field(default_factory=time.perf_counter)
     cascade: dict[str, Any] | None = None
     """The cascade's stage, thresholds and uncertainty (serve/cascade.py), stored under the
-    record's `policy` as "cascade"; None for a request the cascade did not route."""
+    record's `policy` as "cascade" (with "paid": the usage of the edge's answer when the cloud
+    answered instead); None for a request the cascade did not route."""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -185,17 +186,18 @@ class Trace:
         traffic.observe(self.decision, name, usage, paid)
         if traffic.log is not None:
             fields = decision_fields(self.decision, traffic.models)
-            if self.cascade is not None:
-                fields["policy"] = {**(fields["policy"] or {}), "cascade": self.cascade}
+            others = [{"model": m, "prompt_tokens": u[0], "completion_tokens": u[1]}
+                      for m, u in paid]
+            if self.cascade is not None:  # the paid calls' usage is kept with the stage
+                cascade = {**self.cascade, "paid": others} if others else self.cascade
+                fields["policy"] = {**(fields["policy"] or {}), "cascade": cascade}
             traffic.log.record(Entry(
                 self.request_id, traffic.identity, self.text, traffic.models,
                 endpoint=self.endpoint, answering_model=name,
                 upstream_model=answered.model if answered else None,
                 fallbacks=failed_upstreams(notes, traffic.models), status=status,
                 latency_s=time.perf_counter() - self.started, prompt_tokens=usage[0],
-                completion_tokens=usage[1], other_usage=[
-                    {"model": m, "prompt_tokens": u[0], "completion_tokens": u[1]}
-                    for m, u in paid], **fields))
+                completion_tokens=usage[1], other_usage=others, **fields))
         if traffic.shadow is not None and name and answer is not None and self.messages \
                 and 200 <= status < 300:
             traffic.shadow.offer(ShadowRequest(self.request_id, self.messages, self.text,
