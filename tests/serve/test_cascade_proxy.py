@@ -343,3 +343,50 @@ def test_a_cascaded_request_no_upstream_answered_is_recorded_with_the_proxys_id(
     assert row["status"] == 502 and row["answering_model"] is None
     assert [f["model"] for f in row["fallbacks"]] == ["edge", "cloud"]
     assert row["policy"]["cascade"]["stage"] == "edge"
+
+
+@pytest.mark.slow
+def test_a_reload_reads_the_cascade_settings_and_policy_again(tiny_artifact: Path,
+                                                               tmp_path: Path) -> None:
+    """`confroute serve --config` as a process: SIGHUP after t2 changed in the policy file
+    keeps the answer an escalation took before; POST /admin/reload after the config file
+    turned the cascade off routes without it; a change that cannot apply (on, with a policy
+    file that is not JSON) is refused with 409 and the served cascade stays as it was."""
+    import signal
+    import time
+
+    import httpx
+    from test_traffic_process import AUTH, serving
+
+    edge = echo_app("edge", answer=lambda body: Answer(EDGE_TEXT, UNSURE))
+    config = tmp_path / "serve.yaml"
+    policy = policy_file(tmp_path)  # t2 = 0.8: UNSURE (u = 0.96) escalates
+    config.write_text(f"cascade: true\ncascade_policy: {policy}\n")
+
+    def stage(url: str) -> tuple[str | None, str]:
+        reply = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=CHAT, timeout=60)
+        assert reply.status_code == 200, reply.text
+        return reply.headers.get("x-confroute-cascade-stage"), reply.headers["x-confroute-route"]
+
+    with contextlib.ExitStack() as stack:
+        urls = {"edge": stack.enter_context(serve_in_thread(edge)) + "/v1",
+                "cloud": stack.enter_context(serve_in_thread(echo_app("cloud"))) + "/v1"}
+        state = stack.enter_context(serving(tiny_artifact, urls, f"sqlite:///{tmp_path}/l.db",
+                                            "--config", str(config)))
+        assert stage(state.url) == ("edge", "cloud")
+        policy_file(tmp_path, t2=0.99)  # cascade.json rewritten: u = 0.96 is kept now
+        state.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while stage(state.url) != ("edge", "edge"):  # the reload runs off the request path
+            assert time.monotonic() < deadline, "SIGHUP did not apply the new t2"
+            time.sleep(0.1)
+        config.write_text(f"cascade: false\ncascade_policy: {policy}\n")
+        answer = httpx.post(f"{state.url}/admin/reload", headers=AUTH, json={}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["cascade"] is None, answer.text
+        assert stage(state.url)[0] is None
+        (tmp_path / "junk.json").write_text("{ not json")
+        config.write_text(f"cascade: true\ncascade_policy: {tmp_path / 'junk.json'}\n")
+        answer = httpx.post(f"{state.url}/admin/reload", headers=AUTH, json={}, timeout=60)
+        assert answer.status_code == 409 and "cascade_policy" in answer.text, answer.text
+        assert stage(state.url)[0] is None
+    assert "cascade t1=1.0000 t2=0.9900" in state.log and "cascade off" in state.log
