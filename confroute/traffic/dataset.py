@@ -76,13 +76,12 @@ def read_rows(url: str, since: float | None = None) -> tuple[list[dict], dict[st
 
     from confroute.traffic.schema import decisions, outcomes
 
-    engine = store.connect(url, must_exist=True)
+    engine = store.connect_reader(url)  # never writes into its source
     rated = select(outcomes.c.request_id).where(outcomes.c.kind.in_(("judge", "feedback")))
     query = select(decisions).where(decisions.c.request_id.in_(rated)).order_by(decisions.c.time)
     if since is not None:
         query = query.where(decisions.c.time >= since)
     try:
-        store.migrate(engine)  # an older log is upgraded; a newer one refused, naming both
         with engine.connect() as conn:
             found = [dict(r._mapping) for r in conn.execute(query)]
             by_request: dict[str, list[dict]] = collections.defaultdict(list)

@@ -23,10 +23,9 @@ def read_log(url: str, sha256: str) -> tuple[Any, Any]:
 
     from confroute.traffic.schema import decisions, outcomes
 
-    engine = store.connect(url, must_exist=True)
+    engine = store.connect_reader(url)  # never writes into its source
     mine = select(decisions.c.request_id).where(decisions.c.artifact_sha256 == sha256)
     try:
-        store.migrate(engine)
         with engine.connect() as conn:
             found = pd.DataFrame([dict(r._mapping) for r in conn.execute(
                 select(decisions).where(decisions.c.artifact_sha256 == sha256)

@@ -281,7 +281,8 @@ def test_a_cascaded_request_is_recorded_once_with_its_ids_stage_usage_and_cost(
         options = {"stream_options": {"include_usage": True}} if with_usage else {}
         reply = c.post("/v1/chat/completions", json={**CHAT, "stream": stream, **options})
         assert c.app.state.service.traffic.log.flush(10)  # type: ignore[attr-defined]
-        fallbacks = metric(c.get("/metrics").text, 'confroute_fallbacks_total{from_upstream="edge"}')
+        fallbacks = metric(c.get("/metrics").text,
+                           'confroute_fallbacks_total{from_upstream="edge"}')
     assert reply.status_code == 200, reply.text
     h = reply.headers
     assert h["x-confroute-cascade-stage"] == stage and h["x-confroute-route"] == answered
