@@ -51,9 +51,10 @@ async def chat(service: Service, request: Request) -> Response:
 
 
 async def relay(service: Service, request: Request, body: dict[str, Any], decision: Decision,
-                api: Api, trace: Trace) -> Response:
+                api: Api, trace: Trace, extra: dict[str, str] | None = None) -> Response:
     """Forward `body` to `api` of the upstreams `decision` orders (`proxy.forward`); the
-    answer (whole or streamed) with the decision's headers and x-request-id. Raises Problem
+    answer (whole or streamed) with the decision's headers, `extra` headers and x-request-id.
+    Raises Problem
     (429, 499, 502, 503, 504) with those headers when no upstream answered. The request is
     recorded by `trace` (`recording`, `replies`) under the proxy's own id, the x-request-id
     sent when the upstream sends none: an upstream's ids need not be unique across upstreams
@@ -64,8 +65,8 @@ async def relay(service: Service, request: Request, body: dict[str, Any], decisi
             service.settings.fallback, service.metrics, service.how_to_configure(),
             deadline=Deadline.of(request.scope, service.settings), api=api))
     except Problem as problem:  # no upstream answered: still say how it was routed
-        raise refused(problem, trace, decision) from None
-    return respond(service.metrics, trace, reply, notes, decision)
+        raise refused(problem, trace, decision, extra=extra) from None
+    return respond(service.metrics, trace, reply, notes, decision, extra)
 
 
 async def scored_decision(service: Service, messages: list[Any], overrides: Overrides,

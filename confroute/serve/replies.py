@@ -67,12 +67,13 @@ def respond(metrics: Metrics, trace: Trace, reply: Reply, notes: list[str], deci
                     headers=out)
 
 
-def refused(problem: Problem, trace: Trace, decision: Decision, paid: Sequence[Paid] = ()
-            ) -> Problem:
-    """`problem` (no upstream answered `decision`) with the decision's headers and the
-    proxy's ids, recorded with its status and message; raise what it returns."""
-    problem.headers.update(headers(decision, None, []) | {REQUEST_ID: trace.request_id}
-                           | trace.headers)
+def refused(problem: Problem, trace: Trace, decision: Decision, paid: Sequence[Paid] = (),
+            extra: dict[str, str] | None = None) -> Problem:
+    """`problem` (no upstream answered `decision`) with the decision's headers, `extra`
+    headers and the proxy's ids, recorded with its status and message; raise what it
+    returns."""
+    problem.headers.update(headers(decision, None, []) | header_safe(extra or {})
+                           | {REQUEST_ID: trace.request_id} | trace.headers)
     trace.decision = decision
     trace.done(problem.status, notes=[problem.message], paid=paid)
     return problem

@@ -391,3 +391,29 @@ def test_a_reload_reads_the_cascade_settings_and_policy_again(tiny_artifact: Pat
         assert answer.status_code == 409 and "cascade_policy" in answer.text, answer.text
         assert stage(state.url)[0] is None
     assert "cascade t1=1.0000 t2=0.9900" in state.log and "cascade off" in state.log
+
+
+def test_a_responses_request_is_routed_by_the_router_alone_and_says_so(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path) -> None:
+    """/v1/responses has no stage 2 (docs/cascade.md): the router's own threshold decides
+    (not t1), no edge answer is held or judged, and x-confroute-cascade says the cascade is
+    off here, on answers and on errors alike."""
+    from upstream import closed_port_url
+
+    body = {"model": "confroute", "input": QUESTION}
+    with client(router, upstreams, "unsure", policy_file(tmp_path, t1=0.0)) as c:
+        threshold = c.app.state.service.policy.threshold  # type: ignore[attr-defined]
+        reply = c.post("/v1/responses", json=body)
+    assert reply.status_code == 200, reply.text
+    h = reply.headers
+    assert h["x-confroute-cascade"] == "off-on-responses"
+    assert "x-confroute-cascade-stage" not in h and "x-confroute-uncertainty" not in h
+    assert float(h["x-confroute-threshold"]) == pytest.approx(threshold) != 0.0  # not t1
+    assert h["x-confroute-route"] == h["x-confroute-decision"]
+    sent = upstreams.apps["unsure" if h["x-confroute-route"] == "edge" else "cloud"].state.seen
+    assert "include" not in sent[-1]["body"] and "logprobs" not in sent[-1]["body"]
+    down = closed_port_url()
+    up = SimpleNamespace(urls={"edge": down, "cloud": down}, apps={})
+    with client(router, up, "edge", policy_file(tmp_path)) as c:
+        reply = c.post("/v1/responses", json=body)
+    assert reply.status_code == 502 and reply.headers["x-confroute-cascade"] == "off-on-responses"
