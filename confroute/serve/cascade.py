@@ -16,6 +16,11 @@ warning is logged. An edge stream that breaks off is escalated (nothing has reac
 client). Headers: `x-confroute-cascade-stage` (router, edge, or fallback when the edge upstream
 failed and the cloud answered) and `x-confroute-uncertainty` (stage 2's P(edge wrong)).
 A request that forces a model or overrides a threshold is routed as without the cascade.
+
+The answer goes out, and is recorded, as `chat.relay`'s do (`replies.respond`): x-request-id,
+one decision-log record (the stage under its policy's "cascade"; an escalated request's edge
+usage as paid, its cost added), the fallback metric. A streamed edge request is asked with
+`stream_options.include_usage`; the usage chunk reaches the client only when it asked.
 """
 
 from __future__ import annotations
