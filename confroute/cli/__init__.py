@@ -101,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         namespace = parse_command(command, args[1:])
+        if command == "serve":  # a reload parses its arguments again (the cascade settings)
+            return int(command_module(command).run(namespace, args[1:]) or 0)
         return int(command_module(command).run(namespace) or 0)
     except ArgumentError as exc:
         message = _config_named(one_line(str(exc)), args)

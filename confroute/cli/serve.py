@@ -81,7 +81,9 @@ def settings_from_args(args: Any) -> Any:
     return load_settings(to_dict(build(ServeSettings, args)))
 
 
-def run(args: Any) -> int:
+def run(args: Any, argv: list[str] | None = None) -> int:
+    """Serve; `argv` (the command's arguments) is parsed again at each reload, which takes the
+    cascade's settings from it (serve/reload.py)."""
     import uvicorn
 
     from confroute.serve import create_app
@@ -90,7 +92,8 @@ def run(args: Any) -> int:
 
     _log_to_stderr(args.log_level)
     settings = settings_from_args(args)
-    app = create_app(args.artifact, settings)
+    source = None if argv is None else (lambda: _settings_again(argv))
+    app = create_app(args.artifact, settings, settings_source=source)
     if not is_loopback(settings.host) and settings.token is None:
         print(f"confroute serve: warning: listening on {settings.host} without a token; anyone "
               "who can reach this port can use your upstream API keys. Set CONFROUTE_TOKEN.",
@@ -106,6 +109,20 @@ def run(args: Any) -> int:
     config = uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _settings_again(argv: list[str]) -> Any:
+    """The settings of `confroute serve ARGV` as they read now (--config files included);
+    ConfigError when they no longer parse."""
+    from jsonargparse import ArgumentError
+
+    from confroute.cli import parse_command
+    from confroute.errors import ConfigError, one_line
+
+    try:
+        return settings_from_args(parse_command("serve", argv))
+    except ArgumentError as exc:
+        raise ConfigError(f"the serve settings no longer parse: {one_line(str(exc))}") from exc
 
 
 def _log_to_stderr(level: str) -> None:

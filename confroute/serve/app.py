@@ -33,7 +33,7 @@ Every request first passes the request guard (`guard`): loopback Host names only
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from confroute import arguments as check
@@ -66,8 +66,15 @@ from confroute.serve.wire import error_response  # noqa: E402
 
 
 def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | None = None,
-               environ: Mapping[str, str] | None = None) -> Starlette:
+               environ: Mapping[str, str] | None = None,
+               settings_source: Callable[[], ServeSettings] | None = None) -> Starlette:
     """Build the service for a loaded Router or an artifact directory (verified on load).
+
+    `settings_source` (optional) gives the settings anew; a reload (SIGHUP, POST
+    /admin/reload) takes the cascade's (`cascade`, `cascade_policy`, `cascade_missing`) from
+    it, e.g. `confroute serve`'s flags and --config file parsed again. Without it a reload
+    reads the cascade policy again from its file or the artifact's manifest, on or off as
+    started.
 
     Upstream API keys are read from `environ` (default: os.environ) here, once. The settings'
     `variant` and `threads` apply when a directory is given (a Router comes loaded). Raises
@@ -80,7 +87,9 @@ def create_app(router_or_dir: Router | str | Path, settings: ServeSettings | Non
     router = router_or_dir if isinstance(router_or_dir, Router) else Router.load(
         check.path(router_or_dir, "router_or_dir", ArtifactError, kind="folder", fix=MAKE_IT),
         variant=settings.variant, threads=settings.threads)
-    service = Service(router, settings, environ)
+    if settings_source is not None and not callable(settings_source):
+        raise TypeError("settings_source must be a function that returns ServeSettings")
+    service = Service(router, settings, environ, settings_source)
     routes = [
         Route("/health", service.endpoint("health", endpoints.health, auth=False),
               methods=["GET"]),

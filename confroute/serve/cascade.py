@@ -16,6 +16,11 @@ warning is logged. An edge stream that breaks off is escalated (nothing has reac
 client). Headers: `x-confroute-cascade-stage` (router, edge, or fallback when the edge upstream
 failed and the cloud answered) and `x-confroute-uncertainty` (stage 2's P(edge wrong)).
 A request that forces a model or overrides a threshold is routed as without the cascade.
+
+The answer goes out, and is recorded, as `chat.relay`'s do (`replies.respond`): x-request-id,
+one decision-log record (the stage under its policy's "cascade"; an escalated request's edge
+usage as paid, its cost added), the fallback metric. A streamed edge request is asked with
+`stream_options.include_usage`; the usage chunk reaches the client only when it asked.
 """
 
 from __future__ import annotations
@@ -23,12 +28,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from confroute.cascade import (
     CascadeDecision,
@@ -41,10 +45,11 @@ from confroute.errors import InputError
 from confroute.policy import Decision
 from confroute.serve.answers import DONE
 from confroute.serve.deadlines import Deadline
-from confroute.serve.decisions import header_safe, headers
 from confroute.serve.proxy import MAX_UPSTREAM_BYTES, Reply, forward
+from confroute.serve.recording import Paid, Trace, answer_of, events_answer
+from confroute.serve.replies import Edit, refused, respond
 from confroute.serve.sse import event_data
-from confroute.serve.wire import unless_disconnected
+from confroute.serve.wire import Problem, unless_disconnected
 
 if TYPE_CHECKING:
     from confroute.serve.service import Service
@@ -53,33 +58,76 @@ log = logging.getLogger("confroute.serve")
 
 
 async def cascade_chat(service: Service, request: Request, body: dict[str, Any],
-                       decision: Decision) -> Response:
-    """Answer a chat request through both stages (see the module docstring)."""
+                       decision: Decision, trace: Trace) -> Response:
+    """Answer a chat request through both stages (see the module docstring), recorded by
+    `trace` as `chat.relay` records (`replies`), with the cascade's stage in the record's
+    policy. Raises Problem (with the decision's headers, recorded) when no upstream answered."""
     policy = service.cascade
     assert policy is not None and decision.score is not None
     edge, cloud = service.models
     deadline = Deadline.of(request.scope, service.settings)
     direct = policy.first(decision.score)
     if direct is not None:
-        reply, notes = await _ask(service, request, body, [cloud], deadline)
-        return _respond(reply, _headers(decision, direct, reply, notes))
-    reply, notes = await _ask(service, request, {**body, "logprobs": True}, [edge, cloud],
-                              deadline)
+        trace.cascade = _stage(policy, "router", direct)
+        return await _cloud(service, request, body, trace, deadline, decision, direct, [], "")
+    asked = _routed(decision, CascadeDecision(  # stage 1 chose the edge
+        "edge", "router", decision.score, policy.t1, None, policy.t2,
+        f"score {decision.score:.4f} < t1 {policy.t1:.4f}: the edge answers first"))
+    try:
+        reply, notes = await _ask(service, request, _edge_body(body), [edge, cloud], deadline)
+    except Problem as problem:  # neither answered
+        trace.cascade = _stage(policy, "edge")
+        raise refused(problem, trace, asked) from None
+    edit = _as_asked(body)
     if reply.upstream.name != edge:  # the edge failed; the cloud answered by fallback
-        return _respond(reply, _headers(decision, None, reply, notes))
+        trace.cascade = _stage(policy, "fallback")
+        return respond(service.metrics, trace, reply, notes, asked,
+                       {"x-confroute-cascade-stage": "fallback"}, edit=edit)
     if not 200 <= reply.status < 300:  # a 4xx the client must see (proxy.py's classes)
         kept = CascadeDecision("edge", "edge", decision.score, policy.t1, None, policy.t2,
                                f"the edge answered HTTP {reply.status}; passed on")
-        return _respond(reply, _headers(decision, kept, reply, notes))
+        trace.cascade = _stage(policy, "edge", kept)
+        return _served(service, trace, reply, notes, decision, kept)
     events = await _buffer(reply) if reply.stream is not None else None
     verdict, note = _second(policy, decision.score, reply, events, service)
+    trace.cascade = _stage(policy, verdict.stage, verdict, note)
     if verdict.route == "cloud":
-        cloud_reply, more = await _ask(service, request, body, [cloud], deadline)
-        return _respond(cloud_reply, _headers(decision, verdict, cloud_reply, notes + more,
-                                              note))
-    if not body.get("logprobs"):
-        reply, events = _without_logprobs(reply, events)
-    return _respond(reply, _headers(decision, verdict, reply, notes, note), events)
+        usage = events_answer(events)[0] if events is not None else answer_of(reply.content)[0]
+        return await _cloud(service, request, body, trace, deadline, decision, verdict, notes,
+                            note, [(edge, usage)])
+    return _served(service, trace, reply, notes, decision, verdict, note, events, edit)
+
+
+def _edge_body(body: dict[str, Any]) -> dict[str, Any]:
+    """What the edge is asked: the client's request with `logprobs: true` (stage 2 reads
+    them) and, streamed, `stream_options.include_usage` (its usage is paid when escalated)."""
+    asked = {**body, "logprobs": True}
+    if body.get("stream"):
+        options = body.get("stream_options")
+        asked["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                   "include_usage": True}
+    return asked
+
+
+async def _cloud(service: Service, request: Request, body: dict[str, Any], trace: Trace,
+                 deadline: Deadline, decision: Decision, verdict: CascadeDecision,
+                 notes: list[str], note: str, paid: Sequence[Paid] = ()) -> Response:
+    """The cloud's answer to the client's request as written (sent direct, or escalated)."""
+    routed = _routed(decision, verdict)
+    try:
+        reply, more = await _ask(service, request, body, [service.models[1]], deadline)
+    except Problem as problem:
+        raise refused(problem, trace, routed, paid) from None
+    return respond(service.metrics, trace, reply, notes + more, routed,
+                   _extra(verdict, note), paid=paid)
+
+
+def _served(service: Service, trace: Trace, reply: Reply, notes: list[str], decision: Decision,
+            verdict: CascadeDecision, note: str = "", events: list[bytes] | None = None,
+            edit: Edit | None = None) -> Response:
+    """The edge's (held) answer, as the client asked for it."""
+    return respond(service.metrics, trace, reply, notes, _routed(decision, verdict),
+                   _extra(verdict, note), events, edit=edit)
 
 
 async def _ask(service: Service, request: Request, body: dict[str, Any], order: list[str],
@@ -166,57 +214,56 @@ def _chunks(events: Sequence[bytes]) -> list[dict[str, Any]]:
     return out
 
 
-def _without_logprobs(reply: Reply, events: list[bytes] | None
-                      ) -> tuple[Reply, list[bytes] | None]:
-    """The edge's answer as the client asked for it: no log-probs."""
-    def strip(value: dict[str, Any]) -> bytes:
-        for choice in value.get("choices") or []:
-            if isinstance(choice, dict):
-                choice["logprobs"] = None
-        return json.dumps(value).encode()
+def _as_asked(body: dict[str, Any]) -> Edit | None:
+    """How the edge's answer is changed back to what the client asked for: no log-probs
+    unless asked, and in a stream no usage unless asked (`stream_options.include_usage`).
+    None when nothing is to change."""
+    logprobs = bool(body.get("logprobs"))
+    options = body.get("stream_options")
+    usage = not body.get("stream") or (isinstance(options, dict)
+                                       and bool(options.get("include_usage")))
+    if logprobs and usage:
+        return None
 
-    if events is None:
-        return dataclasses.replace(reply, content=strip(json.loads(reply.content))), None
-    out = []
-    for event in events:
-        data = event_data(event)
-        out.append(event if data is None or data == DONE
-                   else b"data: " + strip(json.loads(data)) + b"\n\n")
-    return reply, out
+    def edit(value: dict[str, Any]) -> dict[str, Any] | None:
+        choices = value.get("choices")
+        if not usage:
+            if choices == [] and "usage" in value:
+                return None  # the usage chunk the edge was asked for
+            value.pop("usage", None)
+        if not logprobs:
+            for choice in choices or []:
+                if isinstance(choice, dict):
+                    choice["logprobs"] = None
+        return value
+    return edit
 
 
-def _headers(decision: Decision, verdict: CascadeDecision | None, reply: Reply,
-             notes: list[str], note: str = "") -> dict[str, str]:
-    stage: str = "fallback" if verdict is None else verdict.stage
-    if verdict is not None:
-        index = 0 if verdict.route == "edge" else 1
-        decision = dataclasses.replace(decision, model=decision.models[index] if
-                                       decision.models else decision.model, model_index=index,
-                                       reason=f"cascade: {verdict.reason}", threshold=verdict.t1)
-    out = headers(decision, (reply.upstream.name, reply.upstream.model), notes)
-    extra = {"x-confroute-cascade-stage": stage}
+def _routed(decision: Decision, verdict: CascadeDecision) -> Decision:
+    """The decision as the cascade made it: the model of its route, and its reason."""
+    index = 0 if verdict.route == "edge" else 1
+    return dataclasses.replace(decision, model=decision.models[index] if decision.models
+                               else decision.model, model_index=index,
+                               reason=f"cascade: {verdict.reason}", threshold=verdict.t1)
+
+
+def _stage(policy: CascadePolicy, stage: str, verdict: CascadeDecision | None = None,
+           note: str = "") -> dict[str, Any]:
+    """What the decision log keeps of the cascade (the record's policy.cascade): the stage
+    that decided (router, edge, or fallback when the edge upstream failed), t1, t2, stage 2's
+    uncertainty and the x-confroute-cascade note."""
+    out: dict[str, Any] = {"stage": stage, "t1": policy.t1, "t2": policy.t2}
     if verdict is not None and verdict.uncertainty is not None:
+        out["uncertainty"] = verdict.uncertainty
+    if note:
+        out["note"] = note
+    return out
+
+
+def _extra(verdict: CascadeDecision, note: str) -> dict[str, str]:
+    extra: dict[str, str] = {"x-confroute-cascade-stage": verdict.stage}
+    if verdict.uncertainty is not None:
         extra["x-confroute-uncertainty"] = f"{verdict.uncertainty:.6f}"
     if note:
         extra["x-confroute-cascade"] = note
-    return out | header_safe(extra)
-
-
-def _respond(reply: Reply, out: dict[str, str], events: list[bytes] | None = None
-             ) -> Response:
-    log.info("chat (cascade): stage=%s answered=%s status=%d%s",
-             out["x-confroute-cascade-stage"], reply.upstream.name, reply.status,
-             " stream" if reply.stream else "")
-    if reply.stream is not None:
-        stream: AsyncIterator[bytes] = reply.stream if events is None else _replay(events)
-        done = BackgroundTask(reply.close) if reply.close and events is None else None
-        return StreamingResponse(stream, media_type=reply.content_type, background=done,
-                                 headers={**out, "cache-control": "no-cache",
-                                          "x-accel-buffering": "no"})
-    return Response(reply.content, status_code=reply.status, media_type=reply.content_type,
-                    headers=out)
-
-
-async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
-    for event in events:
-        yield event
+    return extra

@@ -18,23 +18,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from confroute.policy import Decision
 from confroute.serve.answers import CHAT, Api
 from confroute.serve.cascade import cascade_chat
 from confroute.serve.deadlines import Deadline
-from confroute.serve.decisions import (
-    Overrides,
-    chat_overrides,
-    header_safe,
-    headers,
-    named_values,
-)
-from confroute.serve.proxy import REQUEST_ID, forward
-from confroute.serve.recording import Trace, answer_of, watched
+from confroute.serve.decisions import Overrides, chat_overrides
+from confroute.serve.proxy import forward
+from confroute.serve.recording import Trace
+from confroute.serve.replies import refused, respond
 from confroute.serve.service import Service
 from confroute.serve.wire import Problem, read_json, unless_disconnected
 from confroute.text import NoTextError
@@ -52,50 +46,27 @@ async def chat(service: Service, request: Request) -> Response:
     decision, text = await scored_decision(service, messages, overrides, "chat")
     trace = service.traffic.begin("chat", text, decision, messages)
     if service.cascade is not None and decision.score is not None and overrides == Overrides():
-        response = await cascade_chat(service, request, body, decision)
-        # recorded at the response's start: the cascade holds the answer it relays
-        trace.done(response.status_code, service.upstreams.get(
-            response.headers.get("x-confroute-route", "")))
-        response.headers.update(trace.headers)
-        return response
+        return await cascade_chat(service, request, body, decision, trace)
     return await relay(service, request, body, decision, CHAT, trace)
 
 
 async def relay(service: Service, request: Request, body: dict[str, Any], decision: Decision,
-                api: Api, trace: Trace) -> Response:
+                api: Api, trace: Trace, extra: dict[str, str] | None = None) -> Response:
     """Forward `body` to `api` of the upstreams `decision` orders (`proxy.forward`); the
-    answer (whole or streamed) with the decision's headers and x-request-id. Raises Problem
+    answer (whole or streamed) with the decision's headers, `extra` headers and x-request-id.
+    Raises Problem
     (429, 499, 502, 503, 504) with those headers when no upstream answered. The request is
-    recorded by `trace` (`recording`) under the proxy's own id, the x-request-id sent when the
-    upstream sends none: an upstream's ids need not be unique across upstreams or restarts."""
-    own_id, endpoint = trace.request_id, trace.endpoint
+    recorded by `trace` (`recording`, `replies`) under the proxy's own id, the x-request-id
+    sent when the upstream sends none: an upstream's ids need not be unique across upstreams
+    or restarts."""
     try:
         reply, notes = await unless_disconnected(request, forward(
             service.client(), service.upstreams, service.order(decision), body,
             service.settings.fallback, service.metrics, service.how_to_configure(),
             deadline=Deadline.of(request.scope, service.settings), api=api))
     except Problem as problem:  # no upstream answered: still say how it was routed
-        problem.headers.update(headers(decision, None, []) | {REQUEST_ID: own_id}
-                               | trace.headers)
-        trace.done(problem.status, notes=[problem.message])
-        raise
-    answered = reply.upstream
-    out = headers(decision, (answered.name, answered.model), notes) | header_safe(
-        {REQUEST_ID: reply.request_id or own_id}) | trace.headers
-    if answered.name != decision.model:
-        service.metrics.fallbacks.labels(decision.model).inc()
-    log.info("%s: p=%s routed=%s answered=%s status=%d%s id=%s", endpoint,
-             named_values(decision.probabilities) or "none", decision.model, answered.name,
-             reply.status, " stream" if reply.stream else "", out[REQUEST_ID])
-    if reply.stream is not None:
-        done = BackgroundTask(reply.close) if reply.close else None
-        stream = watched(reply.stream, trace, answered, notes, service.traffic.shadow is not None)
-        return StreamingResponse(stream, media_type=reply.content_type,
-                                 headers={**out, "cache-control": "no-cache",
-                                          "x-accel-buffering": "no"}, background=done)
-    trace.done(reply.status, answered, notes, *answer_of(reply.content))
-    return Response(reply.content, status_code=reply.status, media_type=reply.content_type,
-                    headers=out)
+        raise refused(problem, trace, decision, extra=extra) from None
+    return respond(service.metrics, trace, reply, notes, decision, extra)
 
 
 async def scored_decision(service: Service, messages: list[Any], overrides: Overrides,

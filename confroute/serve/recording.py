@@ -40,6 +40,11 @@ from confroute.traffic.shadow import ShadowJudge, ShadowRequest
 
 log = logging.getLogger("confroute.serve")
 REQUEST_ID_HEADER = "x-confroute-request-id"
+Usage = tuple[int | None, int | None]
+"""(prompt tokens, completion tokens) of one upstream call; None where it did not say."""
+Paid = tuple[str, Usage]
+"""(model, usage) of another call a request paid for: a cascade's edge answer when the cloud
+answered in its place."""
 
 
 def router_prices(router: Any, extra: str | None) -> dict[str, Price]:
@@ -114,24 +119,34 @@ class Traffic:
             if left:
                 log.warning("decision log: %d record(s) unwritten at shutdown", left)
 
-    def observe(self, decision: Decision, answered: str | None, usage: tuple[int | None, ...]
-                ) -> tuple[float | None, float | None]:
-        """Count the usage, cost and savings of one answer; returns (cost, top-model cost)."""
-        prompt, completion = usage
+    def observe(self, decision: Decision, answered: str | None, usage: Usage,
+                paid: Sequence[Paid] = ()) -> tuple[float | None, float | None]:
+        """Count the usage, cost and savings of one answer and of the other calls the request
+        `paid` for; returns (cost of them all, the answer's usage at the top model's price)."""
         cost = top = None
-        if answered is not None and (prompt is not None or completion is not None):
-            self.tokens.labels(answered, "prompt").inc(prompt or 0)
-            self.tokens.labels(answered, "completion").inc(completion or 0)
-            cost = usage_cost(self.prices.get(answered), prompt, completion)
-            top = usage_cost(self.prices.get(self.models[-1]), prompt, completion)
-            if cost is not None:
-                self.cost.labels(answered).inc(cost)
-            if cost is not None and top is not None:
-                self.savings.inc(max(0.0, top - cost))
+        if answered is not None and usage != (None, None):
+            top = usage_cost(self.prices.get(self.models[-1]), *usage)
+        costs = [self._count(model, tokens) for model, tokens in
+                 ([(answered, usage)] if answered is not None else []) + list(paid)]
+        known = [c for c in costs if c is not None]
+        cost = sum(known) if known else None
+        if cost is not None and top is not None:
+            self.savings.inc(max(0.0, top - cost))
         self.monitor.observe(decision.score if decision.score is not None else
                              1.0 - decision.probabilities.get(self.models[0], 1.0),
                              decision.model_index > 0, cost, top)
         return cost, top
+
+    def _count(self, model: str, usage: Usage) -> float | None:
+        prompt, completion = usage
+        if prompt is None and completion is None:
+            return None
+        self.tokens.labels(model, "prompt").inc(prompt or 0)
+        self.tokens.labels(model, "completion").inc(completion or 0)
+        cost = usage_cost(self.prices.get(model), prompt, completion)
+        if cost is not None:
+            self.cost.labels(model).inc(cost)
+        return cost
 
 
 @dataclasses.dataclass
@@ -145,33 +160,44 @@ class Trace:
     messages: list[Any] | None = None
     request_id: str = dataclasses.field(default_factory=lambda: f"req_{uuid.uuid4().hex}")
     started: float = dataclasses.field(default_factory=time.perf_counter)
+    cascade: dict[str, Any] | None = None
+    """The cascade's stage, thresholds and uncertainty (serve/cascade.py), stored under the
+    record's `policy` as "cascade" (with "paid": the usage of the edge's answer when the cloud
+    answered instead); None for a request the cascade did not route."""
 
     @property
     def headers(self) -> dict[str, str]:
         return {REQUEST_ID_HEADER: self.request_id}
 
     def done(self, status: int, answered: Upstream | None = None, notes: Sequence[str] = (),
-             usage: tuple[int | None, int | None] = (None, None), answer: str | None = None
+             usage: Usage = (None, None), answer: str | None = None, paid: Sequence[Paid] = ()
              ) -> None:
-        """Record the request (never raises: a log problem must not fail a served request)."""
+        """Record the request (never raises: a log problem must not fail a served request):
+        `answered` the upstream whose answer the client got, `usage` its usage, `paid` the
+        other calls the request paid for (their cost is counted and logged with it)."""
         try:
-            self._done(status, answered, notes, usage, answer)
+            self._done(status, answered, notes, usage, answer, paid)
         except Exception:
             log.exception("recording request %s failed", self.request_id)
 
     def _done(self, status: int, answered: Upstream | None, notes: Sequence[str],
-              usage: tuple[int | None, int | None], answer: str | None) -> None:
+              usage: Usage, answer: str | None, paid: Sequence[Paid]) -> None:
         traffic, name = self.traffic, answered.name if answered else None
-        traffic.observe(self.decision, name, usage)
+        traffic.observe(self.decision, name, usage, paid)
         if traffic.log is not None:
             fields = decision_fields(self.decision, traffic.models)
+            others = [{"model": m, "prompt_tokens": u[0], "completion_tokens": u[1]}
+                      for m, u in paid]
+            if self.cascade is not None:  # the paid calls' usage is kept with the stage
+                cascade = {**self.cascade, "paid": others} if others else self.cascade
+                fields["policy"] = {**(fields["policy"] or {}), "cascade": cascade}
             traffic.log.record(Entry(
                 self.request_id, traffic.identity, self.text, traffic.models,
                 endpoint=self.endpoint, answering_model=name,
                 upstream_model=answered.model if answered else None,
                 fallbacks=failed_upstreams(notes, traffic.models), status=status,
                 latency_s=time.perf_counter() - self.started, prompt_tokens=usage[0],
-                completion_tokens=usage[1], **fields))
+                completion_tokens=usage[1], other_usage=others, **fields))
         if traffic.shadow is not None and name and answer is not None and self.messages \
                 and 200 <= status < 300:
             traffic.shadow.offer(ShadowRequest(self.request_id, self.messages, self.text,
@@ -190,7 +216,7 @@ def failed_upstreams(notes: Sequence[str], models: Sequence[str]) -> list[dict[s
     return out
 
 
-def answer_of(content: bytes) -> tuple[tuple[int | None, int | None], str | None]:
+def answer_of(content: bytes) -> tuple[Usage, str | None]:
     """The usage (prompt, completion tokens) and answer text of a chat completion body."""
     try:
         body = json.loads(content)
@@ -201,7 +227,7 @@ def answer_of(content: bytes) -> tuple[tuple[int | None, int | None], str | None
         return (None, None), None
 
 
-def usage_of(body: Any) -> tuple[int | None, int | None]:
+def usage_of(body: Any) -> Usage:
     usage = body.get("usage") if isinstance(body, Mapping) else None
     if not isinstance(usage, Mapping):
         return None, None
@@ -212,10 +238,11 @@ def usage_of(body: Any) -> tuple[int | None, int | None]:
 
 
 async def watched(stream: AsyncIterator[bytes], trace: Trace, answered: Upstream,
-                  notes: Sequence[str], keep_text: bool) -> AsyncIterator[bytes]:
+                  notes: Sequence[str], keep_text: bool, paid: Sequence[Paid] = ()
+                  ) -> AsyncIterator[bytes]:
     """Relay `stream` unchanged; when it ends, record the trace with the usage and (for shadow
-    judging) the answer text read from its whole events."""
-    usage: tuple[int | None, int | None] = (None, None)
+    judging) the answer text read from its whole events, and the calls it `paid` for."""
+    usage: Usage = (None, None)
     parts: list[str] = []
     status = 200
     try:
@@ -229,11 +256,20 @@ async def watched(stream: AsyncIterator[bytes], trace: Trace, answered: Upstream
         status = 499  # the client left, or the relay failed mid-stream
         raise
     finally:
-        trace.done(status, answered, notes, usage, "".join(parts) if keep_text else None)
+        trace.done(status, answered, notes, usage, "".join(parts) if keep_text else None, paid)
 
 
-def _event(event: bytes, usage: tuple[int | None, int | None]
-           ) -> tuple[tuple[int | None, int | None], str | None]:
+def events_answer(events: Sequence[bytes]) -> tuple[Usage, str]:
+    """The usage and answer text of a chat stream's events (read whole)."""
+    usage: Usage = (None, None)
+    parts = []
+    for event in events:
+        usage, text = _event(event, usage)
+        parts.append(text or "")
+    return usage, "".join(parts)
+
+
+def _event(event: bytes, usage: Usage) -> tuple[Usage, str | None]:
     text = None
     for line in event.split(b"\n"):
         if not line.startswith(b"data:") or line.strip() == b"data: [DONE]":

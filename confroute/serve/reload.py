@@ -4,9 +4,12 @@ call shadow judging makes.
 A reload loads the artifact directory the service was started with again (a served link, see
 confroute.traffic.served, is resolved anew, so `confroute gate --promote` then a reload serves
 the candidate) in a worker thread, checks that it routes among the same models (the upstreams
-are keyed by them), and then replaces the service's router and policy in one step on the event
-loop. A request whose scoring call already started finishes on the router it holds (the old one
-stays alive while referenced), so no request fails during the swap; a reload that fails keeps
+are keyed by them), reads the cascade again (`cascade`, `cascade_policy` and
+`cascade_missing` from the service's `settings_source`, e.g. `confroute serve`'s flags and
+--config file parsed anew; then the policy from its file or the new artifact's manifest), and
+then replaces the service's router, policy and cascade in one step on the event loop. A request
+whose scoring call already started finishes on the router it holds (the old one stays alive
+while referenced), so no request fails during the swap; a reload that fails keeps
 the old router and says why.
 """
 
@@ -14,16 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import httpx
 
+from confroute.cascade import CascadePolicy
 from confroute.errors import ArtifactError, ConfrouteError
 from confroute.runtime import Router
+from confroute.serve.cascade_policy import load_cascade
 from confroute.serve.decisions import serving_policy
 from confroute.serve.recording import usage_of
 from confroute.serve.settings import Upstream
@@ -41,6 +47,8 @@ class Service(Protocol):
     model_sha256: str
     models: list[str]
     settings: Any
+    settings_source: Callable[[], Any] | None
+    cascade: CascadePolicy | None
     metrics: Any
     traffic: Any
 
@@ -69,16 +77,40 @@ async def swap(service: Service) -> dict[str, Any]:
                             "upstreams are keyed by them): restart confroute serve instead")
     policy = serving_policy(router.policy, service.settings.threshold,
                             service.settings.thresholds)
+    settings, cascade = await asyncio.to_thread(_cascade_again, service, router)
     model_file = router.manifest["onnx"]["variants"][router.variant]
     service.router, service.policy = router, policy
+    service.settings, service.cascade = settings, cascade
     service.model_sha256 = router.manifest["files"][model_file]
     service.metrics.info.clear()
     service.metrics.info.labels(router.variant, router.turn, service.model_sha256).set(1)
     service.traffic.swap(router, target_share(router))
     identity = service.traffic.identity
-    log.info("reloaded the artifact: %s (router.json sha256 %s)", identity.id, identity.sha256)
+    log.info("reloaded the artifact: %s (router.json sha256 %s); cascade %s", identity.id,
+             identity.sha256, _described(cascade))
     return {"status": "reloaded", "artifact_id": identity.id,
-            "artifact_sha256": identity.sha256, "model_sha256": service.model_sha256}
+            "artifact_sha256": identity.sha256, "model_sha256": service.model_sha256,
+            "cascade": None if cascade is None else {"t1": cascade.t1, "t2": cascade.t2}}
+
+
+CASCADE_FIELDS = ("cascade", "cascade_policy", "cascade_missing")
+
+
+def _cascade_again(service: Service, router: Router) -> tuple[Any, CascadePolicy | None]:
+    """The service's settings with the cascade fields read anew from `settings_source` (when
+    it has one; the others stay as started: they need a restart), and the cascade they give
+    for `router` (`load_cascade`). Raises ConfigError when it cannot apply."""
+    settings = service.settings
+    if service.settings_source is not None:
+        fresh = service.settings_source()
+        values = {name: getattr(fresh, name) for name in CASCADE_FIELDS}
+        copy = getattr(settings, "model_copy", None)  # pydantic settings, else a dataclass
+        settings = copy(update=values) if copy else dataclasses.replace(settings, **values)
+    return settings, load_cascade(router, settings)
+
+
+def _described(cascade: CascadePolicy | None) -> str:
+    return "off" if cascade is None else f"t1={cascade.t1:.4f} t2={cascade.t2:.4f}"
 
 
 @contextlib.contextmanager

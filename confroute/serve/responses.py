@@ -15,6 +15,13 @@ outputs) goes to the top model, or the forced one. The request's `model` naming 
 artifact's models forces it, and the `confroute_*` fields and `x-confroute-*` headers
 override as for chat (`decisions`).
 
+With a cascade configured (`cascade: true`), a Responses request is routed by the router alone,
+by its own calibrated threshold (not by the cascade's t1, and no stage 2): the Responses API
+gives token log-probs only when asked with `include: ["message.output_text.logprobs"]`, not
+for reasoning models, and servers that offer /v1/responses differ in whether they send them,
+so the edge's uncertainty cannot be read reliably. Such answers (and errors) carry
+`x-confroute-cascade: off-on-responses` so a client can tell (docs/cascade.md).
+
 Left as it is: `previous_response_id` names a response stored by the upstream that made it; a
 follow-up is routed afresh and may reach another upstream, which then answers 404 (passed on).
 To keep one conversation on one model, send the whole conversation in `input` (`store: false`)
@@ -36,6 +43,8 @@ from confroute.serve.service import Service
 from confroute.serve.wire import Problem, read_json
 
 TEXT_PARTS = {"input_text", "output_text", "text"}
+CASCADE_OFF = "off-on-responses"
+"""The x-confroute-cascade header of a Responses answer while a cascade is configured."""
 EXAMPLE = "'input': \"Hello\" or 'input': [{\"role\": \"user\", \"content\": \"Hello\"}]"
 
 
@@ -48,7 +57,8 @@ async def responses(service: Service, request: Request) -> Response:
     else:  # only items such as tool outputs: no message, nothing to score
         decision, text = service.without_text(overrides, "responses"), ""
     trace = service.traffic.begin("responses", text, decision)  # no shadow: not chat-shaped
-    return await relay(service, request, body, decision, RESPONSES, trace)
+    extra = {"x-confroute-cascade": CASCADE_OFF} if service.cascade is not None else None
+    return await relay(service, request, body, decision, RESPONSES, trace, extra)
 
 
 def scored_messages(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -44,9 +44,12 @@ class Service:
     upstream of the chosen model, falling back up the ladder (`order`)."""
 
     def __init__(self, router: Router, settings: ServeSettings,
-                 environ: Mapping[str, str] | None = None):
+                 environ: Mapping[str, str] | None = None,
+                 settings_source: Callable[[], ServeSettings] | None = None):
         self.router = router
         self.settings = settings
+        self.settings_source = settings_source
+        """Where a reload reads the cascade settings anew (`reload.swap`); None: as started."""
         self.models = list(router.models)
         self.policy = serving_policy(router.policy, settings.threshold, settings.thresholds)
         self.upstreams = resolve_upstreams(settings, self.models, environ)

@@ -42,8 +42,11 @@ class Entry:
     cheapest first; `score` P(cloud needed); `probabilities` P(adequate) per model; `policy` the
     rule and its thresholds or lambda as used; `fallbacks` one {"model", "error"} per upstream
     that failed, in the order tried; `prompt_tokens` / `completion_tokens` the answering
-    upstream's usage; `latency_s` seconds from request to response end; `category` the request's
-    group if the client gave one; `time` seconds since the epoch (default: now).
+    upstream's usage; `other_usage` one {"model", "prompt_tokens", "completion_tokens"} per other
+    call the request paid for (a cascade's edge answer when the cloud answered instead), whose
+    cost is added to the row's `cost_usd`; `latency_s` seconds from request to response end;
+    `category` the request's group if the client gave one; `time` seconds since the epoch
+    (default: now).
     """
 
     request_id: str
@@ -63,6 +66,7 @@ class Entry:
     latency_s: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    other_usage: Sequence[Mapping[str, Any]] = ()
     category: str | None = None
     time: float | None = None
 
@@ -98,6 +102,10 @@ def check_entry(entry: Entry) -> None:
                          f"artifact's models {models}")
     if entry.answering_model is not None and entry.answering_model not in models:
         raise InputError(f"entry.answering_model {entry.answering_model!r} is not one of {models}")
+    for other in entry.other_usage:
+        if not isinstance(other, Mapping) or other.get("model") not in models:
+            raise InputError(f"entry.other_usage: each call must be a mapping whose model is one "
+                             f"of {models}; found {other!r:.80}")
 
 
 def check_request_id(request_id: Any) -> str:
@@ -176,11 +184,22 @@ def decision_row(entry: Entry, keep_text: TextPolicy, prices: Mapping[str, Price
         "fallbacks": [dict(f) for f in entry.fallbacks] or None, "status": entry.status,
         "latency_s": _number(entry.latency_s), "prompt_tokens": entry.prompt_tokens,
         "completion_tokens": entry.completion_tokens,
-        "cost_usd": usage_cost(prices.get(answered) if answered else None, entry.prompt_tokens,
-                               entry.completion_tokens),
+        "cost_usd": _paid(entry, prices),
         "top_cost_usd": usage_cost(prices.get(models[-1]), entry.prompt_tokens,
                                    entry.completion_tokens) if answered else None,
     }
+
+
+def _paid(entry: Entry, prices: Mapping[str, Price]) -> float | None:
+    """USD of the answer's usage at the answering model's price plus each `other_usage` call's
+    at its model's; None when none of them is known."""
+    calls = [(entry.answering_model, entry.prompt_tokens, entry.completion_tokens)] + [
+        (o.get("model"), o.get("prompt_tokens"), o.get("completion_tokens"))
+        for o in entry.other_usage]
+    costs = [usage_cost(prices.get(model) if model else None, prompt, completion)
+             for model, prompt, completion in calls]
+    known = [c for c in costs if c is not None]
+    return sum(known) if known else None
 
 
 def outcome_row(request_id: str, source: str, kind: str, *, model: str | None = None,

@@ -9,13 +9,18 @@ acknowledges a commit once its WAL is flushed (its default `synchronous_commit=o
 
 `migrate` applies the Alembic migrations shipped in `migrations/` (an empty database gets the
 whole schema, an older one is upgraded) and refuses a database whose revision this version does
-not know (written by a newer confroute), naming both revisions.
+not know (written by a newer confroute), naming both revisions. Only the writer (the service)
+migrates: the readers (`confroute logs export`, `drift`, `gate`, `train --data.source URL`)
+open the log with `connect_reader`, which never writes into it (a SQLite file is opened
+read-only) and refuses a source that is not an existing decision log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,14 +49,14 @@ def shown(url: str) -> str:
         return url
 
 
-def connect(url: str, timeout_s: float = 5.0, must_exist: bool = False) -> Any:
-    """A SQLAlchemy Engine for `url` (nothing is connected yet).
+def connect(url: str, timeout_s: float = 5.0) -> Any:
+    """A SQLAlchemy Engine for `url` (nothing is connected yet), for the writer (readers use
+    `connect_reader`).
 
     `timeout_s` bounds a connection attempt (PostgreSQL, MySQL) and a wait for SQLite's write
-    lock; `must_exist` (readers: export, gate, drift) refuses a SQLite file that does not exist
-    instead of creating an empty log. Raises ConfigError for a URL that does not parse, an
-    in-memory SQLite database (lost on exit), a SQLite file in a folder that does not exist (or
-    missing, with `must_exist`); MissingExtraError when the database's driver is not installed.
+    lock. Raises ConfigError for a URL that does not parse, an in-memory SQLite database (lost
+    on exit), a SQLite file in a folder that does not exist; MissingExtraError when the
+    database's driver is not installed.
     """
     sa = require("sqlalchemy", "log")
     try:
@@ -60,9 +65,6 @@ def connect(url: str, timeout_s: float = 5.0, must_exist: bool = False) -> Any:
         raise ConfigError(f"decision log URL {shown(url)!r} is not a database URL; expected e.g. "
                           "sqlite:///decisions.db or postgresql://user@host/db") from exc
     if parsed.get_backend_name() == "sqlite":
-        if must_exist and parsed.database and not Path(parsed.database).expanduser().is_file():
-            raise ConfigError(f"no decision log at {url}: {parsed.database} does not exist; give "
-                              "the URL `confroute serve` logs to (its log.url)")
         return _sqlite_engine(sa, url, parsed.database, timeout_s)
     connect_args = {"connect_timeout": max(1, math.ceil(timeout_s))}
     try:
@@ -72,6 +74,87 @@ def connect(url: str, timeout_s: float = 5.0, must_exist: bool = False) -> Any:
         raise MissingExtraError(f"the decision log URL {shown(url)} needs a database driver that "
                                 f"is not installed ({exc}); for PostgreSQL: pip install "
                                 "'confroute[postgresql]'") from exc
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+TABLES = ("decisions", "outcomes")
+EXPECTED = "expected the decision log `confroute serve` writes (the URL of its log.url)"
+
+
+def connect_reader(url: str, timeout_s: float = 5.0) -> Any:
+    """An Engine that reads the existing decision log at `url` and never writes into it (a
+    SQLite file is opened read-only, without the writer's pragmas; nothing is migrated).
+
+    Raises ConfigError, nothing written, for a URL that does not parse, a SQLite path that is
+    missing, a folder, an empty file, a file that is not SQLite, a database without the log's
+    tables (`check_log`) or one that cannot be reached; DataError for a log written by a newer
+    confroute (a schema revision unknown here). An older log is read as it is."""
+    sa = require("sqlalchemy", "log")
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise ConfigError(f"decision log URL {shown(url)!r} is not a database URL; expected e.g. "
+                          "sqlite:///decisions.db or postgresql://user@host/db") from exc
+    if parsed.get_backend_name() != "sqlite":
+        engine = connect(url, timeout_s)
+    else:
+        path = _sqlite_file(url, parsed.database)
+        uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(
+            uri, uri=True, timeout=timeout_s, check_same_thread=False))
+    try:
+        check_log(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _sqlite_file(url: str, database: str | None) -> Path:
+    """The SQLite file of `url`, checked to exist and to start as a SQLite database does."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        raise ConfigError(f"{url!r} names no SQLite file; {EXPECTED}, e.g. "
+                          "sqlite:///confroute-decisions.db")
+    path = Path(database).expanduser()
+    if not path.exists():
+        raise ConfigError(f"no decision log at {url}: {path} does not exist; {EXPECTED}")
+    if not path.is_file():
+        raise ConfigError(f"{url}: {path} is a folder, not a decision log; {EXPECTED}")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the decision log {path}: {exc}") from exc
+    if head != SQLITE_HEADER:
+        what = "an empty file" if not head else "not a SQLite database"
+        raise ConfigError(f"{url}: {path} is {what}, not a decision log; {EXPECTED} "
+                          "(nothing was written to it)")
+    return path
+
+
+def check_log(engine: Any) -> None:
+    """ConfigError unless the database holds the decision log's tables (`decisions`,
+    `outcomes`); DataError when its schema revision is newer than this confroute's. Reads
+    only."""
+    from sqlalchemy import exc, inspect
+
+    url = shown(str(engine.url))
+    try:
+        names = set(inspect(engine).get_table_names())
+        found = current_revision(engine) if VERSION_TABLE in names else None
+    except exc.SQLAlchemyError as error:
+        raise ConfigError(f"cannot read the decision log at {url}: {one_line_error(error)}; "
+                          f"{EXPECTED}") from error
+    missing = [t for t in TABLES if t not in names]
+    if missing:
+        raise ConfigError(f"the database at {url} is not a decision log (no table "
+                          f"{', '.join(missing)}); {EXPECTED} (nothing was written to it)")
+    script = require("alembic.script", "log").ScriptDirectory.from_config(alembic_config())
+    if found is not None and not _known(script, found):
+        raise DataError(f"the decision log at {url} has schema revision {found}, which this "
+                        f"confroute does not know (it knows up to {script.get_current_head()}):"
+                        " it was written by a newer confroute. Upgrade confroute "
+                        "(pip install -U confroute)")
 
 
 def _sqlite_engine(sa: Any, url: str, database: str | None, timeout_s: float) -> Any:
@@ -168,14 +251,13 @@ def check_reachable(engine: Any) -> None:
 
 @contextlib.contextmanager
 def reading(url: str) -> Iterator[Any]:
-    """A connection to the existing log at `url`, its schema migrated first (an older log is
-    upgraded, a newer one refused naming both revisions); the engine is disposed after. Raises
+    """A connection to the existing log at `url`, opened by `connect_reader` (never written
+    into, never migrated: an older log is read as it is); the engine is disposed after. Raises
     ConfigError naming the log (password hidden) when it cannot be read, in the block too."""
     from sqlalchemy import exc
 
-    engine = connect(url, must_exist=True)
+    engine = connect_reader(url)
     try:
-        migrate(engine)
         with engine.connect() as conn:
             yield conn
     except exc.SQLAlchemyError as error:

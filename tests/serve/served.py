@@ -61,10 +61,13 @@ def served_router(request: pytest.FixtureRequest) -> Router:
 def make_app(router: Router, echo: SimpleNamespace, servers: dict[str, str | None] | None = None,
              **settings: Any) -> Any:
     """The app with each model's upstream played by the echo server of its name, or by the one
-    `servers` names for it (None: no upstream); keys from the environment by model name."""
+    `servers` names for it (None: no upstream); keys from the environment by model name.
+
+    The upstream read timeout is the service's own (generous) unless a test sets one: a
+    short default failed healthy echo answers, delayed by a loaded CPU, as timeouts (504). A
+    test of timeouts (the "slow" echo server) sets `read_timeout_s` itself."""
     chosen: dict[str, str | None] = {m: m for m in router.models} | (servers or {})
     entries = {m: UpstreamSettings(echo.urls[s], f"{m}-model") for m, s in chosen.items() if s}
-    settings.setdefault("read_timeout_s", 0.5)
     return create_app(router, ServeSettings(upstreams=entries, **settings), environ=ENVIRON)
 
 

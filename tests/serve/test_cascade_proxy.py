@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from served import QUESTION, sse_text
+from served import QUESTION, metric, sse_text
 from starlette.testclient import TestClient
 from upstream import Answer, completion, echo_app, serve_in_thread
 
@@ -232,3 +232,188 @@ def test_a_real_language_model_as_the_edge(router: Router, tiny_backend: Any, tm
     text = sse_text(reply.text)[0] if stream else reply.json()["choices"][0]["message"][
         "content"]
     assert text == direct["message"]["content"] and reply.headers["x-confroute-route"] == "edge"
+
+
+def logged(url: str) -> list[dict[str, Any]]:
+    from sqlalchemy import create_engine, select
+
+    from confroute.traffic.schema import decisions
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(decisions))]
+    finally:
+        engine.dispose()
+
+
+PRICES = {"edge": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+          "cloud": {"input_per_mtok": 10.0, "output_per_mtok": 20.0}}
+
+
+def usd(model: str, prompt: int, completion: int) -> float:
+    return (prompt * PRICES[model]["input_per_mtok"]
+            + completion * PRICES[model]["output_per_mtok"]) / 1e6
+
+
+@pytest.mark.parametrize(("stream", "with_usage"), [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize(("edge", "t1", "stage", "answered"), [
+    ("sure", 1.0, "edge", "edge"), ("unsure", 1.0, "edge", "cloud"),
+    ("sure", 0.0, "router", "cloud"), ("down", 1.0, "fallback", "cloud")])
+def test_a_cascaded_request_is_recorded_once_with_its_ids_stage_usage_and_cost(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path, stream: bool,
+        with_usage: bool, edge: str, t1: float, stage: str, answered: str) -> None:
+    """As chat.relay records: x-request-id (the answering upstream's), one log row with the
+    answering model, usage, fallbacks and cost (an escalated request pays the edge's answer
+    too), the cascade's stage under policy.cascade, and the fallback metric. A stream's usage
+    is the client's to ask for (`stream_options.include_usage`), as in relay, but the edge is
+    always asked (its answer is paid when escalated) and its usage chunk is not passed on
+    unless asked."""
+    from upstream import closed_port_url
+
+    from confroute.traffic.log import LogSettings
+
+    up = SimpleNamespace(urls={**upstreams.urls, "down": closed_port_url()}, apps=upstreams.apps)
+    (tmp_path / "prices.json").write_text(json.dumps(PRICES))
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log = LogSettings(url=url, flush_interval_s=0.01, prices=str(tmp_path / "prices.json"))
+    with client(router, up, edge, policy_file(tmp_path, t1=t1), log=log) as c:
+        options = {"stream_options": {"include_usage": True}} if with_usage else {}
+        reply = c.post("/v1/chat/completions", json={**CHAT, "stream": stream, **options})
+        assert c.app.state.service.traffic.log.flush(10)  # type: ignore[attr-defined]
+        fallbacks = metric(c.get("/metrics").text,
+                           'confroute_fallbacks_total{from_upstream="edge"}')
+    assert reply.status_code == 200, reply.text
+    h = reply.headers
+    assert h["x-confroute-cascade-stage"] == stage and h["x-confroute-route"] == answered
+    assert h["x-request-id"].startswith(f"req_{answered}_")  # the answering upstream's id
+    if stream:
+        chunks = [json.loads(line[6:]) for line in reply.text.splitlines()
+                  if line.startswith("data: {")]
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks
+                       if c["choices"])
+        assert ([c for c in chunks if not c["choices"] and c["usage"]] != []) == with_usage
+        assert '"usage"' in reply.text or not with_usage
+    else:
+        text = reply.json()["choices"][0]["message"]["content"]
+    (row,) = logged(url)
+    assert row["request_id"] == h["x-confroute-request-id"] and row["status"] == 200
+    assert (row["answering_model"], row["upstream_model"]) == (answered, f"{answered}-model")
+    assert row["chosen_model"] == ("cloud" if stage == "edge" and answered == "cloud" or
+                                   stage == "router" else "edge")
+    cascade = row["policy"]["cascade"]
+    assert cascade["stage"] == stage and (cascade["t1"], cascade["t2"]) == (t1, 0.8)
+    assert row["reason"].startswith("cascade: ") or stage == "fallback"
+    words = len(text.split())
+    known = not stream or with_usage or answered == "edge" or stage == "fallback"
+    assert (row["prompt_tokens"], row["completion_tokens"]) == ((words, words) if known
+                                                                else (None, None))
+    cost = usd(answered, words, words) if known else None
+    if (edge, answered) == ("unsure", "cloud"):  # escalated: the edge's answer is paid too
+        edge_words = len(EDGE_TEXT.split())
+        assert cascade["paid"] == [{"model": "edge", "prompt_tokens": edge_words,
+                                    "completion_tokens": edge_words}]
+        cost = (cost or 0.0) + usd("edge", edge_words, edge_words)
+        assert float(h["x-confroute-uncertainty"]) == pytest.approx(cascade["uncertainty"],
+                                                                    abs=1e-6)
+    else:
+        assert "paid" not in cascade
+    assert row["cost_usd"] == (None if cost is None else pytest.approx(cost))
+    assert row["top_cost_usd"] == (pytest.approx(usd("cloud", words, words)) if known else None)
+    assert [f["model"] for f in row["fallbacks"] or []] == (["edge"] if edge == "down" else [])
+    assert fallbacks == (1.0 if edge == "down" else 0.0)
+
+
+def test_a_cascaded_request_no_upstream_answered_is_recorded_with_the_proxys_id(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path) -> None:
+    from upstream import closed_port_url
+
+    from confroute.traffic.log import LogSettings
+
+    down = closed_port_url()
+    up = SimpleNamespace(urls={"edge": down, "cloud": down}, apps={})
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    with client(router, up, "edge", policy_file(tmp_path),
+                log=LogSettings(url=url, flush_interval_s=0.01)) as c:
+        reply = c.post("/v1/chat/completions", json=CHAT)
+        assert c.app.state.service.traffic.log.flush(10)  # type: ignore[attr-defined]
+    assert reply.status_code == 502, reply.text
+    (row,) = logged(url)
+    assert reply.headers["x-request-id"] == row["request_id"] == \
+        reply.headers["x-confroute-request-id"]
+    assert row["status"] == 502 and row["answering_model"] is None
+    assert [f["model"] for f in row["fallbacks"]] == ["edge", "cloud"]
+    assert row["policy"]["cascade"]["stage"] == "edge"
+
+
+@pytest.mark.slow
+def test_a_reload_reads_the_cascade_settings_and_policy_again(tiny_artifact: Path,
+                                                               tmp_path: Path) -> None:
+    """`confroute serve --config` as a process: SIGHUP after t2 changed in the policy file
+    keeps the answer an escalation took before; POST /admin/reload after the config file
+    turned the cascade off routes without it; a change that cannot apply (on, with a policy
+    file that is not JSON) is refused with 409 and the served cascade stays as it was."""
+    import signal
+    import time
+
+    import httpx
+    from test_traffic_process import AUTH, serving
+
+    edge = echo_app("edge", answer=lambda body: Answer(EDGE_TEXT, UNSURE))
+    config = tmp_path / "serve.yaml"
+    policy = policy_file(tmp_path)  # t2 = 0.8: UNSURE (u = 0.96) escalates
+    config.write_text(f"cascade: true\ncascade_policy: {policy}\n")
+
+    def stage(url: str) -> tuple[str | None, str]:
+        reply = httpx.post(f"{url}/v1/chat/completions", headers=AUTH, json=CHAT, timeout=60)
+        assert reply.status_code == 200, reply.text
+        return reply.headers.get("x-confroute-cascade-stage"), reply.headers["x-confroute-route"]
+
+    with contextlib.ExitStack() as stack:
+        urls = {"edge": stack.enter_context(serve_in_thread(edge)) + "/v1",
+                "cloud": stack.enter_context(serve_in_thread(echo_app("cloud"))) + "/v1"}
+        state = stack.enter_context(serving(tiny_artifact, urls, f"sqlite:///{tmp_path}/l.db",
+                                            "--config", str(config)))
+        assert stage(state.url) == ("edge", "cloud")
+        policy_file(tmp_path, t2=0.99)  # cascade.json rewritten: u = 0.96 is kept now
+        state.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while stage(state.url) != ("edge", "edge"):  # the reload runs off the request path
+            assert time.monotonic() < deadline, "SIGHUP did not apply the new t2"
+            time.sleep(0.1)
+        config.write_text(f"cascade: false\ncascade_policy: {policy}\n")
+        answer = httpx.post(f"{state.url}/admin/reload", headers=AUTH, json={}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["cascade"] is None, answer.text
+        assert stage(state.url)[0] is None
+        (tmp_path / "junk.json").write_text("{ not json")
+        config.write_text(f"cascade: true\ncascade_policy: {tmp_path / 'junk.json'}\n")
+        answer = httpx.post(f"{state.url}/admin/reload", headers=AUTH, json={}, timeout=60)
+        assert answer.status_code == 409 and "cascade_policy" in answer.text, answer.text
+        assert stage(state.url)[0] is None
+    assert "cascade t1=1.0000 t2=0.9900" in state.log and "cascade off" in state.log
+
+
+def test_a_responses_request_is_routed_by_the_router_alone_and_says_so(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path) -> None:
+    """/v1/responses has no stage 2 (docs/cascade.md): the router's own threshold decides
+    (not t1), no edge answer is held or judged, and x-confroute-cascade says the cascade is
+    off here, on answers and on errors alike."""
+    from upstream import closed_port_url
+
+    body = {"model": "confroute", "input": QUESTION}
+    with client(router, upstreams, "unsure", policy_file(tmp_path, t1=0.0)) as c:
+        threshold = c.app.state.service.policy.threshold  # type: ignore[attr-defined]
+        reply = c.post("/v1/responses", json=body)
+    assert reply.status_code == 200, reply.text
+    h = reply.headers
+    assert h["x-confroute-cascade"] == "off-on-responses"
+    assert "x-confroute-cascade-stage" not in h and "x-confroute-uncertainty" not in h
+    assert float(h["x-confroute-threshold"]) == pytest.approx(threshold) != 0.0  # not t1
+    assert h["x-confroute-route"] == h["x-confroute-decision"]
+    sent = upstreams.apps["unsure" if h["x-confroute-route"] == "edge" else "cloud"].state.seen
+    assert "include" not in sent[-1]["body"] and "logprobs" not in sent[-1]["body"]
+    down = closed_port_url()
+    up = SimpleNamespace(urls={"edge": down, "cloud": down}, apps={})
+    with client(router, up, "edge", policy_file(tmp_path)) as c:
+        reply = c.post("/v1/responses", json=body)
+    assert reply.status_code == 502 and reply.headers["x-confroute-cascade"] == "off-on-responses"

@@ -4,6 +4,7 @@ feedback, the time split, rows without text counted with the fix, and `confroute
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -86,8 +87,11 @@ def test_logs_export_writes_the_table(sqlite_url: str, tmp_path: Path,
                                             "cloud": [True] * 5}, PAIR)
     log.close()
     out = tmp_path / "log.jsonl"
+    source = Path(sqlite_url.removeprefix("sqlite:///"))
+    before = source.read_bytes()
     assert main(["logs", "export", "--db", sqlite_url, "--out", str(out),
                  "--test_fraction", "0.4"]) == 0
+    assert source.read_bytes() == before  # opened read-only (WAL's -shm may appear beside it)
     report = json.loads(capsys.readouterr().out)
     assert report["rows"] == {"train": 3, "test": 2}
     assert [json.loads(line)["split"] for line in out.read_text().splitlines()] == \
@@ -170,3 +174,52 @@ def test_readers_answer_bad_logs_with_one_line(command: list[str], db: str, mess
     assert message in error and len(error.strip().splitlines()) == 1, error
     assert "s3cret" not in error
     assert not (tmp_path / "typo.db").exists()  # a reader never creates an empty log
+
+
+def not_logs(tmp: Path) -> dict[str, tuple[Path, str]]:
+    """Sources that are not a decision log, and what the readers say of each."""
+    import sqlite3
+
+    folder, empty, text, other = (tmp / f"{n}.db" for n in ("folder", "empty", "text", "other"))
+    folder.mkdir()
+    empty.write_bytes(b"")
+    text.write_text("prompt,label\nhi,0\n")
+    with contextlib.closing(sqlite3.connect(other)) as conn, conn:
+        conn.execute("CREATE TABLE runs (id INTEGER, name TEXT)")
+        conn.execute("INSERT INTO runs VALUES (1, 'mlflow')")
+    return {"folder": (folder, "is a folder, not a decision log"),
+            "empty": (empty, "is an empty file, not a decision log"),
+            "text": (text, "is not a SQLite database, not a decision log"),
+            "other": (other, "is not a decision log (no table decisions, outcomes)")}
+
+
+@pytest.mark.parametrize("command", [
+    ["logs", "export", "--out", "{out}/t.parquet"],
+    ["gate", "--candidate", "{artifact}", "--served", "{out}/served"],
+    ["drift", "--artifact", "{artifact}", "--out", "{out}/drift"],
+    ["train", "--out", "{out}/run", "--data.source"],
+])
+@pytest.mark.parametrize("kind", ["folder", "empty", "text", "other"])
+def test_readers_refuse_a_source_that_is_not_a_log_and_leave_it_as_it_was(
+        command: list[str], kind: str, tmp_path: Path, tiny_artifact: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    """Export, gate, drift and train read a log and never write into it: a source that is not
+    a decision log is refused with one line, its bytes unchanged and nothing made beside it
+    (no migration creating the tables, no SQLite journal)."""
+    import os
+
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    path, message = not_logs(sources)[kind]
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(tiny_artifact, out / "served")
+    before = {p.name: p.read_bytes() if p.is_file() else None for p in sources.iterdir()}
+    args = [a.format(out=out, artifact=tiny_artifact) for a in command]
+    url = f"sqlite:///{path}"
+    args += [url] if args[-1] == "--data.source" else ["--db", url]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1, error
+    assert {p.name: p.read_bytes() if p.is_file() else None for p in sources.iterdir()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["served"]
