@@ -121,7 +121,11 @@ def raw_upstream(script: Callable[[dict[str, Any]], Script]) -> Iterator[RawUpst
         thread.join(10)
 
 
-FIRST_CONTENT_S, REQUEST_S = 1.0, 3.0  # the proxy's deadlines in the scripted-upstream tests
+# The proxy's deadlines in the scripted-upstream tests. After the scripted edge used up its
+# FIRST_CONTENT_S, the healthy echo cloud must answer within the same deadline: at 1 s it
+# missed it on a loaded CI machine (a 504 for a healthy fallback). The read timeout stays
+# above REQUEST_S, so that a stall is cut by the request deadline the tests name.
+FIRST_CONTENT_S, REQUEST_S, READ_S = 2.5, 6.0, 10.0
 
 
 @contextlib.contextmanager
@@ -135,7 +139,7 @@ def scripted_proxy(router: Any, script: Script, cloud: Any, **settings: Any) -> 
 
     with raw_upstream(lambda body: script) as scripted, serve_in_thread(echo_app("edge")) as echo:
         limits = {"first_content_timeout_s": FIRST_CONTENT_S, "request_timeout_s": REQUEST_S,
-                  "read_timeout_s": 5.0, **settings}
+                  "read_timeout_s": READ_S, **settings}
         edge, top = (scripted.url, cloud.state.url) if cloud is not None \
             else (echo + "/v1", scripted.url)
         cfg = ServeSettings(edge=UpstreamSettings(edge, "edge-m"),
