@@ -13,8 +13,12 @@ An edge answer without log-probs (an upstream that ignores `logprobs: true`) or 
 ones is never escalated or kept silently: `cascade_missing` decides ("edge": serve it, as stage 1
 chose; "cloud": escalate), the `x-confroute-cascade` header names what was missing and a
 warning is logged. An edge stream that breaks off is escalated (nothing has reached the
-client). Headers: `x-confroute-cascade-stage` (router, edge, or fallback when the edge upstream
-failed and the cloud answered) and `x-confroute-uncertainty` (stage 2's P(edge wrong)).
+client). When an escalated request finds no cloud answer (down, 5xx, 429, its deadline), the
+edge's held answer is served after all, marked `x-confroute-cascade: escalation-failed` (an
+answer already paid for beats an error; an edge stream that broke off has none to serve, and
+the client gets the error). Headers: `x-confroute-cascade-stage` (router, edge, or fallback
+when the edge upstream failed and the cloud answered) and `x-confroute-uncertainty` (stage
+2's P(edge wrong)).
 A request that forces a model or overrides a threshold is routed as without the cascade.
 
 The answer goes out, and is recorded, as `chat.relay`'s do (`replies.respond`): x-request-id,
@@ -28,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -93,9 +97,27 @@ async def cascade_chat(service: Service, request: Request, body: dict[str, Any],
     trace.cascade = _stage(policy, verdict.stage, verdict, note)
     if verdict.route == "cloud":
         usage = events_answer(events)[0] if events is not None else answer_of(reply.content)[0]
+        held = None if reply.stream is not None and events is None else (
+            lambda problem: _held(service, policy, trace, reply, notes, decision, verdict,
+                                  problem, events, edit))
         return await _cloud(service, request, body, trace, deadline, decision, verdict, notes,
-                            note, [(edge, usage)])
+                            note, [(edge, usage)], held)
     return _served(service, trace, reply, notes, decision, verdict, note, events, edit)
+
+
+def _held(service: Service, policy: CascadePolicy, trace: Trace, reply: Reply,
+          notes: list[str], decision: Decision, verdict: CascadeDecision, problem: Problem,
+          events: list[bytes] | None, edit: Edit | None) -> Response:
+    """The edge's held answer when the escalation found no cloud answer: an answer the edge
+    judged uncertain, already paid for, beats an error (x-confroute-cascade: escalation-failed,
+    the cloud's failure in the record's notes)."""
+    kept = dataclasses.replace(verdict, route="edge", reason=f"{verdict.reason}; the cloud "
+                               f"failed ({problem.message}): served the edge's answer")
+    log.warning("cascade: escalation failed (%s); served the edge's held answer",
+                problem.message)
+    trace.cascade = _stage(policy, kept.stage, kept, "escalation-failed")
+    return _served(service, trace, reply, [*notes, problem.message], decision, kept,
+                   "escalation-failed", events, edit)
 
 
 def _edge_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -111,12 +133,17 @@ def _edge_body(body: dict[str, Any]) -> dict[str, Any]:
 
 async def _cloud(service: Service, request: Request, body: dict[str, Any], trace: Trace,
                  deadline: Deadline, decision: Decision, verdict: CascadeDecision,
-                 notes: list[str], note: str, paid: Sequence[Paid] = ()) -> Response:
-    """The cloud's answer to the client's request as written (sent direct, or escalated)."""
+                 notes: list[str], note: str, paid: Sequence[Paid] = (),
+                 held: Callable[[Problem], Response] | None = None) -> Response:
+    """The cloud's answer to the client's request as written (sent direct, or escalated);
+    when the cloud does not answer, `held(problem)` (the edge's answer) unless the client has
+    gone (499), else the Problem, recorded."""
     routed = _routed(decision, verdict)
     try:
         reply, more = await _ask(service, request, body, [service.models[1]], deadline)
     except Problem as problem:
+        if held is not None and problem.status != 499:
+            return held(problem)
         raise refused(problem, trace, routed, paid) from None
     return respond(service.metrics, trace, reply, notes + more, routed,
                    _extra(verdict, note), paid=paid)

@@ -417,3 +417,41 @@ def test_a_responses_request_is_routed_by_the_router_alone_and_says_so(
     with client(router, up, "edge", policy_file(tmp_path)) as c:
         reply = c.post("/v1/responses", json=body)
     assert reply.status_code == 502 and reply.headers["x-confroute-cascade"] == "off-on-responses"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_escalation_that_finds_no_cloud_serves_the_held_edge_answer(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path, stream: bool) -> None:
+    from upstream import closed_port_url
+
+    from confroute.traffic.log import LogSettings
+
+    up = SimpleNamespace(urls={**upstreams.urls, "cloud": closed_port_url()}, apps={})
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    with client(router, up, "unsure", policy_file(tmp_path),
+                log=LogSettings(url=url, flush_interval_s=0.01)) as c:
+        reply = c.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+        assert c.app.state.service.traffic.log.flush(10)  # type: ignore[attr-defined]
+    assert reply.status_code == 200, reply.text
+    h = reply.headers
+    assert h["x-confroute-cascade"] == "escalation-failed"
+    assert (h["x-confroute-cascade-stage"], h["x-confroute-route"]) == ("edge", "edge")
+    assert float(h["x-confroute-uncertainty"]) > 0.8  # stage 2 did want the cloud
+    text = sse_text(reply.text)[0] if stream else reply.json()["choices"][0]["message"][
+        "content"]
+    assert text == EDGE_TEXT
+    (row,) = logged(url)
+    assert row["status"] == 200 and row["answering_model"] == "edge"
+    assert row["policy"]["cascade"]["note"] == "escalation-failed"
+    assert [f["model"] for f in row["fallbacks"]] == ["cloud"]  # the escalation that failed
+
+
+def test_an_edge_stream_that_broke_off_and_no_cloud_is_an_error(
+        router: Router, upstreams: SimpleNamespace, tmp_path: Path) -> None:
+    from upstream import closed_port_url
+
+    up = SimpleNamespace(urls={**upstreams.urls, "cloud": closed_port_url()}, apps={})
+    with client(router, up, "broken", policy_file(tmp_path)) as c:
+        reply = c.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert reply.status_code == 502, reply.text  # no held answer to fall back on
+    assert reply.json()["error"]["code"] == "upstream_unavailable"
