@@ -39,6 +39,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from gemm import cpu_summary  # bench/ is on sys.path when this script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "confroute" / "dataset" / "builtin" / "routellm_judge.parquet"
@@ -50,8 +51,8 @@ def main() -> None:
     args = parse_args()
     prompts = load_prompts(args.prompts_from, args.max_prompt_chars)
     print(f"artifact {args.artifact}; {len(prompts)} distinct real prompts (median "
-          f"{int(np.median([len(p) for p in prompts]))} chars); {os.cpu_count()} CPU cores; "
-          f"python {platform.python_version()}", flush=True)
+          f"{int(np.median([len(p) for p in prompts]))} chars); CPU: {cpu_summary()}, "
+          f"{os.cpu_count()} cores; python {platform.python_version()}", flush=True)
     rows, overhead = [], []
     with process([sys.executable, str(ROOT / "tests/serve/upstream.py"), "--name", "edge"],
                  r"(http://\S+)") as (echo, _), tempfile.TemporaryDirectory() as tmp:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from gemm import cpu_summary  # noqa: E402  (bench/ is on sys.path when this script runs)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -94,6 +96,7 @@ def main() -> None:
                          answer_prefix="The answer is")
     seconds, tokens = plain_generate(backend, texts, cfg)
     rows.append(("transformers generate (no newline stop)", seconds, tokens))
+    print(f"CPU: {cpu_summary()}, {os.cpu_count()} cores")
     print(f"{'method':42} {'seconds':>8} {'gen tokens':>10} {'tokens/s':>9} {'prompts/s':>9}")
     for name, seconds, tokens in rows:
         print(f"{name:42} {seconds:8.1f} {tokens:10d} {tokens / seconds:9.1f} "

@@ -23,6 +23,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from gemm import cpu_summary  # noqa: E402  (bench/ is on sys.path when this script runs)
 
 
 def padding_share(cfg, data) -> float:  # noqa: ANN001 - RunConfig, LabelledPrompts
@@ -135,7 +136,8 @@ def main() -> None:
     before = np.median([m["train_examples_per_s"] for m in results["before (shuffled)"]])
     header = (f"{'variant':<24} {'train ex/s':>10} {'speed-up':>8} {'padding':>8} "
               f"{'val s':>7} {'wall s':>7} {'val AUROC':>9} {'val Brier':>9}")
-    print("\n" + header + "\n" + "-" * len(header))
+    print(f"\nCPU: {cpu_summary()}, {os.cpu_count()} cores")
+    print(header + "\n" + "-" * len(header))
     for name, runs in results.items():
         speed = float(np.median([m["train_examples_per_s"] for m in runs]))
         row = {k: float(np.median([m[k] for m in runs]))
