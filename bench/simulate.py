@@ -76,11 +76,16 @@ def confroute(*args: str) -> str:
     return done.stdout
 
 
-def train_and_export(folder: Path, source: str, *extra: str) -> Path:
-    """`confroute train --preset micro` on `source`, then export (fp32 only: the gate scores
-    fp32, and int8 calibration would double the CPU time)."""
-    confroute("train", "--preset", "micro", "--data.source", source, "--out",
-              str(folder / "run"), *extra)
+CANDIDATES = ("micro", "default")
+"""Router families the candidates can be trained as: `--preset micro` (the static table), or
+confroute's default router (MiniLM's first layers, what `make demo` trains)."""
+
+
+def train_and_export(folder: Path, source: str, *extra: str, family: str = "micro") -> Path:
+    """`confroute train` (`--preset micro`, or the default router) on `source`, then export
+    (fp32 only: the gate scores fp32, and int8 calibration would double the CPU time)."""
+    preset = ["--preset", "micro"] if family == "micro" else []
+    confroute("train", *preset, "--data.source", source, "--out", str(folder / "run"), *extra)
     confroute("export", str(folder / "run"), "--out", str(folder / "artifact"),
               "--int8", "false")
     return folder / "artifact"
@@ -174,8 +179,10 @@ def gate(candidate: Path, link: Path, url: str, out: Path, min_rows: int) -> dic
     return json.loads(out.read_text())
 
 
-def run(n: int, seed: int, quick: bool, work: Path, share: float = 0.25) -> dict[str, Any]:
-    """The whole loop in `work`; every figure of the table."""
+def run(n: int, seed: int, quick: bool, work: Path, share: float = 0.25,
+        candidates: str = "micro") -> dict[str, Any]:
+    """The whole loop in `work`; every figure of the table. `candidates`: the family the
+    retrained and the worse candidate are trained as (see CANDIDATES)."""
     known = traffic(n, seed)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -186,8 +193,8 @@ def run(n: int, seed: int, quick: bool, work: Path, share: float = 0.25) -> dict
     counts = replay(served_dir, known, url, share)
     timings["replay"] = counts["seconds"]
     start = time.perf_counter()
-    retrained = train_and_export(work / "retrained", url)
-    worse = train_and_export(work / "worse", str(flipped_table(work, url)))
+    retrained = train_and_export(work / "retrained", url, family=candidates)
+    worse = train_and_export(work / "worse", str(flipped_table(work, url)), family=candidates)
     timings["train candidates"] = time.perf_counter() - start
     link = work / "served-link"
     os.symlink(served_dir.resolve(), link)
@@ -197,6 +204,7 @@ def run(n: int, seed: int, quick: bool, work: Path, share: float = 0.25) -> dict
     promoted = gate(retrained, link, url, work / "gate-retrained.json", min_rows)
     timings["gate"] = time.perf_counter() - start
     return {"n": n, "counts": counts, "worse": refused, "retrained": promoted,
+            "candidates": candidates,
             "timings": timings, "link_now": str(Path(os.readlink(link)).name
                                                  if link.is_symlink() else link),
             "promoted_to": str(Path(os.path.realpath(link)).parent.name)}
@@ -219,6 +227,10 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CANDIDATE_NAMES = {"micro": "micro router (`--preset micro`)",
+                   "default": "default router (MiniLM's first layers, no preset)"}
+
+
 def report(result: dict[str, Any]) -> str:
     c, t = result["counts"], result["timings"]
     head = (f"CPU: {cpu_summary()} ({os.cpu_count()} cores). Traffic: {c['requests']} MMLU-Pro "
@@ -229,7 +241,8 @@ def report(result: dict[str, Any]) -> str:
             f"{c['sent_up']} ({c['sent_up'] / c['requests']:.1%}) to the cloud; "
             f"{c['judged']} shadow-judged. Quality = the mean logged rating of the answer each "
             f"router picks at the current cloud share (judge verdicts: the winner 1, the loser "
-            f"0, a tie, both right or both wrong, 1 for both).")
+            f"0, a tie, both right or both wrong, 1 for both). Candidates trained as the "
+            f"{CANDIDATE_NAMES[result['candidates']]}.")
     times = ", ".join(f"{k} {v:.0f} s" for k, v in t.items())
     return f"{head}\n\n{table(result)}\n\nTimings: {times}.\n"
 
@@ -250,16 +263,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="the served router's target cloud share, calibrated on the first "
                              "tenth of the traffic (MMLU-Pro's 8B edge loses to the 70B on "
                              "about a quarter of the questions)")
+    parser.add_argument("--candidates", choices=CANDIDATES, default="micro",
+                        help="the family the candidates are trained as: micro (the static "
+                             "table, as the served router) or default (MiniLM's first layers)")
     args = parser.parse_args(argv)
     n = args.n or (300 if args.quick else 2500)
     with tempfile.TemporaryDirectory(prefix="confroute-simulate-") as work:
-        result = run(n, args.seed, args.quick, Path(work), args.cloud_share)
+        result = run(n, args.seed, args.quick, Path(work), args.cloud_share, args.candidates)
     text = report(result)
     print(text)
     if not args.quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("# The traffic loop on real outcomes (`python bench/simulate.py`)\n\n"
-                           + text)
+        results = RESULTS if args.candidates == "micro" else \
+            RESULTS.with_name(f"simulate-{args.candidates}.md")
+        command = "python bench/simulate.py" + (
+            "" if args.candidates == "micro" else f" --candidates {args.candidates}")
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(f"# The traffic loop on real outcomes (`{command}`)\n\n" + text)
     print(json.dumps(summary(result)))
     return 0
 
