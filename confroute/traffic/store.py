@@ -103,7 +103,7 @@ def connect_reader(url: str, timeout_s: float = 5.0) -> Any:
         engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(
             uri, uri=True, timeout=timeout_s, check_same_thread=False))
     try:
-        check_log(engine)
+        check_log(engine, url)
     except BaseException:
         engine.dispose()
         raise
@@ -132,13 +132,14 @@ def _sqlite_file(url: str, database: str | None) -> Path:
     return path
 
 
-def check_log(engine: Any) -> None:
+def check_log(engine: Any, url: str | None = None) -> None:
     """ConfigError unless the database holds the decision log's tables (`decisions`,
     `outcomes`); DataError when its schema revision is newer than this confroute's. Reads
-    only."""
+    only. `url` names the log in messages (default the engine's: a read-only SQLite engine's
+    is a bare sqlite://, so `connect_reader` passes the user's)."""
     from sqlalchemy import exc, inspect
 
-    url = shown(str(engine.url))
+    url = shown(str(engine.url) if url is None else url)
     try:
         names = set(inspect(engine).get_table_names())
         found = current_revision(engine) if VERSION_TABLE in names else None
