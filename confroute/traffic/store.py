@@ -166,6 +166,7 @@ def _sqlite_engine(sa: Any, url: str, database: str | None, timeout_s: float) ->
     if not folder.is_dir():
         raise ConfigError(f"decision log {url}: folder {folder} does not exist; create it or "
                           "give another path")
+    _refuse_foreign(url, Path(database).expanduser())
     engine = sa.create_engine(url, connect_args={"timeout": timeout_s})
 
     def pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -176,6 +177,32 @@ def _sqlite_engine(sa: Any, url: str, database: str | None, timeout_s: float) ->
 
     sa.event.listen(engine, "connect", pragmas)
     return engine
+
+
+def _refuse_foreign(url: str, path: Path) -> None:
+    """ConfigError, nothing written, when the writer's SQLite `path` exists but is no log:
+    a folder, a non-empty file that is not SQLite, a SQLite database of another application
+    (tables, none of the log's). A missing or empty file may become the log."""
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return
+    fix = "give log.url a new file (e.g. sqlite:///confroute-decisions.db) or an existing log"
+    if not path.is_file():
+        raise ConfigError(f"{url}: {path} is a folder, not a decision log; {fix}")
+    with path.open("rb") as handle:
+        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise ConfigError(f"{url}: {path} is not a SQLite database, not a decision log; "
+                              f"{fix} (nothing was written to it)")
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            names = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot read the decision log {path}: {exc}; {fix}") from exc
+    if names and not names & {*TABLES, VERSION_TABLE}:
+        raise ConfigError(f"{url}: {path} is a database of another application (tables "
+                          f"{', '.join(sorted(names)[:5])}), not a decision log; {fix} "
+                          "(nothing was written to it)")
 
 
 def alembic_config() -> Any:
