@@ -227,6 +227,14 @@ class ServeSettings:
             check_ladder_upstream(name, upstream)
         return upstreams
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, host: str) -> str:  # "" would bind every interface, as 0.0.0.0
+        if not host or any(c.isspace() for c in host):
+            raise refuse("must be an address or a name (e.g. 127.0.0.1, or 0.0.0.0 for every "
+                         "interface); found {found}", repr(host))
+        return host
+
     @field_validator("allowed_hosts")
     @classmethod
     def _hosts(cls, hosts: list[str]) -> list[str]:
