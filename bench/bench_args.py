@@ -18,9 +18,9 @@ import argparse
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,9 +43,41 @@ def add_data_dir(parser: argparse.ArgumentParser, flag: str, env: str, folder: s
 
 def add_seed_cache_out(parser: argparse.ArgumentParser, cache: str = "bench/.cache") -> None:
     """--seed (0), --cache (`cache` under the checkout) and --out (bench/results)."""
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0, help="random seed in [0, 2**32 - 1]")
     parser.add_argument("--cache", type=Path, default=ROOT / cache)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
+
+
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding (np.random.seed, RandomState) takes no more
+
+
+def seed(text: str) -> int:
+    """A --seed value: a whole number in [0, SEED_MAX]; argparse reports the refusal."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [0, {SEED_MAX}]; "
+                                         f"found {text!r}")
+    return value
+
+
+def run(main: Callable[[], int | None], script: str) -> NoReturn:
+    """`raise SystemExit(main())`, but a ConfrouteError (bad data folder, bad input) or an
+    OSError on a named path is one line `script: error: ...` and exit status 2."""
+    from confroute.errors import ConfrouteError, one_line
+
+    try:
+        raise SystemExit(main())
+    except ConfrouteError as exc:
+        message = one_line(str(exc))
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        message = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    print(f"{script}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None, script: str,

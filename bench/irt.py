@@ -318,4 +318,4 @@ def _log(message: str) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    bench_args.run(main, "irt.py")

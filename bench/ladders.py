@@ -313,4 +313,4 @@ def _log(message: str) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    bench_args.run(main, "ladders.py")

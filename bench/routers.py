@@ -364,4 +364,4 @@ def _log(message: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    bench_args.run(main, "routers.py")

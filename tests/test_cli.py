@@ -124,6 +124,10 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
     (["train", "--out", "{tmp}/r", "--config", "{tmp}/typo.yaml"], None,
      "typo.yaml is not valid: unknown setting train.max_step"),
     (["train", "--out", "{tmp}/r", "--config", "{tmp}/broken.yaml"], None, "broken.yaml"),
+    (["train", "--out", "{tmp}/r", "--config", "{tmp}/list.yaml"], None,
+     "list.yaml must hold settings as `key: value` lines .*found '- a - b'"),
+    (["serve", "{art}", "--config", "{tmp}/empty.yaml"], None,
+     "empty.yaml must hold settings .*found an empty file; fill it in, or leave out --config"),
     (["train", "--out", "{tmp}/r", "--data.source", "{tmp}/nothing.csv"], None, "does not exist"),
     (["train"], None, "required: out"),
     (["tune", "--out", "{tmp}/t", "--metric", "val_f1"], None,
@@ -138,6 +142,8 @@ def test_errors_are_one_line_without_traceback(tiny_artifact: Path, tmp_path: Pa
     args = [a.format(art=tiny_artifact, tmp=tmp_path) for a in args]
     (tmp_path / "typo.yaml").write_text("train:\n  max_step: 3\n")
     (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "empty.yaml").write_text("")
     out = run_cli(*args, stdin=stdin)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr

@@ -159,9 +159,16 @@ def command_first(args: list[str]) -> list[str]:
 
 def _config_named(message: str, args: list[str]) -> str:
     """Name the --config file in errors that come from one (jsonargparse names none): invalid
-    YAML, or an unknown key (an unknown flag is an "unrecognized argument" instead)."""
+    YAML, an unknown key (an unknown flag is an "unrecognized argument" instead), or a file
+    whose YAML is not a mapping (empty, a list, a number: jsonargparse says "Unexpected config")."""
+    not_mapping = message.startswith("Unexpected config")
     from_file = "Problems parsing config" in message or "unknown setting" in message
-    if not from_file or "--config" not in args:
+    if not (from_file or not_mapping) or "--config" not in args:
         return message
     files = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--config"]
+    if not_mapping:
+        found = message.removeprefix("Unexpected config").lstrip(":").strip()
+        return (f"config file {' or '.join(files)} must hold settings as `key: value` lines "
+                f"(e.g. `port: 0`); found {repr(found) if found else 'an empty file'}; "
+                "fill it in, or leave out --config")
     return f"config file {' or '.join(files)} is not valid: {message}"

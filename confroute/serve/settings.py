@@ -41,6 +41,7 @@ from confroute.serve.validation import (
     Unit,
     check_base_url,
     config_errors,
+    no_space,
     refuse,
     shown_url,
     url_problem,
@@ -205,7 +206,6 @@ class ServeSettings:
     """Reload the artifact (a served link is resolved again) on SIGHUP and POST /admin/reload;
     in-flight requests finish on the router they started with."""
 
-
     @field_validator("edge", "cloud", "judge", mode="before")
     @classmethod
     def _no_key_in_route(cls, entry: Any, info: Any) -> Any:
@@ -226,6 +226,11 @@ class ServeSettings:
         for name, upstream in upstreams.items():
             check_ladder_upstream(name, upstream)
         return upstreams
+
+    @field_validator("host", "token")
+    @classmethod
+    def _no_space(cls, value: str | None, info: Any) -> str | None:
+        return no_space(value, info.field_name)  # host "" would bind every interface
 
     @field_validator("allowed_hosts")
     @classmethod

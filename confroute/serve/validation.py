@@ -133,3 +133,17 @@ def shown_url(url: Any) -> str:
     if not isinstance(url, str):
         return repr(url)
     return repr(redact(re.sub(r"(//)[^/@]*@", r"\1***@", url)))
+
+
+def no_space(value: str | None, field: str) -> str | None:
+    """`value` (a host or the bearer token; None passes) unless it is empty or holds white
+    space: an empty host binds every interface, and a token with spaces or a line break can
+    never match the `Authorization: Bearer <token>` clients send. PydanticCustomError (via
+    `refuse`) otherwise; the token's value is never shown."""
+    if value is None or (value and not any(c.isspace() for c in value)):
+        return value
+    if field == "token":
+        raise refuse("($CONFROUTE_TOKEN) is empty or holds spaces or line breaks, so no client "
+                     "could send it; set it to the token alone")
+    raise refuse("must be an address or a name (e.g. 127.0.0.1, or 0.0.0.0 for every "
+                 "interface); found {found}", repr(value))

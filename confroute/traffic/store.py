@@ -103,7 +103,7 @@ def connect_reader(url: str, timeout_s: float = 5.0) -> Any:
         engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(
             uri, uri=True, timeout=timeout_s, check_same_thread=False))
     try:
-        check_log(engine)
+        check_log(engine, url)
     except BaseException:
         engine.dispose()
         raise
@@ -132,13 +132,14 @@ def _sqlite_file(url: str, database: str | None) -> Path:
     return path
 
 
-def check_log(engine: Any) -> None:
+def check_log(engine: Any, url: str | None = None) -> None:
     """ConfigError unless the database holds the decision log's tables (`decisions`,
     `outcomes`); DataError when its schema revision is newer than this confroute's. Reads
-    only."""
+    only. `url` names the log in messages (default the engine's: a read-only SQLite engine's
+    is a bare sqlite://, so `connect_reader` passes the user's)."""
     from sqlalchemy import exc, inspect
 
-    url = shown(str(engine.url))
+    url = shown(str(engine.url) if url is None else url)
     try:
         names = set(inspect(engine).get_table_names())
         found = current_revision(engine) if VERSION_TABLE in names else None
@@ -165,6 +166,7 @@ def _sqlite_engine(sa: Any, url: str, database: str | None, timeout_s: float) ->
     if not folder.is_dir():
         raise ConfigError(f"decision log {url}: folder {folder} does not exist; create it or "
                           "give another path")
+    _refuse_foreign(url, Path(database).expanduser())
     engine = sa.create_engine(url, connect_args={"timeout": timeout_s})
 
     def pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -175,6 +177,32 @@ def _sqlite_engine(sa: Any, url: str, database: str | None, timeout_s: float) ->
 
     sa.event.listen(engine, "connect", pragmas)
     return engine
+
+
+def _refuse_foreign(url: str, path: Path) -> None:
+    """ConfigError, nothing written, when the writer's SQLite `path` exists but is no log:
+    a folder, a non-empty file that is not SQLite, a SQLite database of another application
+    (tables, none of the log's). A missing or empty file may become the log."""
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return
+    fix = "give log.url a new file (e.g. sqlite:///confroute-decisions.db) or an existing log"
+    if not path.is_file():
+        raise ConfigError(f"{url}: {path} is a folder, not a decision log; {fix}")
+    with path.open("rb") as handle:
+        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise ConfigError(f"{url}: {path} is not a SQLite database, not a decision log; "
+                              f"{fix} (nothing was written to it)")
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            names = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot read the decision log {path}: {exc}; {fix}") from exc
+    if names and not names & {*TABLES, VERSION_TABLE}:
+        raise ConfigError(f"{url}: {path} is a database of another application (tables "
+                          f"{', '.join(sorted(names)[:5])}), not a decision log; {fix} "
+                          "(nothing was written to it)")
 
 
 def alembic_config() -> Any:

@@ -240,6 +240,12 @@ def test_settings_objects_check_their_upstreams_too() -> None:
     (lambda: ServeSettings(upstreams={"small": {"base_url": URL, "model": "m", "api_key_env": 7}}),
      "upstreams.small.api_key_env: input should be a valid string; found 7"),
     (lambda: ServeSettings(log={"queue_size": 0}), "log.queue_size must be an integer >= 1"),
+    (lambda: ServeSettings(host=""), "host must be an address or a name (e.g. 127.0.0.1, or "
+     "0.0.0.0 for every interface); found ''"),
+    (lambda: ServeSettings(host=" localhost"), "host must be an address or a name"),
+    (lambda: ServeSettings(token=f"{SECRET} "), "token ($CONFROUTE_TOKEN) is empty or holds "
+     "spaces or line breaks, so no client could send it; set it to the token alone"),
+    (lambda: load_settings({}, environ={"CONFROUTE_TOKEN": " "}), "no client could send it"),
 ])
 def test_settings_built_in_python_are_validated_naming_the_key(build: Any, message: str) -> None:
     with pytest.raises(ConfigError) as error:

@@ -221,5 +221,6 @@ def test_readers_refuse_a_source_that_is_not_a_log_and_leave_it_as_it_was(
     assert main(args) == 2
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1, error
+    assert url in error, error  # the line names the source the user gave
     assert {p.name: p.read_bytes() if p.is_file() else None for p in sources.iterdir()} == before
     assert sorted(p.name for p in out.iterdir()) == ["served"]

@@ -67,6 +67,35 @@ def test_unusable_urls_are_refused_with_the_fix(url: str, message: str) -> None:
         store.connect(url)
 
 
+@pytest.mark.parametrize("kind, message", [
+    ("folder", "is a folder, not a decision log"),
+    ("text", "is not a SQLite database, not a decision log"),
+    ("other", r"is a database of another application \(tables runs\), not a decision log"),
+])
+def test_the_writer_refuses_a_file_that_is_not_a_log_and_leaves_it_as_it_was(
+        kind: str, message: str, tmp_path) -> None:
+    """`confroute serve --log.url` at a folder, a text file or another app's SQLite database
+    stops with one line (it was a traceback, a log that never wrote, or tables and WAL mode
+    written into the other app's database); an empty file may still become a log."""
+    import contextlib
+    import sqlite3
+
+    path = tmp_path / f"{kind}.db"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "text":
+        path.write_text("prompt,label\nhi,0\n")
+    else:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute("CREATE TABLE runs (id INTEGER)")
+    before = {p.name: p.read_bytes() if p.is_file() else None for p in tmp_path.iterdir()}
+    with pytest.raises(ConfigError, match=message):
+        store.connect(f"sqlite:///{path}")
+    assert {p.name: p.read_bytes() if p.is_file() else None for p in tmp_path.iterdir()} == before
+    (tmp_path / "empty.db").write_bytes(b"")
+    store.migrate(store.connect(f"sqlite:///{tmp_path / 'empty.db'}"))
+
+
 def test_passwords_never_show() -> None:
     assert store.shown("postgresql://me:s3cret@db.example/log") == \
         "postgresql://me:***@db.example/log"
