@@ -59,7 +59,8 @@ def one_line(message: str) -> str:
 
 
 _WANTS = {"float": "a number", "int": "a whole number", "NoneType": "null", "bool": "true or false",
-          "str": "text", "Path": "a path"}
+          "str": "text", "Path": "a path",
+          "list": "a list, in brackets (--key '[\"a\", \"b\"]', or key: [a, b] in YAML)"}
 
 
 def _type_error(text: str) -> str:

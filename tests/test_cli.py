@@ -134,6 +134,8 @@ def test_route_from_arguments_file_and_stdin(tiny_artifact: Path, tmp_path: Path
      "metric must be one of .*; found 'val_f1'"),
     (["tune", "--out", "{tmp}/t", "--n_trials", "0"], None, "n_trials must be >= 1"),
     (["serve", "{art}", "--port", "70000"], None, "port must be in"),
+    (["serve", "{art}", "--cors_origins", "*"], None,
+     r"cors_origins must be a list, in brackets \(--key '\[.*found '\*'"),
     (["serve", "{art}", "--token", "secret"], None, "unrecognized arguments"),
 ])
 def test_errors_are_one_line_without_traceback(tiny_artifact: Path, tmp_path: Path,

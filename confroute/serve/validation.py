@@ -45,6 +45,9 @@ def config_error(exc: ValidationError, names: Sequence[str] = ()) -> ConfigError
                            f"settings{more}")
     found = "" if "token" in key else f"; found {redact(repr(error['input']))}"
     message = error["msg"][:1].lower() + error["msg"][1:]
+    if error["type"] == "list_type":  # e.g. cors_origins: "*" where ["*"] was meant
+        found += (f"; write a list: `{key.rsplit('.', 1)[-1]}: [{redact(repr(error['input']))}]` "
+                  "in the YAML file, or the flag's value in brackets")
     return ConfigError(f"{key}: {message}{found}{more}")
 
 

@@ -71,9 +71,12 @@ def connect(url: str, timeout_s: float = 5.0) -> Any:
         # pre_ping: a pooled connection that died with a restarted server is replaced, not used
         return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (sa.exc.NoSuchModuleError, ImportError) as exc:
+        backend = parsed.get_backend_name()
+        fix = ("pip install 'confroute[postgresql]'" if backend == "postgresql" else
+               f"install the SQLAlchemy driver for {backend} (SQLAlchemy's dialect docs name "
+               "it), or use sqlite:///PATH or postgresql://")
         raise MissingExtraError(f"the decision log URL {shown(url)} needs a database driver that "
-                                f"is not installed ({exc}); for PostgreSQL: pip install "
-                                "'confroute[postgresql]'") from exc
+                                f"is not installed ({exc}); {fix}") from exc
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -246,6 +246,9 @@ def test_settings_objects_check_their_upstreams_too() -> None:
     (lambda: ServeSettings(token=f"{SECRET} "), "token ($CONFROUTE_TOKEN) is empty or holds "
      "spaces or line breaks, so no client could send it; set it to the token alone"),
     (lambda: load_settings({}, environ={"CONFROUTE_TOKEN": " "}), "no client could send it"),
+    (lambda: load_settings({"cors_origins": "*"}, environ={}),
+     "cors_origins: input should be a valid list; found '*'; write a list: "
+     "`cors_origins: ['*']`"),
 ])
 def test_settings_built_in_python_are_validated_naming_the_key(build: Any, message: str) -> None:
     with pytest.raises(ConfigError) as error:

@@ -67,6 +67,18 @@ def test_unusable_urls_are_refused_with_the_fix(url: str, message: str) -> None:
         store.connect(url)
 
 
+@pytest.mark.parametrize("url, fix", [
+    ("mysql://u@127.0.0.1/db", "install the SQLAlchemy driver for mysql"),
+    ("mssql+pyodbc://u@127.0.0.1/db", "install the SQLAlchemy driver for mssql"),
+])
+def test_a_missing_driver_names_the_fix_for_that_database(url: str, fix: str) -> None:
+    from confroute.errors import MissingExtraError
+
+    with pytest.raises(MissingExtraError, match=fix) as raised:
+        store.connect(url)
+    assert "confroute[postgresql]" not in str(raised.value)  # not PostgreSQL's fix for MySQL
+
+
 @pytest.mark.parametrize("kind, message", [
     ("folder", "is a folder, not a decision log"),
     ("text", "is not a SQLite database, not a decision log"),
