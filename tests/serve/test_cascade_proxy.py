@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -235,16 +236,11 @@ def test_a_real_language_model_as_the_edge(router: Router, tiny_backend: Any, tm
 
 
 def logged(url: str) -> list[dict[str, Any]]:
-    from sqlalchemy import create_engine, select
+    """The decision log's rows, read by the traffic tests' reader (tests/traffic/logged.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "traffic"))
+    from logged import rows
 
-    from confroute.traffic.schema import decisions
-
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(decisions))]
-    finally:
-        engine.dispose()
+    return rows(url)
 
 
 PRICES = {"edge": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
