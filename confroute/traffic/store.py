@@ -195,9 +195,12 @@ def _refuse_foreign(url: str, path: Path) -> None:
         if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
             raise ConfigError(f"{url}: {path} is not a SQLite database, not a decision log; "
                               f"{fix} (nothing was written to it)")
-    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    # An ordinary connection, as the writer's own: a read-only one failed with "disk I/O error"
+    # on a log that other connections (serve processes started and stopped in the same folder)
+    # shared, so the service would not start on its own log. Reading the schema writes nothing
+    # into the file; a WAL database gets its -wal/-shm side files, as any reader's.
     try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        with contextlib.closing(sqlite3.connect(path, timeout=5.0)) as conn:
             names = {row[0] for row in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as exc:
